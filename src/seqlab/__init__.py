@@ -1,0 +1,3 @@
+"""seqlab: readable, equation-faithful sequence models on PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Plots and measurements of what a model does (curves, gradients, gates, attention)."""

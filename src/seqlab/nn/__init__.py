@@ -1,0 +1,1 @@
+"""Building blocks: recurrent layers, attention, positional encodings."""

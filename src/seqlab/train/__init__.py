@@ -1,0 +1,1 @@
+"""The training engine: experiment configs, the trainer, checkpoints and run directories."""
