@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -29,10 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a preset config into a new run directory",
                        description="Train CONFIG (a TOML preset) into OUT/<name>-<timestamp>/.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="preset TOML file, e.g. configs/digits_lstm.toml")
+    p.add_argument("config", nargs="?", help="preset TOML file, e.g. configs/digits_lstm.toml "
+                   "(optional with --resume: the run's own config is used)")
     p.add_argument("--out", default="runs", help="parent folder of the run directory (default: runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue RUN_DIR from its checkpoints/last.pt, exactly where it stopped")
     p.add_argument("--name", default=None, help="run name (default: <data>-<model>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("runs", help="a table of the runs in a folder",
+                       description="One line per run directory in DIR: name, task, model, params, steps, best metric, time.")
+    p.add_argument("dir", nargs="?", default="runs")
 
     p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on a split",
                        description="Rebuild the model and data of RUN_DIR and print its metrics as JSON.")
@@ -65,16 +73,41 @@ def cmd_train(args, extra: list[str], argv: list[str]) -> int:
     from .diagnostics.curves import plot_curves
     from .train.config import load_experiment
     from .train.run import train_experiment
+    from .train.trainer import NonFiniteLoss, TrainingInterrupted
 
-    exp = load_experiment(args.config, _overrides(extra, ("model", "data", "train")))
-    run_dir = train_experiment(exp, out=args.out, run_name=args.name, argv=argv, progress=not args.quiet)
+    overrides = _overrides(extra, ("model", "data", "train"))
+    if args.config is None and args.resume is None:
+        raise ConfigError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
+    exp = load_experiment(args.config, overrides) if args.config else None
+    try:
+        run_dir = train_experiment(exp, out=args.out, run_name=args.name, argv=argv, progress=not args.quiet,
+                                   resume=args.resume, overrides=overrides)
+    except TrainingInterrupted as stop:
+        where = f"checkpoint saved at step {stop.step}: {stop.checkpoint}" if stop.checkpoint else "no checkpoint written"
+        run = stop.checkpoint.parent.parent if stop.checkpoint else "RUN_DIR"
+        print(f"seqlab train: interrupted by {signal.Signals(stop.signum).name}; {where}\n"
+              f"resume with: seqlab train --resume {run}", file=sys.stderr)
+        return 128 + stop.signum
+    except NonFiniteLoss as err:
+        print(f"seqlab train: failed: {err}", file=sys.stderr)
+        return 1
+    if not (run_dir / "summary.json").is_file():  # a torchrun worker other than rank 0
+        return 0
     plot_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
     summary = json.loads((run_dir / "summary.json").read_text())
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
     print(json.dumps(shown))
     print(f"run directory: {run_dir}")
-    print(f"  summary.json, metrics.jsonl, config.toml, checkpoints/last.pt, plots/curves.png")
+    print("  summary.json, metrics.jsonl, config.toml, checkpoints/last.pt, plots/curves.png, tensorboard/")
     print(f"next: seqlab eval {run_dir}")
+    return 0
+
+
+def cmd_runs(args, extra: list[str], argv: list[str]) -> int:
+    from .train.run import runs_table
+
+    _overrides(extra, ())
+    print(runs_table(args.dir))
     return 0
 
 
@@ -126,7 +159,7 @@ def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
     return int(module.main([*args.args, *extra]) or 0)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

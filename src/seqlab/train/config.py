@@ -25,6 +25,8 @@ class TrainConfig:
     max_steps: int = 0  # > 0 stops after this many optimiser steps, whatever `epochs` says
     eval_every: int = 100  # optimiser steps between validations (0: at the end of each epoch only)
     log_every: int = 10
+    layer_norms_every: int = 100  # log each parameter's gradient norm every N steps (0: never)
+    tensorboard: bool = True  # also write TensorBoard event files in RUN_DIR/tensorboard
     checkpoint_every: int = 0  # 0: checkpoint at each evaluation
     optimizer: str = "adamw"
     weight_decay: float = 0.0
@@ -45,10 +47,10 @@ class TrainConfig:
                              ("precision", PRECISIONS), ("device", DEVICES)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        for key in ("batch_size", "grad_accum"):
+        for key in ("batch_size", "grad_accum", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("epochs", "max_steps", "eval_every", "log_every", "checkpoint_every", "warmup_steps",
+        for key in ("epochs", "max_steps", "eval_every", "log_every", "layer_norms_every", "checkpoint_every", "warmup_steps",
                     "tbptt_steps", "early_stopping_patience"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")

@@ -7,21 +7,23 @@ A run directory ``runs/<name>-<timestamp>/`` holds ``config.toml`` (resolved), `
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from ..config import ConfigError, dump_toml
+from ..config import ConfigError, dump_toml, merge, parse_overrides
 from ..data import build_splits
 from ..models import build_model
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
+from .distributed import init_distributed
 from .trainer import Trainer, evaluate, resolve_device
 
 
@@ -46,37 +48,75 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
             )
 
 
-def train_experiment(exp: Experiment, *, out: str | Path = "runs", run_name: str | None = None,
-                     argv: list[str] | None = None, progress: bool = True) -> Path:
-    """Train ``exp`` into a new run directory, evaluate on the test split; return the directory.
+def config_diff(old: dict[str, Any], new: dict[str, Any], section: str) -> list[str]:
+    """Lines ``section.key: checkpoint X, now Y`` for every key that differs."""
+    keys = sorted(set(old) | set(new))
+    return [f"{section}.{k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_name: str | None = None,
+                     argv: list[str] | None = None, progress: bool = True, resume: str | Path | None = None,
+                     overrides: list[str] | None = None,
+                     callbacks: dict[str, list[Callable[[Trainer], None]]] | None = None) -> Path:
+    """Train ``exp`` into a new run directory (or continue ``resume``), evaluate on the test split.
 
     ``argv`` is the command line's arguments (default ``sys.argv[1:]``), kept in ``command.txt``.
+    With ``resume``, ``exp`` may be None (the run's own configs are used, with ``overrides``); a
+    model or data config that differs from the checkpoint's is refused, showing the difference.
+    Under torchrun, every process calls this; rank 0 alone writes files.
     """
+    ckpt = None
+    if resume is not None:
+        resume = Path(resume)
+        ckpt = read_run_checkpoint(resume)
+        saved = {"model": ckpt["model_config"], "data": ckpt["data_config"], "train": ckpt["train_config"]}
+        if exp is None:
+            exp = experiment_from_dict(merge(saved, parse_overrides(overrides or [])))
+        now = exp.to_dict()
+        diff = config_diff(saved["model"], now["model"], "model") + config_diff(saved["data"], now["data"], "data")
+        if diff:
+            raise ConfigError(f"the checkpoint in {resume} was trained with another model or data config:\n  "
+                              + "\n  ".join(diff) + "\nresume with the run's own config (omit CONFIG) or start a new run")
+    assert exp is not None
     set_seed(exp.train.seed)
     splits = build_splits(exp.data)
     check_shapes(exp, splits.info)
     model = build_model(exp.model)
-    run_dir = new_run_dir(out, run_name or f"{exp.data.name}-{exp.model.name}")
-    atomic_write_text(run_dir / "config.toml", dump_toml(exp.to_dict()))
+    device = resolve_device(exp.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist_info = init_distributed(device)
     args = sys.argv[1:] if argv is None else argv
-    atomic_write_text(run_dir / "command.txt", shlex.join(["seqlab", *args]) + "\n")
+    if dist_info.is_main:
+        run_dir = resume or new_run_dir(out, run_name or f"{exp.data.name}-{exp.model.name}")
+        atomic_write_text(run_dir / "config.toml", dump_toml(exp.to_dict()))
+        previous = (run_dir / "command.txt").read_text() if resume and (run_dir / "command.txt").is_file() else ""
+        atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
+    else:
+        run_dir = None
     task = splits.info.get("task", "classification")
     configs = exp.to_dict()
     trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
+                      dist_info=dist_info, device=device,
                       checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
                                                 "train_config": configs["train"], "task": task})
+    for event, fns in (callbacks or {}).items():
+        for fn in fns:
+            trainer.add_callback(event, fn)
+    if ckpt is not None:
+        trainer.load_state_dict(ckpt)
     fit = trainer.fit()
+    if not dist_info.is_main:
+        return Path(resume or out)
     test = evaluate(trainer.model, splits.test, task=task, device=trainer.device)
     summary = {**{f"test/{k}": v for k, v in test.items()}, "params": count_parameters(model),
                "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
-               f"best_val/{trainer.metric}": fit[f"best_val/{trainer.metric}"],
-               "task": task, "model": exp.model.name, "data": exp.data.name}
+               f"best_val/{trainer.metric}": fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
+               "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return run_dir
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experiment, torch.nn.Module, dict]:
-    """The experiment and trained model of a run directory, rebuilt from the checkpoint's configs."""
+def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt") -> dict[str, Any]:
+    """``RUN_DIR/checkpoints/<checkpoint>``; a missing directory or file or a bad checkpoint is a ConfigError."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
@@ -84,9 +124,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experime
     if not ckpt_path.is_file():
         raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}: is it a seqlab run directory?")
     try:
-        ckpt = load_checkpoint(ckpt_path)
+        return load_checkpoint(ckpt_path)
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experiment, torch.nn.Module, dict]:
+    """The experiment and trained model of a run directory, rebuilt from the checkpoint's configs."""
+    ckpt = read_run_checkpoint(run_dir, checkpoint)
     exp = experiment_from_dict({"model": ckpt["model_config"], "data": ckpt["data_config"],
                                 "train": ckpt["train_config"]})
     model = build_model(exp.model)
@@ -105,3 +150,32 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     metrics = evaluate(model.to(device), getattr(splits, split), task=ckpt.get("task", "classification"),
                        device=device)
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "seconds": time.perf_counter() - start}
+
+
+def runs_table(root: str | Path = "runs") -> str:
+    """A text table of the run directories under ``root`` (finished or not), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"runs folder not found: {root}")
+    rows = [("name", "task", "model", "params", "steps", "best val", "test", "seconds")]
+    for run in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
+        summary_path = run / "summary.json"
+        if summary_path.is_file():
+            s = json.loads(summary_path.read_text())
+            best = next(((k[len("best_val/"):], v) for k, v in s.items() if k.startswith("best_val/")), None)
+            test = next(((k[len("test/"):], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
+                        ("loss", s.get("test/loss")))
+            fmt = lambda kv: f"{kv[0]} {kv[1]:.4f}" if kv and kv[1] is not None else "-"  # noqa: E731
+            rows.append((run.name, s.get("task", "-"), s.get("model", "-"), f"{s.get('params', 0):,}",
+                         str(s.get("steps", "-")), fmt(best), fmt(test), f"{s.get('seconds', 0):.1f}"))
+        else:
+            steps = "-"
+            metrics = run / "metrics.jsonl"
+            if metrics.is_file():
+                lines = metrics.read_text().splitlines()
+                steps = json.loads(lines[-1])["step"] if lines else 0
+            rows.append((run.name, "-", "-", "-", f"{steps} (unfinished)", "-", "-", "-"))
+    if len(rows) == 1:
+        return f"no runs in {root}"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
