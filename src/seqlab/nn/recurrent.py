@@ -420,9 +420,9 @@ class _RecurrentBase(nn.Module):
         dims = tuple(s.dim() for s in states)
         if any(d != want for d in dims):
             what = "hx and cx" if self._has_cell else "hx"
-            got = ", ".join(f"{d}-D" for d in dims)
+            got = f"({dims[0]}-D, {dims[1]}-D) tensors" if self._has_cell else f"{dims[0]}-D tensor"
             raise RuntimeError(f"For {'batched 3-D' if batched else 'unbatched 2-D'} input, {what} should "
-                               f"also be {want}-D but got ({got}) tensor{'s' if len(dims) > 1 else ''}")
+                               f"also be {want}-D but got {got}")
         if not batched:
             states = tuple(s.unsqueeze(1) for s in states)
         for k, (s, size) in enumerate(zip(states, sizes)):
