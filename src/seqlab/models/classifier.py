@@ -1,7 +1,8 @@
 """A sequence classifier: a recurrent encoder reads (B, T, C) and a linear head reads its last state.
 
 This is the lecture's MNIST lab model: an LSTM reads an image row by row (T rows of C pixels)
-and the final hidden state is classified.
+and the final hidden state is classified. The encoder is a ``seqlab.nn`` layer: ``cell`` picks
+the family and ``impl`` the implementation ("fused", "fused_own" or "reference").
 """
 
 from __future__ import annotations
@@ -12,29 +13,36 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import seqlab.nn as snn
+
+RECURRENT = {"rnn": snn.RNN, "lstm": snn.LSTM, "gru": snn.GRU, "layernorm_lstm": snn.LayerNormLSTM}
+IMPLS = ("fused", "fused_own", "reference")
+
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     name: str = "rnn_classifier"
-    cell: str = "lstm"  # "rnn", "lstm" or "gru"
+    cell: str = "lstm"  # "rnn", "lstm", "gru" or "layernorm_lstm"
+    impl: str = "fused"  # "fused" (torch's kernel where it has one), "fused_own" or "reference"
     input_size: int = 8
     hidden_size: int = 128
     num_layers: int = 1
     num_classes: int = 10
     dropout: float = 0.0
+    recurrent_dropout: float = 0.0  # variational dropout on h_{t-1}, one mask per sequence
     bidirectional: bool = False
 
     def __post_init__(self):
         if self.cell not in RECURRENT:
             raise ValueError(f"model.cell must be one of {', '.join(RECURRENT)}, got {self.cell!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"model.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
         for key in ("input_size", "hidden_size", "num_layers", "num_classes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-
-
-RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+        for key in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
 
 
 class SequenceClassifier(nn.Module):
@@ -47,19 +55,35 @@ class SequenceClassifier(nn.Module):
             config.input_size, config.hidden_size, num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             bidirectional=config.bidirectional, batch_first=True,
+            impl=config.impl, recurrent_dropout=config.recurrent_dropout,
         )
         num_directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(num_directions * config.hidden_size, config.num_classes)
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
-        """x: (B, T, C) -> logits (B, num_classes), and the cross-entropy loss if targets (B,) given."""
-        B, T, C = x.shape
-        if C != self.config.input_size:
-            raise ValueError(f"expected input of {self.config.input_size} features per step, got shape {tuple(x.shape)}")
-        _, state = self.rnn(x)
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.size(-1) != self.config.input_size:
+            raise ValueError(f"expected input (B, T, {self.config.input_size}), got shape {tuple(x.shape)}")
+
+    def _logits(self, state, B: int) -> torch.Tensor:
         h_n = state[0] if isinstance(state, tuple) else state  # (L * D, B, H)
         D = 2 if self.config.bidirectional else 1
         h_top = h_n[-D:].transpose(0, 1).reshape(B, D * self.config.hidden_size)  # (B, D * H)
-        logits = self.head(h_top)  # (B, num_classes)
+        return self.head(h_top)  # (B, num_classes)
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
+        """x: (B, T, C) -> logits (B, num_classes), and the cross-entropy loss if targets (B,) given."""
+        self._check(x)
+        _, state = self.rnn(x)
+        logits = self._logits(state, x.size(0))
         loss = F.cross_entropy(logits, targets) if targets is not None else None
         return logits, loss
+
+    @torch.no_grad()
+    def gates(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """The encoder's gate activations on x (B, T, C): {"l0": {"forget": (B, T, H), ...}, ...}.
+
+        For the diagnostics' gate plots; a vanilla RNN has no gates and raises ValueError.
+        """
+        self._check(x)
+        _, _, gates = self.rnn(x, return_gates=True)
+        return gates

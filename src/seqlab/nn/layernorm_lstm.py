@@ -1,0 +1,125 @@
+"""Layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization", section 3.1).
+
+torch has no such layer; it runs on seqlab's own recurrence (``impl="reference"`` step by
+step, ``"fused"``/``"fused_own"`` with the input projections and their normalisation done for
+all steps at once). Same interface as :class:`seqlab.nn.LSTM` minus ``proj_size``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .recurrent import LSTMStep, Step, _recurrent_input, _RecurrentBase
+
+
+def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
+                        b: Tensor | None, g_ih: Tensor, g_hh: Tensor, g_c: Tensor, b_c: Tensor | None,
+                        eps: float = 1e-5, recurrent_mask: Tensor | None = None) -> LSTMStep:
+    """One LayerNorm-LSTM step. LN(a; g, b) = g * (a - mean(a)) / sqrt(var(a) + eps) + b over features.
+
+        A_t = LN(X_t W_x; g_x) + LN(H_{t-1} W_h; g_h) + b       (B, 4H), normalised separately
+        I_t, F_t, C~_t, O_t = sigmoid, sigmoid, tanh, sigmoid of A_t's four blocks (torch's order)
+        C_t = F_t * C_{t-1} + I_t * C~_t                         cell update
+        H_t = O_t * tanh(LN(C_t; g_c, b_c))
+
+    Normalising the two projections separately keeps the input's scale from swamping the
+    recurrent term (and the reverse); the normalised cell keeps tanh out of saturation.
+    Shapes: x_t (B, H_in), h_prev (B, H), c_prev (B, H) -> h (B, H), c (B, H).
+    """
+    G = w_ih.size(0)
+    a_t = (F.layer_norm(F.linear(x_t, w_ih), (G,), g_ih, None, eps)
+           + F.layer_norm(F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
+    if b is not None:
+        a_t = a_t + b
+    a_i, a_f, a_c, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H)
+    input_gate = torch.sigmoid(a_i)
+    forget_gate = torch.sigmoid(a_f)
+    candidate = torch.tanh(a_c)
+    c_t = forget_gate * c_prev + input_gate * candidate
+    output_gate = torch.sigmoid(a_o)
+    h_t = output_gate * torch.tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
+    return LSTMStep(h_t, c_t, input_gate, forget_gate, candidate, output_gate)
+
+
+class LayerNormLSTM(_RecurrentBase):
+    """An LSTM with layer normalisation inside the recurrence (equations in :func:`layernorm_lstm_step`).
+
+    Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device, dtype; keyword-only impl ("fused" = "fused_own", or
+    "reference"), recurrent_dropout, eps. Shapes and return values as :class:`seqlab.nn.LSTM`.
+
+    Parameters per layer k (suffix ``_reverse`` for the backward direction): weight_ih_lk (4H, H_in),
+    weight_hh_lk (4H, H), bias_lk (4H), ln_ih_weight_lk (4H), ln_hh_weight_lk (4H),
+    ln_cell_weight_lk (H), ln_cell_bias_lk (H). The two projection norms have gains only:
+    their shifts would just add to bias_lk. Gains start at 1 and the cell-norm bias at 0.
+    """
+
+    _gate_chunks, _has_cell, _has_native = 4, True, False
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, impl: str = "fused", recurrent_dropout: float = 0.0,
+                 eps: float = 1e-5) -> None:
+        self.eps = eps
+        super().__init__("LayerNormLSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, device, dtype, impl=impl, recurrent_dropout=recurrent_dropout)
+
+    def _param_shapes(self, layer_input: int):
+        G, H = 4 * self.hidden_size, self.hidden_size
+        shapes = [("weight_ih_l{}{}", (G, layer_input)), ("weight_hh_l{}{}", (G, H))]
+        if self.bias:
+            shapes += [("bias_l{}{}", (G,))]
+        shapes += [("ln_ih_weight_l{}{}", (G,)), ("ln_hh_weight_l{}{}", (G,)), ("ln_cell_weight_l{}{}", (H,))]
+        if self.bias:
+            shapes += [("ln_cell_bias_l{}{}", (H,))]
+        return shapes
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for name, p in self.named_parameters():
+            if name.startswith("ln_") and "_weight_" in name:
+                nn.init.ones_(p)
+            elif name.startswith("ln_cell_bias"):
+                nn.init.zeros_(p)
+            else:
+                nn.init.uniform_(p, -stdv, stdv)
+
+    def _weights(self, layer: int, suffix: str):
+        get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
+        return {"w_ih": get("weight_ih"), "w_hh": get("weight_hh"), "b": get("bias"),
+                "g_ih": get("ln_ih_weight"), "g_hh": get("ln_hh_weight"),
+                "g_c": get("ln_cell_weight"), "b_c": get("ln_cell_bias")}
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", eps={self.eps}" if self.eps != 1e-5 else "")
+
+    def _reference_step(self, w) -> Step:
+        def step(x_t, state, mask):
+            s = layernorm_lstm_step(x_t, state[0], state[1], w["w_ih"], w["w_hh"], w["b"], w["g_ih"],
+                                    w["g_hh"], w["g_c"], w["b_c"], self.eps, mask)
+            return (s.h, s.c), s.gates()
+        return step
+
+    def _fused_inputs(self, layer_in, w):
+        G = w["w_ih"].size(0)
+        xp = F.layer_norm(F.linear(layer_in, w["w_ih"]), (G,), w["g_ih"], w["b"], self.eps)  # (N, 4H)
+        return xp  # LN(X W_x; g_x) + b for every step at once (b rides in as the norm's shift)
+
+    def _fused_step(self, w, record):
+        w_hh_t, g_hh, g_c, b_c, eps = w["w_hh"].t(), w["g_hh"], w["g_c"], w["b_c"], self.eps
+        G, H = w_hh_t.size(1), self.hidden_size
+
+        def step(xp_t, state, mask):
+            h, c = state
+            a = xp_t + F.layer_norm((h if mask is None else h * mask) @ w_hh_t, (G,), g_hh, None, eps)
+            i, f, g, o = a.chunk(4, 1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            c = torch.addcmul(f * c, i, g)
+            h = o * torch.tanh(F.layer_norm(c, (H,), g_c, b_c, eps))
+            gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
+            return (h, c), gates
+        return step
