@@ -36,7 +36,7 @@ def test_demo_shrunk_writes_every_file(tmp_path, configs_dir, capsys):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in records if "train/loss" in r]
     val_steps = [r["step"] for r in records if "val/loss" in r]
-    assert train_steps == [2, 4, 6, 8, 10, 12]
+    assert train_steps == [2, 4, 5, 6, 8, 10, 12]  # every log_every steps, and at each evaluation
     assert val_steps == [5, 10, 12]
     assert all(0 <= r["val/accuracy"] <= 1 for r in records if "val/accuracy" in r)
     assert (run / "command.txt").read_text().split() == ["seqlab", *argv]

@@ -6,9 +6,11 @@ The contract the trainer relies on: ``model(x, targets) -> (output, loss)``.
 from __future__ import annotations
 
 from .classifier import ClassifierConfig, SequenceClassifier
+from .language_model import LanguageModelConfig, RNNLanguageModel
 
 MODELS: dict[str, tuple[type, type]] = {
     "rnn_classifier": (ClassifierConfig, SequenceClassifier),
+    "rnn_lm": (LanguageModelConfig, RNNLanguageModel),
 }
 
 
@@ -17,4 +19,4 @@ def build_model(config):
     return MODELS[config.name][1](config)
 
 
-__all__ = ["MODELS", "ClassifierConfig", "SequenceClassifier", "build_model"]
+__all__ = ["MODELS", "ClassifierConfig", "LanguageModelConfig", "RNNLanguageModel", "SequenceClassifier", "build_model"]

@@ -406,7 +406,8 @@ class Trainer:
                         self._first_bad = torch.where((self._first_bad < 0) & ~torch.isfinite(loss), self.step + 1,
                                                       self._first_bad)
                     window["n"] += len(x)
-                    window["tokens"] += x.shape[0] * (x.shape[1] if x.dim() > 1 else 1)
+                    # Tokens are time steps: (B, T) ids or (B, T, C) features; a (B, C) float batch has none.
+                    window["tokens"] += x.shape[0] * (x.shape[1] if x.dim() >= 3 or not x.is_floating_point() else 1)
                     if micro % cfg.grad_accum:
                         continue
                     if cfg.layer_norms_every and (self.step + 1) % cfg.layer_norms_every == 0:

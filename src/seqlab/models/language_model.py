@@ -1,0 +1,82 @@
+"""A recurrent character (or token) language model: P(x_t | x_<t) from the hidden state H_t.
+
+This is the lecture's latent autoregressive model: the RNN summarises x_1..x_{t-1} in H_t, and
+a linear layer turns H_t into next-token logits. It takes and returns its recurrent state, so the
+trainer can carry it across consecutive chunks of a stream (truncated BPTT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .classifier import IMPLS, RECURRENT
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    name: str = "rnn_lm"
+    cell: str = "lstm"  # "rnn", "lstm", "gru" or "layernorm_lstm"
+    impl: str = "fused"
+    vocab_size: int = 65
+    embedding_size: int = 64
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.cell not in RECURRENT:
+            raise ValueError(f"model.cell must be one of {', '.join(RECURRENT)}, got {self.cell!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"model.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
+        for key in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+class RNNLanguageModel(nn.Module):
+    """logits_t = W H_t + b with H_t = RNN(embed(x_t), H_{t-1})."""
+
+    def __init__(self, config: LanguageModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.rnn = RECURRENT[config.cell](
+            config.embedding_size, config.hidden_size, num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True, impl=config.impl)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, state=None):
+        """x: (B, T) token ids -> logits (B, T, V), mean cross-entropy over all B*T targets, new state."""
+        if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"expected token ids of shape (B, T) and an integer dtype, got {tuple(x.shape)} {x.dtype}")
+        h, state = self.rnn(self.embed(x), state)  # (B, T, H)
+        logits = self.head(self.drop(h))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))  # over B*T tokens
+        return logits, loss, state
+
+    @torch.no_grad()
+    def generate(self, prefix: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample continuations of ``prefix`` (B, T0) one token at a time -> (B, T0 + max_new_tokens)."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        logits, _, state = self(prefix)
+        out = [prefix]
+        for _ in range(max_new_tokens):
+            last = logits[:, -1] / temperature  # (B, V)
+            if top_k is not None:
+                kth = torch.topk(last, min(top_k, last.size(-1))).values[:, -1:]  # (B, 1)
+                last = last.masked_fill(last < kth, float("-inf"))
+            nxt = torch.multinomial(F.softmax(last, dim=-1), 1, generator=generator)  # (B, 1)
+            out.append(nxt)
+            logits, _, state = self(nxt, state=state)
+        return torch.cat(out, dim=1)

@@ -1,0 +1,132 @@
+"""Never lose a run: exact resume after SIGKILL, clean stop on SIGTERM, refusal of a foreign checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from seqlab.cli import main
+
+# Two layers with dropout (RNG in the loop), 10 batches per epoch, so step 13 is mid-epoch 2.
+OVERRIDES = ["--train.max_steps=30", "--train.batch_size=128", "--train.checkpoint_every=13", "--train.eval_every=10",
+             "--model.num_layers=2", "--model.dropout=0.3", "--model.hidden_size=32", "--train.tensorboard=false"]
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from seqlab.train.config import load_experiment
+    from seqlab.train.run import train_experiment
+
+    config, out, kill_at, *overrides = sys.argv[1:]
+
+    def die(trainer):
+        if trainer.step == int(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
+
+    train_experiment(load_experiment(config, overrides), out=out, run_name="killed", progress=False,
+                     callbacks={"on_step_end": [die]})
+""")
+
+
+def _weights(run):
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, capsys):
+    config = str(configs_dir / "digits_lstm.toml")
+    assert main(["train", config, *OVERRIDES, "--out", str(tmp_path / "straight"), "--quiet"]) == 0
+    (straight,) = (tmp_path / "straight").iterdir()
+
+    proc = subprocess.run([sys.executable, "-c", KILLER, config, str(tmp_path / "k"), "13", *OVERRIDES],
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (killed,) = (tmp_path / "k").iterdir()
+    assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"] == 13
+    assert not (killed / "summary.json").exists()
+
+    capsys.readouterr()
+    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
+    assert f"run directory: {killed}" in capsys.readouterr().out
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    s_a = json.loads((straight / "summary.json").read_text())
+    s_b = json.loads((killed / "summary.json").read_text())
+    assert s_b["steps"] == 30
+    assert s_b["test/accuracy"] == pytest.approx(s_a["test/accuracy"], abs=1e-6)
+    assert len((killed / "command.txt").read_text().splitlines()) == 2  # the first run's line, then the resume's
+
+
+def test_sigterm_saves_and_says_how_to_resume(tmp_path, configs_dir):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(configs_dir / "digits_lstm.toml"),
+                             "--train.max_steps=1000000", "--train.eval_every=0", "--train.epochs=1",
+                             "--train.tensorboard=false", "--model.hidden_size=16", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training has logged a step
+        metrics = list(out.glob("*/metrics.jsonl"))
+        if metrics and metrics[0].stat().st_size > 0:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    (run,) = out.iterdir()
+    assert "interrupted by SIGTERM" in stderr and f"resume with: seqlab train --resume {run}" in stderr
+    assert "Traceback" not in stderr
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] >= 10
+
+    # It resumes from there (a shorter budget, so it ends now).
+    assert main(["train", "--resume", str(run), f"--train.max_steps={ckpt['step'] + 3}", "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == ckpt["step"] + 3
+
+
+def test_resume_refuses_other_model_config(tmp_path, configs_dir, capsys):
+    config = str(configs_dir / "digits_lstm.toml")
+    assert main(["train", config, "--train.max_steps=2", "--model.hidden_size=16", "--out", str(tmp_path),
+                 "--quiet", "--train.tensorboard=false"]) == 0
+    (run,) = tmp_path.iterdir()
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", config, "--resume", str(run), "--model.hidden_size=32"]) == 2
+    err = capsys.readouterr().err
+    assert "trained with another model or data config" in err
+    assert "model.hidden_size: checkpoint 16, now 32" in err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before  # nothing lost
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+
+
+def test_resume_refuses_code_carrying_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"model": Evil()}, run / "checkpoints" / "last.pt")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "refusing to load" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_runs_table(tmp_path, configs_dir, capsys):
+    assert main(["train", str(configs_dir / "digits_lstm.toml"), "--train.max_steps=3", "--model.hidden_size=8",
+                 "--out", str(tmp_path), "--quiet", "--train.tensorboard=false"]) == 0
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "task", "model", "params", "steps", "best", "val", "test", "seconds"]
+    row = lines[1].split()
+    assert row[:5] == [run.name, "classification", "rnn_classifier", f"{summary['params']:,}", "3"]
+    assert row[5:7] == ["accuracy", f"{summary['best_val/accuracy']:.4f}"]

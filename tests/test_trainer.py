@@ -1,0 +1,196 @@
+"""The training engine in-process: TBPTT, schedules, accumulation, early stopping, non-finite loss."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from seqlab.data import TensorSequenceDataset
+from seqlab.models import LanguageModelConfig, RNNLanguageModel
+from seqlab.train.checkpoint import load_checkpoint
+from seqlab.train.config import TrainConfig
+from seqlab.train.trainer import NonFiniteLoss, Trainer, lr_factor
+
+FAST = dict(tensorboard=False, layer_norms_every=0, grad_clip=0.0, log_every=1, eval_every=0)
+
+
+class Streams(TensorSequenceDataset):
+    """A token stream cut into B rows and consecutive chunks (what char_lm's .streams() gives)."""
+
+    def __init__(self, ids: torch.Tensor):
+        super().__init__(ids[:-1].view(1, -1), ids[1:].view(1, -1))
+        self.ids = ids
+
+    def streams(self, batch_size: int, bptt: int):
+        L = len(self.ids) // batch_size
+        rows = self.ids[: batch_size * L].view(batch_size, L)  # (B, L)
+        return [(rows[:, i:i + bptt], rows[:, i + 1:i + 1 + bptt]) for i in range(0, L - 1, bptt)]
+
+
+def _lm(seed=0):
+    torch.manual_seed(seed)
+    return RNNLanguageModel(LanguageModelConfig(vocab_size=7, embedding_size=5, hidden_size=6, num_layers=1))
+
+
+def test_tbptt_carries_state_and_cuts_gradient():
+    ids = torch.randint(0, 7, (4 * 20 + 1,), generator=torch.Generator().manual_seed(1))
+    data = Streams(ids)
+    cfg = TrainConfig(batch_size=4, tbptt_steps=5, max_steps=2, optimizer="sgd", momentum=0.0, lr=0.5, **FAST)
+    model = _lm()
+    reference = _lm()
+    seen_states = []
+    original_forward = model.forward
+
+    def spy(x, y=None, state=None):
+        seen_states.append(state)
+        return original_forward(x, y, state=state)
+
+    model.forward = spy
+    Trainer(model, cfg, data, None, task="language_model", progress=False).fit()
+
+    # The trainer passed no state to chunk 0 and chunk 0's final state, detached, to chunk 1.
+    assert seen_states[0] is None
+    h, c = seen_states[1]
+    assert h.grad_fn is None and c.grad_fn is None and not h.requires_grad
+    chunks = data.streams(4, 5)
+
+    # The same two SGD steps by hand: chunk 1 starts from chunk 0's state with the graph cut.
+    opt = torch.optim.SGD(reference.parameters(), lr=0.5)
+    _, loss, state = reference(*chunks[0])
+    loss.backward(); opt.step(); opt.zero_grad()
+    assert torch.allclose(state[0].detach(), h, atol=1e-6)  # the carried state is chunk 0's final state
+    _, loss, _ = reference(chunks[1][0], chunks[1][1], state=tuple(s.detach() for s in state))
+    loss.backward(); opt.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+
+    # Without the cut, the gradient of chunk 1 would reach chunk 0's computation: a different step.
+    full = _lm()
+    opt = torch.optim.SGD(full.parameters(), lr=0.5)
+    _, loss, state = full(*chunks[0])
+    loss.backward(); opt.step(); opt.zero_grad()
+    _, loss0, state = full(*chunks[0])
+    _, loss1, _ = full(chunks[1][0], chunks[1][1], state=state)
+    loss1.backward()
+    g_full = full.rnn.weight_hh_l0.grad.clone()
+    full.zero_grad()
+    _, loss1, _ = full(chunks[1][0], chunks[1][1], state=tuple(s.detach() for s in state))
+    loss1.backward()
+    assert not torch.allclose(g_full, full.rnn.weight_hh_l0.grad, atol=1e-4)
+
+
+def test_tbptt_needs_stream_dataset():
+    data = TensorSequenceDataset(torch.zeros(8, 3, dtype=torch.long), torch.zeros(8, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs a stream dataset"):
+        Trainer(_lm(), TrainConfig(tbptt_steps=4, max_steps=1, **FAST), data, None, task="language_model")
+
+
+def test_schedules():
+    cos = TrainConfig(schedule="cosine", warmup_steps=10, max_steps=110)
+    assert lr_factor(cos, 0, 110) == pytest.approx(0.1)
+    assert lr_factor(cos, 9, 110) == pytest.approx(1.0)
+    assert lr_factor(cos, 60, 110) == pytest.approx(0.5)
+    assert lr_factor(cos, 110, 110) == pytest.approx(0.0)
+    noam = TrainConfig(schedule="noam", warmup_steps=100)
+    assert lr_factor(noam, 99, 1000) == pytest.approx(1.0)  # peak at the end of warm-up
+    assert lr_factor(noam, 49, 1000) == pytest.approx(0.5)  # linear before
+    assert lr_factor(noam, 399, 1000) == pytest.approx(0.5)  # 1/sqrt(step) after: 100/400
+    assert lr_factor(TrainConfig(), 5, 10) == 1.0
+
+
+class Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x, y=None):
+        out = self.lin(x)
+        return out, nn.functional.cross_entropy(out, y)
+
+
+def _toy(n=32):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    return TensorSequenceDataset(x, (x[:, 0] > 0).long())
+
+
+def test_gradient_accumulation_equals_big_batch():
+    data = _toy()
+    a, b = Linear(), Linear()
+    cfg = dict(max_steps=3, optimizer="sgd", momentum=0.0, lr=0.3, **FAST)
+    # One "epoch" is one batch of 32, so both runs see the same examples per step.
+    Trainer(a, TrainConfig(batch_size=32, **cfg), data, None, task="classification", progress=False).fit()
+    torch.manual_seed(0)
+    t = Trainer(b, TrainConfig(batch_size=8, grad_accum=4, **cfg), data, None, task="classification", progress=False)
+    t.fit()
+    assert t.step == 3
+    assert torch.allclose(a.lin.weight, b.lin.weight, atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Explodes(Linear):
+        calls = 0
+
+        def forward(self, x, y=None):
+            out, loss = super().forward(x, y)
+            Explodes.calls += self.training
+            return out, (loss * float("nan") if Explodes.calls == 7 else loss)
+
+    cfg = TrainConfig(batch_size=8, max_steps=20, checkpoint_every=5, **FAST)
+    trainer = Trainer(Explodes(), cfg, _toy(), None, task="classification", run_dir=tmp_path, progress=False)
+    with pytest.raises(NonFiniteLoss) as err:
+        trainer.fit()
+    msg = str(err.value)
+    assert "non-finite at step 7" in msg
+    assert f"{tmp_path / 'checkpoints' / 'last.pt'} (step 5), was kept" in msg
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 5
+    logged = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]  # nothing logged from the bad step on
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path):
+    data = _toy()
+    cfg = TrainConfig(batch_size=8, max_steps=200, eval_every=1, early_stopping_patience=3, lr=1e-9,
+                      tensorboard=False, layer_norms_every=0)
+    trainer = Trainer(Linear(), cfg, data, data, task="classification", run_dir=tmp_path, progress=False)
+    result = trainer.fit()
+    # With lr ~ 0 the validation accuracy never changes: the first evaluation sets the best, the
+    # next three do not improve on it, and the run stops after step 4.
+    assert result["stopped_early"] and result["steps"] == 4
+    assert trainer.bad_evals == 3
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["best"] == pytest.approx(trainer.best)
+
+
+def test_logs_throughput_lr_grad_norms_and_tensorboard(tmp_path):
+    cfg = TrainConfig(batch_size=8, max_steps=4, log_every=2, layer_norms_every=2, eval_every=0, lr=0.1)
+    Trainer(Linear(), cfg, _toy(), None, task="classification", run_dir=tmp_path, progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "train/loss" in r]
+    assert [r["step"] for r in train] == [2, 4]
+    for r in train:
+        assert r["train/samples_per_s"] > 0 and r["train/tokens_per_s"] == r["train/samples_per_s"]
+        assert r["train/lr"] == pytest.approx(0.1) and r["train/grad_norm"] > 0
+        assert 0 <= r["train/accuracy"] <= 1
+    layers = [r for r in records if "grad_norm/lin.weight" in r]
+    assert [r["step"] for r in layers] == [2, 4] and all(r["grad_norm/lin.bias"] >= 0 for r in layers)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [2, 4]
+    assert loss[-1].value == pytest.approx(train[-1]["train/loss"], rel=1e-6)
+
+
+def test_bf16_autocast_trains():
+    cfg = TrainConfig(batch_size=8, max_steps=8, precision="bf16", lr=0.1, **FAST)
+    model = Linear()
+    before = model.lin.weight.clone()
+    result = Trainer(model, cfg, _toy(), None, task="classification", progress=False).fit()
+    assert result["steps"] == 8
+    assert model.lin.weight.dtype == torch.float32 and not torch.equal(before, model.lin.weight)
+    assert math.isfinite(model.lin.weight.sum().item())
