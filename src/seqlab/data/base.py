@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
+
+from ..config import ConfigError
 
 
 class TensorSequenceDataset(Dataset):
@@ -55,3 +58,64 @@ def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: i
         parts[-1].append(idx[start:])
     # Shuffle within each part so classes are interleaved, deterministically.
     return [torch.cat(p)[torch.randperm(sum(len(t) for t in p), generator=g)] for p in parts]
+
+
+class DataError(ConfigError):
+    """A data file that is missing, empty, corrupt or not in the expected format.
+
+    A subclass of ``ConfigError`` because, like a bad config key, it is the user's to fix (a
+    path, a download), so the CLI reports it without a traceback. Messages name the file, and
+    the line where there is one, what was expected and what was found.
+    """
+
+
+class DataWarning(UserWarning):
+    """Input that was skipped in a documented way; the count is also returned in ``info``."""
+
+
+def skipped_message(count: int, total: int, reason: str, unit: str = "lines") -> str:
+    """``"skipped 12 of 135,842 lines: fewer than 2 fields"``."""
+    return f"skipped {count:,} of {total:,} {unit}: {reason}"
+
+
+def read_utf8(path: str | Path, what: str = "text file") -> str:
+    """The whole of ``path`` as text; a missing, empty or non-UTF-8 file is a DataError naming it.
+
+    A UTF-8 byte-order mark is dropped and ``\\r\\n`` line ends are read as ``\\n``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: the {what} is empty (expected UTF-8 text, found {len(raw)} bytes of whitespace)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {column}); "
+            f"expected a UTF-8 {what}: re-encode it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """Sizes (train, val, test) of ``n`` items; val and test are rounded, train takes the rest."""
+    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+    return n - n_val - n_test, n_val, n_test
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1, "
+            f"got {val_fraction} and {test_fraction}"
+        )
+
+
+def check_positive(cfg, *keys: str) -> None:
+    for key in keys:
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"data.{key} must be >= 1, got {getattr(cfg, key)}")
