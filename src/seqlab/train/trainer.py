@@ -290,7 +290,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of the current epoch already consumed
         self.stream_state = None  # the recurrent state carried between TBPTT chunks
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # first non-finite step
+        self.window = _Window()
         self.best: float | None = None
         self.bad_evals = 0
         self.last_checkpoint: tuple[int, Path] | None = None
@@ -383,8 +383,7 @@ class Trainer:
         flag: dict[str, int | None] = {"signum": None}
         self.model.train()
         start = time.perf_counter()
-        window = {"loss": torch.zeros((), device=self.device), "correct": torch.zeros((), device=self.device),
-                  "n": 0, "tokens": 0, "t": time.perf_counter()}
+        self.window.reset()
         micro = 0
         stopped_early = False
         with _catch_signals(flag):
@@ -398,16 +397,7 @@ class Trainer:
                     (loss / cfg.grad_accum).backward()
                     self.batch_in_epoch += 1
                     micro += 1
-                    with torch.no_grad():
-                        loss = loss.detach().float()
-                        window["loss"] += loss * len(x)
-                        if self.task == "classification":
-                            window["correct"] += task_metrics(self.task, output.detach(), y)["accuracy"]
-                        self._first_bad = torch.where((self._first_bad < 0) & ~torch.isfinite(loss), self.step + 1,
-                                                      self._first_bad)
-                    window["n"] += len(x)
-                    # Tokens are time steps: (B, T) ids or (B, T, C) features; a (B, C) float batch has none.
-                    window["tokens"] += x.shape[0] * (x.shape[1] if x.dim() >= 3 or not x.is_floating_point() else 1)
+                    self.window.add(self.step + 1, loss, x, output if self.task == "classification" else None, y)
                     if micro % cfg.grad_accum:
                         continue
                     if cfg.layer_norms_every and (self.step + 1) % cfg.layer_norms_every == 0:
@@ -424,7 +414,7 @@ class Trainer:
                     evaluate_now = self.val_set is not None and cfg.eval_every and (self.step % cfg.eval_every == 0 or last)
                     if self.step % cfg.log_every == 0 or last or checkpoint_now or evaluate_now or flag["signum"]:
                         self._check_finite()
-                        self._log_window(log, progress, window, lr, grad_norm)
+                        self._log_window(log, progress, lr, grad_norm)
                     if evaluate_now:
                         record = self.validate(log)
                         progress.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
@@ -456,8 +446,8 @@ class Trainer:
                 f"best_val/{self.metric}": self.best}
 
     def _check_finite(self) -> None:
-        bad = int(self._first_bad)  # one sync, only at log and checkpoint steps
-        if bad < 0:
+        bad = self.window.first_non_finite_step()  # one sync, only at log and checkpoint steps
+        if bad is None:
             return
         if self.last_checkpoint:
             step, path = self.last_checkpoint
@@ -467,19 +457,72 @@ class Trainer:
         raise NonFiniteLoss(f"the loss became non-finite at step {bad}; stopped at step {self.step}; {kept}. "
                             f"Try a lower train.lr, train.grad_clip, or train.precision=fp32")
 
-    def _log_window(self, log: MetricsLog, progress: Progress, window: dict, lr: float, grad_norm) -> None:
-        n = max(window["n"], 1)
-        elapsed = max(time.perf_counter() - window["t"], 1e-9)
-        record = {"train/loss": (window["loss"] / n).item(), "train/lr": lr, "train/grad_norm": float(grad_norm),
-                  "train/samples_per_s": window["n"] / elapsed, "train/tokens_per_s": window["tokens"] / elapsed}
+    def _log_window(self, log: MetricsLog, progress: Progress, lr: float, grad_norm) -> None:
+        loss_sum, correct, n = self.window.sums(self.task)
+        if self.dist.enabled:  # log the global batch's loss and accuracy, not this process's share
+            import torch.distributed as dist
+
+            sums = torch.stack([loss_sum, correct, torch.tensor(float(n), device=loss_sum.device)])
+            dist.all_reduce(sums)
+            loss_sum, correct, n = sums[0], sums[1], int(sums[2])
+        n = max(n, 1)
+        elapsed = max(time.perf_counter() - self.window.t, 1e-9)
+        record = {"train/loss": (loss_sum / n).item(), "train/lr": lr, "train/grad_norm": float(grad_norm),
+                  "train/samples_per_s": self.window.n / elapsed, "train/tokens_per_s": self.window.tokens / elapsed}
         if self.task == "classification":
-            record["train/accuracy"] = (window["correct"] / n).item()
+            record["train/accuracy"] = (correct / n).item()
         log.log(self.step, record)
         shown = {"loss": record["train/loss"]}
         if "train/accuracy" in record:
             shown["acc"] = record["train/accuracy"]
         shown["samples/s"] = record["train/samples_per_s"]
         progress.update(self.step, shown)
-        window["loss"].zero_()
-        window["correct"].zero_()
-        window.update(n=0, tokens=0, t=time.perf_counter())
+        self.window.reset()
+
+
+class _Window:
+    """What happened since the last log line, kept as tensors so the hot loop never waits on them.
+
+    Per micro-batch it only appends references (the loss, and a classifier's logits and targets);
+    ``sums`` and ``first_non_finite_step`` reduce them once per log line.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.steps: list[int] = []
+        self.sizes: list[int] = []
+        self.outputs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.n = self.tokens = 0
+        self.t = time.perf_counter()
+
+    def add(self, step: int, loss: torch.Tensor, x: torch.Tensor, output: torch.Tensor | None, y: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.steps.append(step)
+        self.sizes.append(len(x))
+        if output is not None:
+            self.outputs.append(output.detach())
+            self.targets.append(y)
+        self.n += len(x)
+        # Tokens are time steps: (B, T) ids or (B, T, C) features; a (B, C) float batch has none.
+        self.tokens += x.shape[0] * (x.shape[1] if x.dim() >= 3 or not x.is_floating_point() else 1)
+
+    def first_non_finite_step(self) -> int | None:
+        if not self.losses:
+            return None
+        finite = torch.isfinite(torch.stack(self.losses).float())
+        if bool(finite.all()):
+            return None
+        return self.steps[int((~finite).nonzero()[0])]
+
+    def sums(self, task: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(sum of per-example losses, number correct (classification), examples)."""
+        losses = torch.stack(self.losses).float()  # (micro-batches,)
+        sizes = torch.tensor(self.sizes, dtype=losses.dtype, device=losses.device)
+        correct = torch.zeros((), device=losses.device)
+        if self.outputs:
+            correct = task_metrics(task, torch.cat(self.outputs), torch.cat(self.targets))["accuracy"].float()
+        return (losses * sizes).sum(), correct, self.n

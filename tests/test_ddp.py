@@ -1,0 +1,36 @@
+"""torchrun with 2 CPU processes over gloo takes the same steps as one process on the global batch."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from seqlab.cli import main
+
+ARGS = ["--train.max_steps=4", "--train.batch_size=32", "--train.eval_every=2", "--train.log_every=1",
+        "--model.hidden_size=16", "--train.tensorboard=false", "--train.device=cpu"]
+
+
+def test_two_processes_equal_one(tmp_path, configs_dir):
+    config = str(configs_dir / "digits_lstm.toml")
+    assert main(["train", config, *ARGS, "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                           "-m", "seqlab", "train", config, *ARGS, "--out", str(tmp_path / "two"), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (one,) = (tmp_path / "one").iterdir()
+    (two,) = (tmp_path / "two").iterdir()  # rank 0 alone made a run directory
+    a = torch.load(one / "checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(two / "checkpoints/last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), k
+    loss = lambda run: [r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())  # noqa: E731
+                        if "train/loss" in r]
+    # The logged loss is the global batch's (summed over both processes), step by step.
+    assert len(loss(two)) == 4
+    assert max(abs(x - y) for x, y in zip(loss(one), loss(two))) <= 1e-5
+    s1 = json.loads((one / "summary.json").read_text())
+    s2 = json.loads((two / "summary.json").read_text())
+    assert s2["processes"] == 2 and s1["processes"] == 1
+    assert abs(s1["test/loss"] - s2["test/loss"]) <= 1e-5
