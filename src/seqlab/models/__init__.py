@@ -6,9 +6,11 @@ The contract the trainer relies on: ``model(x, targets) -> (output, loss)``.
 from __future__ import annotations
 
 from .classifier import ClassifierConfig, SequenceClassifier
+from .vit import ViT, ViTConfig
 
 MODELS: dict[str, tuple[type, type]] = {
     "rnn_classifier": (ClassifierConfig, SequenceClassifier),
+    "vit": (ViTConfig, ViT),
 }
 
 
