@@ -1,0 +1,153 @@
+"""The ``seqlab`` command: parses arguments, loads configs, calls into train/ and diagnostics/.
+
+Exit status: 0 on success, 2 for a usage or config error (one line on stderr, no traceback),
+1 for a failure during the work itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+EPILOG_TRAIN = """\
+overrides: any config key as --section.key=value, e.g.
+  seqlab train configs/digits_lstm.toml --train.max_steps=50 --model.hidden_size=64
+values are read as TOML (3, 1e-3, true, "text"); bare words are strings.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqlab", description="Sequence models on PyTorch: train, evaluate, inspect.")
+    parser.add_argument("--version", action="version", version=f"seqlab {__import__('seqlab').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a preset config into a new run directory",
+                       description="Train CONFIG (a TOML preset) into OUT/<name>-<timestamp>/.",
+                       epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="preset TOML file, e.g. configs/digits_lstm.toml")
+    p.add_argument("--out", default="runs", help="parent folder of the run directory (default: runs)")
+    p.add_argument("--name", default=None, help="run name (default: <data>-<model>)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("eval", help="evaluate a run directory's checkpoint on a split",
+                       description="Rebuild the model and data of RUN_DIR and print its metrics as JSON.")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+
+    p = sub.add_parser("data", help="list datasets or describe one",
+                       description="seqlab data list | seqlab data info NAME [--data.key=value ...]")
+    p.add_argument("action", choices=["list", "info"])
+    p.add_argument("name", nargs="?", help="dataset name (for info)")
+
+    p = sub.add_parser("bench", help="run a benchmark (recurrent, attention, ...)",
+                       description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.")
+    p.add_argument("name")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    return parser
+
+
+def _overrides(extra: list[str], allowed: tuple[str, ...]) -> list[str]:
+    for arg in extra:
+        section = arg[2:].split(".", 1)[0] if arg.startswith("--") and "." in arg else None
+        if section not in allowed:
+            raise ConfigError(f"unrecognised argument {arg!r}; overrides look like --section.key=value "
+                              f"with section in: {', '.join(allowed)}")
+    return extra
+
+
+def cmd_train(args, extra: list[str], argv: list[str]) -> int:
+    from .diagnostics.curves import plot_curves
+    from .train.config import load_experiment
+    from .train.run import train_experiment
+
+    exp = load_experiment(args.config, _overrides(extra, ("model", "data", "train")))
+    run_dir = train_experiment(exp, out=args.out, run_name=args.name, argv=argv, progress=not args.quiet)
+    plot_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
+    print(json.dumps(shown))
+    print(f"run directory: {run_dir}")
+    print(f"  summary.json, metrics.jsonl, config.toml, checkpoints/last.pt, plots/curves.png")
+    print(f"next: seqlab eval {run_dir}")
+    return 0
+
+
+def cmd_eval(args, extra: list[str], argv: list[str]) -> int:
+    from .train.run import evaluate_run
+
+    _overrides(extra, ())
+    metrics = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint)
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    return 0
+
+
+def cmd_data(args, extra: list[str], argv: list[str]) -> int:
+    from . import data
+    from .config import from_dict, parse_overrides
+
+    if args.action == "list":
+        _overrides(extra, ())
+        width = max(len(name) for name in data.DATASETS)
+        for name, entry in sorted(data.DATASETS.items()):
+            print(f"{name:<{width}}  {entry.description}")
+        return 0
+    if args.name not in data.DATASETS:
+        raise ConfigError(f"unknown dataset {args.name!r}; valid names: {', '.join(sorted(data.DATASETS))}")
+    values = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    cfg = from_dict(data.DATASETS[args.name].config, {**values, "name": args.name}, "data")
+    describe = getattr(data, "describe", None)
+    if describe is not None:
+        print(describe(cfg))
+    else:
+        splits = data.build_splits(cfg)
+        for split in ("train", "val", "test"):
+            x, y = getattr(splits, split)[0]
+            print(f"{split}: {len(getattr(splits, split))} examples, x {tuple(x.shape)}, y {tuple(y.shape)}")
+        print(f"info: {splits.info}")
+    return 0
+
+
+def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
+    try:
+        module = importlib.import_module(f"seqlab.bench.{args.name}")
+    except ModuleNotFoundError:
+        import pkgutil
+
+        import seqlab.bench as bench_pkg
+
+        names = sorted(m.name for m in pkgutil.iter_modules(bench_pkg.__path__))
+        raise ConfigError(f"unknown benchmark {args.name!r}; available: {', '.join(names) or 'none'}") from None
+    return int(module.main([*args.args, *extra]) or 0)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exit_:  # --help, --version, or argparse's own usage error (status 2)
+        return int(exit_.code or 0)
+    try:
+        return COMMANDS[args.command](args, extra, argv)
+    except ConfigError as err:
+        print(f"seqlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seqlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, FloatingPointError, OSError, ValueError) as err:
+        print(f"seqlab {args.command}: failed: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

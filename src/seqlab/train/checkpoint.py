@@ -1,0 +1,40 @@
+"""Checkpoints: plain dicts of tensors and primitives, written atomically, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..utils import atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, unsafe or from another configuration."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Serialise in memory first, then write atomically: a crash never leaves half a file."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, lambda fh: fh.write(buf.getbuffer()))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: a checkpoint that would run code on load is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects that are not plain tensors and values "
+            f"(torch.load weights_only=True rejected it: {str(err).splitlines()[0]}). "
+            f"Only load checkpoints written by seqlab or from a source you trust."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None

@@ -1,0 +1,96 @@
+"""The ``[train]`` section every preset shares, and the experiment that ties model, data and train together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import ConfigError, from_dict, load_toml, merge, parse_overrides, to_dict
+from ..data import DATASETS
+from ..models import MODELS
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "noam")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 3e-3
+    epochs: int = 10
+    max_steps: int = 0  # > 0 stops after this many optimiser steps, whatever `epochs` says
+    eval_every: int = 100  # optimiser steps between validations (0: at the end of each epoch only)
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: checkpoint at each evaluation
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # global norm; 0 disables
+    grad_accum: int = 1
+    tbptt_steps: int = 0  # > 0: truncated BPTT over streams (stream tasks only)
+    precision: str = "fp32"
+    compile: bool = False
+    device: str = "auto"
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: never
+    metric: str = ""  # validation metric for best.pt and early stopping; "" picks the task's default
+
+    def __post_init__(self):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                             ("precision", PRECISIONS), ("device", DEVICES)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"train.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key in ("batch_size", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("epochs", "max_steps", "eval_every", "log_every", "checkpoint_every", "warmup_steps",
+                    "tbptt_steps", "early_stopping_patience"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.epochs == 0 and self.max_steps == 0:
+            raise ValueError("set train.epochs or train.max_steps above 0: nothing would be trained")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One run's full description: ``[model]``, ``[data]`` and ``[train]``, each a frozen dataclass."""
+
+    model: Any
+    data: Any
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {"model": to_dict(self.model), "data": to_dict(self.data), "train": to_dict(self.train)}
+
+
+def _section(raw: Mapping[str, Any], section: str, registry: Mapping[str, Any], default: str | None):
+    values = raw.get(section, {})
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{section}] must be a table, got {values!r}")
+    name = values.get("name", default)
+    if name not in registry:
+        raise ConfigError(f"unknown {section}.name {name!r}; valid names: {', '.join(sorted(registry))}")
+    cls = registry[name][0]
+    return from_dict(cls, {**values, "name": name}, section)
+
+
+def experiment_from_dict(raw: Mapping[str, Any]) -> Experiment:
+    unknown = sorted(set(raw) - {"model", "data", "train"})
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: data, model, train")
+    model = _section(raw, "model", MODELS, None)
+    data = _section(raw, "data", DATASETS, None)
+    train = from_dict(TrainConfig, raw.get("train", {}), "train")
+    return Experiment(model, data, train)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read a preset TOML file and apply ``--section.key=value`` overrides, checking every key and type."""
+    return experiment_from_dict(merge(load_toml(path), parse_overrides(overrides or [])))
