@@ -83,8 +83,9 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0
     d = x.shape[-1]
     if d % 2:
         raise ValueError(f"rotary embeddings rotate pairs of features: last dim must be even, got {tuple(x.shape)}")
-    theta = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)  # (d/2,)
-    angle = positions.to(torch.float32).unsqueeze(-1) * theta  # (T, d/2)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # angles in at least float32, even for half inputs
+    theta = base ** (-torch.arange(0, d, 2, device=x.device, dtype=dtype) / d)  # (d/2,)
+    angle = positions.to(dtype).unsqueeze(-1) * theta  # (T, d/2)
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
     x_even, x_odd = x[..., 0::2], x[..., 1::2]  # (*, T, d/2) each
     rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)  # (*, T, d/2, 2)
