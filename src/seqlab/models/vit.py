@@ -95,12 +95,13 @@ class ViT(nn.Module):
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) or (B, H, W) -> (B, N, p1 * p2 * C), N = (H / p1) (W / p2) patches in row-major order."""
         c = self.config
+        (H, W), (p1, p2) = _pair(c.image_size), _pair(c.patch_size)
+        given = tuple(x.shape)
         if x.dim() == 3 and c.channels == 1:
             x = x.unsqueeze(1)  # (B, 1, H, W)
-        (H, W), (p1, p2) = _pair(c.image_size), _pair(c.patch_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != (c.channels, H, W):
             expected = f"(B, {c.channels}, {H}, {W})" + (f" or (B, {H}, {W})" if c.channels == 1 else "")
-            raise ValueError(f"expected images {expected}, got {tuple(x.shape)}")
+            raise ValueError(f"expected images {expected}, got {given}")
         B = x.shape[0]
         h, w = self.grid
         # einops: 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)'
