@@ -9,6 +9,17 @@ import seqlab.nn as snn
 from seqlab.nn import masks
 from seqlab.nn.functional import scaled_dot_product_attention as sdpa
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, which on a loaded 2-core
+    machine made one test 20x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOL = 1e-5
 
 

@@ -9,6 +9,16 @@ import seqlab.nn as snn
 from seqlab.nn.positional import apply_rotary
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, which on a loaded 2-core
+    machine made one test 20x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_sinusoidal_matches_the_papers_formula():
     max_len, d = 12, 10
     pe = snn.sinusoidal_encoding(max_len, d)

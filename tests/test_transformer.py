@@ -7,6 +7,17 @@ import torch.nn as nn
 import seqlab.nn as snn
 from seqlab.nn import masks
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, which on a loaded 2-core
+    machine made one test 20x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOL = 1e-5
 D, H, FF = 16, 4, 24
 

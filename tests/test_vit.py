@@ -9,6 +9,17 @@ from seqlab.config import ConfigError, from_dict, load_toml, to_dict
 from seqlab.models import MODELS, build_model
 from seqlab.models.vit import ViT, ViTConfig
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, which on a loaded 2-core
+    machine made one test 20x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 SMALL = dict(image_size=8, patch_size=2, num_classes=10, d_model=16, depth=2, num_heads=2, d_ff=32)
 
 
