@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from .classifier import ClassifierConfig, SequenceClassifier
 from .language_model import LanguageModelConfig, RNNLanguageModel
+from .vit import ViT, ViTConfig
 
 MODELS: dict[str, tuple[type, type]] = {
     "rnn_classifier": (ClassifierConfig, SequenceClassifier),
     "rnn_lm": (LanguageModelConfig, RNNLanguageModel),
+    "vit": (ViTConfig, ViT),
 }
 
 

@@ -1,22 +1,26 @@
 """Building blocks: recurrent layers, attention, positional encodings."""
 
+from . import functional, masks  # snn.functional.scaled_dot_product_attention, snn.masks.causal_mask
+from .attention import KVCache, MultiHeadAttention
 from .layernorm_lstm import LayerNormLSTM, layernorm_lstm_step
+from .positional import (
+    LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding,
+)
 from .recurrent import (
-    GRU,
-    LSTM,
-    RNN,
-    GRUCell,
-    GRUStep,
-    LSTMCell,
-    LSTMStep,
-    RNNCell,
-    detach_state,
-    gru_step,
-    lstm_step,
-    rnn_step,
+    GRU, LSTM, RNN, GRUCell, GRUStep, LSTMCell, LSTMStep, RNNCell, detach_state, gru_step, lstm_step, rnn_step,
+)
+from .transformer import (
+    DecoderOnlyStack, FeedForward, Transformer, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer,
 )
 
 __all__ = [
+    # recurrent
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LayerNormLSTM", "detach_state",
     "rnn_step", "lstm_step", "gru_step", "layernorm_lstm_step", "LSTMStep", "GRUStep",
+    # attention
+    "functional", "masks", "KVCache", "MultiHeadAttention",
+    "SinusoidalPositionalEncoding", "LearnedPositionalEncoding", "RotaryEmbedding", "sinusoidal_encoding",
+    "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
+    "Transformer", "DecoderOnlyStack",
 ]

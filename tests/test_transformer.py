@@ -1,0 +1,163 @@
+"""Transformer layers against torch's (outputs and gradients), stacks, and incremental decoding."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import seqlab.nn as snn
+from seqlab.nn import masks
+
+
+TOL = 1e-5
+D, H, FF = 16, 4, 24
+
+
+def _randomise(module, seed=0):
+    """Non-trivial biases and LayerNorm affines, so that copying every one of them is tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() == 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if "norm" in name and "weight" in name else 0.0))
+    return module.eval()
+
+
+def _bt(x, batch_first):
+    """(B, T, C) -> the layout the torch module expects."""
+    return x if batch_first else x.transpose(0, 1)
+
+
+def _grads(out, params, gy):
+    return torch.autograd.grad(out, params, gy)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
+    torch.manual_seed(0)
+    theirs = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.1, activation=activation,
+                                                   batch_first=batch_first, norm_first=norm_first))
+    ours = snn.TransformerEncoderLayer.from_torch(theirs)
+    assert not ours.training and ours.norm_first == norm_first and ours.ff.activation == activation
+    x = torch.randn(3, 5, D, requires_grad=True)
+    lengths = torch.tensor([5, 3, 2])
+    pad_ignore = ~masks.padding_mask(lengths, 5)
+
+    out_t = _bt(theirs(_bt(x, batch_first), src_key_padding_mask=pad_ignore), batch_first)
+    out_o, w = ours(x, attn_mask=masks.key_padding_mask(lengths, 5))
+    assert w is None and out_o.shape == (3, 5, D)
+    valid = masks.padding_mask(lengths, 5)  # torch's fast path may zero padded positions: compare real ones
+    assert (out_o - out_t)[valid].abs().max().item() <= TOL
+
+    gy = torch.randn_like(out_o) * valid.unsqueeze(-1)
+    p_t = [x, theirs.self_attn.in_proj_weight, theirs.linear1.weight, theirs.norm2.weight]
+    p_o = [x, ours.self_attn.q_proj.weight, ours.ff.linear1.weight, ours.norm2.weight]
+    g_t, g_o = _grads(out_t, p_t, gy), _grads(out_o, p_o, gy)
+    assert (g_o[0] - g_t[0]).abs().max().item() <= TOL
+    assert (g_o[1] - g_t[1][:D]).abs().max().item() <= TOL
+    for a, b in zip(g_o[2:], g_t[2:]):
+        assert (a - b).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_decoder_layer_from_torch_parity(norm_first, batch_first):
+    torch.manual_seed(1)
+    theirs = _randomise(nn.TransformerDecoderLayer(D, H, FF, dropout=0.1, activation="gelu",
+                                                   batch_first=batch_first, norm_first=norm_first))
+    ours = snn.TransformerDecoderLayer.from_torch(theirs)
+    x = torch.randn(2, 6, D, requires_grad=True)
+    memory = torch.randn(2, 4, D, requires_grad=True)
+    mem_lengths = torch.tensor([4, 2])
+
+    out_t = _bt(theirs(_bt(x, batch_first), _bt(memory, batch_first),
+                       tgt_mask=nn.Transformer.generate_square_subsequent_mask(6), tgt_is_causal=True,
+                       memory_key_padding_mask=~masks.padding_mask(mem_lengths, 4)), batch_first)
+    out_o, w = ours(x, memory, memory_mask=masks.key_padding_mask(mem_lengths, 4), need_weights=True)
+    assert (out_o - out_t).abs().max().item() <= TOL
+    w_self, w_cross = w
+    assert w_self.shape == (2, H, 6, 6) and w_cross.shape == (2, H, 6, 4)
+    assert torch.all(w_self.triu(1) == 0) and torch.all(w_cross[1, :, :, 2:] == 0)
+
+    gy = torch.randn_like(out_o)
+    p_t = [x, memory, theirs.multihead_attn.out_proj.weight, theirs.norm3.bias]
+    p_o = [x, memory, ours.cross_attn.out_proj.weight, ours.norm3.bias]
+    for a, b in zip(_grads(out_o, p_o, gy), _grads(out_t, p_t, gy)):
+        assert (a - b).abs().max().item() <= TOL
+
+
+def test_from_torch_rejects_other_modules_and_activations():
+    with pytest.raises(TypeError, match="expected torch.nn.TransformerEncoderLayer, got Linear"):
+        snn.TransformerEncoderLayer.from_torch(nn.Linear(2, 2))
+    layer = nn.TransformerEncoderLayer(8, 2, 16, activation=nn.Tanh())
+    with pytest.raises(ValueError, match="relu or gelu, got Tanh"):
+        snn.TransformerEncoderLayer.from_torch(layer)
+
+
+def test_encoder_stack_returns_every_layers_weights_on_request():
+    torch.manual_seed(0)
+    enc = snn.TransformerEncoder(D, H, FF, 3, dropout=0.0, norm_first=True).eval()
+    x = torch.randn(2, 5, D)
+    out, w = enc(x)
+    assert w is None and enc.norm is not None
+    out2, w2 = enc(x, need_weights=True)
+    assert torch.allclose(out, out2, atol=TOL)
+    assert len(w2) == 3 and all(t.shape == (2, H, 5, 5) for t in w2)
+    assert torch.allclose(w2[0].sum(-1), torch.ones(2, H, 5), atol=TOL)
+    # the stack is its layers in order, then the final norm
+    h = x
+    for layer in enc.layers:
+        h, _ = layer(h)
+    assert (enc.norm(h) - out).abs().max().item() <= TOL
+
+
+def test_post_ln_stack_has_no_final_norm_by_default():
+    assert snn.TransformerEncoder(D, H, FF, 1).norm is None
+    assert snn.TransformerEncoder(D, H, FF, 1, final_norm=True).norm is not None
+
+
+def test_transformer_encoder_decoder_shapes_and_causality():
+    torch.manual_seed(0)
+    model = snn.Transformer(D, H, 2, 2, FF, dropout=0.0).eval()
+    src, tgt = torch.randn(2, 7, D), torch.randn(2, 5, D)
+    out, w = model(src, tgt, need_weights=True)
+    assert out.shape == (2, 5, D)
+    assert len(w["encoder"]) == 2 and w["encoder"][0].shape == (2, H, 7, 7)
+    assert len(w["decoder"]) == 2 and w["decoder"][1][1].shape == (2, H, 5, 7)
+    # causal: changing the last target step leaves earlier outputs unchanged
+    tgt2 = tgt.clone()
+    tgt2[:, -1] += 1.0
+    out2, _ = model(src, tgt2)
+    assert (out2[:, :-1] - out[:, :-1]).abs().max().item() <= TOL
+    assert (out2[:, -1] - out[:, -1]).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_decoder_only_stack_incremental_decoding_equals_full_pass(rotary):
+    torch.manual_seed(0)
+    gpt = snn.DecoderOnlyStack(D, H, 2, rotary=rotary).eval()
+    assert gpt.layers[0].norm_first and gpt.layers[0].ff.linear1.out_features == 4 * D
+    x = torch.randn(2, 6, D)
+    full, _ = gpt(x)
+    caches = gpt.new_caches()
+    steps = [gpt(x[:, t:t + 1], caches=caches)[0] for t in range(6)]
+    assert all(len(c) == 6 for c in caches)
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+
+
+def test_decoder_layer_incremental_decoding_with_memory_cache():
+    torch.manual_seed(0)
+    layer = snn.TransformerDecoderLayer(D, H, FF, dropout=0.0, norm_first=True).eval()
+    x, memory = torch.randn(2, 5, D), torch.randn(2, 3, D)
+    full, _ = layer(x, memory)
+    cache, memory_cache = snn.KVCache(), snn.KVCache(static=True)
+    steps = [layer(x[:, t:t + 1], memory, cache=cache, memory_cache=memory_cache)[0] for t in range(5)]
+    assert len(cache) == 5 and len(memory_cache) == 3
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+
+
+def test_wrong_number_of_caches_is_an_error():
+    gpt = snn.DecoderOnlyStack(D, H, 2)
+    with pytest.raises(ValueError, match="expected 2 caches \\(one per layer\\), got 1"):
+        gpt(torch.randn(1, 1, D), caches=[snn.KVCache()])
