@@ -194,3 +194,18 @@ def test_bf16_autocast_trains():
     assert result["steps"] == 8
     assert model.lin.weight.dtype == torch.float32 and not torch.equal(before, model.lin.weight)
     assert math.isfinite(model.lin.weight.sum().item())
+
+
+def test_same_seed_same_run_on_cpu(tmp_path, configs_dir):
+    from seqlab.train.config import load_experiment
+    from seqlab.train.run import train_experiment
+
+    args = ["--train.max_steps=6", "--model.hidden_size=8", "--model.num_layers=2", "--model.dropout=0.5",
+            "--train.tensorboard=false"]
+    runs = [train_experiment(load_experiment(configs_dir / "digits_lstm.toml", args), out=tmp_path / str(i),
+                             argv=[], progress=False) for i in range(2)]
+    other = train_experiment(load_experiment(configs_dir / "digits_lstm.toml", [*args, "--train.seed=1"]),
+                             out=tmp_path / "other", argv=[], progress=False)
+    a, b, c = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (*runs, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
