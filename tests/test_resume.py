@@ -63,7 +63,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, ca
     assert len((killed / "command.txt").read_text().splitlines()) == 2  # the first run's line, then the resume's
 
 
-def test_sigterm_saves_and_says_how_to_resume(tmp_path, configs_dir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_and_says_how_to_resume(tmp_path, configs_dir, signum):
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(configs_dir / "digits_lstm.toml"),
                              "--train.max_steps=1000000", "--train.eval_every=0", "--train.epochs=1",
@@ -75,11 +76,11 @@ def test_sigterm_saves_and_says_how_to_resume(tmp_path, configs_dir):
         if metrics and metrics[0].stat().st_size > 0:
             break
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert proc.returncode == 128 + signum, stderr
     (run,) = out.iterdir()
-    assert "interrupted by SIGTERM" in stderr and f"resume with: seqlab train --resume {run}" in stderr
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr and f"resume with: seqlab train --resume {run}" in stderr
     assert "Traceback" not in stderr
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] >= 10
@@ -130,3 +131,76 @@ def test_runs_table(tmp_path, configs_dir, capsys):
     row = lines[1].split()
     assert row[:5] == [run.name, "classification", "rnn_classifier", f"{summary['params']:,}", "3"]
     assert row[5:7] == ["accuracy", f"{summary['best_val/accuracy']:.4f}"]
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_at(step):
+    def crash(trainer):
+        if trainer.step == step:
+            raise Crash  # like a kill: nothing after this step is saved
+    return crash
+
+
+def test_tbptt_language_model_resumes_exactly(tmp_path, configs_dir):
+    from seqlab.train.config import load_experiment
+    from seqlab.train.run import train_experiment
+
+    args = ["--train.max_steps=10", "--train.checkpoint_every=4", "--train.eval_every=0", "--train.log_every=1",
+            "--train.batch_size=8", "--train.tbptt_steps=16", "--model.hidden_size=16", "--model.embedding_size=8",
+            "--train.tensorboard=false", "--data.seq_len=16"]
+    exp = load_experiment(configs_dir / "charlm_lstm.toml", args)
+    straight = train_experiment(exp, out=tmp_path / "a", argv=[], progress=False)
+    with pytest.raises(Crash):
+        train_experiment(exp, out=tmp_path / "b", argv=[], progress=False, callbacks={"on_step_end": [_crash_at(6)]})
+    (crashed,) = (tmp_path / "b").iterdir()
+    ckpt = torch.load(crashed / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["position"]["stream_state"] is not None  # mid-epoch, state carried
+    resumed = train_experiment(None, resume=crashed, argv=[], progress=False)
+    a, b = _weights(straight), _weights(resumed)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()
+             if "train/loss" in line]
+    assert steps == list(range(1, 11))  # steps 5 and 6 of the crashed session were dropped, not repeated
+
+
+def test_resume_applies_and_announces_changed_train_settings(tmp_path, configs_dir):
+    from seqlab.train.config import load_experiment
+    from seqlab.train.run import train_experiment
+
+    exp = load_experiment(configs_dir / "digits_lstm.toml", ["--train.max_steps=4", "--model.hidden_size=8",
+                                                             "--train.tensorboard=false", "--train.schedule=constant", "--train.log_every=1",
+                                                             "--train.warmup_steps=0"])
+    run = train_experiment(exp, out=tmp_path, argv=[], progress=False)
+    notes = []
+    train_experiment(None, resume=run, overrides=["--train.max_steps=6", "--train.lr=0.5"], argv=[], progress=False,
+                     notify=notes.append)
+    assert notes == [f"resuming {run} at step 4 with changed settings:\n"
+                     "  train.lr: checkpoint 0.005, now 0.5\n  train.max_steps: checkpoint 4, now 6"]
+    lrs = {r["step"]: r["train/lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+           if "train/lr" in r}
+    assert lrs[4] == pytest.approx(0.005) and lrs[5] == pytest.approx(0.5) and lrs[6] == pytest.approx(0.5)
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, configs_dir, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((configs_dir / "digits_lstm.toml").read_text().replace("[train]", "train = 3\n[xtrain]"))
+    assert main(["train", str(bad)]) == 2
+    assert "unknown section [xtrain]" in capsys.readouterr().err
+    bad.write_text('train = 3\n[model]\nname = "rnn_classifier"\n[data]\nname = "digits"\n')
+    assert main(["train", str(bad)]) == 2
+    assert "[train] must be a table of keys, got 3" in capsys.readouterr().err
+    run = tmp_path / "notarun"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"weights": torch.zeros(2)}, run / "checkpoints" / "last.pt")
+    assert main(["eval", str(run)]) == 2
+    assert "is not a seqlab checkpoint: it has no model, model_config" in capsys.readouterr().err
+    out = tmp_path / "runs"
+    assert main(["train", str(configs_dir / "digits_lstm.toml"), "--train.tbptt_steps=8", "--out", str(out)]) == 2
+    assert "needs a stream dataset" in capsys.readouterr().err
+    assert not out.exists()  # refused before any run directory was made
+    assert main(["train", str(configs_dir / "digits_lstm.toml"), "--train.metric=f1", "--out", str(out)]) == 2
+    assert "train.metric='f1' is not measured for task 'classification'" in capsys.readouterr().err

@@ -189,9 +189,12 @@ def test_logs_throughput_lr_grad_norms_and_tensorboard(tmp_path):
 def test_bf16_autocast_trains():
     cfg = TrainConfig(batch_size=8, max_steps=8, precision="bf16", lr=0.1, **FAST)
     model = Linear()
+    dtypes = []
+    model.lin.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     before = model.lin.weight.clone()
     result = Trainer(model, cfg, _toy(), None, task="classification", progress=False).fit()
     assert result["steps"] == 8
+    assert dtypes == [torch.bfloat16] * 8  # the matmul ran in bf16 under autocast
     assert model.lin.weight.dtype == torch.float32 and not torch.equal(before, model.lin.weight)
     assert math.isfinite(model.lin.weight.sum().item())
 
@@ -209,3 +212,40 @@ def test_same_seed_same_run_on_cpu(tmp_path, configs_dir):
     a, b, c = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (*runs, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_at_each_evaluation_by_default(tmp_path):
+    seen = {}
+    cfg = TrainConfig(batch_size=8, max_steps=12, eval_every=5, tensorboard=False, layer_norms_every=0)
+    trainer = Trainer(Linear(), cfg, _toy(), _toy(), task="classification", run_dir=tmp_path, progress=False)
+    trainer.add_callback("on_step_end", lambda t: seen.setdefault(
+        t.step, load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
+        if (tmp_path / "checkpoints" / "last.pt").exists() else None))
+    trainer.fit()
+    assert [seen[k] for k in (4, 5, 9, 10, 11)] == [None, 5, 5, 10, 10]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 12
+
+
+def test_per_epoch_evaluation_and_early_stopping(tmp_path):
+    # 32 examples, batch 8: 4 steps per epoch; eval_every=0 evaluates at each epoch's end.
+    cfg = TrainConfig(batch_size=8, epochs=3, eval_every=0, tensorboard=False, layer_norms_every=0, lr=0.05)
+    Trainer(Linear(), cfg, _toy(), _toy(), task="classification", run_dir=tmp_path, progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val/loss" in r] == [4, 8, 12]
+    cfg = TrainConfig(batch_size=8, epochs=50, eval_every=0, early_stopping_patience=2, lr=1e-9,
+                      tensorboard=False, layer_norms_every=0)
+    result = Trainer(Linear(), cfg, _toy(), _toy(), task="classification", progress=False).fit()
+    assert result["stopped_early"] and result["steps"] == 12  # best at epoch 1, no better at 2 and 3
+
+
+def test_gradient_accumulation_over_epochs_uses_every_batch():
+    # 10 batches per epoch, 3 per step: steps of 3, 3, 3 and 1 batches, then a new epoch.
+    cfg = TrainConfig(batch_size=8, grad_accum=3, epochs=2, **FAST)
+    used = []
+    model = Linear()
+    forward = model.forward
+    model.forward = lambda x, y=None: (used.append(len(x)), forward(x, y))[1]
+    trainer = Trainer(model, cfg, _toy(80), None, task="classification", progress=False)
+    assert trainer.total_steps == 8
+    trainer.fit()
+    assert len(used) == 20 and trainer.step == 8 and trainer.epoch == 2

@@ -91,7 +91,7 @@ def cmd_train(args, extra: list[str], argv: list[str]) -> int:
     except NonFiniteLoss as err:
         print(f"seqlab train: failed: {err}", file=sys.stderr)
         return 1
-    if not (run_dir / "summary.json").is_file():  # a torchrun worker other than rank 0
+    if run_dir is None:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     plot_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -134,15 +134,7 @@ def cmd_data(args, extra: list[str], argv: list[str]) -> int:
         raise ConfigError(f"unknown dataset {args.name!r}; valid names: {', '.join(sorted(data.DATASETS))}")
     values = parse_overrides(_overrides(extra, ("data",))).get("data", {})
     cfg = from_dict(data.DATASETS[args.name].config, {**values, "name": args.name}, "data")
-    describe = getattr(data, "describe", None)
-    if describe is not None:
-        print(describe(cfg))
-    else:
-        splits = data.build_splits(cfg)
-        for split in ("train", "val", "test"):
-            x, y = getattr(splits, split)[0]
-            print(f"{split}: {len(getattr(splits, split))} examples, x {tuple(x.shape)}, y {tuple(y.shape)}")
-        print(f"info: {splits.info}")
+    print(data.describe(cfg))
     return 0
 
 

@@ -143,7 +143,9 @@ def parse_overrides(args: list[str]) -> dict[str, dict[str, Any]]:
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
     for section, values in overrides.items():
-        merged.setdefault(section, {}).update(values)
+        if not isinstance(merged.setdefault(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {merged[section]!r}")
+        merged[section].update(values)
     return merged
 
 

@@ -24,7 +24,7 @@ from ..models import build_model
 from ..train.config import load_experiment
 from ..train.trainer import Trainer
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+CONFIGS = Path("configs")  # run from the repository root
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, lr: float,

@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .base import Splits, TensorSequenceDataset, stratified_split
+from .base import Splits, TensorSequenceDataset, check_fractions, stratified_split
 
 # sha256 of the decompressed CSV, checked on every load.
 DIGITS_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
@@ -34,11 +34,9 @@ class DigitsConfig:
     def __post_init__(self):
         if self.view not in ("rows", "pixels"):
             raise ValueError(f"data.view must be 'rows' or 'pixels', got {self.view!r}")
-        if not (0 < self.test_fraction < 1 and 0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1):
-            raise ValueError(
-                f"data.test_fraction and data.val_fraction must be in [0, 1) and sum below 1, "
-                f"got {self.test_fraction} and {self.val_fraction}"
-            )
+        check_fractions(self.val_fraction, self.test_fraction)
+        if self.test_fraction == 0:
+            raise ValueError("data.test_fraction must be above 0: the demo reports test accuracy")
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -61,5 +59,6 @@ def digits(cfg: DigitsConfig = DigitsConfig()) -> Splits:
     y = torch.from_numpy(labels)
     test_idx, val_idx, train_idx = stratified_split(y, (cfg.test_fraction, cfg.val_fraction), cfg.seed)
     make = lambda idx: TensorSequenceDataset(x[idx], y[idx])  # noqa: E731
-    info = {"task": "classification", "input_size": x.shape[-1], "seq_len": x.shape[1], "num_classes": 10}
+    info = {"task": "classification", "metric": "accuracy", "input_size": x.shape[-1], "seq_len": x.shape[1],
+            "num_classes": 10, "input_shape": tuple(x.shape[1:]), "target_shape": ()}
     return Splits(make(train_idx), make(val_idx), make(test_idx), info)

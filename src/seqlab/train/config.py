@@ -27,7 +27,7 @@ class TrainConfig:
     log_every: int = 10
     layer_norms_every: int = 100  # log each parameter's gradient norm every N steps (0: never)
     tensorboard: bool = True  # also write TensorBoard event files in RUN_DIR/tensorboard
-    checkpoint_every: int = 0  # 0: checkpoint at each evaluation
+    checkpoint_every: int = 0  # steps between checkpoints/last.pt; 0: at each evaluation
     optimizer: str = "adamw"
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
@@ -75,7 +75,7 @@ class Experiment:
 def _section(raw: Mapping[str, Any], section: str, registry: Mapping[str, Any], default: str | None):
     values = raw.get(section, {})
     if not isinstance(values, Mapping):
-        raise ConfigError(f"[{section}] must be a table, got {values!r}")
+        raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
     name = values.get("name", default)
     if name not in registry:
         raise ConfigError(f"unknown {section}.name {name!r}; valid names: {', '.join(sorted(registry))}")
@@ -89,6 +89,8 @@ def experiment_from_dict(raw: Mapping[str, Any]) -> Experiment:
         raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: data, model, train")
     model = _section(raw, "model", MODELS, None)
     data = _section(raw, "data", DATASETS, None)
+    if not isinstance(raw.get("train", {}), Mapping):
+        raise ConfigError(f"[train] must be a table of keys, got {raw['train']!r}")
     train = from_dict(TrainConfig, raw.get("train", {}), "train")
     return Experiment(model, data, train)
 

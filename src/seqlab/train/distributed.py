@@ -3,15 +3,18 @@
 ``torchrun --nproc_per_node N -m seqlab train CONFIG`` sets RANK, WORLD_SIZE and LOCAL_RANK; a
 plain ``seqlab train`` leaves them unset and runs as a single process (world size 1).
 
-``train.batch_size`` is the *global* batch: each of the N processes computes on
-``batch_size / N`` examples of every batch, and DDP averages the gradients, so N processes take
-the same optimiser steps as one process with the whole batch.
+``train.batch_size`` is the *global* batch. The distributed sampler below gives every process
+the same shuffled order and each one rows rank, rank + N, ... of every global batch; each
+process scales its loss by its share of the batch, so after DDP averages the gradients the step
+equals one process's step on the whole batch, uneven last batch included.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -39,20 +42,71 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info
-
-
-def shard(batch: tuple[torch.Tensor, ...], info: DistInfo) -> tuple[torch.Tensor, ...]:
-    """This process's rows of a global batch: rows rank, rank + N, rank + 2N, ..."""
-    if not info.enabled:
-        return batch
-    return tuple(t[info.rank::info.world_size] for t in batch)
 
 
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class DistributedBatchSampler:
+    """Index batches of one epoch for one process: ``(local_indices, global_batch_size)``.
+
+    The order depends only on (seed, epoch), so every process, and a resumed run, draws the same
+    one; ``skip`` passes over the batches an interrupted epoch had already consumed.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
+                 info: DistInfo = DistInfo(), skip: int = 0):
+        self.n, self.batch_size, self.info, self.skip = n, batch_size, info, skip
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        self.order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        for start in range(self.skip * self.batch_size, self.n, self.batch_size):
+            idx = self.order[start:start + self.batch_size]
+            yield idx[self.info.rank::self.info.world_size], len(idx)
+
+
+def shard_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:
+    """This process's rows rank, rank + N, ... of ``t`` along ``dim``."""
+    if not info.enabled:
+        return t
+    index = torch.arange(info.rank, t.size(dim), info.world_size, device=t.device)
+    return t.index_select(dim, index)
+
+
+def gather_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:
+    """Inverse of ``shard_rows``: every process's rows put back in their global order (a collective)."""
+    if not info.enabled:
+        return t
+    sizes = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(info.world_size)]
+    dist.all_gather(sizes, torch.tensor([t.size(dim)], device=t.device))
+    largest = int(max(s.item() for s in sizes))
+    pad = list(t.shape)
+    pad[dim] = largest - t.size(dim)
+    padded = torch.cat([t, t.new_zeros(pad)], dim=dim)
+    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(parts, padded.contiguous())
+    total = int(sum(s.item() for s in sizes))
+    shape = list(t.shape)
+    shape[dim] = total
+    out = t.new_empty(shape)
+    for r, (part, size) in enumerate(zip(parts, sizes)):
+        index = torch.arange(r, total, info.world_size, device=t.device)
+        out.index_copy_(dim, index, part.narrow(dim, 0, int(size.item())))
+    return out
+
+
+def all_reduce(t: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
+    """Sum (or max, min) of ``t`` over the processes; ``t`` itself when there is one."""
+    if info.enabled:
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
+    return t

@@ -23,8 +23,8 @@ from ..models import build_model
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
-from .distributed import init_distributed
-from .trainer import Trainer, evaluate, resolve_device
+from .distributed import init_distributed, shutdown
+from .trainer import Trainer, check_trainable, evaluate, resolve_device
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:
@@ -57,13 +57,15 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], section: str) -> list[
 def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_name: str | None = None,
                      argv: list[str] | None = None, progress: bool = True, resume: str | Path | None = None,
                      overrides: list[str] | None = None,
-                     callbacks: dict[str, list[Callable[[Trainer], None]]] | None = None) -> Path:
+                     callbacks: dict[str, list[Callable[[Trainer], None]]] | None = None,
+                     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> Path | None:
     """Train ``exp`` into a new run directory (or continue ``resume``), evaluate on the test split.
 
+    Returns the run directory (None on torchrun processes other than rank 0, which write nothing).
     ``argv`` is the command line's arguments (default ``sys.argv[1:]``), kept in ``command.txt``.
     With ``resume``, ``exp`` may be None (the run's own configs are used, with ``overrides``); a
-    model or data config that differs from the checkpoint's is refused, showing the difference.
-    Under torchrun, every process calls this; rank 0 alone writes files.
+    model or data config that differs from the checkpoint's is refused, showing the difference;
+    changed ``train`` settings are announced through ``notify`` and apply from the resumed step.
     """
     ckpt = None
     if resume is not None:
@@ -77,37 +79,48 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         if diff:
             raise ConfigError(f"the checkpoint in {resume} was trained with another model or data config:\n  "
                               + "\n  ".join(diff) + "\nresume with the run's own config (omit CONFIG) or start a new run")
+        changed = config_diff(saved["train"], now["train"], "train")
+        if changed:
+            notify(f"resuming {resume} at step {ckpt['step']} with changed settings:\n  " + "\n  ".join(changed))
     assert exp is not None
     set_seed(exp.train.seed)
     splits = build_splits(exp.data)
     check_shapes(exp, splits.info)
-    model = build_model(exp.model)
+    task = splits.info.get("task", "classification")
     device = resolve_device(exp.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    try:  # settings that cannot work with this data are the user's to fix: before any file is written
+        check_trainable(exp.train, splits.train, splits.val, task, world)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    model = build_model(exp.model)
     dist_info = init_distributed(device)
-    args = sys.argv[1:] if argv is None else argv
+    run_dir = None
     if dist_info.is_main:
         run_dir = resume or new_run_dir(out, run_name or f"{exp.data.name}-{exp.model.name}")
         atomic_write_text(run_dir / "config.toml", dump_toml(exp.to_dict()))
         previous = (run_dir / "command.txt").read_text() if resume and (run_dir / "command.txt").is_file() else ""
+        args = sys.argv[1:] if argv is None else argv
         atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
-    else:
-        run_dir = None
-    task = splits.info.get("task", "classification")
     configs = exp.to_dict()
-    trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
-                      dist_info=dist_info, device=device,
-                      checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
-                                                "train_config": configs["train"], "task": task})
-    for event, fns in (callbacks or {}).items():
-        for fn in fns:
-            trainer.add_callback(event, fn)
-    if ckpt is not None:
-        trainer.load_state_dict(ckpt)
-    fit = trainer.fit()
-    if not dist_info.is_main:
-        return Path(resume or out)
-    test = evaluate(trainer.model, splits.test, task=task, device=trainer.device)
-    summary = {**{f"test/{k}": v for k, v in test.items()}, "params": count_parameters(model),
+    try:
+        trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
+                          dist_info=dist_info, device=device,
+                          checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
+                                                    "train_config": configs["train"], "task": task})
+        for event, fns in (callbacks or {}).items():
+            for fn in fns:
+                trainer.add_callback(event, fn)
+        if ckpt is not None:
+            trainer.load_state_dict(ckpt, resume / "checkpoints" / "last.pt")
+        fit = trainer.fit()
+        test = evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info)
+    finally:
+        shutdown()
+    if run_dir is None:
+        return None
+    baseline = {f"baseline/{k}": v for k, v in splits.info.get("baseline", {}).items() if isinstance(v, (int, float))}
+    summary = {**{f"test/{k}": v for k, v in test.items()}, **baseline, "params": count_parameters(model),
                "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
                f"best_val/{trainer.metric}": fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
                "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size}
@@ -124,9 +137,14 @@ def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt") -> dic
     if not ckpt_path.is_file():
         raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}: is it a seqlab run directory?")
     try:
-        return load_checkpoint(ckpt_path)
+        ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
+    missing = [k for k in ("model", "model_config", "data_config", "train_config", "step")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ConfigError(f"{ckpt_path} is not a seqlab checkpoint: it has no {', '.join(missing)}")
+    return ckpt
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experiment, torch.nn.Module, dict]:

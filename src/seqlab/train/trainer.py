@@ -13,51 +13,45 @@ import math
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..nn import detach_state
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .distributed import DistInfo, shard
+from .distributed import DistInfo, DistributedBatchSampler, all_reduce, gather_rows, shard_rows
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("mps") if has_mps else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not has_mps:
         raise RuntimeError("train.device=mps but MPS is not available; use train.device=cpu or auto")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
-def batches(dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-            skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Mini-batches ``(x, y)``; the first ``skip`` are passed over (resuming mid-epoch).
+def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tuple[tuple[torch.Tensor, ...], int]]:
+    """``((x, y), global_batch_size)`` for each index batch of ``sampler``.
 
-    In-memory datasets (with ``.tensors``) are sliced with one shuffled index: no per-sample Python.
+    In-memory datasets (with ``.tensors``) are sliced with the index tensor: no per-sample Python.
     """
     tensors = getattr(dataset, "tensors", None)
-    if tensors is None:
-        for i, batch in enumerate(DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)):
-            if i >= skip:
-                yield tuple(batch)
-        return
-    n = len(dataset)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(skip * batch_size, n, batch_size):
-        idx = order[start:start + batch_size]
-        yield tuple(t[idx] for t in tensors)
+    for idx, n_global in sampler:
+        if tensors is not None:
+            yield tuple(t[idx] for t in tensors), n_global
+        else:
+            yield tuple(default_collate([dataset[int(i)] for i in idx])), n_global
 
 
 def task_metrics(task: str, output: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -67,9 +61,13 @@ def task_metrics(task: str, output: torch.Tensor, y: torch.Tensor) -> dict[str, 
     return {}
 
 
-def default_metric(task: str) -> tuple[str, str]:
-    """The validation metric that picks best.pt, and whether higher ("max") or lower is better."""
-    return ("accuracy", "max") if task == "classification" else ("loss", "min")
+def task_metric_names(task: str) -> tuple[str, ...]:
+    return ("loss", "accuracy") if task == "classification" else ("loss",)
+
+
+def default_metric(task: str) -> str:
+    """The validation metric that picks best.pt and drives early stopping."""
+    return "accuracy" if task == "classification" else "loss"
 
 
 def _call(model, x, y, state=None, stream: bool = False):
@@ -82,25 +80,35 @@ def _call(model, x, y, state=None, stream: bool = False):
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: str, batch_size: int = 256,
-             device: torch.device | str = "cpu") -> dict[str, float]:
+             device: torch.device | str = "cpu", dist_info: DistInfo = DistInfo()) -> dict[str, float]:
     """Mean loss and task metrics over ``dataset`` in eval mode (train mode is restored after).
 
-    The mean is per example (for sequence targets, per example of the per-token mean loss).
+    The mean is per example (for sequence targets, of the per-token mean loss). Under torchrun each
+    process evaluates its share of every batch and the sums are pooled, so all agree exactly.
     """
     was_training = model.training
     model.eval()
-    totals: dict[str, torch.Tensor] = {}
-    n = 0
-    for x, y in batches(dataset, batch_size, shuffle=False):
+    names = task_metric_names(task)
+    dtype = _sum_dtype(device)
+    totals = torch.zeros(len(names) + 1, dtype=dtype, device=device)  # metric sums, then count
+    sampler = DistributedBatchSampler(len(dataset), batch_size, seed=0, epoch=0, shuffle=False, info=dist_info)
+    for (x, y), _ in batches(dataset, sampler):
+        if len(x) == 0:
+            continue
         x, y = x.to(device), y.to(device)
         output, loss, _ = _call(model, x, y)
-        for k, v in {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}.items():
-            totals[k] = totals.get(k, 0) + v.float()
-        n += len(x)
+        sums = {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}
+        totals += torch.stack([*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)])
     model.train(was_training)
-    if n == 0:
+    all_reduce(totals, dist_info)
+    if totals[-1] == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    return {k: (v / n).item() for k, v in totals.items()}
+    return {k: (v / totals[-1]).item() for k, v in zip(names, totals[:-1])}
+
+
+def _sum_dtype(device: torch.device | str) -> torch.dtype:
+    """float64 for sums of metrics, except on MPS, which has none."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -148,15 +156,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class MetricsLog:
-    """One JSON object per logged step or evaluation in ``metrics.jsonl``, mirrored to TensorBoard."""
+    """One JSON object per logged step or evaluation in ``metrics.jsonl``, mirrored to TensorBoard.
 
-    def __init__(self, run_dir: Path | None, tensorboard: bool = True):
-        self._fh = (run_dir / "metrics.jsonl").open("a") if run_dir else None
-        self._tb = None
-        if run_dir and tensorboard:
+    Resuming from step k first drops whatever a killed run had logged after k, so the curves
+    never double back.
+    """
+
+    def __init__(self, run_dir: Path | None, tensorboard: bool = True, resume_step: int | None = None):
+        self._fh = self._tb = None
+        if run_dir is None:
+            return
+        path = run_dir / "metrics.jsonl"
+        if resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text().splitlines() if line.strip()
+                    and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+        self._fh = path.open("a")
+        if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            purge = resume_step + 1 if resume_step is not None else None
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if self._fh:
@@ -220,20 +240,18 @@ class TrainingInterrupted(Exception):
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
+    """The loss or the gradient became NaN or infinite; the last good checkpoint was kept."""
 
 
 @contextlib.contextmanager
-def _catch_signals(flag: dict[str, int | None]):
+def _catch_signals(flag: dict[str, int]):
     """Turn SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        if flag["signum"] is not None:  # a second Ctrl-C: stop now
+        if flag["signum"]:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         flag["signum"] = signum
 
@@ -243,6 +261,22 @@ def _catch_signals(flag: dict[str, int | None]):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: str,
+                    world_size: int = 1) -> None:
+    """Settings that cannot work with this data, found before anything is written or trained."""
+    if cfg.tbptt_steps and not hasattr(train_set, "streams"):
+        raise ValueError(f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
+                         f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0")
+    if cfg.batch_size % world_size:
+        raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
+                         f"({world_size}): it is the global batch, split evenly across them")
+    if cfg.metric and cfg.metric not in task_metric_names(task):
+        raise ValueError(f"train.metric={cfg.metric!r} is not measured for task {task!r}; "
+                         f"choose one of {', '.join(task_metric_names(task))}")
+    if len(train_set) == 0:
+        raise ValueError("the training split is empty")
 
 
 class Trainer:
@@ -256,86 +290,113 @@ class Trainer:
                  task: str, run_dir: str | Path | None = None, progress: bool = True,
                  checkpoint_extra: Callable[[], dict[str, Any]] | None = None, dist_info: DistInfo = DistInfo(),
                  device: torch.device | None = None):
+        check_trainable(cfg, train_set, val_set, task, dist_info.world_size)
         self.cfg, self.task, self.dist = cfg, task, dist_info
         self.device = device or resolve_device(cfg.device, dist_info.local_rank)
         self.model = model.to(self.device)
-        self.train_set, self.val_set = train_set, val_set
+        self.train_set = train_set
+        self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
         self.run_dir = Path(run_dir) if run_dir and dist_info.is_main else None
         self.show_progress = progress and dist_info.is_main
         self.checkpoint_extra = checkpoint_extra or dict
         self.stream = cfg.tbptt_steps > 0
-        if self.stream and not hasattr(train_set, "streams"):
-            raise ValueError(f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
-                             f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0")
-        if cfg.batch_size % dist_info.world_size:
-            raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
-                             f"({dist_info.world_size}): it is the global batch, split evenly across them")
         self.net = self.model
         if dist_info.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(self.model, cfg)
-        self.batches_per_epoch = self._batches_per_epoch()
-        steps_per_epoch = max(self.batches_per_epoch // cfg.grad_accum, 1)
+        if self.stream:
+            self.batches_per_epoch = len(train_set.streams(cfg.batch_size, cfg.tbptt_steps))
+        else:
+            self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        # An epoch's last, partial accumulation group still makes a step.
+        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.max_steps if cfg.max_steps else cfg.epochs * steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(cfg, s, self.total_steps))
-        if cfg.metric:
-            self.metric, self.mode = cfg.metric, ("min" if cfg.metric == "loss" else "max")
-        else:
-            self.metric, self.mode = default_metric(task)
+        self.metric = cfg.metric or default_metric(task)
+        self.mode = "min" if self.metric == "loss" else "max"
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of the current epoch already consumed
-        self.stream_state = None  # the recurrent state carried between TBPTT chunks
+        self.stream_state = None  # the recurrent state carried between TBPTT chunks (this process's rows)
+        self.seconds_before = 0.0  # training time of earlier sessions of this run (before a resume)
+        self.session_start = time.perf_counter()
+        self.stopped_early = False
         self.window = _Window()
         self.best: float | None = None
         self.bad_evals = 0
+        self.resumed_from: int | None = None
         self.last_checkpoint: tuple[int, Path] | None = None
         self.callbacks: dict[str, list[Callable[[Trainer], None]]] = {}
 
     def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
         self.callbacks.setdefault(event, []).append(fn)
 
-    def _batches_per_epoch(self) -> int:
-        if self.stream:
-            return len(self.train_set.streams(self.cfg.batch_size, self.cfg.tbptt_steps))
-        return math.ceil(len(self.train_set) / self.cfg.batch_size)
-
     # -- checkpoints ---------------------------------------------------------------------------
+    def _full_stream_state(self):
+        """The carried state with every process's rows (batch is dim 1 of (layers, B, H))."""
+        if self.stream_state is None:
+            return None
+        state = self.stream_state
+        if isinstance(state, torch.Tensor):
+            return gather_rows(state, self.dist, dim=1).cpu()
+        return tuple(gather_rows(s, self.dist, dim=1).cpu() for s in state)
+
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue (a collective under torchrun: call it on every process)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
-            "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self.stream_state},
+            "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()},
             "best": self.best,
             "bad_evals": self.bad_evals,
+            "seconds": self.seconds(),
             "rng": rng_state(),
             **self.checkpoint_extra(),
         }
 
-    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
-        """Continue from a checkpoint: weights, optimiser, schedule, data position and RNGs."""
+    def load_state_dict(self, ckpt: dict[str, Any], path: Path | None = None) -> None:
+        """Continue from a checkpoint: weights, optimiser, schedule, data position and RNGs.
+
+        Settings of ``train`` that differ from the checkpoint's (lr, weight decay, momentum,
+        max_steps) take effect from here on.
+        """
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.step = ckpt["step"]
+        self.step = self.resumed_from = ckpt["step"]
         pos = ckpt["position"]
         self.epoch, self.batch_in_epoch = pos["epoch"], pos["batch"]
-        self.stream_state = pos.get("stream_state")
+        state = pos.get("stream_state")
+        if state is not None:
+            to_local = lambda s: shard_rows(s.to(self.device), self.dist, dim=1)  # noqa: E731
+            state = to_local(state) if isinstance(state, torch.Tensor) else tuple(to_local(s) for s in state)
+        self.stream_state = state
         self.best, self.bad_evals = ckpt["best"], ckpt.get("bad_evals", 0)
+        self.seconds_before = ckpt.get("seconds", 0.0)
+        self.scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * lr_factor(self.cfg, self.step, self.total_steps)
+            group["weight_decay"] = self.cfg.weight_decay
+            if "momentum" in group:
+                group["momentum"] = self.cfg.momentum
         set_rng_state(ckpt["rng"])
+        if path is not None:
+            self.last_checkpoint = (self.step, path)
 
     def save(self, name: str) -> Path | None:
         """Write checkpoints/NAME, unless the loss went non-finite since the last check (then raise)."""
         self._check_finite()
+        state = self.state_dict()
         if self.run_dir is None:
             return None
-        path = save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
+        path = save_checkpoint(self.run_dir / "checkpoints" / name, state)
         if name == "last.pt":
             self.last_checkpoint = (self.step, path)
         return path
@@ -346,10 +407,7 @@ class Trainer:
 
     def validate(self, log: MetricsLog) -> dict[str, float]:
         metrics = evaluate(self.model, self.val_set, task=self.task, batch_size=max(self.cfg.batch_size, 256),
-                           device=self.device)
-        if self.metric not in metrics:
-            raise ValueError(f"train.metric={self.metric!r} is not measured for task {self.task!r}; "
-                             f"choose one of {', '.join(metrics)}")
+                           device=self.device, dist_info=self.dist)
         record = {f"val/{k}": v for k, v in metrics.items()}
         log.log(self.step, record)
         if self._improved(metrics[self.metric]):
@@ -360,93 +418,124 @@ class Trainer:
         return record
 
     # -- the loop ------------------------------------------------------------------------------
-    def _epoch_batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        """This epoch's batches from the saved position, whole (global) batches before sharding."""
+    def _epoch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """This process's ``(x, y, global_batch_size)`` for the rest of the current epoch."""
         if self.stream:
             chunks = self.train_set.streams(self.cfg.batch_size, self.cfg.tbptt_steps)
             for i in range(self.batch_in_epoch, len(chunks)):
-                yield chunks[i]
+                x, y = chunks[i]  # (B, t) each: row b continues row b of the previous chunk
+                yield shard_rows(x, self.dist), shard_rows(y, self.dist), len(x)
             return
-        # Each epoch's order depends only on (seed, epoch), so a resumed run can redraw it.
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
-        yield from batches(self.train_set, self.cfg.batch_size, shuffle=True, generator=g, skip=self.batch_in_epoch)
+        sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
+                                          epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch)
+        for (x, y), n_global in batches(self.train_set, sampler):
+            yield x, y, n_global
 
     def _layer_grad_norms(self) -> dict[str, float]:
         return {f"grad_norm/{name}": p.grad.norm().item() for name, p in self.model.named_parameters()
                 if p.grad is not None}
 
+    def _signal(self, flag: dict[str, int]) -> int:
+        """The signal to stop on, agreed by every process (one received by any of them counts)."""
+        if not self.dist.enabled:
+            return flag["signum"]
+        return int(all_reduce(torch.tensor([flag["signum"]], device=self.device), self.dist, "max"))
+
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        log = MetricsLog(self.run_dir, cfg.tensorboard)
+        log = MetricsLog(self.run_dir, cfg.tensorboard, resume_step=self.resumed_from)
         progress = Progress(self.total_steps, self.step, self.show_progress)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        flag: dict[str, int | None] = {"signum": None}
+        flag = {"signum": 0}
         self.model.train()
-        start = time.perf_counter()
+        self.session_start = time.perf_counter()
         self.window.reset()
         micro = 0
-        stopped_early = False
-        with _catch_signals(flag):
-            while self.step < self.total_steps and not stopped_early:
-                for batch in self._epoch_batches():
-                    x, y = (t.to(self.device) for t in shard(batch, self.dist))
-                    with autocast:
-                        output, loss, state = _call(self.net, x, y, self.stream_state, self.stream)
-                    if self.stream:
-                        self.stream_state = detach_state(state)  # truncated BPTT: no gradient past this chunk
-                    (loss / cfg.grad_accum).backward()
-                    self.batch_in_epoch += 1
-                    micro += 1
-                    self.window.add(self.step + 1, loss, x, output if self.task == "classification" else None, y)
-                    if micro % cfg.grad_accum:
-                        continue
-                    if cfg.layer_norms_every and (self.step + 1) % cfg.layer_norms_every == 0:
-                        log.log(self.step + 1, self._layer_grad_norms())  # before clipping
-                    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    lr = self.scheduler.get_last_lr()[0]
-                    self.scheduler.step()
-                    self.step += 1
-                    last = self.step >= self.total_steps
-                    checkpoint_now = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-                    evaluate_now = self.val_set is not None and cfg.eval_every and (self.step % cfg.eval_every == 0 or last)
-                    if self.step % cfg.log_every == 0 or last or checkpoint_now or evaluate_now or flag["signum"]:
-                        self._check_finite()
-                        self._log_window(log, progress, lr, grad_norm)
-                    if evaluate_now:
-                        record = self.validate(log)
-                        progress.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
-                        if cfg.early_stopping_patience and self.bad_evals >= cfg.early_stopping_patience:
-                            progress.write(f"early stopping at step {self.step}: val/{self.metric} has not improved "
-                                           f"for {self.bad_evals} evaluations (best {self.best:.4f})")
-                            stopped_early = True
-                    if checkpoint_now:
-                        self.save("last.pt")
-                    for fn in self.callbacks.get("on_step_end", []):
-                        fn(self)
-                    if flag["signum"] is not None:
-                        path = self.save("last.pt")
-                        progress.close()
-                        log.close()
-                        raise TrainingInterrupted(flag["signum"], self.step, path)
-                    if last or stopped_early:
-                        break
-                else:  # the epoch ran out
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-                    self.stream_state = None  # each pass over the streams starts from a zero state
-                    if self.val_set is not None and not cfg.eval_every:
-                        self.validate(log)
-        progress.close()
-        self.save("last.pt")
-        log.close()
-        return {"steps": self.step, "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
+        stop = False
+        try:
+            with _catch_signals(flag):
+                while self.step < self.total_steps and not stop:
+                    for x, y, n_global in self._epoch_batches():
+                        self.batch_in_epoch += 1
+                        epoch_done = self.batch_in_epoch >= self.batches_per_epoch
+                        if n_global < self.dist.world_size:  # too few rows for every process: skip it
+                            continue
+                        x, y = x.to(self.device), y.to(self.device)
+                        with autocast:
+                            output, loss, state = _call(self.net, x, y, self.stream_state, self.stream)
+                        if self.stream:
+                            self.stream_state = detach_state(state)  # truncated BPTT: no gradient past here
+                        # Each process's mean loss weighted by its share of the global batch: after DDP
+                        # averages gradients, the step equals one process's step on the whole batch.
+                        share = len(x) * self.dist.world_size / n_global
+                        (loss * share / cfg.grad_accum).backward()
+                        micro += 1
+                        self.window.add(self.step + 1, loss, x, output if self.task == "classification" else None, y)
+                        if micro < cfg.grad_accum and not epoch_done:
+                            continue
+                        micro = 0
+                        stop = self._optimizer_step(log, progress, flag, epoch_done)
+                        if stop:
+                            break
+                    if self.batch_in_epoch >= self.batches_per_epoch:  # this epoch is used up
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                        self.stream_state = None  # each pass over the streams starts from a zero state
+                        micro = 0
+                self.save("last.pt")
+        finally:
+            progress.close()
+            log.close()
+        return {"steps": self.step, "seconds": self.seconds(), "stopped_early": self.stopped_early,
                 f"best_val/{self.metric}": self.best}
+
+    def seconds(self) -> float:
+        """Training time of this run so far, over every session (resumes included)."""
+        return self.seconds_before + time.perf_counter() - self.session_start
+
+    def _optimizer_step(self, log: MetricsLog, progress: Progress, flag: dict[str, int], epoch_done: bool) -> bool:
+        """Clip, step, log, evaluate, checkpoint; True when the run should stop here."""
+        cfg = self.cfg
+        if cfg.layer_norms_every and (self.step + 1) % cfg.layer_norms_every == 0:
+            log.log(self.step + 1, self._layer_grad_norms())  # before clipping
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
+        self.scheduler.step()
+        self.step += 1
+        self.window.add_grad_norm(grad_norm)
+        last = self.step >= self.total_steps
+        evaluate_now = self.val_set is not None and (
+            (cfg.eval_every and self.step % cfg.eval_every == 0) or last or (not cfg.eval_every and epoch_done))
+        checkpoint_now = self.step % cfg.checkpoint_every == 0 if cfg.checkpoint_every else evaluate_now
+        signum = self._signal(flag)
+        if self.step % cfg.log_every == 0 or last or checkpoint_now or evaluate_now or signum:
+            self._check_finite()
+            self._log_window(log, progress, lr)
+        if evaluate_now:
+            record = self.validate(log)
+            progress.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
+            if cfg.early_stopping_patience and self.bad_evals >= cfg.early_stopping_patience:
+                progress.write(f"early stopping at step {self.step}: val/{self.metric} has not improved "
+                               f"for {self.bad_evals} evaluations (best {self.best:.4f})")
+                self.stopped_early = True
+        if checkpoint_now and not last:  # the last step's checkpoint is written once, after the loop
+            self.save("last.pt")
+        self.window.t = time.perf_counter()  # throughput counts training, not evaluation or saving
+        for fn in self.callbacks.get("on_step_end", []):
+            fn(self)
+        if signum:
+            raise TrainingInterrupted(signum, self.step, self.save("last.pt"))
+        return last or self.stopped_early
 
     def _check_finite(self) -> None:
         bad = self.window.first_non_finite_step()  # one sync, only at log and checkpoint steps
+        if self.dist.enabled:  # the earliest any process saw, so that all stop together
+            bad_t = torch.tensor([bad if bad is not None else 2**62], device=self.device)
+            bad = int(all_reduce(bad_t, self.dist, "min"))
+            bad = None if bad == 2**62 else bad
         if bad is None:
             return
         if self.last_checkpoint:
@@ -454,37 +543,33 @@ class Trainer:
             kept = f"the last good checkpoint, {path} (step {step}), was kept"
         else:
             kept = "no checkpoint had been written yet"
-        raise NonFiniteLoss(f"the loss became non-finite at step {bad}; stopped at step {self.step}; {kept}. "
-                            f"Try a lower train.lr, train.grad_clip, or train.precision=fp32")
+        raise NonFiniteLoss(f"the loss or gradient became non-finite at step {bad}; stopped at step {self.step}; "
+                            f"{kept}. Try a lower train.lr, train.grad_clip, or train.precision=fp32")
 
-    def _log_window(self, log: MetricsLog, progress: Progress, lr: float, grad_norm) -> None:
-        loss_sum, correct, n = self.window.sums(self.task)
-        if self.dist.enabled:  # log the global batch's loss and accuracy, not this process's share
-            import torch.distributed as dist
-
-            sums = torch.stack([loss_sum, correct, torch.tensor(float(n), device=loss_sum.device)])
-            dist.all_reduce(sums)
-            loss_sum, correct, n = sums[0], sums[1], int(sums[2])
+    def _log_window(self, log: MetricsLog, progress: Progress, lr: float) -> None:
+        w = self.window
+        sums = all_reduce(w.sums(self.task), self.dist)  # loss sum, correct, examples, tokens: global
+        loss_sum, correct, n, tokens = sums.tolist()
         n = max(n, 1)
-        elapsed = max(time.perf_counter() - self.window.t, 1e-9)
-        record = {"train/loss": (loss_sum / n).item(), "train/lr": lr, "train/grad_norm": float(grad_norm),
-                  "train/samples_per_s": self.window.n / elapsed, "train/tokens_per_s": self.window.tokens / elapsed}
+        elapsed = max(time.perf_counter() - w.t, 1e-9)
+        record = {"train/loss": loss_sum / n, "train/lr": lr, "train/grad_norm": w.last_grad_norm(),
+                  "train/samples_per_s": n / elapsed, "train/tokens_per_s": tokens / elapsed}
         if self.task == "classification":
-            record["train/accuracy"] = (correct / n).item()
+            record["train/accuracy"] = correct / n
         log.log(self.step, record)
         shown = {"loss": record["train/loss"]}
         if "train/accuracy" in record:
             shown["acc"] = record["train/accuracy"]
         shown["samples/s"] = record["train/samples_per_s"]
         progress.update(self.step, shown)
-        self.window.reset()
+        w.reset()
 
 
 class _Window:
     """What happened since the last log line, kept as tensors so the hot loop never waits on them.
 
-    Per micro-batch it only appends references (the loss, and a classifier's logits and targets);
-    ``sums`` and ``first_non_finite_step`` reduce them once per log line.
+    Per micro-batch it only appends references (the loss, a classifier's logits and targets, the
+    gradient norm); ``sums`` and ``first_non_finite_step`` reduce them once per log line.
     """
 
     def __init__(self):
@@ -492,16 +577,18 @@ class _Window:
 
     def reset(self) -> None:
         self.losses: list[torch.Tensor] = []
-        self.steps: list[int] = []
+        self.loss_steps: list[int] = []
         self.sizes: list[int] = []
         self.outputs: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
+        self.grad_norms: list[torch.Tensor] = []
+        self.norm_steps: list[int] = []
         self.n = self.tokens = 0
         self.t = time.perf_counter()
 
     def add(self, step: int, loss: torch.Tensor, x: torch.Tensor, output: torch.Tensor | None, y: torch.Tensor) -> None:
         self.losses.append(loss.detach())
-        self.steps.append(step)
+        self.loss_steps.append(step)
         self.sizes.append(len(x))
         if output is not None:
             self.outputs.append(output.detach())
@@ -510,19 +597,31 @@ class _Window:
         # Tokens are time steps: (B, T) ids or (B, T, C) features; a (B, C) float batch has none.
         self.tokens += x.shape[0] * (x.shape[1] if x.dim() >= 3 or not x.is_floating_point() else 1)
 
+    def add_grad_norm(self, norm: torch.Tensor) -> None:
+        self.grad_norms.append(norm.detach())
+        self.norm_steps.append(self.loss_steps[-1] if self.loss_steps else 0)
+
+    def last_grad_norm(self) -> float:
+        return float(self.grad_norms[-1]) if self.grad_norms else float("nan")
+
     def first_non_finite_step(self) -> int | None:
-        if not self.losses:
+        values = [*self.losses, *self.grad_norms]
+        if not values:
             return None
-        finite = torch.isfinite(torch.stack(self.losses).float())
+        finite = torch.isfinite(torch.stack([v.float() for v in values]))
         if bool(finite.all()):
             return None
-        return self.steps[int((~finite).nonzero()[0])]
+        steps = [*self.loss_steps, *self.norm_steps]
+        return min(s for s, ok in zip(steps, finite.tolist()) if not ok)
 
-    def sums(self, task: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(sum of per-example losses, number correct (classification), examples)."""
-        losses = torch.stack(self.losses).float()  # (micro-batches,)
-        sizes = torch.tensor(self.sizes, dtype=losses.dtype, device=losses.device)
-        correct = torch.zeros((), device=losses.device)
+    def sums(self, task: str) -> torch.Tensor:
+        """[sum of per-example losses, number correct (classification), examples, tokens]."""
+        device = self.losses[0].device
+        dtype = _sum_dtype(device)
+        losses = torch.stack(self.losses).to(dtype)  # (micro-batches,)
+        sizes = torch.tensor(self.sizes, dtype=dtype, device=device)
+        correct = torch.zeros((), dtype=dtype, device=device)
         if self.outputs:
-            correct = task_metrics(task, torch.cat(self.outputs), torch.cat(self.targets))["accuracy"].float()
-        return (losses * sizes).sum(), correct, self.n
+            correct = task_metrics(task, torch.cat(self.outputs), torch.cat(self.targets))["accuracy"].to(dtype)
+        return torch.stack([(losses * sizes).sum(), correct, sizes.sum(),
+                            torch.tensor(float(self.tokens), dtype=dtype, device=device)])
