@@ -34,9 +34,10 @@ __all__ = ["MixtureDensityHead", "MixtureParams", "mixture_nll", "mixture_mean",
            "mixture_sample", "mixture_cdf", "mixture_quantile"]
 
 _LOG_2PI = math.log(2 * math.pi)
-# z beyond this only happens for scales near zero; capping keeps z^2 finite in float32 (3.4e38),
-# so the log-likelihood is a huge negative number instead of -inf (and its gradient no NaN).
-_Z_MAX = 1e18
+# Scales below this are read as this in the log-likelihood: with sigma = 1e-30, z^2 and its
+# gradient z^2 / sigma overflow float32 (3.4e38) and turn into inf and NaN. At 1e-6 both stay
+# finite for targets up to about 1e7 away from a mean.
+_SCALE_FLOOR = 1e-6
 
 
 class MixtureParams(NamedTuple):
@@ -54,10 +55,11 @@ def _check_target(params: MixtureParams, y: torch.Tensor) -> None:
 
 
 def mixture_log_prob(params: MixtureParams, y: torch.Tensor) -> torch.Tensor:
-    """log p(y): params over (..., K, D), y (..., D) -> (...,)."""
+    """log p(y): params over (..., K, D), y (..., D) -> (...,). Scales below 1e-6 count as 1e-6."""
     _check_target(params, y)
-    z = ((y.unsqueeze(-2) - params.means) / params.scales).clamp(-_Z_MAX, _Z_MAX)  # (..., K, D)
-    log_normal = -0.5 * z ** 2 - torch.log(params.scales) - 0.5 * _LOG_2PI  # (..., K, D)
+    sigma = params.scales.clamp_min(_SCALE_FLOOR)
+    z = (y.unsqueeze(-2) - params.means) / sigma  # (..., K, D)
+    log_normal = -0.5 * z ** 2 - torch.log(sigma) - 0.5 * _LOG_2PI  # (..., K, D)
     return torch.logsumexp(params.log_weights + log_normal.sum(-1), dim=-1)  # (...,)
 
 
