@@ -110,3 +110,26 @@ def test_cli_forecast_usage_errors(capsys, tmp_path):
     assert main(["forecast", "--model.hidden_size=3", "--out", str(tmp_path)]) == 2
     assert "unrecognised argument '--model.hidden_size=3'" in capsys.readouterr().err
 
+
+
+def test_sunspots_preset_trains_and_evaluates_through_the_cli(tmp_path, configs_dir, capsys):
+    argv = ["train", str(configs_dir / "sunspots_lstm.toml"), "--train.max_steps=10", "--train.eval_every=5",
+            "--train.tensorboard=false", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    run = next(tmp_path.iterdir())
+    assert run.name.startswith("sunspots-rnn_forecaster-")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "regression" and summary["steps"] == 10
+    assert "best_val/loss" in summary and summary["test/loss"] > 0
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("model", ["mlp_ar", "transformer_forecaster"])
+def test_window_length_mismatch_is_a_config_error(model, tmp_path, capsys):
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[model]\nname = "{model}"\ntau = 5\n\n[data]\nname = "sunspots"\ntau = 9\n\n'
+                      f'[train]\nmax_steps = 1\n')
+    assert main(["train", str(preset), "--out", str(tmp_path / "runs")]) == 2
+    assert "model.tau = 5 but data 'sunspots' gives 9; set --model.tau=9" in capsys.readouterr().err

@@ -40,8 +40,8 @@ def new_run_dir(out: str | Path, name: str) -> Path:
 
 
 def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
-    """The model's declared input size and classes must match what the data gives."""
-    for key in ("input_size", "num_classes", "vocab_size"):
+    """The model's declared input size, classes, vocabulary and window length must match what the data gives."""
+    for key in ("input_size", "num_classes", "vocab_size", "tau"):
         if key in info and hasattr(exp.model, key) and getattr(exp.model, key) != info[key]:
             raise ConfigError(
                 f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; "
