@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="networks see each window minus its last value (default; follows a trend) or the levels")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
                    help="default cpu: the models are tiny and a GPU would mostly wait on launches")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: for models this small more threads only add synchronisation)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's own choice); results can differ in the last digits")
     p.add_argument("--out", default="forecast", help="output folder (default: forecast)")
     p.add_argument("--quiet", action="store_true", help="no per-model progress lines")
 
@@ -162,9 +162,10 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
     from .train.forecast import ForecastSettings, markdown_table, run_forecast, write_forecast
 
     data_overrides = parse_overrides(_overrides(extra, ("data",))).get("data", {})
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     settings = ForecastSettings(
         data=args.data, models=tuple(m.strip() for m in args.models.split(",") if m.strip()), order=args.order,
         horizons=_int_list(args.horizons, "--horizons"), budget_steps=args.budget_steps, batch_size=args.batch_size,
