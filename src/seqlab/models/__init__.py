@@ -1,18 +1,28 @@
 """Task models assembled from ``seqlab.nn`` blocks. ``MODELS`` maps ``[model] name`` to (config, class).
 
 The contract the trainer relies on: ``model(x, targets) -> (output, loss)``.
+
+Two models here are fit in closed form, not by the trainer, and are not in ``MODELS``:
+``ARModel`` (linear AR(tau), least squares) and ``MarkovModel`` (an n-gram, by counting).
 """
 
 from __future__ import annotations
 
+from .ar import ARModel
 from .classifier import ClassifierConfig, SequenceClassifier
+from .forecaster import (ForecastHead, MLPAutoregressive, MLPAutoregressiveConfig, RecurrentForecaster,
+                         RecurrentForecasterConfig, TransformerForecaster, TransformerForecasterConfig)
 from .language_model import LanguageModelConfig, RNNLanguageModel
+from .markov import MarkovModel
 from .vit import ViT, ViTConfig
 
 MODELS: dict[str, tuple[type, type]] = {
     "rnn_classifier": (ClassifierConfig, SequenceClassifier),
     "rnn_lm": (LanguageModelConfig, RNNLanguageModel),
     "vit": (ViTConfig, ViT),
+    "mlp_ar": (MLPAutoregressiveConfig, MLPAutoregressive),
+    "rnn_forecaster": (RecurrentForecasterConfig, RecurrentForecaster),
+    "transformer_forecaster": (TransformerForecasterConfig, TransformerForecaster),
 }
 
 
@@ -21,4 +31,8 @@ def build_model(config):
     return MODELS[config.name][1](config)
 
 
-__all__ = ["MODELS", "ClassifierConfig", "LanguageModelConfig", "RNNLanguageModel", "SequenceClassifier", "build_model"]
+__all__ = [
+    "MODELS", "ARModel", "ClassifierConfig", "ForecastHead", "LanguageModelConfig", "MLPAutoregressive",
+    "MLPAutoregressiveConfig", "MarkovModel", "RNNLanguageModel", "RecurrentForecaster", "RecurrentForecasterConfig",
+    "SequenceClassifier", "TransformerForecaster", "TransformerForecasterConfig", "ViT", "ViTConfig", "build_model",
+]

@@ -1,8 +1,9 @@
-"""Building blocks: recurrent layers, attention, positional encodings."""
+"""Building blocks: recurrent layers, attention, positional encodings, a mixture density head."""
 
 from . import functional, masks  # snn.functional.scaled_dot_product_attention, snn.masks.causal_mask
 from .attention import KVCache, MultiHeadAttention
 from .layernorm_lstm import LayerNormLSTM, layernorm_lstm_step
+from .mdn import MixtureDensityHead, MixtureParams
 from .positional import (
     LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding,
 )
@@ -23,4 +24,6 @@ __all__ = [
     "SinusoidalPositionalEncoding", "LearnedPositionalEncoding", "RotaryEmbedding", "sinusoidal_encoding",
     "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
     "Transformer", "DecoderOnlyStack",
+    # output distributions
+    "MixtureDensityHead", "MixtureParams",
 ]

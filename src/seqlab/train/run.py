@@ -24,6 +24,7 @@ from ..utils import atomic_write_text, count_parameters, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
 from .distributed import init_distributed, shutdown
+from .likelihood import sequence_log_likelihood
 from .trainer import Trainer, check_trainable, evaluate, resolve_device
 
 
@@ -39,8 +40,8 @@ def new_run_dir(out: str | Path, name: str) -> Path:
 
 
 def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
-    """The model's declared input size and classes must match what the data gives."""
-    for key in ("input_size", "num_classes", "vocab_size"):
+    """The model's declared input size, classes, vocabulary and window length must match what the data gives."""
+    for key in ("input_size", "num_classes", "vocab_size", "tau"):
         if key in info and hasattr(exp.model, key) and getattr(exp.model, key) != info[key]:
             raise ConfigError(
                 f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; "
@@ -158,15 +159,23 @@ def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experime
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "last.pt") -> dict[str, float]:
-    """Metrics of a trained run on one split of its data, rebuilt exactly as in training."""
+    """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
+
+    For a language model, also the chain rule over the split's whole text read as one stream
+    (``train.likelihood``): log_likelihood, tokens, nll_per_token, perplexity, bits_per_char.
+    """
     exp, model, ckpt = load_run(run_dir, checkpoint)
     splits = build_splits(exp.data)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; expected train, val or test")
     device = resolve_device(exp.train.device)
     start = time.perf_counter()
-    metrics = evaluate(model.to(device), getattr(splits, split), task=ckpt.get("task", "classification"),
-                       device=device)
+    dataset = getattr(splits, split)
+    task = ckpt.get("task", "classification")
+    metrics = evaluate(model.to(device), dataset, task=task, device=device)
+    if task == "language_model" and hasattr(dataset, "ids"):
+        # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
+        metrics.update(sequence_log_likelihood(model, dataset.ids, device=device))
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "seconds": time.perf_counter() - start}
 
 

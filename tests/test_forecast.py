@@ -1,0 +1,135 @@
+"""seqlab forecast: the JSON's shape, the naive floor, AR beating it, iterated forecasts, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from seqlab.cli import main
+from seqlab.config import ConfigError
+from seqlab.data import SunspotsConfig, build_sunspots
+from seqlab.models import ARModel
+from seqlab.train.forecast import ForecastSettings, iterate, markdown_table, run_forecast
+
+TINY = dict(budget_steps=6, batch_size=16, samples=20)
+
+
+@pytest.fixture(scope="module")
+def sunspots_result():
+    return run_forecast(ForecastSettings(models=("ar", "mlp_ar", "rnn", "lstm", "gru", "transformer"), **TINY))
+
+
+def test_metrics_shape_naive_values_and_ar_beats_naive(sunspots_result):
+    r = sunspots_result
+    assert list(r.metrics) == ["naive", "ar", "mlp_ar", "rnn", "lstm", "gru", "transformer", "lstm_mdn"]
+    for per in r.metrics.values():
+        assert list(per) == [1, 5, 10]
+        assert all(set(m) == {"rmse", "mae"} and 0 <= m["mae"] <= m["rmse"] for m in per.values())
+    # The test part: the last 15% of the 309 years (46), each horizon over the same targets.
+    assert list(r.targets) == list(range(263, 309)) and r.split_index == (217, 263)
+    s = r.series
+    for h in (1, 5, 10):
+        err = s[263:] - s[263 - h:309 - h]  # naive: the value h years before
+        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-12)
+        assert r.metrics["naive"][h]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+    assert r.metrics["ar"][1]["rmse"] < r.metrics["naive"][1]["rmse"]
+    assert r.metrics["ar"][1]["mae"] < r.metrics["naive"][1]["mae"]
+    for h, (lo, hi) in r.band.items():
+        assert lo.shape == hi.shape == (46,) and (lo <= hi).all()
+    table = markdown_table(r).splitlines()
+    assert table[0] == "| model | h=1 RMSE | h=1 MAE | h=5 RMSE | h=5 MAE | h=10 RMSE | h=10 MAE |"
+    assert len(table) == 2 + 8 and table[2].startswith("| naive | ")
+
+
+def test_ar_forecasts_are_iterated_from_the_true_window(sunspots_result):
+    """ar's h-step forecast of year t equals ARModel.forecast from the values up to t - h, in original units."""
+    r = sunspots_result
+    info = build_sunspots(SunspotsConfig(tau=9)).info
+    scaler = info["scaler"]
+    z = scaler.transform(r.series)
+    ar = ARModel(9).fit(z[:217])
+    for i, t in enumerate([263, 280, 308]):
+        for h in (1, 5, 10):
+            expected = scaler.inverse(ar.forecast(z[:t - h + 1], h)[-1])
+            assert r.predictions["ar"][h][t - 263] == pytest.approx(expected, rel=1e-9)
+
+
+def test_iterate_feeds_predictions_back():
+    seen = []
+
+    def predict(w):
+        seen.append(w.copy())
+        return w.sum(1)  # x_hat = sum of the window
+
+    out = iterate(predict, np.array([[1.0, 2.0]]), 3)
+    np.testing.assert_allclose(out, [[3.0, 5.0, 8.0]])  # Fibonacci: each prediction joins the window
+    np.testing.assert_allclose(seen[2], [[3.0, 5.0]])
+
+
+def test_cli_forecast_writes_json_table_and_figure(tmp_path, capsys):
+    argv = ["forecast", "--data", "sine", "--models", "ar,lstm", "--order", "4", "--horizons", "1,3",
+            "--budget-steps", "5", "--out", str(tmp_path), "--quiet", "--data.length=300"]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "forecast.json").read_text())
+    assert list(metrics) == ["naive", "ar", "lstm", "lstm_mdn"]
+    assert all(list(per) == ["1", "3"] and set(per["1"]) == {"rmse", "mae"} for per in metrics.values())
+    info = json.loads((tmp_path / "forecast_info.json").read_text())
+    assert info["split"] == {"train": 210, "val": 45, "test": 45, "length": 300}
+    assert info["fits"]["lstm"]["steps"] == 5
+    assert (tmp_path / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "| model | h=1 RMSE | h=1 MAE | h=3 RMSE | h=3 MAE |" in out
+    assert "| naive | " in out and "lstm_mdn 80% interval covers the test truth" in out
+
+
+def test_forecast_on_co2_follows_the_level():
+    r = run_forecast(ForecastSettings(data="co2", models=("ar", "lstm"), order=8, horizons=(1, 2),
+                                      interval_model="", **TINY))
+    assert list(r.metrics) == ["naive", "ar", "lstm"] and r.band == {}
+    # ppmv: the test part is above every training value; relative windows keep forecasts near it.
+    assert r.metrics["ar"][1]["rmse"] < r.metrics["naive"][1]["rmse"] < 1.0
+    assert r.metrics["lstm"][2]["rmse"] < 3.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(models=("ar", "arima")), "unknown model 'arima' in --models; valid: ar, mlp_ar"),
+    (dict(data="digits"), "--data must be a series dataset (sunspots, co2, sine, series_csv), got 'digits'"),
+    (dict(horizons=(0, 5)), "--horizons must be integers >= 1, got 0,5"),
+    (dict(interval_model="lstm"), "--interval-model 'lstm' has no predictive distribution"),
+    (dict(data_overrides=(("tau", 3),)), "set the window with --order (tau)"),
+    (dict(order=200, horizons=(70,)), "the largest horizon (70) plus --order (200) reaches before the series starts"),
+])
+def test_settings_errors(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        run_forecast(ForecastSettings(**{**TINY, **kwargs}))
+    assert message in str(err.value)
+
+
+def test_cli_forecast_usage_errors(capsys, tmp_path):
+    assert main(["forecast", "--horizons", "1,x", "--out", str(tmp_path)]) == 2
+    assert "--horizons expects comma-separated integers, e.g. 1,5,10; got '1,x'" in capsys.readouterr().err
+    assert main(["forecast", "--model.hidden_size=3", "--out", str(tmp_path)]) == 2
+    assert "unrecognised argument '--model.hidden_size=3'" in capsys.readouterr().err
+
+
+
+def test_sunspots_preset_trains_and_evaluates_through_the_cli(tmp_path, configs_dir, capsys):
+    argv = ["train", str(configs_dir / "sunspots_lstm.toml"), "--train.max_steps=10", "--train.eval_every=5",
+            "--train.tensorboard=false", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    run = next(tmp_path.iterdir())
+    assert run.name.startswith("sunspots-rnn_forecaster-")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "regression" and summary["steps"] == 10
+    assert "best_val/loss" in summary and summary["test/loss"] > 0
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("model", ["mlp_ar", "transformer_forecaster"])
+def test_window_length_mismatch_is_a_config_error(model, tmp_path, capsys):
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[model]\nname = "{model}"\ntau = 5\n\n[data]\nname = "sunspots"\ntau = 9\n\n'
+                      f'[train]\nmax_steps = 1\n')
+    assert main(["train", str(preset), "--out", str(tmp_path / "runs")]) == 2
+    assert "model.tau = 5 but data 'sunspots' gives 9; set --model.tau=9" in capsys.readouterr().err
