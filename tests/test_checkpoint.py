@@ -14,6 +14,9 @@ def test_round_trip(tmp_path):
     back = load_checkpoint(path)
     assert torch.equal(back["model"]["w"], payload["model"]["w"]) and back["step"] == 7
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes, not 0600
 
 
 def test_failed_write_keeps_old_file(tmp_path):
