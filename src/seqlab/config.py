@@ -169,3 +169,23 @@ def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
         lines.append("")
     return "\n".join(lines)
+
+
+# -- checks for __post_init__: each raises ValueError("section.key must be ..., got ...") ----------
+
+def check_choice(section: str, cfg, key: str, choices) -> None:
+    if getattr(cfg, key) not in choices:
+        raise ValueError(f"{section}.{key} must be one of {', '.join(map(str, choices))}, got {getattr(cfg, key)!r}")
+
+
+def check_at_least(section: str, cfg, *keys: str, minimum: int = 1) -> None:
+    for key in keys:
+        if getattr(cfg, key) < minimum:
+            raise ValueError(f"{section}.{key} must be >= {minimum}, got {getattr(cfg, key)}")
+
+
+def check_fraction(section: str, cfg, *keys: str) -> None:
+    """Each key in [0, 1): dropout rates and the like."""
+    for key in keys:
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ValueError(f"{section}.{key} must be in [0, 1), got {getattr(cfg, key)}")

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from ..config import ConfigError
+from ..config import ConfigError, check_at_least
 
 
 class TensorSequenceDataset(Dataset):
@@ -116,6 +116,5 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
 
 
 def check_positive(cfg, *keys: str) -> None:
-    for key in keys:
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"data.{key} must be >= 1, got {getattr(cfg, key)}")
+    """Each ``data.<key>`` is at least 1."""
+    check_at_least("data", cfg, *keys)

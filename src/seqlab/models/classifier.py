@@ -13,10 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import seqlab.nn as snn
-
-RECURRENT = {"rnn": snn.RNN, "lstm": snn.LSTM, "gru": snn.GRU, "layernorm_lstm": snn.LayerNormLSTM}
-IMPLS = ("fused", "fused_own", "reference")
+from ..config import check_at_least, check_fraction
+from .recurrent import check_recurrent, recurrent_encoder
 
 
 @dataclass(frozen=True)
@@ -33,16 +31,9 @@ class ClassifierConfig:
     bidirectional: bool = False
 
     def __post_init__(self):
-        if self.cell not in RECURRENT:
-            raise ValueError(f"model.cell must be one of {', '.join(RECURRENT)}, got {self.cell!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"model.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
-        for key in ("input_size", "hidden_size", "num_layers", "num_classes"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("dropout", "recurrent_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
+        check_recurrent(self)
+        check_at_least("model", self, "input_size", "hidden_size", "num_layers", "num_classes")
+        check_fraction("model", self, "dropout", "recurrent_dropout")
 
 
 class SequenceClassifier(nn.Module):
@@ -51,12 +42,8 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         self.config = config
-        self.rnn = RECURRENT[config.cell](
-            config.input_size, config.hidden_size, num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            bidirectional=config.bidirectional, batch_first=True,
-            impl=config.impl, recurrent_dropout=config.recurrent_dropout,
-        )
+        self.rnn = recurrent_encoder(config, config.input_size, bidirectional=config.bidirectional,
+                                     recurrent_dropout=config.recurrent_dropout)
         num_directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(num_directions * config.hidden_size, config.num_classes)
 

@@ -23,20 +23,16 @@ import torch.nn.functional as F
 
 import seqlab.nn as snn
 
-from .classifier import IMPLS
+from ..config import check_at_least, check_choice, check_fraction
+from .recurrent import check_recurrent, recurrent_encoder
 
-CELLS = {"rnn": snn.RNN, "lstm": snn.LSTM, "gru": snn.GRU}
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def _check_common(cfg) -> None:
-    for key in ("input_size", "output_size"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"model.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.num_components < 0:
-        raise ValueError(f"model.num_components must be >= 0 (0: a point forecast), got {cfg.num_components}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
+    check_at_least("model", cfg, "input_size", "output_size")
+    check_at_least("model", cfg, "num_components", minimum=0)  # 0: a point forecast
+    check_fraction("model", cfg, "dropout")
 
 
 class ForecastHead(nn.Module):
@@ -109,11 +105,8 @@ class MLPAutoregressiveConfig:
 
     def __post_init__(self):
         _check_common(self)
-        for key in ("tau", "hidden_size", "num_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        check_at_least("model", self, "tau", "hidden_size", "num_layers")
+        check_choice("model", self, "activation", tuple(ACTIVATIONS))
 
 
 class MLPAutoregressive(_Forecaster):
@@ -141,7 +134,7 @@ class MLPAutoregressive(_Forecaster):
 @dataclass(frozen=True)
 class RecurrentForecasterConfig:
     name: str = "rnn_forecaster"
-    cell: str = "lstm"  # "rnn", "lstm" or "gru"
+    cell: str = "lstm"  # "rnn", "lstm", "gru" or "layernorm_lstm"
     impl: str = "fused"
     input_size: int = 1
     output_size: int = 1
@@ -152,13 +145,8 @@ class RecurrentForecasterConfig:
 
     def __post_init__(self):
         _check_common(self)
-        if self.cell not in CELLS:
-            raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"model.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
-        for key in ("hidden_size", "num_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        check_recurrent(self)
+        check_at_least("model", self, "hidden_size", "num_layers")
 
 
 class RecurrentForecaster(_Forecaster):
@@ -167,9 +155,7 @@ class RecurrentForecaster(_Forecaster):
     def __init__(self, config: RecurrentForecasterConfig):
         super().__init__()
         self.config = config
-        self.rnn = CELLS[config.cell](config.input_size, config.hidden_size, num_layers=config.num_layers,
-                                      dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True,
-                                      impl=config.impl)
+        self.rnn = recurrent_encoder(config, config.input_size)
         self.head = ForecastHead(config.hidden_size, config.output_size, config.num_components)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,9 +178,7 @@ class TransformerForecasterConfig:
 
     def __post_init__(self):
         _check_common(self)
-        for key in ("tau", "d_model", "num_heads", "d_ff", "num_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        check_at_least("model", self, "tau", "d_model", "num_heads", "d_ff", "num_layers")
         if self.d_model % self.num_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .classifier import IMPLS, RECURRENT
+from ..config import check_at_least, check_fraction
+from .recurrent import check_recurrent, recurrent_encoder
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,9 @@ class LanguageModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        if self.cell not in RECURRENT:
-            raise ValueError(f"model.cell must be one of {', '.join(RECURRENT)}, got {self.cell!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"model.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
-        for key in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        check_recurrent(self)
+        check_at_least("model", self, "vocab_size", "embedding_size", "hidden_size", "num_layers")
+        check_fraction("model", self, "dropout")
 
 
 class RNNLanguageModel(nn.Module):
@@ -46,9 +41,7 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embedding_size)
-        self.rnn = RECURRENT[config.cell](
-            config.embedding_size, config.hidden_size, num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True, impl=config.impl)
+        self.rnn = recurrent_encoder(config, config.embedding_size)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 

@@ -48,8 +48,15 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group; with ``wait``, once every process is done with it.
+
+    Tearing down while a peer still talks to this process can abort the peer; but after an error
+    that only this process saw, waiting for the others could hang, hence ``wait=False`` there.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -116,8 +116,10 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
             trainer.load_state_dict(ckpt, resume / "checkpoints" / "last.pt")
         fit = trainer.fit()
         test = evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown()
     if run_dir is None:
         return None
     baseline = {f"baseline/{k}": v for k, v in splits.info.get("baseline", {}).items() if isinstance(v, (int, float))}
