@@ -88,7 +88,7 @@ def test_shape_errors(cfg, x_shape, message):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: RecurrentForecasterConfig(cell="lstmx"), "model.cell must be one of rnn, lstm, gru, got 'lstmx'"),
+    (lambda: RecurrentForecasterConfig(cell="lstmx"), "model.cell must be one of rnn, lstm, gru, layernorm_lstm, got 'lstmx'"),
     (lambda: MLPAutoregressiveConfig(num_components=-1), "model.num_components must be >= 0"),
     (lambda: TransformerForecasterConfig(d_model=10, num_heads=4), "model.d_model (10) must be divisible by model.num_heads (4)"),
     (lambda: MLPAutoregressiveConfig(activation="gelu"), "model.activation must be one of relu, tanh, got 'gelu'"),
