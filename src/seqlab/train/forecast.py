@@ -8,7 +8,8 @@ ahead) and a chronological train/val/test split, then
 - ``mlp_ar``, ``rnn``, ``lstm``, ``gru``, ``transformer`` (and ``lstm_mdn``, an LSTM with a mixture
   density head, whose predictive distribution gives the interval): each trained by the same
   ``Trainer`` for ``budget_steps`` optimiser steps of ``batch_size`` windows, keeping the weights
-  of the best validation loss.
+  of the best validation loss (the final weights when there is no validation part,
+  ``data.val_fraction = 0``).
 
 Every model predicts one step ahead; an h-step forecast is iterated: the prediction of x_{t+1}
 is appended to the window and fed back to predict x_{t+2}, and so on (no model ever sees a true
@@ -187,7 +188,11 @@ def sample_paths(model: torch.nn.Module, windows: np.ndarray, steps: int, sample
 
 
 def train_forecaster(name: str, settings: ForecastSettings, splits, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """One engine-trained forecaster: ``budget_steps`` steps, the best validation weights restored."""
+    """One engine-trained forecaster: ``budget_steps`` steps, the best validation weights restored.
+
+    Without a validation part (``data.val_fraction = 0``) the final weights are kept, and the fit
+    record says so: ``weights`` is "final" and ``best_val_loss`` None (else "best_val").
+    """
     set_seed(settings.seed)
     model = build_model(model_config(name, settings.order))
     budget = settings.budget_steps
@@ -210,8 +215,9 @@ def train_forecaster(name: str, settings: ForecastSettings, splits, device: torc
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    return model, {"steps": fit["steps"], "seconds": fit["seconds"], "best_val_loss": best["value"],
-                   "best_step": best["step"], "params": count_parameters(model)}
+    kept = "best_val" if best["state"] is not None else "final"
+    return model, {"steps": fit["steps"], "seconds": fit["seconds"], "weights": kept, "best_val_loss": best["value"],
+                   "best_step": best["step"] if kept == "best_val" else fit["steps"], "params": count_parameters(model)}
 
 
 def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda text: None) -> ForecastResult:
@@ -257,8 +263,11 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             models[name] = model
             paths = iterate(_torch_predictor(model, device, relative), windows, H)
         predictions[name] = {h: scaler.inverse(p) for h, p in at_horizons(paths).items()}
-        extra = f", best val loss {fits[name]['best_val_loss']:.4f} at step {fits[name]['best_step']}" \
-            if "best_val_loss" in fits[name] else ""
+        extra = ""
+        if fits[name].get("weights") == "best_val":
+            extra = f", best val loss {fits[name]['best_val_loss']:.4f} at step {fits[name]['best_step']}"
+        elif fits[name].get("weights") == "final":
+            extra = ", no validation part (data.val_fraction = 0): kept the final weights"
         log(f"{name}: {fits[name]['params']:,} parameters, fitted in {time.perf_counter() - t0:.1f} s{extra}")
     band: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     coverage: dict[int, float] = {}
