@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from seqlab.cli import main
 from seqlab.config import ConfigError, from_dict, load_toml, to_dict
 from seqlab.models import MODELS, build_model
 from seqlab.models.vit import ViT, ViTConfig
@@ -95,3 +96,28 @@ def test_tiny_vit_fits_a_small_batch():
     logits, final = model(x, y)
     assert final.item() < 0.1
     assert (logits.argmax(-1) == y).float().mean().item() == 1.0
+
+
+def test_config_input_shape_and_the_settings_that_read_a_shape():
+    cfg = ViTConfig(**SMALL)
+    assert cfg.input_shape == (8, 8) and cfg.settings_for_input((8, 8)) == {}
+    rgb = ViTConfig(**{**SMALL, "image_size": (8, 4), "channels": 3})
+    assert rgb.input_shape == (3, 8, 4)
+    assert rgb.settings_for_input((8, 8)) == {"image_size": 8, "channels": 1}
+    assert cfg.settings_for_input((3, 16, 4)) == {"image_size": [16, 4], "channels": 3}
+    assert cfg.settings_for_input((64,)) == {}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--model.image_size=16", "model 'vit' reads examples of shape (16, 16) (model.image_size = 16) but data "
+                              "'digits' gives (8, 8); set --model.image_size=8"),
+    ("--model.channels=3", "model 'vit' reads examples of shape (3, 8, 8) (model.channels = 3) but data "
+                           "'digits' gives (8, 8); set --model.channels=1"),
+    ("--data.view=pixels", "model 'vit' reads examples of shape (8, 8) (model.image_size = 8) but data "
+                           "'digits' gives (64, 1); set --model.image_size=[64,1]"),
+])
+def test_cli_refuses_an_image_shape_the_data_does_not_give(override, message, configs_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", str(configs_dir / "digits_vit.toml"), override, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # refused before a run directory was made

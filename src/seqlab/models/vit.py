@@ -11,6 +11,7 @@ the sequence and a linear head classifies the class token (or the mean of all to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -65,6 +66,28 @@ class ViTConfig:
             raise ValueError(f"model.pool must be 'cls' or 'mean', got {self.pool!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example as the model reads it (no batch dim): (H, W) with one channel, else (channels, H, W)."""
+        H, W = _pair(self.image_size)
+        return (H, W) if self.channels == 1 else (self.channels, H, W)
+
+    def settings_for_input(self, shape: tuple[int, ...]) -> dict[str, Any]:
+        """The keys (and values) to change so that the model reads examples of ``shape``, (H, W) or
+        (C, H, W); {} if no setting of this config reads it."""
+        if len(shape) == 2:
+            C, (H, W) = 1, shape
+        elif len(shape) == 3:
+            C, H, W = shape
+        else:
+            return {}
+        out: dict[str, Any] = {}
+        if _pair(self.image_size) != (H, W):
+            out["image_size"] = H if H == W else [H, W]
+        if self.channels != C:
+            out["channels"] = C
+        return out
 
 
 class ViT(nn.Module):

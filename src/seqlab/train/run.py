@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import ConfigError, dump_toml, merge, parse_overrides
+from ..config import ConfigError, dump_toml, merge, parse_overrides, toml_value
 from ..data import build_splits
 from ..models import build_model
 from ..utils import atomic_write_text, count_parameters, set_seed
@@ -40,13 +40,30 @@ def new_run_dir(out: str | Path, name: str) -> Path:
 
 
 def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
-    """The model's declared input size, classes, vocabulary and window length must match what the data gives."""
+    """The model's declared input size, classes, vocabulary and window length must match what the data gives.
+
+    A model config whose examples have a fixed shape (a ViT's images) exposes it as ``input_shape``
+    (no batch dim), compared with the data's ``info["input_shape"]``; its ``settings_for_input(shape)``,
+    if it has one, names the keys to set.
+    """
     for key in ("input_size", "num_classes", "vocab_size", "tau"):
         if key in info and hasattr(exp.model, key) and getattr(exp.model, key) != info[key]:
             raise ConfigError(
                 f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; "
                 f"set --model.{key}={info[key]}"
             )
+    expected, given = getattr(exp.model, "input_shape", None), info.get("input_shape")
+    if expected is not None and given is not None and tuple(expected) != tuple(given):
+        given = tuple(given)
+        fix = exp.model.settings_for_input(given) if hasattr(exp.model, "settings_for_input") else {}
+        now = ", ".join(f"model.{k} = {toml_value(getattr(exp.model, k))}" for k in fix)
+        message = (f"model '{exp.model.name}' reads examples of shape {tuple(expected)}"
+                   + (f" ({now})" if now else "") + f" but data '{exp.data.name}' gives {given}; ")
+        if fix:
+            message += "set " + " ".join(f"--model.{k}={toml_value(v).replace(' ', '')}" for k, v in fix.items())
+        else:
+            message += "no model setting reads that shape: choose another data view or model"
+        raise ConfigError(message)
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], section: str) -> list[str]:
