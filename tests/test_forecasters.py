@@ -79,7 +79,10 @@ def test_mlp_ar_learns_a_nonlinear_recursion():
 @pytest.mark.parametrize("cfg,x_shape,message", [
     (MLPAutoregressiveConfig(tau=6), (2, 5, 1), "expected windows (B, 6, 1) (model.tau = 6), got shape (2, 5, 1)"),
     (RecurrentForecasterConfig(), (2, 5), "expected windows (B, tau, 1), got shape (2, 5)"),
-    (TransformerForecasterConfig(tau=4), (2, 5, 1), "expected windows (B, T <= 4, 1) (model.tau = 4), got shape (2, 5, 1)"),
+    (TransformerForecasterConfig(tau=4), (2, 5, 1), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 5, 1)"),
+    # A shorter window would fit the position table, but the model was trained on tau steps.
+    (TransformerForecasterConfig(tau=4), (2, 3, 1), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 3, 1)"),
+    (MLPAutoregressiveConfig(tau=4), (2, 4, 2), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 4, 2)"),
 ])
 def test_shape_errors(cfg, x_shape, message):
     with pytest.raises(ValueError) as err:

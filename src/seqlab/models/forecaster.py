@@ -69,9 +69,13 @@ class _Forecaster(nn.Module):
     head: ForecastHead
 
     def _check(self, x: torch.Tensor) -> None:
-        C = self.config.input_size
-        if x.dim() != 3 or x.size(-1) != C:
-            raise ValueError(f"expected windows (B, tau, {C}), got shape {tuple(x.shape)}")
+        """(B, tau, C); a model with ``config.tau`` (a fixed window) takes exactly tau steps, others any."""
+        C, tau = self.config.input_size, getattr(self.config, "tau", None)
+        if tau is None:
+            if x.dim() != 3 or x.size(-1) != C:
+                raise ValueError(f"expected windows (B, tau, {C}), got shape {tuple(x.shape)}")
+        elif x.dim() != 3 or x.shape[1:] != (tau, C):
+            raise ValueError(f"expected windows (B, {tau}, {C}) (model.tau = {tau}), got shape {tuple(x.shape)}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -122,11 +126,6 @@ class MLPAutoregressive(_Forecaster):
         self.mlp = nn.Sequential(*layers)
         self.head = ForecastHead(width, config.output_size, config.num_components)
 
-    def _check(self, x: torch.Tensor) -> None:
-        tau, C = self.config.tau, self.config.input_size
-        if x.dim() != 3 or x.shape[1:] != (tau, C):
-            raise ValueError(f"expected windows (B, {tau}, {C}) (model.tau = {tau}), got shape {tuple(x.shape)}")
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x.flatten(1))  # (B, tau, C) -> (B, tau * C) -> (B, hidden)
 
@@ -166,7 +165,7 @@ class RecurrentForecaster(_Forecaster):
 @dataclass(frozen=True)
 class TransformerForecasterConfig:
     name: str = "transformer_forecaster"
-    tau: int = 10  # window length (the size of the learned position table)
+    tau: int = 10  # window length: the model sees exactly this many past values (one learned position each)
     input_size: int = 1
     output_size: int = 1
     d_model: int = 32
@@ -196,12 +195,7 @@ class TransformerForecaster(_Forecaster):
                                               dropout=config.dropout, norm_first=True)
         self.head = ForecastHead(config.d_model, config.output_size, config.num_components)
 
-    def _check(self, x: torch.Tensor) -> None:
-        tau, C = self.config.tau, self.config.input_size
-        if x.dim() != 3 or x.size(-1) != C or x.size(1) > tau:
-            raise ValueError(f"expected windows (B, T <= {tau}, {C}) (model.tau = {tau}), got shape {tuple(x.shape)}")
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.pos(self.embed(x))  # (B, T, d_model)
-        z, _ = self.encoder(z)  # (B, T, d_model)
+        z = self.pos(self.embed(x))  # (B, tau, d_model)
+        z, _ = self.encoder(z)  # (B, tau, d_model)
         return z[:, -1]  # (B, d_model): the position of x_{t-1}
