@@ -121,3 +121,19 @@ def test_cli_refuses_an_image_shape_the_data_does_not_give(override, message, co
     assert main(["train", str(configs_dir / "digits_vit.toml"), override, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before a run directory was made
+
+
+def test_attention_weights_are_computed_in_eval_mode_and_the_mode_is_restored():
+    torch.manual_seed(0)
+    model = ViT(**{**SMALL, "dropout": 0.5})
+    x = torch.rand(2, 8, 8)
+    expected = model.eval().attention_weights(x)
+    model.train()
+    again = model.attention_weights(x)  # dropout would zero and rescale weights in train mode
+    assert model.training and all(m.training for m in model.modules())
+    for w, e in zip(again, expected):
+        assert torch.equal(w, e)
+        assert torch.allclose(w.sum(-1), torch.ones(2, 2, 17), atol=1e-5)
+    model.eval()
+    model.attention_weights(x)
+    assert not any(m.training for m in model.modules())

@@ -149,6 +149,14 @@ class ViT(nn.Module):
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's attention weights, a list of depth tensors (B, heads, N + 1, N + 1); token 0 is the class token."""
-        _, weights = self._encode(x, need_weights=True)
+        """Every layer's attention weights, a list of depth tensors (B, heads, N + 1, N + 1); token 0 is the class token.
+
+        Computed in eval mode (no dropout on the weights), whatever the model's mode; the mode is restored.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            _, weights = self._encode(x, need_weights=True)
+        finally:
+            self.train(was_training)
         return weights
