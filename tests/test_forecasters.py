@@ -100,3 +100,25 @@ def test_config_errors(make, message):
     with pytest.raises(ValueError) as err:
         make()
     assert message in str(err.value)
+
+
+def test_transformer_forecaster_attention_weights():
+    torch.manual_seed(0)
+    cfg = TransformerForecasterConfig(tau=5, d_model=8, num_heads=2, d_ff=16, num_layers=2, dropout=0.5)
+    model = build_model(cfg)  # train mode: dropout would perturb the weights
+    x = torch.randn(3, 5, 1)
+    weights = model.attention_weights(x)
+    assert model.training and all(m.training for m in model.modules())
+    assert len(weights) == 2 and all(w.shape == (3, 2, 5, 5) for w in weights)
+    for w in weights:
+        torch.testing.assert_close(w.sum(-1), torch.ones(3, 2, 5))
+    # Layer 0 by hand (pre-LN, eval mode): softmax(q k^T / sqrt(d_h)) of the normalised embedded window.
+    model.eval()
+    layer = model.encoder.layers[0]
+    h = layer.norm1(model.pos(model.embed(x)))  # (3, 5, 8)
+    attn = layer.self_attn
+    q = attn.q_proj(h).view(3, 5, 2, 4).transpose(1, 2)  # (3, 2, 5, 4)
+    k = attn.k_proj(h).view(3, 5, 2, 4).transpose(1, 2)  # (3, 2, 5, 4)
+    torch.testing.assert_close(weights[0], torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"expected windows \(B, 5, 1\) \(model.tau = 5\), got shape \(3, 4, 1\)"):
+        model.attention_weights(x[:, 1:])

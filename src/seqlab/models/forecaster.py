@@ -24,6 +24,7 @@ import torch.nn.functional as F
 import seqlab.nn as snn
 
 from ..config import check_at_least, check_choice, check_fraction
+from ..utils import eval_mode
 from .recurrent import check_recurrent, recurrent_encoder
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -195,7 +196,22 @@ class TransformerForecaster(_Forecaster):
                                               dropout=config.dropout, norm_first=True)
         self.head = ForecastHead(config.d_model, config.output_size, config.num_components)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor, need_weights: bool):
         z = self.pos(self.embed(x))  # (B, tau, d_model)
-        z, _ = self.encoder(z)  # (B, tau, d_model)
+        return self.encoder(z, need_weights=need_weights)  # (B, tau, d_model), [(B, H, tau, tau)] or None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        z, _ = self._encode(x, need_weights=False)  # (B, tau, d_model)
         return z[:, -1]  # (B, d_model): the position of x_{t-1}
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's attention weights for windows x (B, tau, C): num_layers tensors (B, heads, tau, tau),
+        row i being how position i (x_{t-tau+i}) spreads its attention over the window.
+
+        Computed in eval mode (no dropout on the weights), whatever the model's mode; the mode is restored.
+        """
+        self._check(x)
+        with eval_mode(self):
+            _, weights = self._encode(x, need_weights=True)
+        return weights

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..nn.positional import LearnedPositionalEncoding
 from ..nn.transformer import TransformerEncoder
+from ..utils import eval_mode
 
 __all__ = ["ViTConfig", "ViT"]
 
@@ -153,10 +154,6 @@ class ViT(nn.Module):
 
         Computed in eval mode (no dropout on the weights), whatever the model's mode; the mode is restored.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             _, weights = self._encode(x, need_weights=True)
-        finally:
-            self.train(was_training)
         return weights
