@@ -55,11 +55,12 @@ def test_split_is_chronological_and_scaler_fitted_on_train_only():
     assert scaler.shift == pytest.approx(float(raw[:140].double().mean()), abs=1e-6)
     assert scaler.scale == pytest.approx(float(raw[:140].double().std(unbiased=False)), abs=1e-6)
     # targets of each split, inverted, are the series at consecutive times in order
-    ys = [info["inverse"](ds.y[:, 0]) for ds in (splits.train, splits.val, splits.test)]
+    assert raw.dtype == torch.float64  # the series as read; the windows are float32
+    ys = [info["inverse"](ds.y[:, 0].double()) for ds in (splits.train, splits.val, splits.test)]
     assert torch.allclose(torch.cat(ys), raw[4:], atol=1e-5)
     assert torch.allclose(ys[1], raw[140:180], atol=1e-5)
     # the first val window reads the last training values (the past), not val ones
-    assert torch.allclose(info["inverse"](splits.val.x[0, :, 0]), raw[136:140], atol=1e-5)
+    assert torch.allclose(info["inverse"](splits.val.x[0, :, 0].double()), raw[136:140], atol=1e-5)
     assert float(scaler.transform(raw[:140].double()).mean()) == pytest.approx(0.0, abs=1e-6)
     assert abs(float(scaler.transform(raw[140:].double()).mean())) > 0.1  # val/test not used in the fit
     minmax = build_sine(SineConfig(length=200, tau=4, val_fraction=0.2, test_fraction=0.1, noise=0.0, normalize="minmax"))
@@ -118,8 +119,8 @@ def test_windows_cover_every_target_once():
     splits = build_sunspots(SunspotsConfig(tau=10, horizon=3))
     raw = splits.info["series"]
     inv = splits.info["inverse"]
-    ys = torch.cat([inv(ds.y[:, 0]) for ds in (splits.train, splits.val, splits.test)])
+    ys = torch.cat([inv(ds.y[:, 0].double()) for ds in (splits.train, splits.val, splits.test)])
     assert torch.allclose(ys, raw[12:], atol=1e-3)
-    xs = inv(splits.train.x[:, :, 0])
+    xs = inv(splits.train.x[:, :, 0].double())
     assert torch.allclose(xs[:, -1], raw[9:9 + len(xs)], atol=1e-3)
     assert math.isclose(splits.info["scaler"].inverse(splits.info["scaler"].transform(42.0)), 42.0)

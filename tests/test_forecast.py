@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from seqlab.cli import main
 from seqlab.config import ConfigError
-from seqlab.data import SunspotsConfig, build_sunspots
+from seqlab.data import CsvSeriesConfig, SunspotsConfig, build_sunspots
+from seqlab.data.series import build_series_csv
 from seqlab.models import ARModel
 from seqlab.train.forecast import ForecastSettings, iterate, markdown_table, run_forecast
 
@@ -146,3 +147,25 @@ def test_window_length_mismatch_is_a_config_error(model, tmp_path, capsys):
                       f'[train]\nmax_steps = 1\n')
     assert main(["train", str(preset), "--out", str(tmp_path / "runs")]) == 2
     assert "model.tau = 5 but data 'sunspots' gives 9; set --model.tau=9" in capsys.readouterr().err
+
+
+def test_large_valued_series_keeps_its_digits(tmp_path):
+    """A series near 1e8 (float32 spacing 8 there): truth, naive and AR metrics computed in float64."""
+    rng = np.random.default_rng(0)
+    values = 1e8 + np.cumsum(rng.normal(0.0, 3.0, size=120)) + 0.25  # steps of a few units
+    path = tmp_path / "big.csv"
+    path.write_text("t,value\n" + "\n".join(f"{i},{float(v)!r}" for i, v in enumerate(values)) + "\n")
+    r = run_forecast(ForecastSettings(data="series_csv", models=("ar",), order=3, horizons=(1, 2), interval_model="",
+                                      data_overrides=(("path", str(path)),), **TINY))
+    assert r.series.dtype == np.float64 and np.array_equal(r.series, values)
+    n_train, test_start = r.split_index
+    for h in (1, 2):
+        err = values[test_start:] - values[test_start - h:len(values) - h]
+        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-9)
+        assert r.metrics["naive"][h]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-9)
+    scaler = build_series_csv(CsvSeriesConfig(path=str(path), tau=3)).info["scaler"]
+    z = scaler.transform(values)
+    ar = ARModel(3).fit(z[:n_train])
+    t = len(values) - 1
+    expected = scaler.inverse(ar.forecast(z[:t], 1)[-1])
+    assert r.predictions["ar"][1][-1] == pytest.approx(expected, abs=1e-6)  # ~1e8: float32 would be off by units

@@ -221,7 +221,7 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
         raise DataError(f"a series of {L} values leaves {n_train} for training, fewer than tau + horizon + 1 = "
                         f"{cfg.tau + cfg.horizon + 1}; lower data.tau or the val/test fractions")
     scaler = Scaler.fit(values[:n_train], cfg.normalize)
-    raw = torch.tensor(values, dtype=torch.float32)
+    raw = torch.tensor(values, dtype=torch.float64)  # (L,) as read: float32 would round 1e8 to steps of 8
     s = torch.tensor(scaler.transform(values), dtype=torch.float32)  # (L,)
     x, y, t = ar_windows(s, cfg.tau, cfg.horizon)
     parts = []

@@ -229,7 +229,7 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     if info.get("task") != "regression":
         raise ConfigError(f"data {settings.data!r} is not a series (task {info.get('task')!r})")
     scaler = info["scaler"]
-    series = info["series"].double().numpy()  # (L,) original units, as the windows saw them
+    series = info["series"].numpy()  # (L,) float64, original units: truth and naive forecasts unrounded
     z = scaler.transform(series)  # (L,) the models' units
     L, tau, H = len(series), settings.order, max(settings.horizons)
     n_train, test_start = info["split_index"]
