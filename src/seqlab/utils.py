@@ -1,7 +1,9 @@
-"""Small helpers shared by every layer: parameter counts, seeding, eval mode, atomic file writes."""
+"""Small helpers shared by every layer: parameter counts, seeding, eval mode, likelihood summaries,
+atomic file writes."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
@@ -35,6 +37,15 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def log_likelihood_summary(log_likelihood: float, tokens: int) -> dict[str, float]:
+    """log P (nats) of ``tokens`` scored tokens -> log_likelihood, tokens, nll_per_token = -log P / tokens,
+    perplexity = exp(NLL) and bits_per_char = NLL / ln 2."""
+    nll = -log_likelihood / tokens
+    return {"log_likelihood": log_likelihood, "tokens": tokens, "nll_per_token": nll,
+            "perplexity": math.exp(nll) if nll < 700 else math.inf,  # exp overflows a float beyond ~709.78
+            "bits_per_char": nll / math.log(2)}
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:

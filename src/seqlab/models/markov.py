@@ -29,6 +29,20 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from ..utils import log_likelihood_summary
+
+
+def lidstone(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """Add-alpha smoothing of the counts (V,) N(c, x) of one context: (N(c, x) + alpha) / (N(c) + alpha V).
+
+    With alpha = 0 and nothing counted, the uniform distribution (the alpha -> 0 limit).
+    """
+    V = len(counts)
+    total = counts.sum() + alpha * V
+    if total == 0:
+        return np.full(V, 1.0 / V)
+    return (counts + alpha) / total
+
 
 class MarkovModel:
     """``MarkovModel(order, alpha=1.0).fit(text)``; then ``prob``, ``log_likelihood``, ``perplexity``,
@@ -98,32 +112,20 @@ class MarkovModel:
         return self.counts[len(ctx)].get(ctx, Counter())[self._encode([symbol])[0]]
 
     def _distribution(self, ctx: tuple[int, ...]) -> np.ndarray:
-        V = len(self.symbols)
-        counts = np.zeros(V)
+        counts = np.zeros(len(self.symbols))  # (V,) N(ctx, x)
         for x, n in self.counts[len(ctx)].get(ctx, Counter()).items():
             counts[x] = n
-        total = counts.sum() + self.alpha * V
-        if total == 0:  # alpha = 0 and an unseen context: the alpha -> 0 limit is uniform
-            return np.full(V, 1.0 / V)
-        return (counts + self.alpha) / total
+        return lidstone(counts, self.alpha)
 
     def distribution(self, context: Sequence[Hashable] = ()) -> np.ndarray:
         """P(. | the last ``order`` symbols of ``context``) over ``symbols``: (V,), sums to 1."""
         self._check_fitted()
         return self._distribution(self._context(self._encode(context)))
 
-    def _prob(self, ctx: tuple[int, ...], x: int) -> float:
-        table = self.counts[len(ctx)].get(ctx)
-        n_ctx = sum(table.values()) if table else 0
-        V = len(self.symbols)
-        if n_ctx + self.alpha * V == 0:  # alpha = 0 and an unseen context: uniform, as in _distribution
-            return 1.0 / V
-        return ((table[x] if table else 0) + self.alpha) / (n_ctx + self.alpha * V)
-
     def prob(self, symbol: Hashable, context: Sequence[Hashable] = ()) -> float:
         """P(symbol | the last ``order`` symbols of ``context``)."""
         self._check_fitted()
-        return self._prob(self._context(self._encode(context)), self._encode([symbol])[0])
+        return float(self._distribution(self._context(self._encode(context)))[self._encode([symbol])[0]])
 
     def log_likelihood(self, sequence: Sequence[Hashable], context: Sequence[Hashable] = ()) -> float:
         """log P(x_1..x_T | context) = sum_t log P(x_t | x_<t), in nats (-inf if a symbol has probability 0).
@@ -136,7 +138,7 @@ class MarkovModel:
         start = len(ids) - len(sequence)
         total = 0.0
         for t in range(start, len(ids)):
-            p = self._prob(tuple(ids[max(t - self.order, 0):t]), ids[t])
+            p = self._distribution(tuple(ids[max(t - self.order, 0):t]))[ids[t]]
             if p == 0.0:
                 return -math.inf
             total += math.log(p)
@@ -146,10 +148,7 @@ class MarkovModel:
         """log_likelihood (nats), tokens, nll_per_token (nats), perplexity and bits_per_char of ``sequence``."""
         if len(sequence) == 0:
             raise ValueError("cannot evaluate an empty sequence")
-        ll = self.log_likelihood(sequence, context)
-        nll = -ll / len(sequence)
-        return {"log_likelihood": ll, "tokens": len(sequence), "nll_per_token": nll,
-                "perplexity": math.exp(nll) if nll < 700 else math.inf, "bits_per_char": nll / math.log(2)}
+        return log_likelihood_summary(self.log_likelihood(sequence, context), len(sequence))
 
     def perplexity(self, sequence: Sequence[Hashable], context: Sequence[Hashable] = ()) -> float:
         """exp(-log P(x_1..x_T) / T)."""

@@ -24,7 +24,7 @@ from ..utils import atomic_write_text, count_parameters, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
 from .distributed import init_distributed, shutdown
-from .likelihood import sequence_log_likelihood
+from .likelihood import sequence_log_likelihood, unigram_probs
 from .trainer import Trainer, check_trainable, evaluate, resolve_device
 
 
@@ -182,6 +182,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
 
     For a language model, also the chain rule over the split's whole text read as one stream
     (``train.likelihood``): log_likelihood, tokens, nll_per_token, perplexity, bits_per_char.
+    The first character, which the model cannot predict, is scored by the training part's
+    add-one-smoothed unigram frequency.
     """
     exp, model, ckpt = load_run(run_dir, checkpoint)
     splits = build_splits(exp.data)
@@ -194,7 +196,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
     if task == "language_model" and hasattr(dataset, "ids"):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
-        metrics.update(sequence_log_likelihood(model, dataset.ids, device=device))
+        first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
+        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device))
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "seconds": time.perf_counter() - start}
 
 
