@@ -196,10 +196,13 @@ def _run_torch(m, q, k, v, **kwargs):
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("mask", ["none", "padding", "causal", "both"])
 def test_mha_from_torch_parity(batch_first, mask):
+    """A drop-in replacement: the same call, in torch's layout ((T, B, E) unless batch_first), the same numbers."""
     B, T, d = 3, 6, 16
     theirs = _torch_mha(batch_first)
     ours = snn.MultiHeadAttention.from_torch(theirs)
-    x = torch.randn(B, T, d, requires_grad=True)
+    assert ours.batch_first == batch_first
+    x = torch.randn(B, T, d) if batch_first else torch.randn(T, B, d)
+    x.requires_grad_()
     lengths = torch.tensor([6, 4, 1])
     torch_kwargs, our_kwargs = {}, {}
     if mask in ("padding", "both"):
@@ -215,15 +218,15 @@ def test_mha_from_torch_parity(batch_first, mask):
         assert torch.equal(our_kwargs["attn_mask"],
                            masks.combine(masks.causal_mask(T), masks.key_padding_mask(lengths, T)))
 
-    out_t, w_t = _run_torch(theirs, x, x, x, need_weights=True, **torch_kwargs)
-    out_o, w_o = ours(x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False),
+    out_t, w_t = theirs(x, x, x, need_weights=True, average_attn_weights=False, **torch_kwargs)
+    out_o, w_o = ours(x, x, x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False),
                       need_weights=True)
-    assert out_o.shape == (B, T, d) and w_o.shape == (B, 4, T, T)
+    assert out_o.shape == x.shape and w_o.shape == (B, 4, T, T)
     assert (out_o - out_t).abs().max().item() <= TOL
     assert (w_o - w_t).abs().max().item() <= TOL
 
     # gradients, through the fused path (need_weights=False on both sides)
-    out_t, _ = _run_torch(theirs, x, x, x, need_weights=False, **torch_kwargs)
+    out_t, _ = theirs(x, x, x, need_weights=False, **torch_kwargs)
     out_o, _ = ours(x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False))
     gy = torch.randn_like(out_t)
     g_t = torch.autograd.grad(out_t, [x, theirs.in_proj_weight, theirs.out_proj.weight], gy)
@@ -242,6 +245,30 @@ def test_mha_from_torch_cross_attention_with_kdim_vdim_and_no_bias():
     out_o, w_o = ours(q, k, v, need_weights=True)
     assert ours.q_proj.bias is None
     assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_mha_from_torch_cross_attention_in_torch_layout(batch_first):
+    """T_q != T_k and B != both, so a transpose in the wrong place cannot go unnoticed."""
+    theirs = _torch_mha(batch_first, kdim=10, vdim=6)
+    ours = snn.MultiHeadAttention.from_torch(theirs)
+    shape = (lambda B, T, E: (B, T, E)) if batch_first else (lambda B, T, E: (T, B, E))  # noqa: E731
+    q, k, v = torch.randn(*shape(2, 3, 16)), torch.randn(*shape(2, 5, 10)), torch.randn(*shape(2, 5, 6))
+    out_t, w_t = theirs(q, k, v, average_attn_weights=False)
+    out_o, w_o = ours(q, k, v, need_weights=True)
+    assert out_o.shape == out_t.shape == shape(2, 3, 16) and w_o.shape == w_t.shape == (2, 4, 3, 5)
+    assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+    # Asked for batch-first, the same module reads (B, T, E) whatever torch's layout.
+    bf = snn.MultiHeadAttention.from_torch(theirs, batch_first=True)
+    to_bf = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))  # noqa: E731
+    out_bf, _ = bf(to_bf(q), to_bf(k), to_bf(v))
+    assert (out_bf - to_bf(out_t)).abs().max().item() <= TOL
+    if not batch_first:
+        assert "batch_first=False" in repr(ours)
+        with pytest.raises(ValueError, match=r"expected query \(T_q, B, 16\), got \(3, 2, 8\)"):
+            ours(torch.randn(3, 2, 8))
+        with pytest.raises(ValueError, match=r"query and key batch sizes differ: query \(3, 2, 16\), key \(5, 4, 10\)"):
+            ours(q, torch.randn(5, 4, 10), torch.randn(5, 4, 6))
 
 
 def test_mha_from_torch_keeps_training_mode_and_rejects_bias_kv():

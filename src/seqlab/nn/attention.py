@@ -54,10 +54,12 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    """Batch-first multi-head attention: query (B, T_q, d_model), key (B, T_k, kdim), value (B, T_k, vdim).
+    """Multi-head attention: query (B, T_q, d_model), key (B, T_k, kdim), value (B, T_k, vdim).
 
     ``forward`` returns ``(out, weights)``: out (B, T_q, d_model); weights (B, H, T_q, T_k) per
     head when ``need_weights`` (not averaged over heads, unlike torch's default), else None.
+    With ``batch_first=False`` (as torch's default) query, key, value and out are (T, B, E)
+    instead; weights and masks keep the batch first, as torch's do.
 
     ``attn_mask`` follows seqlab's convention (bool True = may attend, float added) and may be
     (T_q, T_k), (B, T_q, T_k) or (B or 1, H or 1, T_q, T_k). Padding is part of the mask:
@@ -78,6 +80,7 @@ class MultiHeadAttention(nn.Module):
         vdim: int | None = None,
         rotary: bool = False,
         impl: str = "auto",
+        batch_first: bool = True,
     ):
         super().__init__()
         if d_model <= 0 or num_heads <= 0:
@@ -93,7 +96,7 @@ class MultiHeadAttention(nn.Module):
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, d_model // num_heads
         self.kdim = d_model if kdim is None else kdim
         self.vdim = d_model if vdim is None else vdim
-        self.dropout, self.impl = dropout, impl
+        self.dropout, self.impl, self.batch_first = dropout, impl, batch_first
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)  # W^Q for all heads, side by side
         self.k_proj = nn.Linear(self.kdim, d_model, bias=bias)  # W^K
         self.v_proj = nn.Linear(self.vdim, d_model, bias=bias)  # W^V
@@ -111,19 +114,19 @@ class MultiHeadAttention(nn.Module):
             nn.init.zeros_(self.out_proj.bias)
 
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def from_torch(cls, module: nn.MultiheadAttention, *, batch_first: bool | None = None) -> "MultiHeadAttention":
         """An equal seqlab module (same numbers) from ``torch.nn.MultiheadAttention``.
 
-        The result is always batch-first: if ``module.batch_first`` is False, feed it
-        ``x.transpose(0, 1)``. Masks must be converted with ``masks.from_torch_mha``.
+        It takes the same layout as ``module`` (``module.batch_first``) unless ``batch_first`` says
+        otherwise. Masks must be converted with ``masks.from_torch_mha``.
         """
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(f"expected torch.nn.MultiheadAttention, got {type(module).__name__}")
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("from_torch does not support add_bias_kv=True or add_zero_attn=True")
         bias = module.in_proj_bias is not None
-        new = cls(module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias,
-                  kdim=module.kdim, vdim=module.vdim)
+        new = cls(module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias, kdim=module.kdim,
+                  vdim=module.vdim, batch_first=module.batch_first if batch_first is None else batch_first)
         ref = module.out_proj.weight
         new.to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
@@ -140,17 +143,20 @@ class MultiHeadAttention(nn.Module):
         return new.train(module.training)
 
     def _check_inputs(self, query, key, value):
+        """Shapes as given, in this module's layout: (B, T, E), or (T, B, E) when not batch_first."""
+        layout = (lambda T: f"(B, {T}") if self.batch_first else (lambda T: f"({T}, B")  # noqa: E731
         if query.dim() != 3 or query.shape[-1] != self.d_model:
-            raise ValueError(f"expected query (B, T_q, {self.d_model}), got {tuple(query.shape)}")
+            raise ValueError(f"expected query {layout('T_q')}, {self.d_model}), got {tuple(query.shape)}")
         if key.dim() != 3 or key.shape[-1] != self.kdim:
-            raise ValueError(f"expected key (B, T_k, {self.kdim}), got {tuple(key.shape)}")
+            raise ValueError(f"expected key {layout('T_k')}, {self.kdim}), got {tuple(key.shape)}")
         if value.dim() != 3 or value.shape[-1] != self.vdim:
-            raise ValueError(f"expected value (B, T_k, {self.vdim}), got {tuple(value.shape)}")
+            raise ValueError(f"expected value {layout('T_k')}, {self.vdim}), got {tuple(value.shape)}")
         if key.shape[:2] != value.shape[:2]:
             raise ValueError(
                 f"key and value must have the same batch size and length: key {tuple(key.shape)}, value {tuple(value.shape)}"
             )
-        if key.shape[0] != query.shape[0]:
+        b = 0 if self.batch_first else 1
+        if key.shape[b] != query.shape[b]:
             raise ValueError(f"query and key batch sizes differ: query {tuple(query.shape)}, key {tuple(key.shape)}")
 
     def _heads_mask(self, attn_mask, B, T_q, T_k):
@@ -177,13 +183,16 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T_q, d_model) [, (B, T_k, kdim), (B, T_k, vdim)] -> (B, T_q, d_model), (B, H, T_q, T_k) | None.
 
-        ``key`` defaults to ``query`` (self-attention) and ``value`` to ``key``. With a ``cache``,
-        the new keys/values are appended to it and the queries attend to all cached steps;
+        (T, B, E) for the inputs and the output when not ``batch_first``. ``key`` defaults to
+        ``query`` (self-attention) and ``value`` to ``key``. With a ``cache``, the new
+        keys/values are appended to it and the queries attend to all cached steps;
         ``is_causal`` then means "not beyond the query's own position".
         """
         key = query if key is None else key
         value = key if value is None else value
         self._check_inputs(query, key, value)
+        if not self.batch_first:  # (T, B, E) -> (B, T, E); the output goes back at the end
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         B, T_q, _ = query.shape
         H, d_h = self.num_heads, self.head_dim
 
@@ -219,10 +228,12 @@ class MultiHeadAttention(nn.Module):
         )
         out, weights = result if need_weights else (result, None)  # (B, H, T_q, d_h), (B, H, T_q, T_k)
         out = out.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model): heads concatenated
-        return self.out_proj(out), weights
+        out = self.out_proj(out)  # (B, T_q, d_model)
+        return (out if self.batch_first else out.transpose(0, 1)), weights  # (T_q, B, d_model) if not batch_first
 
     def extra_repr(self) -> str:
         extra = f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout}"
         if self.kdim != self.d_model or self.vdim != self.d_model:
             extra += f", kdim={self.kdim}, vdim={self.vdim}"
-        return extra + (f", impl={self.impl!r}" if self.impl != "auto" else "")
+        extra += f", impl={self.impl!r}" if self.impl != "auto" else ""
+        return extra + (", batch_first=False" if not self.batch_first else "")

@@ -100,7 +100,7 @@ class TransformerEncoderLayer(nn.Module):
             layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=True)
         for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
                              (new.norm1, layer.norm1), (new.norm2, layer.norm2)):
             mine.load_state_dict(theirs.state_dict())
@@ -173,8 +173,8 @@ class TransformerDecoderLayer(nn.Module):
             layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=True)
+        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=True)
         for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
                              (new.norm1, layer.norm1), (new.norm2, layer.norm2), (new.norm3, layer.norm3)):
             mine.load_state_dict(theirs.state_dict())
