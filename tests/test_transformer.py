@@ -157,7 +157,28 @@ def test_decoder_layer_incremental_decoding_with_memory_cache():
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_transformer_incremental_decoding_equals_one_causal_pass(norm_first, chunk):
+    torch.manual_seed(0)
+    model = _randomise(snn.Transformer(D, H, 2, 2, FF, dropout=0.0, norm_first=norm_first))
+    src, tgt = torch.randn(2, 4, D), torch.randn(2, 5, D)  # S != T: the cross-attention's keys are the source's
+    full, _ = model(src, tgt)
+    caches, memory_caches = model.decoder.new_caches(), model.decoder.new_memory_caches()
+    steps = [model(src, tgt[:, t:t + chunk], caches=caches, memory_caches=memory_caches)[0] for t in range(0, 5, chunk)]
+    assert all(len(c) == 5 for c in caches) and all(c.static and len(c) == 4 for c in memory_caches)
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    # The decoder alone, given the memory, the same.
+    memory, _ = model.encoder(src)
+    caches = model.decoder.new_caches()
+    steps = [model.decoder(tgt[:, t:t + 1], memory, caches=caches)[0] for t in range(5)]
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+
+
 def test_wrong_number_of_caches_is_an_error():
     gpt = snn.DecoderOnlyStack(D, H, 2)
     with pytest.raises(ValueError, match="expected 2 caches \\(one per layer\\), got 1"):
         gpt(torch.randn(1, 1, D), caches=[snn.KVCache()])
+    decoder = snn.TransformerDecoder(D, H, FF, 2)
+    with pytest.raises(ValueError, match="expected 2 memory_caches \\(one per layer\\), got 3"):
+        decoder(torch.randn(1, 1, D), torch.randn(1, 2, D), memory_caches=[snn.KVCache(static=True)] * 3)

@@ -344,12 +344,39 @@ class TransformerDecoder(nn.Module):
         final_norm = norm_first if final_norm is None else final_norm
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
 
-    def forward(self, x, memory, *, attn_mask=None, memory_mask=None, is_causal: bool = True, need_weights: bool = False):
-        """x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model), [(self, cross) per layer] or None."""
+    def new_caches(self) -> list[KVCache]:
+        """One empty self-attention key/value cache per layer, for incremental decoding."""
+        return [KVCache() for _ in self.layers]
+
+    def new_memory_caches(self) -> list[KVCache]:
+        """One static cache per layer: each cross-attention projects the memory once and reuses it."""
+        return [KVCache(static=True) for _ in self.layers]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        is_causal: bool = True,
+        need_weights: bool = False,
+        caches: list[KVCache] | None = None,
+        memory_caches: list[KVCache] | None = None,
+    ):
+        """x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model), [(self, cross) per layer] or None.
+
+        ``caches`` (``new_caches()``) and ``memory_caches`` (``new_memory_caches()``) are passed to
+        the layers: feeding the target a step (or a few) at a time then equals one causal pass.
+        """
+        for name, given in (("caches", caches), ("memory_caches", memory_caches)):
+            if given is not None and len(given) != len(self.layers):
+                raise ValueError(f"expected {len(self.layers)} {name} (one per layer), got {len(given)}")
         weights = [] if need_weights else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x, w = layer(x, memory, attn_mask=attn_mask, memory_mask=memory_mask, is_causal=is_causal,
-                         need_weights=need_weights)
+                         need_weights=need_weights, cache=None if caches is None else caches[i],
+                         memory_cache=None if memory_caches is None else memory_caches[i])
             if need_weights:
                 weights.append(w)
         if self.norm is not None:
@@ -394,9 +421,17 @@ class Transformer(nn.Module):
         memory_mask: torch.Tensor | None = None,
         tgt_is_causal: bool = True,
         need_weights: bool = False,
+        caches: list[KVCache] | None = None,
+        memory_caches: list[KVCache] | None = None,
     ):
-        """src (B, S, d_model), tgt (B, T, d_model) -> (B, T, d_model), weights dict or None."""
+        """src (B, S, d_model), tgt (B, T, d_model) -> (B, T, d_model), weights dict or None.
+
+        For incremental decoding pass the decoder's ``caches=model.decoder.new_caches()`` and
+        ``memory_caches=model.decoder.new_memory_caches()`` and feed ``tgt`` a step at a time
+        (the encoder still reads ``src`` on every call; the cross-attention projects it once).
+        """
         memory, enc_w = self.encoder(src, attn_mask=src_mask, need_weights=need_weights)  # (B, S, d_model)
         out, dec_w = self.decoder(tgt, memory, attn_mask=tgt_mask, memory_mask=memory_mask,
-                                  is_causal=tgt_is_causal, need_weights=need_weights)  # (B, T, d_model)
+                                  is_causal=tgt_is_causal, need_weights=need_weights, caches=caches,
+                                  memory_caches=memory_caches)  # (B, T, d_model)
         return out, ({"encoder": enc_w, "decoder": dec_w} if need_weights else None)
