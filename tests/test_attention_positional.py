@@ -35,10 +35,18 @@ def test_sinusoidal_odd_width_and_module_offsets():
 
 
 def test_learned_positions_add_their_rows():
-    enc = snn.LearnedPositionalEncoding(10, 4)
+    enc = snn.LearnedPositionalEncoding(4, max_len=10)
     x = torch.randn(3, 6, 4)
     assert torch.equal(enc(x, offset=2), x + enc.weight[2:8])
     assert enc.weight.requires_grad and enc.weight.shape == (10, 4)
+
+
+@pytest.mark.parametrize("cls", [snn.SinusoidalPositionalEncoding, snn.LearnedPositionalEncoding])
+def test_positional_encodings_take_d_model_first_and_max_len_by_keyword(cls):
+    enc = cls(6, max_len=9)
+    assert (enc.d_model, enc.max_len) == (6, 9)
+    with pytest.raises(TypeError):  # a positional max_len could be silently swapped with d_model
+        cls(6, 9)
 
 
 def test_rope_dot_products_depend_only_on_relative_position():

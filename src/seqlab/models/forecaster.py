@@ -190,7 +190,7 @@ class TransformerForecaster(_Forecaster):
         super().__init__()
         self.config = config
         self.embed = nn.Linear(config.input_size, config.d_model)
-        self.pos = snn.LearnedPositionalEncoding(config.tau, config.d_model, dropout=config.dropout)
+        self.pos = snn.LearnedPositionalEncoding(config.d_model, max_len=config.tau, dropout=config.dropout)
         # Pre-LN: trains without warm-up at the small budgets forecasting runs use.
         self.encoder = snn.TransformerEncoder(config.d_model, config.num_heads, config.d_ff, config.num_layers,
                                               dropout=config.dropout, norm_first=True)

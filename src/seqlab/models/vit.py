@@ -110,7 +110,7 @@ class ViT(nn.Module):
         num_patches = self.grid[0] * self.grid[1]
         self.patch_embed = nn.Linear(c.channels * p1 * p2, c.d_model)  # E: one flattened patch -> d_model
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))  # x_class
-        self.pos = LearnedPositionalEncoding(num_patches + 1, c.d_model, dropout=c.dropout)  # E_pos
+        self.pos = LearnedPositionalEncoding(c.d_model, max_len=num_patches + 1, dropout=c.dropout)  # E_pos
         self.encoder = TransformerEncoder(
             c.d_model, c.num_heads, c.d_ff, c.depth, dropout=c.dropout, activation="gelu", norm_first=True,
         )  # pre-LN, ends with a LayerNorm

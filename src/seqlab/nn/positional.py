@@ -8,7 +8,9 @@
   by the angle pos * theta_i, theta_i = base^(-2i / d). Then q_m · k_n depends on m - n only.
 
 Every module takes (B, T, C) (rotary: (*, T, head_dim)) and an ``offset``, the position of the
-first step, for incremental decoding.
+first step, for incremental decoding. The constructors take the width first and the rest by
+keyword: ``SinusoidalPositionalEncoding(d_model, max_len=...)``, ``LearnedPositionalEncoding(d_model,
+max_len=...)``, ``RotaryEmbedding(head_dim)``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _check_length(T: int, offset: int, max_len: int, what: str) -> None:
 class SinusoidalPositionalEncoding(nn.Module):
     """x + PE[offset : offset + T]: (B, T, d_model) -> (B, T, d_model), then dropout."""
 
-    def __init__(self, d_model: int, max_len: int = 5000, *, dropout: float = 0.0):
+    def __init__(self, d_model: int, *, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
         self.dropout = nn.Dropout(dropout)
@@ -59,7 +61,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEncoding(nn.Module):
     """x + P[offset : offset + T], P a trained (max_len, d_model) table: (B, T, d_model) -> same."""
 
-    def __init__(self, max_len: int, d_model: int, *, dropout: float = 0.0):
+    def __init__(self, d_model: int, *, max_len: int, dropout: float = 0.0):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
         self.weight = nn.Parameter(torch.empty(max_len, d_model))
