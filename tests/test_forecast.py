@@ -4,19 +4,38 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from seqlab.cli import main
 from seqlab.config import ConfigError
 from seqlab.data import CsvSeriesConfig, SunspotsConfig, build_sunspots
 from seqlab.data.series import build_series_csv
 from seqlab.models import ARModel
-from seqlab.train.forecast import ForecastSettings, iterate, markdown_table, run_forecast
+from seqlab.nn.mdn import MixtureParams
+from seqlab.train import forecast
+from seqlab.train.forecast import ForecastSettings, iterate, markdown_table, run_forecast, train_forecaster
 
 TINY = dict(budget_steps=6, batch_size=16, samples=20)
 
 
 @pytest.fixture(scope="module")
-def sunspots_result():
-    return run_forecast(ForecastSettings(models=("ar", "mlp_ar", "rnn", "lstm", "gru", "transformer"), **TINY))
+def sunspots_fit():
+    """The result, and the trained networks (caught on their way out of train_forecaster)."""
+    models = {}
+
+    def keep(name, *args, **kwargs):
+        model, fit = train_forecaster(name, *args, **kwargs)
+        models[name] = model
+        return model, fit
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(forecast, "train_forecaster", keep)
+        result = run_forecast(ForecastSettings(models=("ar", "mlp_ar", "rnn", "lstm", "gru", "transformer"), **TINY))
+    return result, models
+
+
+@pytest.fixture(scope="module")
+def sunspots_result(sunspots_fit):
+    return sunspots_fit[0]
 
 
 def test_metrics_shape_naive_values_and_ar_beats_naive(sunspots_result):
@@ -52,6 +71,66 @@ def test_ar_forecasts_are_iterated_from_the_true_window(sunspots_result):
         for h in (1, 5, 10):
             expected = scaler.inverse(ar.forecast(z[:t - h + 1], h)[-1])
             assert r.predictions["ar"][h][t - 263] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_network_forecasts_are_the_model_on_relative_windows_fed_back(sunspots_fit, name):
+    """h = 1: x_hat_t = inverse(model(w - last) + last), w the 9 scaled values before t; h = 5 feeds it back."""
+    r, models = sunspots_fit
+    model = models[name]
+    scaler = build_sunspots(SunspotsConfig(tau=9)).info["scaler"]
+    z = scaler.transform(r.series)
+
+    def step(w):  # (9,) scaled window, oldest first -> the next scaled value
+        with torch.no_grad():
+            y, _ = model(torch.as_tensor(w - w[-1], dtype=torch.float32).view(1, 9, 1))  # (1, 1)
+        return float(y[0, 0]) + w[-1]
+
+    for t in (263, 290, 308):
+        w = z[t - 9:t]
+        # 1e-5 in the model's units: it runs in float32, batched there and one window at a time here
+        tol = 1e-5 * scaler.scale
+        assert r.predictions[name][1][t - 263] == pytest.approx(scaler.inverse(step(w)), abs=tol)
+        w = z[t - 13:t - 4]  # the window ending 5 steps before t
+        for _ in range(4):
+            w = np.append(w[1:], step(w))  # slide: drop the oldest, append its own prediction
+        assert r.predictions[name][5][t - 263] == pytest.approx(scaler.inverse(step(w)), abs=tol)
+
+
+class GaussianDrift(torch.nn.Module):
+    """A fake probabilistic forecaster on relative windows: next - last ~ N(mu, sigma^2), point forecast mu."""
+
+    def __init__(self, mu: float, sigma: float):
+        super().__init__()
+        self.mu, self.sigma = mu, sigma
+
+    def forward(self, x, targets=None):
+        return torch.full((x.shape[0], 1), self.mu), None  # (B, 1)
+
+    def distribution(self, x):
+        B = x.shape[0]
+        return MixtureParams(torch.zeros(B, 1), torch.full((B, 1, 1), self.mu), torch.full((B, 1, 1), self.sigma))
+
+
+def test_band_edges_are_the_predictive_quantiles(monkeypatch):
+    """An 80% band of a random walk with drift: z_t+h = z_t + h mu + sigma sqrt(h) eps, so its edges are
+    z_t + h mu -+ 1.2816 sigma sqrt(h) (the 10% and 90% Gaussian quantiles), in original units."""
+    mu, sigma = 0.1, 0.5
+    fake = GaussianDrift(mu, sigma)
+    monkeypatch.setattr(forecast, "train_forecaster", lambda name, *a, **k: (fake, {"params": 0}))
+    r = run_forecast(ForecastSettings(models=("ar",), horizons=(1, 3), samples=20000, interval=0.8,
+                                      budget_steps=1, seed=0))
+    scaler = build_sunspots(SunspotsConfig(tau=9)).info["scaler"]
+    z = scaler.transform(r.series)
+    for h in (1, 3):
+        center = z[r.targets - h] + h * mu  # (N,) from the origin h steps before each target
+        half = 1.2815516 * sigma * np.sqrt(h)
+        lo, hi = r.band[h]
+        tol = 0.06 * sigma * np.sqrt(h) * scaler.scale  # ~3.5 standard errors of a quantile of 20000 draws
+        np.testing.assert_allclose(lo, scaler.inverse(center - half), rtol=0, atol=tol)
+        np.testing.assert_allclose(hi, scaler.inverse(center + half), rtol=0, atol=tol)
+        assert np.mean(hi - lo) == pytest.approx(2 * half * scaler.scale, rel=0.01)
+        np.testing.assert_allclose(r.predictions["lstm_mdn"][h], scaler.inverse(center), rtol=1e-6)  # mu in float32
 
 
 def test_iterate_feeds_predictions_back():
