@@ -1,6 +1,8 @@
 """The Vision Transformer: patches, config, the model contract, and a tiny end-to-end fit."""
 
 import dataclasses
+import json
+import math
 
 import pytest
 import torch
@@ -137,3 +139,23 @@ def test_attention_weights_are_computed_in_eval_mode_and_the_mode_is_restored():
     model.eval()
     model.attention_weights(x)
     assert not any(m.training for m in model.modules())
+
+
+def test_digits_vit_preset_trains_end_to_end_through_the_cli(configs_dir, tmp_path, capsys):
+    argv = ["train", str(configs_dir / "digits_vit.toml"), "--train.max_steps=2", "--train.tensorboard=false",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    run = next(tmp_path.iterdir())
+    assert run.name.startswith("digits-vit-")
+    summary = json.loads((run / "summary.json").read_text())
+    cfg = from_dict(ViTConfig, load_toml(configs_dir / "digits_vit.toml")["model"], "model")
+    assert summary["steps"] == 2 and summary["task"] == "classification" and summary["model"] == "vit"
+    assert summary["params"] == sum(p.numel() for p in ViT(cfg).parameters())
+    assert 0.0 <= summary["test/accuracy"] <= 1.0 and summary["test/loss"] > 0
+    # Two steps leave the 10-class ViT near chance: the loss near ln 10.
+    assert abs(summary["test/loss"] - math.log(10)) < 0.5
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
+    assert again["test/accuracy"] == pytest.approx(summary["test/accuracy"], abs=1e-6)  # eval prints 6 decimals
