@@ -57,6 +57,23 @@ def test_sdpa_matches_torch_outputs_and_gradients(impl, mask, d_v):
         assert (a - b).abs().max().item() <= TOL
 
 
+@pytest.mark.parametrize("impl", ["reference", "fused", "auto"])
+@pytest.mark.parametrize("T_q,T_k", [(4, 7), (7, 4)])
+def test_sdpa_is_causal_matches_torch_when_lengths_differ(impl, T_q, T_k):
+    """torch's is_causal is top-left aligned: query i sees keys j <= i, whatever T_k."""
+    q, k, v = _qkv(T_q=T_q, T_k=T_k)
+    ours = sdpa(q, k, v, is_causal=True, impl=impl)
+    theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert ours.shape == (2, 3, T_q, 8)
+    assert (ours - theirs).abs().max().item() <= TOL
+    grads_ours = torch.autograd.grad(ours.pow(2).sum(), (q, k, v))
+    grads_theirs = torch.autograd.grad(theirs.pow(2).sum(), (q, k, v))
+    for a, b in zip(grads_ours, grads_theirs):
+        assert (a - b).abs().max().item() <= TOL
+    _, w = sdpa(q, k, v, is_causal=True, impl="reference", return_weights=True)
+    assert torch.equal(w != 0, torch.ones(T_q, T_k, dtype=torch.bool).tril().expand_as(w))
+
+
 def test_sdpa_scale_and_weights_follow_the_formula():
     q, k, v = _qkv(d_v=4)
     m = _bool_mask((5, 7))

@@ -1,0 +1,38 @@
+"""seqlab bench attention, at the tiniest sizes: it runs through the CLI and prints its three tables."""
+
+import re
+
+from seqlab.cli import main
+
+
+def _rows(text: str, title: str) -> list[list[str]]:
+    """The cells of the body rows of the markdown table that follows the line starting with ``title``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    table = []
+    for line in lines[start + 2:]:  # the title, then a blank line
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip("|").split("|")])
+    assert re.fullmatch(r"(---\|?)+", "|".join(table[1])), table[1]  # the rule under the header
+    return table[2:]
+
+
+def test_bench_attention_smoke(capsys):
+    argv = ["bench", "attention", "--repeats", "1", "--batch", "1", "--heads", "1", "--seq-len", "4",
+            "--head-dim", "2", "--lengths", "8", "--scaling-batch", "1", "--scaling-width", "4",
+            "--scaling-heads", "1", "--scaling-repeats", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# seqlab bench attention: torch ")
+    number = r"\d+\.\d+"
+    sdpa = _rows(out, "SDPA forward, B=1, heads=1, T=4, d=2, 1 interleaved rounds (median ms)")
+    mha = _rows(out, "MultiHeadAttention forward + backward, B=1, T=4, d_model=2, heads=1, 3 interleaved rounds")
+    for rows, target in ((sdpa, "1.05"), (mha, "1.1")):
+        assert [r[0] for r in rows] == ["full", "causal"]
+        for r in rows:
+            assert len(r) == 6 and all(re.fullmatch(number, c) for c in (r[1], r[2], r[4]))
+            assert re.fullmatch(rf"\*\*{number}x\*\* \(target <= {re.escape(target)}x\)", r[3])
+    scaling = _rows(out, "Scaling, one forward + backward, B=1, width 4")
+    assert [r[0] for r in scaling] == ["8"]  # one row per length, each point in a fresh process
+    assert all(len(r) == 7 and all(re.fullmatch(number, c) for c in r[1:]) for r in scaling)
