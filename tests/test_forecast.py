@@ -154,7 +154,7 @@ def test_cli_forecast_writes_json_table_and_figure(tmp_path, capsys):
     assert all(list(per) == ["1", "3"] and set(per["1"]) == {"rmse", "mae"} for per in metrics.values())
     info = json.loads((tmp_path / "forecast_info.json").read_text())
     assert info["split"] == {"train": 210, "val": 45, "test": 45, "length": 300}
-    assert info["fits"]["lstm"]["steps"] == 5 and info["fits"]["lstm"]["weights"] == "best_val"
+    assert info["fits"]["lstm"]["steps"] == 5 and info["fits"]["lstm"]["kept"] == "best_val"
     assert (tmp_path / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "| model | h=1 RMSE | h=1 MAE | h=3 RMSE | h=3 MAE |" in out
@@ -168,7 +168,7 @@ def test_cli_forecast_without_validation_keeps_the_final_weights(tmp_path, capsy
     assert main(argv) == 0
     info = json.loads((tmp_path / "forecast_info.json").read_text())
     assert info["split"] == {"train": 170, "val": 0, "test": 30, "length": 200}
-    assert info["fits"]["lstm"]["weights"] == "final" and info["fits"]["lstm"]["best_val_loss"] is None
+    assert info["fits"]["lstm"]["kept"] == "final" and info["fits"]["lstm"]["best_val_loss"] is None
     assert info["fits"]["lstm"]["best_step"] == info["fits"]["lstm"]["steps"] == 3
     err = capsys.readouterr().err
     assert "lstm: " in err and "no validation part (data.val_fraction = 0): kept the final weights" in err

@@ -191,7 +191,7 @@ def train_forecaster(name: str, settings: ForecastSettings, splits, device: torc
     """One engine-trained forecaster: ``budget_steps`` steps, the best validation weights restored.
 
     Without a validation part (``data.val_fraction = 0``) the final weights are kept, and the fit
-    record says so: ``weights`` is "final" and ``best_val_loss`` None (else "best_val").
+    record says so: ``kept`` is "final" and ``best_val_loss`` None (else "best_val").
     """
     set_seed(settings.seed)
     model = build_model(model_config(name, settings.order))
@@ -216,7 +216,7 @@ def train_forecaster(name: str, settings: ForecastSettings, splits, device: torc
         model.load_state_dict(best["state"])
     model.eval()
     kept = "best_val" if best["state"] is not None else "final"
-    return model, {"steps": fit["steps"], "seconds": fit["seconds"], "weights": kept, "best_val_loss": best["value"],
+    return model, {"steps": fit["steps"], "seconds": fit["seconds"], "kept": kept, "best_val_loss": best["value"],
                    "best_step": best["step"] if kept == "best_val" else fit["steps"], "params": count_parameters(model)}
 
 
@@ -264,9 +264,9 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             paths = iterate(_torch_predictor(model, device, relative), windows, H)
         predictions[name] = {h: scaler.inverse(p) for h, p in at_horizons(paths).items()}
         extra = ""
-        if fits[name].get("weights") == "best_val":
+        if fits[name].get("kept") == "best_val":
             extra = f", best val loss {fits[name]['best_val_loss']:.4f} at step {fits[name]['best_step']}"
-        elif fits[name].get("weights") == "final":
+        elif fits[name].get("kept") == "final":
             extra = ", no validation part (data.val_fraction = 0): kept the final weights"
         log(f"{name}: {fits[name]['params']:,} parameters, fitted in {time.perf_counter() - t0:.1f} s{extra}")
     band: dict[int, tuple[np.ndarray, np.ndarray]] = {}
