@@ -546,9 +546,6 @@ class _RecurrentBase(nn.Module):
         """
         D = 2 if self.bidirectional else 1
         B = sizes[0]
-        offsets = [0]
-        for s in sizes[:-1]:
-            offsets.append(offsets[-1] + s)
         finals: list[list[Tensor]] = [[] for _ in states]
         gates: dict[str, Gates] = {}
         layer_in = steps
@@ -563,7 +560,7 @@ class _RecurrentBase(nn.Module):
                     xs, step = layer_in, self._reference_step(w)
                 else:
                     xs, step = self._fused_inputs(layer_in, w), self._fused_step(w, record)
-                out, state_n, rec = _recur(step, xs, sizes, offsets, tuple(s[idx] for s in states),
+                out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
                                            reverse=direction == 1, mask=mask, record=record)
                 outs.append(out)
                 for k, s in enumerate(state_n):
@@ -592,7 +589,7 @@ class _RecurrentBase(nn.Module):
         return [getattr(self, name) for name in self._flat_weights_names]
 
 
-def _recur(step: Step, xs: Tensor, sizes: list[int], offsets: list[int], state: State, *,
+def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
            reverse: bool, mask: Tensor | None, record: bool):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
@@ -605,9 +602,12 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], offsets: list[int], state: 
     B, T = sizes[0], len(sizes)
     outs: list[Tensor | None] = [None] * T
     recorded: list[Gates | None] = [None] * T
+    # One split rather than T slices: the backward of a slice is a zero tensor the size of the
+    # whole input per step (quadratic in T); that of a split is a single concatenation.
+    x_steps = xs.split(sizes)  # T x (sizes[t], *)
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = sizes[t]
-        x_t = xs[offsets[t]:offsets[t] + bs]  # (bs, *)
+        x_t = x_steps[t]  # (bs, *)
         if bs == B:
             state, gates_t = step(x_t, state, mask)
         else:
@@ -675,6 +675,12 @@ class RNN(_RecurrentBase):
                   self.training, self.bidirectional)
 
 
+def _ifog(H: int, device) -> Tensor:
+    """Row order i, f, o, g for torch's i, f, g, o gate blocks: the fused step then applies one
+    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls."""
+    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
+
+
 class LSTM(_RecurrentBase):
     """Long short-term memory (equations in :func:`lstm_step`); torch.nn.LSTM's interface.
 
@@ -700,18 +706,23 @@ class LSTM(_RecurrentBase):
         return step
 
     def _fused_inputs(self, layer_in, w):
-        b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        return F.linear(layer_in, w["w_ih"], b)  # (N, 4H): X W_x + b for every step at once
+        perm = _ifog(self.hidden_size, layer_in.device)
+        b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
+        return F.linear(layer_in, w["w_ih"][perm], b)  # (N, 4H): X W_x + b for every step at once
 
     def _fused_step(self, w, record):
-        w_hh_t = w["w_hh"].t()
+        H = self.hidden_size
+        # Gate rows reordered i, f, o, g (see _ifog) and W_hh^T made contiguous once per call.
+        w_hh_t = w["w_hh"][_ifog(H, w["w_hh"].device)].t().contiguous()  # (H_out, 4H)
         w_hr_t = None if w["w_hr"] is None else w["w_hr"].t()
 
         def step(xp_t, state, mask):
             h, c = state
             a = torch.addmm(xp_t, h if mask is None else h * mask, w_hh_t)  # (bs, 4H)
-            i, f, g, o = a.chunk(4, 1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            a_ifo, a_g = a.split([3 * H, H], dim=1)
+            ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
+            g = torch.tanh(a_g)  # (bs, H): candidate
+            i, f, o = ifo.chunk(3, dim=1)
             c = torch.addcmul(f * c, i, g)
             h = o * torch.tanh(c)
             if w_hr_t is not None:
@@ -759,9 +770,11 @@ class GRU(_RecurrentBase):
             h = state[0]
             hr = h if mask is None else h * mask
             gh = hr @ w_hh_t if b_hh is None else torch.addmm(b_hh, hr, w_hh_t)  # (bs, 3H)
-            rz = torch.sigmoid(xp_t[:, :2 * H] + gh[:, :2 * H])
-            r, z = rz[:, :H], rz[:, H:]
-            n = torch.tanh(torch.addcmul(xp_t[:, 2 * H:], r, gh[:, 2 * H:]))
+            x_rz, x_n = xp_t.split([2 * H, H], dim=1)
+            h_rz, h_n = gh.split([2 * H, H], dim=1)
+            rz = torch.sigmoid(x_rz + h_rz)
+            r, z = rz.chunk(2, dim=1)
+            n = torch.tanh(torch.addcmul(x_n, r, h_n))
             h = torch.addcmul(n, z, h - n)  # z * h + (1 - z) * n
             return (h,), ({"reset": r, "update": z, "candidate": n} if record else None)
         return step

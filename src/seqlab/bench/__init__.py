@@ -1,0 +1,1 @@
+"""Benchmarks run by ``seqlab bench NAME``: each module has ``main(argv) -> int``."""
