@@ -16,6 +16,15 @@ from seqlab.models import ClassifierConfig, SequenceClassifier
 from seqlab.utils import count_parameters
 
 TOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one thread avoids OpenMP waits on a busy shared CPU; restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 I, H, T, B = 4, 5, 6, 3
 
 VARIANTS = {
@@ -312,3 +321,15 @@ def test_classifier_config_errors():
     assert model.rnn.recurrent_dropout == 0.1
     with pytest.raises(ValueError, match=r"expected input \(B, T, 8\), got shape \(2, 3, 7\)"):
         model(torch.randn(2, 3, 7))
+
+
+def test_benchmark_smoke(capsys):
+    """The benchmark runs end to end and prints a ratio row per implementation (no timing asserted)."""
+    from seqlab.bench.recurrent import main
+
+    assert main(["--sizes", "tiny", "--repeats", "1", "--warmup", "0", "--passes", "forward+backward"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    names = [row.split("|")[3].strip() for row in rows]
+    assert names == ["torch.nn", "fused", "fused_own", "reference", "layernorm", "torch.nn, oneDNN off"]
+    assert all(float(row.split("|")[5]) > 0 for row in rows)
+    assert rows[0].split("|")[5].strip() == "1.00"
