@@ -37,6 +37,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 IMPLS = ("fused", "fused_own", "reference")
@@ -559,7 +560,7 @@ class _RecurrentBase(nn.Module):
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
                 else:
-                    xs, step = self._fused_inputs(layer_in, w), self._fused_step(w, record)
+                    xs, step = self._fused(layer_in, w, record, reverse=direction == 1)
                 out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
                                            reverse=direction == 1, mask=mask, record=record)
                 outs.append(out)
@@ -575,6 +576,10 @@ class _RecurrentBase(nn.Module):
     # Subclass hooks.
     def _reference_step(self, w) -> Step:
         raise NotImplementedError
+
+    def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool) -> tuple[Tensor, Step]:
+        """The projected inputs of every step (N, G) and the step that consumes them."""
+        return self._fused_inputs(layer_in, w), self._fused_step(w, record)
 
     def _fused_inputs(self, layer_in: Tensor, w) -> Tensor:
         raise NotImplementedError
@@ -623,6 +628,38 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
     return torch.cat(outs, dim=0), state, gates
 
 
+class _BatchedWeightGrad(torch.autograd.Function):
+    """Identity on the projected inputs A_x (N, G) whose backward also returns dW_hh in one GEMM.
+
+    The fused loop computes A_t = A_x,t + H_{t-1} W_hh^T with W_hh detached, so autograd does not
+    run one small (H, B) @ (B, G) weight-gradient GEMM per step. Since dL/dA_t = dL/dA_x,t, the
+    gradient arriving here after the whole loop's backward is dA for every step, and
+    dW_hh = dA^T H_prev is one (G, N) @ (N, H) GEMM over the H_{t-1} the loop stored.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, w_hh, h_prev, reverse, perm):
+        ctx.h_prev, ctx.reverse, ctx.perm = h_prev, reverse, perm
+        return xp.view_as(xp)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        steps = ctx.h_prev[::-1] if ctx.reverse else ctx.h_prev  # back into the rows' time order
+        grad_w = grad.t().mm(torch.cat(steps, dim=0))  # (G, N) @ (N, H_out)
+        if ctx.perm is not None:  # undo the gate reordering (an involution)
+            grad_w = grad_w.index_select(0, ctx.perm)
+        return grad, grad_w, None, None, None
+
+
+def _batched_weight_grad(xp: Tensor, w_hh: Tensor, reverse: bool, perm: Tensor | None = None):
+    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad."""
+    if not (torch.is_grad_enabled() and w_hh.requires_grad):
+        return xp, w_hh, None
+    h_prev: list[Tensor] = []
+    return _BatchedWeightGrad.apply(xp, w_hh, h_prev, reverse, perm), w_hh.detach(), h_prev
+
+
 class RNN(_RecurrentBase):
     """Elman RNN, H_t = act(X_t W_x + H_{t-1} W_h + b) with act tanh or relu; torch.nn.RNN's interface.
 
@@ -654,17 +691,18 @@ class RNN(_RecurrentBase):
                              self.nonlinearity, mask),), None
         return step
 
-    def _fused_inputs(self, layer_in, w):
+    def _fused(self, layer_in, w, record, reverse):
         b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        return F.linear(layer_in, w["w_ih"], b)  # (N, H): X W_x + b for every step at once
-
-    def _fused_step(self, w, record):
-        w_hh_t, act = w["w_hh"].t(), torch.tanh if self.nonlinearity == "tanh" else torch.relu
+        xp = F.linear(layer_in, w["w_ih"], b)  # (N, H): X W_x + b for every step at once
+        xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse)
+        w_hh_t, act = w_hh.t().contiguous(), torch.tanh if self.nonlinearity == "tanh" else torch.relu
 
         def step(xp_t, state, mask):
             h = state[0] if mask is None else state[0] * mask
+            if h_prev is not None:
+                h_prev.append(h.detach())
             return (act(torch.addmm(xp_t, h, w_hh_t)),), None
-        return step
+        return xp, step
 
     def _native(self, x, batch_sizes, hx):
         fn = _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
@@ -705,20 +743,21 @@ class LSTM(_RecurrentBase):
             return (s.h, s.c), s.gates()
         return step
 
-    def _fused_inputs(self, layer_in, w):
-        perm = _ifog(self.hidden_size, layer_in.device)
-        b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
-        return F.linear(layer_in, w["w_ih"][perm], b)  # (N, 4H): X W_x + b for every step at once
-
-    def _fused_step(self, w, record):
+    def _fused(self, layer_in, w, record, reverse):
         H = self.hidden_size
-        # Gate rows reordered i, f, o, g (see _ifog) and W_hh^T made contiguous once per call.
-        w_hh_t = w["w_hh"][_ifog(H, w["w_hh"].device)].t().contiguous()  # (H_out, 4H)
+        perm = _ifog(H, layer_in.device)  # gate rows reordered i, f, o, g (see _ifog)
+        b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
+        xp = F.linear(layer_in, w["w_ih"][perm], b)  # (N, 4H): X W_x + b for every step at once
+        xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse, perm)
+        w_hh_t = w_hh[perm].t().contiguous()  # (H_out, 4H), made contiguous once per call
         w_hr_t = None if w["w_hr"] is None else w["w_hr"].t()
 
         def step(xp_t, state, mask):
             h, c = state
-            a = torch.addmm(xp_t, h if mask is None else h * mask, w_hh_t)  # (bs, 4H)
+            hr = h if mask is None else h * mask
+            if h_prev is not None:
+                h_prev.append(hr.detach())
+            a = torch.addmm(xp_t, hr, w_hh_t)  # (bs, 4H)
             a_ifo, a_g = a.split([3 * H, H], dim=1)
             ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
             g = torch.tanh(a_g)  # (bs, H): candidate
@@ -729,7 +768,7 @@ class LSTM(_RecurrentBase):
                 h = h @ w_hr_t  # (bs, H_out)
             gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
             return (h, c), gates
-        return step
+        return xp, step
 
     def _native(self, x, batch_sizes, hx):
         if batch_sizes is None:
