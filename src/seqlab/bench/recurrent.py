@@ -81,8 +81,8 @@ def build(size: Size, cell: str) -> dict[str, nn.Module]:
     return layers
 
 
-def gemm_seconds(size: Size, gates: int, repeats: int) -> float:
-    """Median time of the same multiplies as one GEMM per layer, (B*T, I+H) @ (I+H, G*H)."""
+def same_size_gemm(size: Size, gates: int) -> Callable[[], None]:
+    """The forward's multiplies as one GEMM per layer, (B*T, I+H) @ (I+H, G*H): no recurrence."""
     G, H, rows = gates * size.hidden_size, size.hidden_size, size.batch * size.steps
     mats = []
     for layer in range(size.num_layers):
@@ -92,7 +92,7 @@ def gemm_seconds(size: Size, gates: int, repeats: int) -> float:
     def run():
         for a, b in mats:
             torch.mm(a, b)
-    return statistics.median(_time(run) for _ in range(repeats + 1))
+    return run
 
 
 def _time(fn: Callable[[], None]) -> float:
@@ -101,7 +101,11 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+GEMM = "same-size GEMM"
+
+
 def measure(size: Size, cell: str, passes: list[str], repeats: int, warmup: int, impls: list[str]):
+    """{pass: {implementation: median seconds}}; the same-size GEMM is timed in the same rounds."""
     torch.manual_seed(0)
     layers = {k: v for k, v in build(size, cell).items() if k == "torch.nn" or k in impls}
     x = torch.randn(size.batch, size.steps, size.input_size)
@@ -127,6 +131,7 @@ def measure(size: Size, cell: str, passes: list[str], repeats: int, warmup: int,
         fns = {name: makers[pass_name](layer, True) for name, layer in layers.items()}
         # torch's own ATen recurrence, the same algorithm as "fused_own" but in C++.
         fns[NO_ONEDNN] = makers[pass_name](layers["torch.nn"], False)
+        fns[GEMM] = same_size_gemm(size, GATES[cell])  # forward multiplies only, whatever the pass
         for _ in range(warmup):
             for fn in fns.values():
                 fn()
@@ -168,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     missed = []
     for size in sizes:
         fwd_flops = matmul_flops(size, gates)
-        gemm_gflops = fwd_flops / gemm_seconds(size, gates, args.repeats) / 1e9
         for pass_name, medians in measure(size, args.cell, passes, args.repeats, args.warmup, impls):
             flops = fwd_flops * (3 if pass_name == "forward+backward" else 1)
+            gemm_gflops = fwd_flops / medians.pop(GEMM) / 1e9
             base, base_aten = medians["torch.nn"], medians[NO_ONEDNN]
             for name, seconds in medians.items():
                 ratio = seconds / base
