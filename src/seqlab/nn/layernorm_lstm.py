@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recurrent import LSTMStep, Step, _ifog, _recurrent_input, _RecurrentBase
+from .recurrent import LSTMStep, Step, _ifog, _linear, _PackedWeight, _recurrent_input, _RecurrentBase
 
 
 def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
@@ -111,17 +111,18 @@ class LayerNormLSTM(_RecurrentBase):
         G = w["w_ih"].size(0)
         b = None if w["b"] is None else w["b"][perm]
         # LN(X W_x; g_x) + b for every step at once (b rides in as the norm's shift).
-        return F.layer_norm(F.linear(layer_in, w["w_ih"][perm]), (G,), w["g_ih"][perm], b, self.eps)  # (N, 4H)
+        xw = _linear(layer_in, _PackedWeight(w["w_ih"][perm], layer_in.size(0)))  # (N, 4H)
+        return F.layer_norm(xw, (G,), w["g_ih"][perm], b, self.eps)
 
-    def _fused_step(self, w, record):
+    def _fused_step(self, w, record, batch):
         H, eps = self.hidden_size, self.eps
         perm = _ifog(H, w["w_hh"].device)
-        w_hh_t, g_hh = w["w_hh"][perm].t().contiguous(), w["g_hh"][perm]  # (H, 4H), (4H,)
+        pw_hh, g_hh = _PackedWeight(w["w_hh"][perm], batch), w["g_hh"][perm]  # (4H, H), (4H,)
         g_c, b_c, G = w["g_c"], w["b_c"], 4 * H
 
         def step(xp_t, state, mask):
             h, c = state
-            a = xp_t + F.layer_norm((h if mask is None else h * mask) @ w_hh_t, (G,), g_hh, None, eps)
+            a = xp_t + F.layer_norm(_linear(h if mask is None else h * mask, pw_hh), (G,), g_hh, None, eps)
             a_ifo, a_g = a.split([3 * H, H], dim=1)
             ifo = torch.sigmoid(a_ifo)  # (bs, 3H)
             g = torch.tanh(a_g)  # (bs, H)

@@ -151,7 +151,11 @@ def _check_impl(impl: str) -> str:
 
 
 class _CellBase(nn.Module):
-    """Parameters and input checks shared by RNNCell, LSTMCell and GRUCell (torch's layout)."""
+    """Parameters and input checks shared by RNNCell, LSTMCell and GRUCell (torch's layout).
+
+    ``impl="reference"`` runs the step function's equations; "fused" and "fused_own" call
+    torch's cell kernel (one step has no input projections to batch, so there is no own variant).
+    """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
                  device=None, dtype=None, *, impl: str = "fused") -> None:
@@ -269,6 +273,89 @@ class GRUCell(_CellBase):
         else:
             h_t = _VF.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return h_t if batched else h_t.squeeze(0)
+
+
+# --------------------------------------------------------------------------------------------
+# The fused path's matrix multiply
+# --------------------------------------------------------------------------------------------
+
+def _has_onednn_linear() -> bool:
+    try:
+        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN_LINEAR = _has_onednn_linear()
+
+
+class _PackedWeight:
+    """W (out, in) of y = x W^T, packed once per forward call for oneDNN's CPU matmul.
+
+    Why: on CPU, torch.mm goes to MKL, which on the AMD machines this project is measured on
+    reaches about half the GFLOP/s of oneDNN's JIT-compiled kernels (what torch's own LSTM
+    uses). The recurrence calls the same small GEMM at every step, so packing W once and
+    calling oneDNN per step is what lets the own fused loop keep up. Elsewhere (GPU, float64,
+    a torch built without oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) it is
+    plain ``F.linear`` / ``torch.addmm``.
+    """
+
+    def __init__(self, w: Tensor, batch: int) -> None:
+        self.w, self.batch = w, batch
+        self.onednn = (_ONEDNN_LINEAR and w.device.type == "cpu" and w.dtype == torch.float32
+                       and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+        self._packed: Tensor | None = None
+        self._packed_t: Tensor | None = None
+        self._w_t: Tensor | None = None
+
+    def packed(self) -> Tensor:  # W for x W^T
+        if self._packed is None:
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().contiguous(), self.batch)
+        return self._packed
+
+    def packed_t(self) -> Tensor:  # W^T for the backward's g W
+        if self._packed_t is None:
+            self._packed_t = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().t().contiguous(), self.batch)
+        return self._packed_t
+
+    def w_t(self) -> Tensor:  # W^T contiguous, for the torch.addmm fallback
+        if self._w_t is None:
+            self._w_t = self.w.t().contiguous()
+        return self._w_t
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x W^T + bias + add through oneDNN, with its backward (g W through oneDNN as well)."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias, add, pw: _PackedWeight):
+        ctx.pw = pw
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None)
+        if add is None:
+            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = g.contiguous()
+        grad_x = torch.ops.mkldnn._linear_pointwise(g, ctx.pw.packed_t(), None, "none", [], "") if need[0] else None
+        grad_w = g.t().mm(x) if need[1] else None
+        grad_b = g.sum(0) if need[2] else None
+        return grad_x, grad_w, grad_b, (g if need[3] else None), None
+
+
+def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
+    """x W^T + bias + add: (n, in) -> (n, out)."""
+    if pw.onednn:
+        return _OneDNNLinear.apply(x, pw.w, bias, add, pw)
+    if add is None:
+        return F.linear(x, pw.w, bias)
+    if bias is None:
+        return torch.addmm(add, x, pw.w_t())
+    return torch.addmm(add + bias, x, pw.w_t())
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +647,7 @@ class _RecurrentBase(nn.Module):
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
                 else:
-                    xs, step = self._fused(layer_in, w, record, reverse=direction == 1)
+                    xs, step = self._fused(layer_in, w, record, reverse=direction == 1, batch=B)
                 out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
                                            reverse=direction == 1, mask=mask, record=record)
                 outs.append(out)
@@ -577,14 +664,14 @@ class _RecurrentBase(nn.Module):
     def _reference_step(self, w) -> Step:
         raise NotImplementedError
 
-    def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool) -> tuple[Tensor, Step]:
+    def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool, batch: int) -> tuple[Tensor, Step]:
         """The projected inputs of every step (N, G) and the step that consumes them."""
-        return self._fused_inputs(layer_in, w), self._fused_step(w, record)
+        return self._fused_inputs(layer_in, w), self._fused_step(w, record, batch)
 
     def _fused_inputs(self, layer_in: Tensor, w) -> Tensor:
         raise NotImplementedError
 
-    def _fused_step(self, w, record: bool) -> Step:
+    def _fused_step(self, w, record: bool, batch: int) -> Step:
         raise NotImplementedError
 
     def _native(self, x: Tensor, batch_sizes: Tensor | None, hx):
@@ -691,17 +778,17 @@ class RNN(_RecurrentBase):
                              self.nonlinearity, mask),), None
         return step
 
-    def _fused(self, layer_in, w, record, reverse):
+    def _fused(self, layer_in, w, record, reverse, batch):
         b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        xp = F.linear(layer_in, w["w_ih"], b)  # (N, H): X W_x + b for every step at once
+        xp = _linear(layer_in, _PackedWeight(w["w_ih"], layer_in.size(0)), b)  # (N, H): X W_x + b, all steps
         xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse)
-        w_hh_t, act = w_hh.t().contiguous(), torch.tanh if self.nonlinearity == "tanh" else torch.relu
+        pw_hh, act = _PackedWeight(w_hh, batch), torch.tanh if self.nonlinearity == "tanh" else torch.relu
 
         def step(xp_t, state, mask):
             h = state[0] if mask is None else state[0] * mask
             if h_prev is not None:
                 h_prev.append(h.detach())
-            return (act(torch.addmm(xp_t, h, w_hh_t)),), None
+            return (act(_linear(h, pw_hh, add=xp_t)),), None
         return xp, step
 
     def _native(self, x, batch_sizes, hx):
@@ -743,13 +830,13 @@ class LSTM(_RecurrentBase):
             return (s.h, s.c), s.gates()
         return step
 
-    def _fused(self, layer_in, w, record, reverse):
+    def _fused(self, layer_in, w, record, reverse, batch):
         H = self.hidden_size
         perm = _ifog(H, layer_in.device)  # gate rows reordered i, f, o, g (see _ifog)
         b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
-        xp = F.linear(layer_in, w["w_ih"][perm], b)  # (N, 4H): X W_x + b for every step at once
+        xp = _linear(layer_in, _PackedWeight(w["w_ih"][perm], layer_in.size(0)), b)  # (N, 4H), all steps
         xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse, perm)
-        w_hh_t = w_hh[perm].t().contiguous()  # (H_out, 4H), made contiguous once per call
+        pw_hh = _PackedWeight(w_hh[perm], batch)  # (4H, H_out), packed once per call
         w_hr_t = None if w["w_hr"] is None else w["w_hr"].t()
 
         def step(xp_t, state, mask):
@@ -757,7 +844,7 @@ class LSTM(_RecurrentBase):
             hr = h if mask is None else h * mask
             if h_prev is not None:
                 h_prev.append(hr.detach())
-            a = torch.addmm(xp_t, hr, w_hh_t)  # (bs, 4H)
+            a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
             a_ifo, a_g = a.split([3 * H, H], dim=1)
             ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
             g = torch.tanh(a_g)  # (bs, H): candidate
@@ -800,15 +887,17 @@ class GRU(_RecurrentBase):
         return step
 
     def _fused_inputs(self, layer_in, w):
-        return F.linear(layer_in, w["w_ih"], w["b_ih"])  # (N, 3H); b_hh stays inside r * (...)
+        # (N, 3H); b_hh stays inside r * (...)
+        return _linear(layer_in, _PackedWeight(w["w_ih"], layer_in.size(0)), w["b_ih"])
 
-    def _fused_step(self, w, record):
-        w_hh_t, b_hh, H = w["w_hh"].t(), w["b_hh"], self.hidden_size
+    def _fused_step(self, w, record, batch):
+        b_hh, H = w["b_hh"], self.hidden_size
+        pw_hh = _PackedWeight(w["w_hh"], batch)
 
         def step(xp_t, state, mask):
             h = state[0]
             hr = h if mask is None else h * mask
-            gh = hr @ w_hh_t if b_hh is None else torch.addmm(b_hh, hr, w_hh_t)  # (bs, 3H)
+            gh = _linear(hr, pw_hh, b_hh)  # (bs, 3H)
             x_rz, x_n = xp_t.split([2 * H, H], dim=1)
             h_rz, h_n = gh.split([2 * H, H], dim=1)
             rz = torch.sigmoid(x_rz + h_rz)
