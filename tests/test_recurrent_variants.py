@@ -350,3 +350,15 @@ def test_fused_own_without_onednn(variant):
     gtol = 1e-4 if variant == "layernorm_lstm" else TOL
     assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))
     assert all(_diff(a, b) <= gtol * max(1.0, b.abs().max().item()) for a, b in zip(g, g0))
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
+def test_fused_own_inference_matches_training_forward(variant):
+    """Under no_grad the own loop skips its autograd Function; same numbers either way."""
+    cls, extra = VARIANTS[variant]
+    layer = cls(I, H, num_layers=2, batch_first=True, impl="fused_own", **extra)
+    x = torch.randn(B, T, I)
+    y, s = layer(x)
+    with torch.no_grad():
+        y2, s2 = layer(x)
+    assert _diff(y, y2) == 0 and all(_diff(a, b) == 0 for a, b in zip(_states(s), _states(s2)))

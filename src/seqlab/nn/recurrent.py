@@ -350,7 +350,11 @@ class _OneDNNLinear(torch.autograd.Function):
 def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
     """x W^T + bias + add: (n, in) -> (n, out)."""
     if pw.onednn:
-        return _OneDNNLinear.apply(x, pw.w, bias, add, pw)
+        if torch.is_grad_enabled():
+            return _OneDNNLinear.apply(x, pw.w, bias, add, pw)
+        if add is None:  # inference: skip the autograd Function's per-call overhead
+            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
     if add is None:
         return F.linear(x, pw.w, bias)
     if bias is None:
