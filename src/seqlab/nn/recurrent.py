@@ -18,7 +18,10 @@ Three implementations, chosen by ``impl``:
   (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`), whose bodies are the equations.
 - ``"fused_own"``: seqlab's own fused recurrence. The input projections of every time step
   are one matrix multiply ``X W_ih^T + b`` over all (step, sequence) rows; the loop then only
-  does ``H_{t-1} W_hh^T`` and the pointwise gates.
+  does ``H_{t-1} W_hh^T`` and the pointwise gates. On CPU its multiplies go through oneDNN
+  with the weights packed once per call (see ``_PackedWeight``), and the LSTM's and RNN's
+  backward forms ``dW_hh`` in one GEMM over all steps (see ``_BatchedWeightGrad``).
+  LayerNormLSTM's "fused" is this path. Select it explicitly to benchmark it.
 - ``"fused"`` (default): dispatches to torch's native kernel (``torch._VF.lstm`` etc., fed
   this module's own parameters) when the configuration is one torch has; it falls back to
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
@@ -374,8 +377,9 @@ Step = Callable[[Tensor, State, "Tensor | None"], "tuple[State, Gates | None]"]
 class _RecurrentBase(nn.Module):
     """Everything RNN, LSTM, GRU and LayerNormLSTM share; subclasses supply the steps.
 
-    Subclasses set ``_gate_chunks``, ``_has_cell`` and ``_param_templates`` and implement
-    ``_reference_step``, ``_fused_inputs`` and ``_fused_step`` (and ``_native`` if torch has one).
+    Subclasses set ``_gate_chunks`` and ``_has_cell``, may override ``_param_shapes`` and
+    ``_weights``, and implement ``_reference_step`` and either ``_fused`` or ``_fused_inputs``
+    plus ``_fused_step`` (and ``_native`` if torch has the layer).
     """
 
     _gate_chunks: int
