@@ -1,13 +1,14 @@
 """Benchmark: seqlab's recurrent layers against torch.nn at the issue's two sizes.
 
 Every implementation (torch.nn, seqlab "fused", "fused_own", "reference", LayerNormLSTM) is
-timed in the same run, with torch.nn twice: as shipped (on CPU its LSTM/GRU run oneDNN's
-fused RNN primitive) and with oneDNN switched off (torch's ATen loop of GEMM + pointwise ops,
-the same algorithm as seqlab's "fused_own" but driven from C++). They are run interleaved
+timed in the same run, with torch.nn twice: as shipped (on CPU its LSTM runs oneDNN's fused
+RNN primitive; its GRU does not) and with oneDNN switched off (torch's ATen loop of GEMM +
+pointwise ops, the algorithm of seqlab's "fused_own", driven from C++). They run interleaved
 (one call of each per round, so drift on a shared machine hits them all alike), and the median
-of the rounds is reported with its ratio to torch.nn's median. Achieved GFLOP/s count only the matrix multiplies (2 * rows * in * out each; a
-backward pass is counted as twice the forward), and sit next to the GFLOP/s of one GEMM doing
-the same multiplies with the recurrence removed: the ceiling a recurrent layer can approach.
+of the rounds is reported with its ratio to torch.nn's median. Achieved GFLOP/s count only
+the matrix multiplies (2 * rows * in * out each; a backward pass counts as twice the forward)
+and sit next to the GFLOP/s of ``torch.mm`` doing the same multiplies as one GEMM per layer,
+recurrence removed, timed in the same rounds.
 
     python benchmarks/recurrent.py                # or: seqlab bench recurrent
     python benchmarks/recurrent.py --sizes small --repeats 3 --cell gru
