@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recurrent import LSTMStep, Step, _recurrent_input, _RecurrentBase
+from .recurrent import LSTMStep, Step, _ifog, _linear, _PackedWeight, _recurrent_input, _RecurrentBase
 
 
 def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
@@ -105,19 +105,28 @@ class LayerNormLSTM(_RecurrentBase):
         return step
 
     def _fused_inputs(self, layer_in, w):
+        # Gate rows reordered i, f, o, g (see recurrent._ifog); the norm is over all 4H features
+        # so the order does not change it.
+        perm = _ifog(self.hidden_size, layer_in.device)
         G = w["w_ih"].size(0)
-        xp = F.layer_norm(F.linear(layer_in, w["w_ih"]), (G,), w["g_ih"], w["b"], self.eps)  # (N, 4H)
-        return xp  # LN(X W_x; g_x) + b for every step at once (b rides in as the norm's shift)
+        b = None if w["b"] is None else w["b"][perm]
+        # LN(X W_x; g_x) + b for every step at once (b rides in as the norm's shift).
+        xw = _linear(layer_in, _PackedWeight(w["w_ih"][perm], layer_in.size(0)))  # (N, 4H)
+        return F.layer_norm(xw, (G,), w["g_ih"][perm], b, self.eps)
 
-    def _fused_step(self, w, record):
-        w_hh_t, g_hh, g_c, b_c, eps = w["w_hh"].t(), w["g_hh"], w["g_c"], w["b_c"], self.eps
-        G, H = w_hh_t.size(1), self.hidden_size
+    def _fused_step(self, w, record, batch):
+        H, eps = self.hidden_size, self.eps
+        perm = _ifog(H, w["w_hh"].device)
+        pw_hh, g_hh = _PackedWeight(w["w_hh"][perm], batch), w["g_hh"][perm]  # (4H, H), (4H,)
+        g_c, b_c, G = w["g_c"], w["b_c"], 4 * H
 
         def step(xp_t, state, mask):
             h, c = state
-            a = xp_t + F.layer_norm((h if mask is None else h * mask) @ w_hh_t, (G,), g_hh, None, eps)
-            i, f, g, o = a.chunk(4, 1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            a = xp_t + F.layer_norm(_linear(h if mask is None else h * mask, pw_hh), (G,), g_hh, None, eps)
+            a_ifo, a_g = a.split([3 * H, H], dim=1)
+            ifo = torch.sigmoid(a_ifo)  # (bs, 3H)
+            g = torch.tanh(a_g)  # (bs, H)
+            i, f, o = ifo.chunk(3, dim=1)
             c = torch.addcmul(f * c, i, g)
             h = o * torch.tanh(F.layer_norm(c, (H,), g_c, b_c, eps))
             gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None

@@ -18,7 +18,10 @@ Three implementations, chosen by ``impl``:
   (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`), whose bodies are the equations.
 - ``"fused_own"``: seqlab's own fused recurrence. The input projections of every time step
   are one matrix multiply ``X W_ih^T + b`` over all (step, sequence) rows; the loop then only
-  does ``H_{t-1} W_hh^T`` and the pointwise gates.
+  does ``H_{t-1} W_hh^T`` and the pointwise gates. On CPU its multiplies go through oneDNN
+  with the weights packed once per call (see ``_PackedWeight``), and the LSTM's and RNN's
+  backward forms ``dW_hh`` in one GEMM over all steps (see ``_BatchedWeightGrad``).
+  LayerNormLSTM's "fused" is this path. Select it explicitly to benchmark it.
 - ``"fused"`` (default): dispatches to torch's native kernel (``torch._VF.lstm`` etc., fed
   this module's own parameters) when the configuration is one torch has; it falls back to
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
@@ -37,6 +40,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 IMPLS = ("fused", "fused_own", "reference")
@@ -150,7 +154,11 @@ def _check_impl(impl: str) -> str:
 
 
 class _CellBase(nn.Module):
-    """Parameters and input checks shared by RNNCell, LSTMCell and GRUCell (torch's layout)."""
+    """Parameters and input checks shared by RNNCell, LSTMCell and GRUCell (torch's layout).
+
+    ``impl="reference"`` runs the step function's equations; "fused" and "fused_own" call
+    torch's cell kernel (one step has no input projections to batch, so there is no own variant).
+    """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
                  device=None, dtype=None, *, impl: str = "fused") -> None:
@@ -271,6 +279,108 @@ class GRUCell(_CellBase):
 
 
 # --------------------------------------------------------------------------------------------
+# The fused path's matrix multiply
+# --------------------------------------------------------------------------------------------
+
+def _has_onednn_linear() -> bool:
+    try:
+        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN_LINEAR = _has_onednn_linear()
+
+
+def _onednn_usable(t: Tensor) -> bool:
+    return (_ONEDNN_LINEAR and t.device.type == "cpu" and t.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+
+
+def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
+    """a^T b for the weight gradients, (N, out)^T (N, in) -> (out, in): one big GEMM over all rows.
+
+    oneDNN takes the transposed views as they are (about twice MKL's speed on this CPU, and a
+    contiguous copy of a^T alone would cost as much as MKL's whole GEMM).
+    """
+    if _onednn_usable(a):
+        return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()  # ((in, out))^T
+    return a.t().mm(b)
+
+
+class _PackedWeight:
+    """W (out, in) of y = x W^T, packed once per forward call for oneDNN's CPU matmul.
+
+    Why: on CPU, torch.mm goes to MKL, which on the AMD machines this project is measured on
+    reaches about half the GFLOP/s of oneDNN's JIT-compiled kernels (what torch's own LSTM
+    uses). The recurrence calls the same small GEMM at every step, so packing W once and
+    calling oneDNN per step is what lets the own fused loop keep up. Elsewhere (GPU, float64,
+    a torch built without oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) it is
+    plain ``F.linear`` / ``torch.addmm``.
+    """
+
+    def __init__(self, w: Tensor, batch: int) -> None:
+        self.w, self.batch = w, batch
+        self.onednn = _onednn_usable(w)
+        self._packed: Tensor | None = None
+        self._packed_t: Tensor | None = None
+        self._w_t: Tensor | None = None
+
+    def packed(self) -> Tensor:  # W for x W^T
+        if self._packed is None:
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().contiguous(), self.batch)
+        return self._packed
+
+    def packed_t(self) -> Tensor:  # W^T for the backward's g W
+        if self._packed_t is None:
+            self._packed_t = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().t().contiguous(), self.batch)
+        return self._packed_t
+
+    def w_t(self) -> Tensor:  # W^T contiguous, for the torch.addmm fallback
+        if self._w_t is None:
+            self._w_t = self.w.t().contiguous()
+        return self._w_t
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x W^T + bias + add through oneDNN, with its backward (g W through oneDNN as well)."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias, add, pw: _PackedWeight):
+        ctx.pw = pw
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None)
+        if add is None:
+            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = g.contiguous()
+        grad_x = torch.ops.mkldnn._linear_pointwise(g, ctx.pw.packed_t(), None, "none", [], "") if need[0] else None
+        grad_w = _mm_at_b(g, x) if need[1] else None
+        grad_b = g.sum(0) if need[2] else None
+        return grad_x, grad_w, grad_b, (g if need[3] else None), None
+
+
+def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
+    """x W^T + bias + add: (n, in) -> (n, out)."""
+    if pw.onednn:
+        if torch.is_grad_enabled():
+            return _OneDNNLinear.apply(x, pw.w, bias, add, pw)
+        if add is None:  # inference: skip the autograd Function's per-call overhead
+            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
+    if add is None:
+        return F.linear(x, pw.w, bias)
+    if bias is None:
+        return torch.addmm(add, x, pw.w_t())
+    return torch.addmm(add + bias, x, pw.w_t())
+
+
+# --------------------------------------------------------------------------------------------
 # Layers: the shared driver (input handling, stacking, directions, packing) ...
 # --------------------------------------------------------------------------------------------
 
@@ -282,8 +392,9 @@ Step = Callable[[Tensor, State, "Tensor | None"], "tuple[State, Gates | None]"]
 class _RecurrentBase(nn.Module):
     """Everything RNN, LSTM, GRU and LayerNormLSTM share; subclasses supply the steps.
 
-    Subclasses set ``_gate_chunks``, ``_has_cell`` and ``_param_templates`` and implement
-    ``_reference_step``, ``_fused_inputs`` and ``_fused_step`` (and ``_native`` if torch has one).
+    Subclasses set ``_gate_chunks`` and ``_has_cell``, may override ``_param_shapes`` and
+    ``_weights``, and implement ``_reference_step`` and either ``_fused`` or ``_fused_inputs``
+    plus ``_fused_step`` (and ``_native`` if torch has the layer).
     """
 
     _gate_chunks: int
@@ -546,9 +657,6 @@ class _RecurrentBase(nn.Module):
         """
         D = 2 if self.bidirectional else 1
         B = sizes[0]
-        offsets = [0]
-        for s in sizes[:-1]:
-            offsets.append(offsets[-1] + s)
         finals: list[list[Tensor]] = [[] for _ in states]
         gates: dict[str, Gates] = {}
         layer_in = steps
@@ -562,8 +670,8 @@ class _RecurrentBase(nn.Module):
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
                 else:
-                    xs, step = self._fused_inputs(layer_in, w), self._fused_step(w, record)
-                out, state_n, rec = _recur(step, xs, sizes, offsets, tuple(s[idx] for s in states),
+                    xs, step = self._fused(layer_in, w, record, reverse=direction == 1, batch=B)
+                out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
                                            reverse=direction == 1, mask=mask, record=record)
                 outs.append(out)
                 for k, s in enumerate(state_n):
@@ -579,10 +687,14 @@ class _RecurrentBase(nn.Module):
     def _reference_step(self, w) -> Step:
         raise NotImplementedError
 
+    def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool, batch: int) -> tuple[Tensor, Step]:
+        """The projected inputs of every step (N, G) and the step that consumes them."""
+        return self._fused_inputs(layer_in, w), self._fused_step(w, record, batch)
+
     def _fused_inputs(self, layer_in: Tensor, w) -> Tensor:
         raise NotImplementedError
 
-    def _fused_step(self, w, record: bool) -> Step:
+    def _fused_step(self, w, record: bool, batch: int) -> Step:
         raise NotImplementedError
 
     def _native(self, x: Tensor, batch_sizes: Tensor | None, hx):
@@ -592,7 +704,7 @@ class _RecurrentBase(nn.Module):
         return [getattr(self, name) for name in self._flat_weights_names]
 
 
-def _recur(step: Step, xs: Tensor, sizes: list[int], offsets: list[int], state: State, *,
+def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
            reverse: bool, mask: Tensor | None, record: bool):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
@@ -605,9 +717,12 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], offsets: list[int], state: 
     B, T = sizes[0], len(sizes)
     outs: list[Tensor | None] = [None] * T
     recorded: list[Gates | None] = [None] * T
+    # One split rather than T slices: the backward of a slice is a zero tensor the size of the
+    # whole input per step (quadratic in T); that of a split is a single concatenation.
+    x_steps = xs.split(sizes)  # T x (sizes[t], *)
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = sizes[t]
-        x_t = xs[offsets[t]:offsets[t] + bs]  # (bs, *)
+        x_t = x_steps[t]  # (bs, *)
         if bs == B:
             state, gates_t = step(x_t, state, mask)
         else:
@@ -621,6 +736,38 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], offsets: list[int], state: 
     if record:
         gates = {k: torch.stack([r[k] for r in recorded], dim=1) for k in recorded[0]}  # (B, T, H)
     return torch.cat(outs, dim=0), state, gates
+
+
+class _BatchedWeightGrad(torch.autograd.Function):
+    """Identity on the projected inputs A_x (N, G) whose backward also returns dW_hh in one GEMM.
+
+    The fused loop computes A_t = A_x,t + H_{t-1} W_hh^T with W_hh detached, so autograd does not
+    run one small (H, B) @ (B, G) weight-gradient GEMM per step. Since dL/dA_t = dL/dA_x,t, the
+    gradient arriving here after the whole loop's backward is dA for every step, and
+    dW_hh = dA^T H_prev is one (G, N) @ (N, H) GEMM over the H_{t-1} the loop stored.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, w_hh, h_prev, reverse, perm):
+        ctx.h_prev, ctx.reverse, ctx.perm = h_prev, reverse, perm
+        return xp.view_as(xp)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        steps = ctx.h_prev[::-1] if ctx.reverse else ctx.h_prev  # back into the rows' time order
+        grad_w = _mm_at_b(grad, torch.cat(steps, dim=0))  # (G, N) @ (N, H_out)
+        if ctx.perm is not None:  # undo the gate reordering (an involution)
+            grad_w = grad_w.index_select(0, ctx.perm)
+        return grad, grad_w, None, None, None
+
+
+def _batched_weight_grad(xp: Tensor, w_hh: Tensor, reverse: bool, perm: Tensor | None = None):
+    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad."""
+    if not (torch.is_grad_enabled() and w_hh.requires_grad):
+        return xp, w_hh, None
+    h_prev: list[Tensor] = []
+    return _BatchedWeightGrad.apply(xp, w_hh, h_prev, reverse, perm), w_hh.detach(), h_prev
 
 
 class RNN(_RecurrentBase):
@@ -654,17 +801,18 @@ class RNN(_RecurrentBase):
                              self.nonlinearity, mask),), None
         return step
 
-    def _fused_inputs(self, layer_in, w):
+    def _fused(self, layer_in, w, record, reverse, batch):
         b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        return F.linear(layer_in, w["w_ih"], b)  # (N, H): X W_x + b for every step at once
-
-    def _fused_step(self, w, record):
-        w_hh_t, act = w["w_hh"].t(), torch.tanh if self.nonlinearity == "tanh" else torch.relu
+        xp = _linear(layer_in, _PackedWeight(w["w_ih"], layer_in.size(0)), b)  # (N, H): X W_x + b, all steps
+        xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse)
+        pw_hh, act = _PackedWeight(w_hh, batch), torch.tanh if self.nonlinearity == "tanh" else torch.relu
 
         def step(xp_t, state, mask):
             h = state[0] if mask is None else state[0] * mask
-            return (act(torch.addmm(xp_t, h, w_hh_t)),), None
-        return step
+            if h_prev is not None:
+                h_prev.append(h.detach())
+            return (act(_linear(h, pw_hh, add=xp_t)),), None
+        return xp, step
 
     def _native(self, x, batch_sizes, hx):
         fn = _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
@@ -673,6 +821,12 @@ class RNN(_RecurrentBase):
                       self.training, self.bidirectional, self.batch_first)
         return fn(x, batch_sizes, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
                   self.training, self.bidirectional)
+
+
+def _ifog(H: int, device) -> Tensor:
+    """Row order i, f, o, g for torch's i, f, g, o gate blocks: the fused step then applies one
+    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls."""
+    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
 
 
 class LSTM(_RecurrentBase):
@@ -699,26 +853,32 @@ class LSTM(_RecurrentBase):
             return (s.h, s.c), s.gates()
         return step
 
-    def _fused_inputs(self, layer_in, w):
-        b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        return F.linear(layer_in, w["w_ih"], b)  # (N, 4H): X W_x + b for every step at once
-
-    def _fused_step(self, w, record):
-        w_hh_t = w["w_hh"].t()
+    def _fused(self, layer_in, w, record, reverse, batch):
+        H = self.hidden_size
+        perm = _ifog(H, layer_in.device)  # gate rows reordered i, f, o, g (see _ifog)
+        b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
+        xp = _linear(layer_in, _PackedWeight(w["w_ih"][perm], layer_in.size(0)), b)  # (N, 4H), all steps
+        xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse, perm)
+        pw_hh = _PackedWeight(w_hh[perm], batch)  # (4H, H_out), packed once per call
         w_hr_t = None if w["w_hr"] is None else w["w_hr"].t()
 
         def step(xp_t, state, mask):
             h, c = state
-            a = torch.addmm(xp_t, h if mask is None else h * mask, w_hh_t)  # (bs, 4H)
-            i, f, g, o = a.chunk(4, 1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            hr = h if mask is None else h * mask
+            if h_prev is not None:
+                h_prev.append(hr.detach())
+            a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
+            a_ifo, a_g = a.split([3 * H, H], dim=1)
+            ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
+            g = torch.tanh(a_g)  # (bs, H): candidate
+            i, f, o = ifo.chunk(3, dim=1)
             c = torch.addcmul(f * c, i, g)
             h = o * torch.tanh(c)
             if w_hr_t is not None:
                 h = h @ w_hr_t  # (bs, H_out)
             gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
             return (h, c), gates
-        return step
+        return xp, step
 
     def _native(self, x, batch_sizes, hx):
         if batch_sizes is None:
@@ -750,18 +910,22 @@ class GRU(_RecurrentBase):
         return step
 
     def _fused_inputs(self, layer_in, w):
-        return F.linear(layer_in, w["w_ih"], w["b_ih"])  # (N, 3H); b_hh stays inside r * (...)
+        # (N, 3H); b_hh stays inside r * (...)
+        return _linear(layer_in, _PackedWeight(w["w_ih"], layer_in.size(0)), w["b_ih"])
 
-    def _fused_step(self, w, record):
-        w_hh_t, b_hh, H = w["w_hh"].t(), w["b_hh"], self.hidden_size
+    def _fused_step(self, w, record, batch):
+        b_hh, H = w["b_hh"], self.hidden_size
+        pw_hh = _PackedWeight(w["w_hh"], batch)
 
         def step(xp_t, state, mask):
             h = state[0]
             hr = h if mask is None else h * mask
-            gh = hr @ w_hh_t if b_hh is None else torch.addmm(b_hh, hr, w_hh_t)  # (bs, 3H)
-            rz = torch.sigmoid(xp_t[:, :2 * H] + gh[:, :2 * H])
-            r, z = rz[:, :H], rz[:, H:]
-            n = torch.tanh(torch.addcmul(xp_t[:, 2 * H:], r, gh[:, 2 * H:]))
+            gh = _linear(hr, pw_hh, b_hh)  # (bs, 3H)
+            x_rz, x_n = xp_t.split([2 * H, H], dim=1)
+            h_rz, h_n = gh.split([2 * H, H], dim=1)
+            rz = torch.sigmoid(x_rz + h_rz)
+            r, z = rz.chunk(2, dim=1)
+            n = torch.tanh(torch.addcmul(x_n, r, h_n))
             h = torch.addcmul(n, z, h - n)  # z * h + (1 - z) * n
             return (h,), ({"reset": r, "update": z, "candidate": n} if record else None)
         return step

@@ -1,0 +1,364 @@
+"""What torch does not have: reference vs fused agreement for every variant (LayerNormLSTM,
+variational dropout, gate recording), gradcheck on the reference steps, lengths=, detach_state,
+parameter counts, and the classifier built on seqlab.nn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import seqlab.nn as snn
+from seqlab.config import ConfigError, from_dict
+from seqlab.models import ClassifierConfig, SequenceClassifier
+from seqlab.utils import count_parameters
+
+TOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one thread avoids OpenMP waits on a busy shared CPU; restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+I, H, T, B = 4, 5, 6, 3
+
+VARIANTS = {
+    "rnn": (snn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (snn.RNN, {"nonlinearity": "relu"}),
+    "lstm": (snn.LSTM, {}),
+    "lstm_proj": (snn.LSTM, {"proj_size": 3}),
+    "gru": (snn.GRU, {}),
+    "layernorm_lstm": (snn.LayerNormLSTM, {}),
+}
+
+
+def _states(s):
+    return s if isinstance(s, tuple) else (s,)
+
+
+def _diff(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32):
+    """Outputs, states and parameter gradients of each impl, same weights and same dropout seed."""
+    cls, extra = VARIANTS[variant]
+    # LayerNormLSTM normalises 4H features: at H=5 a row of 20 can have a tiny spread, and the
+    # norm's 1/std then blows float32 rounding up past any useful tolerance; H=8 is tame.
+    n_in, n_hid = (8, 8) if variant == "layernorm_lstm" else (I, H)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(B, T, n_in, generator=gen, dtype=dtype)
+    lengths = torch.tensor([3, T, 2])
+    # A random initial state: from h_0 = 0 LayerNormLSTM would normalise an all-zero W_hh h_0,
+    # whose gradient is 1/sqrt(eps) times larger and would swamp float32 comparisons.
+    H_out = extra.get("proj_size", n_hid)
+    h0 = torch.randn(4, B, H_out, generator=gen, dtype=dtype)
+    hx = (h0, torch.randn(4, B, n_hid, generator=gen, dtype=dtype)) if "lstm" in variant else h0
+    results = {}
+    for impl in ("reference", "fused_own", "fused"):
+        torch.manual_seed(0)
+        layer = cls(n_in, n_hid, num_layers=2, bidirectional=True, batch_first=True, dropout=dropout,
+                    recurrent_dropout=recurrent_dropout, impl=impl, **extra).to(dtype)
+        torch.manual_seed(7)  # the dropout masks
+        inp = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
+        y, s = layer(inp, hx)
+        y = y.data if packed else y
+        w = torch.Generator().manual_seed(2)  # the same random loss weights for every impl
+        loss = sum((torch.randn(t.shape, generator=w, dtype=dtype) * t).sum() for t in (y, *_states(s)))
+        grads = torch.autograd.grad(loss, list(layer.parameters()))
+        results[impl] = (y, _states(s), grads)
+    return results
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("dropouts", [(0.0, 0.0), (0.3, 0.4)], ids=["no-dropout", "dropout+variational"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_reference_and_fused_agree(variant, dropouts, packed):
+    """Same seed, same weights: "reference", "fused_own" and "fused" give the same outputs,
+    states and gradients, in training mode with inter-layer and variational dropout too.
+
+    Outputs and states agree within 1e-5. Gradients agree within 1e-5 of their own scale
+    (max(1, max |g|)): they reach ~50 here, where float32 rounding alone differs by ~1e-4
+    between two summation orders of the same function (the float64 test below pins the paths
+    together at 1e-10). LayerNormLSTM's gradients get 1e-4 of their scale: the norms' backward
+    divides by each row's standard deviation, which amplifies float32 rounding (measured up to
+    5e-5 of scale here, against 7e-14 in float64).
+    """
+    gtol = 1e-4 if variant == "layernorm_lstm" else TOL
+    results = _run_impls(variant, *dropouts, packed)
+    y0, s0, g0 = results["reference"]
+    for impl in ("fused_own", "fused"):
+        if impl == "fused" and dropouts[0] > 0 and variant != "layernorm_lstm":
+            continue  # torch's kernel draws its own inter-layer dropout masks
+        y, s, g = results[impl]
+        assert _diff(y, y0) <= TOL
+        assert all(_diff(a, b) <= TOL for a, b in zip(s, s0))
+        assert all(_diff(a, b) <= gtol * max(1.0, b.abs().max().item()) for a, b in zip(g, g0))
+    if dropouts != (0.0, 0.0):  # the dropout did something: without it the output changes
+        no_dropout = _run_impls(variant, 0.0, 0.0, packed)["reference"][0]
+        assert _diff(no_dropout, y0) > 1e-3
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_reference_and_fused_agree_float64(variant):
+    results = _run_impls(variant, 0.3, 0.4, packed=True, dtype=torch.float64)
+    y0, s0, g0 = results["reference"]
+    y, s, g = results["fused_own"]
+    assert _diff(y, y0) <= 1e-10
+    assert all(_diff(a, b) <= 1e-10 for a, b in zip((*s, *g), (*s0, *g0)))
+
+
+def test_variational_dropout_uses_one_mask_per_sequence():
+    """The mask is drawn once per (layer, direction) and multiplies h_{t-1} at every step."""
+    p = 0.5
+    lstm = snn.LSTM(I, H, recurrent_dropout=p, impl="fused")
+    x = torch.randn(T, B, I)
+    torch.manual_seed(11)
+    y, (h_n, c_n) = lstm(x)
+    torch.manual_seed(11)
+    mask = torch.bernoulli(torch.full((B, H), 1 - p)) / (1 - p)
+    h, c = torch.zeros(B, H), torch.zeros(B, H)
+    outs = []
+    for t in range(T):
+        step = snn.lstm_step(x[t], h, c, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
+                             lstm.bias_hh_l0, recurrent_mask=mask)
+        h, c = step.h, step.c
+        outs.append(h)
+    assert _diff(y, torch.stack(outs)) <= TOL and _diff(h_n[0], h) <= TOL and _diff(c_n[0], c) <= TOL
+    # In eval mode there is no mask and the layer is torch's LSTM.
+    lstm.eval()
+    theirs = nn.LSTM(I, H)
+    theirs.load_state_dict(lstm.state_dict())
+    assert _diff(lstm(x)[0], theirs(x)[0]) <= TOL
+
+
+def _layer_norm64(a, gain, bias, eps=1e-5):
+    mean = a.mean(-1, keepdim=True)
+    var = ((a - mean) ** 2).mean(-1, keepdim=True)
+    out = (a - mean) / torch.sqrt(var + eps) * gain
+    return out if bias is None else out + bias
+
+
+def test_layernorm_lstm_matches_the_paper_equations_in_float64():
+    ln = snn.LayerNormLSTM(I, H, impl="fused").double()
+    with torch.no_grad():  # move the norms off their (1, 0) initialisation so they matter
+        for name, p in ln.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    y, (h_n, c_n) = ln(x)
+    h = c = torch.zeros(B, H, dtype=torch.float64)
+    for t in range(T):
+        a = (_layer_norm64(x[t] @ ln.weight_ih_l0.T, ln.ln_ih_weight_l0, None)
+             + _layer_norm64(h @ ln.weight_hh_l0.T, ln.ln_hh_weight_l0, None) + ln.bias_l0)
+        i, f, g, o = a.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(_layer_norm64(c, ln.ln_cell_weight_l0, ln.ln_cell_bias_l0))
+        assert _diff(y[t], h) <= 1e-12
+    assert _diff(h_n[0], h) <= 1e-12 and _diff(c_n[0], c) <= 1e-12
+
+
+def test_layernorm_lstm_parameters():
+    ln = snn.LayerNormLSTM(I, H, num_layers=2, bidirectional=True)
+    names = dict(ln.named_parameters())
+    assert names["weight_ih_l1_reverse"].shape == (4 * H, 2 * H)
+    assert names["ln_hh_weight_l0"].shape == (4 * H,) and names["ln_cell_bias_l1"].shape == (H,)
+    assert torch.equal(names["ln_ih_weight_l0"], torch.ones(4 * H))
+    assert torch.equal(names["ln_cell_bias_l0"], torch.zeros(H))
+    # Per (layer, direction): 4H(I + H) weights + 4H bias + 4H + 4H + H + H norm parameters.
+    per = lambda n_in: 4 * H * (n_in + H) + 4 * H + 8 * H + 2 * H  # noqa: E731
+    assert count_parameters(ln) == 2 * per(I) + 2 * per(2 * H)
+    assert "bias_l0" not in dict(snn.LayerNormLSTM(I, H, bias=False).named_parameters())
+    with pytest.raises(TypeError):
+        snn.LayerNormLSTM(I, H, proj_size=2)
+
+
+def test_gradcheck_reference_steps_float64():
+    torch.manual_seed(0)
+    d = dict(dtype=torch.float64, requires_grad=True)
+    x, h, c = torch.randn(2, I, **d), torch.randn(2, H, **d), torch.randn(2, H, **d)
+    w4, u4, b4, b4b = torch.randn(4 * H, I, **d), torch.randn(4 * H, H, **d), torch.randn(4 * H, **d), torch.randn(4 * H, **d)
+    w3, u3, b3, b3b = torch.randn(3 * H, I, **d), torch.randn(3 * H, H, **d), torch.randn(3 * H, **d), torch.randn(3 * H, **d)
+    w1, u1, b1 = torch.randn(H, I, **d), torch.randn(H, H, **d), torch.randn(H, **d)
+    w_hr, h_p = torch.randn(3, H, **d), torch.randn(2, 3, **d)
+    u4p = torch.randn(4 * H, 3, **d)
+    g4, g4b, gc, bc = (torch.randn(n, **d) for n in (4 * H, 4 * H, H, H))
+    mask = torch.bernoulli(torch.full((2, H), 0.5, dtype=torch.float64)) * 2
+    checks = [
+        (lambda *a: snn.rnn_step(*a, nonlinearity="tanh"), (x, h, w1, u1, b1, b1)),
+        (lambda *a: tuple(snn.lstm_step(*a)[:2]), (x, h, c, w4, u4, b4, b4b)),
+        (lambda *a: tuple(snn.lstm_step(*a)[:2]), (x, h_p, c, w4, u4p, b4, b4b, w_hr)),
+        (lambda *a: snn.lstm_step(*a, recurrent_mask=mask).h, (x, h, c, w4, u4, b4, b4b)),
+        (lambda *a: snn.gru_step(*a).h, (x, h, w3, u3, b3, b3b)),
+        (lambda *a: tuple(snn.layernorm_lstm_step(*a)[:2]), (x, h, c, w4, u4, b4, g4, g4b, gc, bc)),
+    ]
+    for fn, args in checks:
+        assert torch.autograd.gradcheck(fn, args)
+
+
+@pytest.mark.parametrize("cls", [snn.RNNCell, snn.LSTMCell, snn.GRUCell])
+def test_gradcheck_reference_cells_float64(cls):
+    cell = cls(I, H, impl="reference").double()
+    x = torch.randn(2, I, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _states(cell(x))[0], (x,))
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
+def test_recorded_gates(variant):
+    cls, extra = VARIANTS[variant]
+    torch.manual_seed(0)
+    ref = cls(I, H, batch_first=True, bidirectional=True, impl="reference")
+    own = cls(I, H, batch_first=True, bidirectional=True, impl="fused")
+    own.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    lengths = torch.tensor([T, 2, 4])
+    y, state, gates = ref(x, lengths=lengths, return_gates=True)
+    y2, _, gates2 = own(x, lengths=lengths, return_gates=True)
+    assert _diff(y, y2) <= TOL and set(gates) == {"l0", "l0_reverse"}
+    names = {"reset", "update", "candidate"} if variant == "gru" else {"input", "forget", "candidate", "cell", "output"}
+    for key in gates:
+        assert set(gates[key]) == names
+        for n in names:
+            assert gates[key][n].shape == (B, T, H)
+            assert _diff(gates[key][n], gates2[key][n]) <= TOL
+            assert gates[key][n][1, 2:].abs().max() == 0  # zero past sequence 1's end
+    g = gates["l0"]
+    if variant == "gru":
+        h_prev = torch.cat([torch.zeros(B, 1, H), y[:, :-1, :H]], 1)
+        h = g["update"] * h_prev + (1 - g["update"]) * g["candidate"]
+        assert _diff(h[0], y[0, :, :H]) <= TOL
+    else:
+        c_prev = torch.cat([torch.zeros(B, 1, H), g["cell"][:, :-1]], 1)
+        assert _diff(g["cell"][0], (g["forget"] * c_prev + g["input"] * g["candidate"])[0]) <= TOL
+        if variant == "lstm":
+            assert _diff(y[0, :, :H], (g["output"] * torch.tanh(g["cell"]))[0]) <= TOL
+    # The forward direction's last cell state is the returned c_n / h_n.
+    if variant != "gru":
+        assert _diff(state[1][0, 0], g["cell"][0, -1]) <= TOL
+
+
+def test_gates_without_recording_and_for_rnn():
+    with pytest.raises(ValueError, match="a vanilla RNN has no gates"):
+        snn.RNN(I, H)(torch.randn(T, B, I), return_gates=True)
+    out = snn.LSTM(I, H)(torch.randn(T, I), return_gates=True)
+    assert out[2]["l0"]["forget"].shape == (T, H)  # unbatched in, unbatched gates out
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_lengths_equals_running_each_sequence_alone(impl):
+    torch.manual_seed(0)
+    gru = snn.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True, impl=impl)
+    x = torch.randn(B, T, I)
+    lengths = [4, T, 1]
+    y, h_n = gru(x, lengths=torch.tensor(lengths))
+    assert y.shape == (B, T, 2 * H)
+    for b, n in enumerate(lengths):
+        y_b, h_b = gru(x[b:b + 1, :n])
+        assert _diff(y[b, :n], y_b[0]) <= TOL and _diff(h_n[:, b], h_b[:, 0]) <= TOL
+        assert y[b, n:].abs().max() == 0 if n < T else True
+
+
+def test_detach_state():
+    lstm = snn.LSTM(I, H)
+    x = torch.randn(T, B, I)
+    _, state = lstm(x)
+    detached = snn.detach_state(state)
+    assert isinstance(detached, tuple) and all(not s.requires_grad for s in detached)
+    assert all(torch.equal(a, b) for a, b in zip(state, detached))
+    h = snn.detach_state(state[0])
+    assert not h.requires_grad and torch.equal(h, state[0])
+    assert snn.detach_state(None) is None
+    # Truncated BPTT: the second chunk's gradient does not reach the first chunk's input.
+    x1 = torch.randn(T, B, I, requires_grad=True)
+    _, s1 = lstm(x1)
+    y2, _ = lstm(x, snn.detach_state(s1))
+    y2.sum().backward()
+    assert x1.grad is None
+    with pytest.raises(TypeError, match="got str"):
+        snn.detach_state("h")
+
+
+def test_lab_model_parameter_counts():
+    lstm = snn.LSTM(28, 256, num_layers=2, batch_first=True)
+    assert count_parameters(nn.Sequential(lstm, nn.Linear(256, 10))) == 821_770
+    gru = snn.GRU(28, 256, num_layers=2, batch_first=True)
+    assert 4 * count_parameters(gru) == 3 * count_parameters(lstm)
+    assert count_parameters(lstm) == count_parameters(nn.LSTM(28, 256, num_layers=2))
+    lstm.weight_ih_l0.requires_grad_(False)
+    assert count_parameters(lstm) == 821_770 - 2570 - 4 * 256 * 28
+    assert count_parameters(lstm, trainable_only=False) == 821_770 - 2570
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "layernorm_lstm"])
+def test_classifier_cells_and_impls_agree(cell):
+    models = {}
+    for impl in ("fused", "reference"):
+        torch.manual_seed(0)
+        models[impl] = SequenceClassifier(ClassifierConfig(cell=cell, impl=impl, input_size=I, hidden_size=H,
+                                                           num_layers=2, bidirectional=True))
+    x, targets = torch.randn(B, T, I), torch.tensor([0, 3, 9])
+    logits, loss = models["fused"](x, targets)
+    logits_ref, loss_ref = models["reference"](x, targets)
+    assert logits.shape == (B, 10) and _diff(logits, logits_ref) <= TOL
+    assert abs(loss.item() - F.cross_entropy(logits_ref, targets).item()) <= TOL
+    assert models["fused"](x)[1] is None
+    if cell != "rnn":
+        gates = models["fused"].gates(x)
+        assert set(gates) == {"l0", "l0_reverse", "l1", "l1_reverse"}
+        assert gates["l1"]["candidate"].shape == (B, T, H)
+
+
+def test_classifier_config_errors():
+    with pytest.raises(ConfigError, match="model.cell must be one of rnn, lstm, gru, layernorm_lstm, got 'tcn'"):
+        from_dict(ClassifierConfig, {"cell": "tcn"}, "model")
+    with pytest.raises(ConfigError, match="model.impl must be one of fused, fused_own, reference, got 'fast'"):
+        from_dict(ClassifierConfig, {"impl": "fast"}, "model")
+    cfg = from_dict(ClassifierConfig, {"cell": "layernorm_lstm", "impl": "reference", "recurrent_dropout": 0.1}, "model")
+    model = SequenceClassifier(cfg)
+    assert isinstance(model.rnn, snn.LayerNormLSTM) and model.rnn.impl == "reference"
+    assert model.rnn.recurrent_dropout == 0.1
+    with pytest.raises(ValueError, match=r"expected input \(B, T, 8\), got shape \(2, 3, 7\)"):
+        model(torch.randn(2, 3, 7))
+
+
+def test_benchmark_smoke(capsys):
+    """The benchmark runs end to end and prints a ratio row per implementation (no timing asserted)."""
+    from seqlab.bench.recurrent import main
+
+    assert main(["--sizes", "tiny", "--repeats", "1", "--warmup", "0", "--passes", "forward+backward"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    names = [row.split("|")[3].strip() for row in rows]
+    assert names == ["torch.nn", "fused", "fused_own", "reference", "layernorm", "torch.nn, oneDNN off"]
+    assert all(float(row.split("|")[5]) > 0 for row in rows)
+    assert rows[0].split("|")[5].strip() == "1.00"
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_fused_own_without_onednn(variant):
+    """With oneDNN switched off the own fused loop multiplies through torch.addmm / F.linear;
+    both routes give the reference's outputs and gradients."""
+    with torch.backends.mkldnn.flags(enabled=False):
+        plain = _run_impls(variant, 0.0, 0.4, packed=True)
+    y0, s0, g0 = plain["reference"]
+    y, s, g = plain["fused_own"]
+    gtol = 1e-4 if variant == "layernorm_lstm" else TOL
+    assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))
+    assert all(_diff(a, b) <= gtol * max(1.0, b.abs().max().item()) for a, b in zip(g, g0))
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
+def test_fused_own_inference_matches_training_forward(variant):
+    """Under no_grad the own loop skips its autograd Function; same numbers either way."""
+    cls, extra = VARIANTS[variant]
+    layer = cls(I, H, num_layers=2, batch_first=True, impl="fused_own", **extra)
+    x = torch.randn(B, T, I)
+    y, s = layer(x)
+    with torch.no_grad():
+        y2, s2 = layer(x)
+    assert _diff(y, y2) == 0 and all(_diff(a, b) == 0 for a, b in zip(_states(s), _states(s2)))
