@@ -79,7 +79,7 @@ class DistributedBatchSampler:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         for start in range(self.skip * self.batch_size, self.n, self.batch_size):
             idx = self.order[start:start + self.batch_size]
-            yield idx[self.info.rank::self.info.world_size], len(idx)
+            yield (idx[self.info.rank::self.info.world_size] if self.info.enabled else idx), len(idx)
 
 
 def shard_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:

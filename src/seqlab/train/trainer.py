@@ -316,10 +316,10 @@ class Trainer:
         # An epoch's last, partial accumulation group still makes a step.
         steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.max_steps if cfg.max_steps else cfg.epochs * steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(cfg, s, self.total_steps))
         self.metric = cfg.metric or default_metric(task)
         self.mode = "min" if self.metric == "loss" else "max"
         self.step = 0
+        self._set_lr()
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of the current epoch already consumed
         self.stream_state = None  # the recurrent state carried between TBPTT chunks (this process's rows)
@@ -332,6 +332,12 @@ class Trainer:
         self.resumed_from: int | None = None
         self.last_checkpoint: tuple[int, Path] | None = None
         self.callbacks: dict[str, list[Callable[[Trainer], None]]] = {}
+
+    def _set_lr(self) -> None:
+        """The learning rate of the next step: train.lr times the schedule's factor at this step."""
+        lr = self.cfg.lr * lr_factor(self.cfg, self.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
         self.callbacks.setdefault(event, []).append(fn)
@@ -351,7 +357,9 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            # The schedule is a function of the step (lr_factor); this records which one it was.
+            "scheduler": {"schedule": self.cfg.schedule, "lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps,
+                          "total_steps": self.total_steps},
             "step": self.step,
             "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()},
             "best": self.best,
@@ -369,7 +377,6 @@ class Trainer:
         """
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step = self.resumed_from = ckpt["step"]
         pos = ckpt["position"]
         self.epoch, self.batch_in_epoch = pos["epoch"], pos["batch"]
@@ -380,9 +387,8 @@ class Trainer:
         self.stream_state = state
         self.best, self.bad_evals = ckpt["best"], ckpt.get("bad_evals", 0)
         self.seconds_before = ckpt.get("seconds", 0.0)
-        self.scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+        self._set_lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * lr_factor(self.cfg, self.step, self.total_steps)
             group["weight_decay"] = self.cfg.weight_decay
             if "momentum" in group:
                 group["momentum"] = self.cfg.momentum
@@ -467,8 +473,8 @@ class Trainer:
                             self.stream_state = detach_state(state)  # truncated BPTT: no gradient past here
                         # Each process's mean loss weighted by its share of the global batch: after DDP
                         # averages gradients, the step equals one process's step on the whole batch.
-                        share = len(x) * self.dist.world_size / n_global
-                        (loss * share / cfg.grad_accum).backward()
+                        share = len(x) * self.dist.world_size / n_global / cfg.grad_accum
+                        (loss * share if share != 1 else loss).backward()
                         micro += 1
                         self.window.add(self.step + 1, loss, x, output if self.task == "classification" else None, y)
                         if micro < cfg.grad_accum and not epoch_done:
@@ -503,8 +509,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
-        self.scheduler.step()
         self.step += 1
+        self._set_lr()
         self.window.add_grad_norm(grad_norm)
         last = self.step >= self.total_steps
         evaluate_now = self.val_set is not None and (
@@ -548,7 +554,9 @@ class Trainer:
 
     def _log_window(self, log: MetricsLog, progress: Progress, lr: float) -> None:
         w = self.window
-        sums = all_reduce(w.sums(self.task), self.dist)  # loss sum, correct, examples, tokens: global
+        sums = w.sums(self.task)
+        if self.dist.enabled:  # loss sum, correct, examples, tokens over every process
+            sums = all_reduce(sums.to(self.device), self.dist).cpu()
         loss_sum, correct, n, tokens = sums.tolist()
         n = max(n, 1)
         elapsed = max(time.perf_counter() - w.t, 1e-9)
@@ -604,24 +612,22 @@ class _Window:
     def last_grad_norm(self) -> float:
         return float(self.grad_norms[-1]) if self.grad_norms else float("nan")
 
+    def _floats(self) -> tuple[list[float], list[float]]:
+        """The window's losses and gradient norms as Python floats: two device-to-host copies."""
+        losses = torch.stack(self.losses).float().tolist() if self.losses else []
+        norms = torch.stack(self.grad_norms).float().tolist() if self.grad_norms else []
+        return losses, norms
+
     def first_non_finite_step(self) -> int | None:
-        values = [*self.losses, *self.grad_norms]
-        if not values:
-            return None
-        finite = torch.isfinite(torch.stack([v.float() for v in values]))
-        if bool(finite.all()):
-            return None
-        steps = [*self.loss_steps, *self.norm_steps]
-        return min(s for s, ok in zip(steps, finite.tolist()) if not ok)
+        losses, norms = self._floats()
+        bad = [s for s, v in zip([*self.loss_steps, *self.norm_steps], [*losses, *norms]) if not math.isfinite(v)]
+        return min(bad) if bad else None
 
     def sums(self, task: str) -> torch.Tensor:
-        """[sum of per-example losses, number correct (classification), examples, tokens]."""
-        device = self.losses[0].device
-        dtype = _sum_dtype(device)
-        losses = torch.stack(self.losses).to(dtype)  # (micro-batches,)
-        sizes = torch.tensor(self.sizes, dtype=dtype, device=device)
-        correct = torch.zeros((), dtype=dtype, device=device)
+        """[sum of per-example losses, number correct (classification), examples, tokens] (float64, CPU)."""
+        losses, _ = self._floats()
+        correct = 0.0
         if self.outputs:
-            correct = task_metrics(task, torch.cat(self.outputs), torch.cat(self.targets))["accuracy"].to(dtype)
-        return torch.stack([(losses * sizes).sum(), correct, sizes.sum(),
-                            torch.tensor(float(self.tokens), dtype=dtype, device=device)])
+            correct = float(task_metrics(task, torch.cat(self.outputs), torch.cat(self.targets))["accuracy"])
+        loss_sum = math.fsum(v * n for v, n in zip(losses, self.sizes))
+        return torch.tensor([loss_sum, correct, float(sum(self.sizes)), float(self.tokens)], dtype=torch.float64)
