@@ -249,3 +249,18 @@ def test_gradient_accumulation_over_epochs_uses_every_batch():
     assert trainer.total_steps == 8
     trainer.fit()
     assert len(used) == 20 and trainer.step == 8 and trainer.epoch == 2
+
+
+def test_compile_trains_like_eager(tmp_path, configs_dir):
+    from seqlab.train.config import load_experiment
+    from seqlab.train.run import train_experiment
+
+    args = ["--train.max_steps=3", "--model.hidden_size=8", "--train.tensorboard=false", "--train.eval_every=0"]
+    runs, nets = {}, {}
+    for compile_ in (False, True):
+        exp = load_experiment(configs_dir / "digits_lstm.toml", [*args, f"--train.compile={str(compile_).lower()}"])
+        runs[compile_] = train_experiment(exp, out=tmp_path / str(compile_), argv=[], progress=False, callbacks={
+            "on_step_end": [lambda t, c=compile_: nets.setdefault(c, type(t.net).__name__)]})
+    assert nets == {False: "SequenceClassifier", True: "OptimizedModule"}
+    eager, compiled = (load_checkpoint(runs[c] / "checkpoints" / "last.pt")["model"] for c in (False, True))
+    assert all(torch.allclose(eager[k], compiled[k], atol=1e-5) for k in eager)

@@ -698,6 +698,11 @@ class _RecurrentBase(nn.Module):
         raise NotImplementedError
 
     def _native(self, x: Tensor, batch_sizes: Tensor | None, hx):
+        """torch's fused kernel on this module's parameters.
+
+        Subclasses wrap it in ``torch.compiler.disable``: torch.compile runs it eagerly, as it
+        does torch.nn's own RNN modules, because inductor cannot lower the oneDNN RNN op on CPU.
+        """
         raise NotImplementedError
 
     def _flat_weights(self) -> list[Tensor]:
@@ -814,6 +819,7 @@ class RNN(_RecurrentBase):
             return (act(_linear(h, pw_hh, add=xp_t)),), None
         return xp, step
 
+    @torch.compiler.disable  # see _RecurrentBase._native
     def _native(self, x, batch_sizes, hx):
         fn = _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
         if batch_sizes is None:
@@ -880,6 +886,7 @@ class LSTM(_RecurrentBase):
             return (h, c), gates
         return xp, step
 
+    @torch.compiler.disable  # see _RecurrentBase._native
     def _native(self, x, batch_sizes, hx):
         if batch_sizes is None:
             return _VF.lstm(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
@@ -930,6 +937,7 @@ class GRU(_RecurrentBase):
             return (h,), ({"reset": r, "update": z, "candidate": n} if record else None)
         return step
 
+    @torch.compiler.disable  # see _RecurrentBase._native
     def _native(self, x, batch_sizes, hx):
         if batch_sizes is None:
             return _VF.gru(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
