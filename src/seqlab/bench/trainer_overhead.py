@@ -28,9 +28,9 @@ CONFIGS = Path("configs")  # run from the repository root
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, lr: float,
-              clip: float, seed: int) -> float:
+              clip: float, seed: int, weight_decay: float = 0.0) -> float:
     """The loop a user would write by hand; returns seconds."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=g)
     start = time.perf_counter()
@@ -65,7 +65,8 @@ def measure(config: Path, steps: int, repeats: int) -> dict:
             torch.manual_seed(0)
             model = build_model(exp.model)
             if kind == "bare":
-                t = bare_loop(model, x, y, steps, exp.train.batch_size, exp.train.lr, exp.train.grad_clip, exp.train.seed)
+                t = bare_loop(model, x, y, steps, exp.train.batch_size, exp.train.lr, exp.train.grad_clip, exp.train.seed,
+                              exp.train.weight_decay)
             else:
                 t = trainer_loop(model, exp, splits.train, steps, task)
             if r:
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["digits_lstm.toml", "mnist_lstm.toml"],
                         help="presets in configs/ (or paths)")
-    parser.add_argument("--steps", type=int, default=100, help="optimiser steps per timed loop")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=400, help="optimiser steps per timed loop")
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeats} interleaved repeats")
     print("| preset | batch | bare loop ms/step | trainer ms/step | trainer / bare |")
