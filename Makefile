@@ -2,22 +2,29 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
 .PHONY: demo test install clean
 
-install: $(STAMP)
+install: $(VENV)/.stamp-run
 
-# constraints.txt pins the CPU torch wheel of the build machines; remove the -c for another torch.
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 
-demo: $(STAMP)
+# constraints.txt pins the CPU torch wheel of the build machines; drop the -c for another torch.
+$(VENV)/.stamp-run: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+# The test extra adds pytest and statsmodels (the reference of a parity test).
+$(VENV)/.stamp-test: $(VENV)/.stamp-run
+	$(PIP) -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.stamp-run
 	$(VENV)/bin/seqlab train configs/digits_lstm.toml
 
-test: $(STAMP)
+test: $(VENV)/.stamp-test
 	$(PY) -m pytest -q
 
 clean:

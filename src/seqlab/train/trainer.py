@@ -531,7 +531,8 @@ class Trainer:
                 self.stopped_early = True
         if checkpoint_now and not last:  # the last step's checkpoint is written once, after the loop
             self.save("last.pt")
-        self.window.t = time.perf_counter()  # throughput counts training, not evaluation or saving
+        if evaluate_now or checkpoint_now:  # the window was logged above: restart its clock after the work
+            self.window.t = time.perf_counter()  # so throughput counts training, not evaluating or saving
         for fn in self.callbacks.get("on_step_end", []):
             fn(self)
         if signum:
