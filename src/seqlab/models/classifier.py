@@ -29,6 +29,7 @@ class ClassifierConfig:
     dropout: float = 0.0
     recurrent_dropout: float = 0.0  # variational dropout on h_{t-1}, one mask per sequence
     bidirectional: bool = False
+    per_step: bool = False  # True: classify every time step (sequence labelling, e.g. the copy task)
 
     def __post_init__(self):
         check_recurrent(self)
@@ -37,7 +38,10 @@ class ClassifierConfig:
 
 
 class SequenceClassifier(nn.Module):
-    """logits = W h_T + b, where h_T is the top layer's final hidden state (both directions)."""
+    """logits = W h_T + b, where h_T is the top layer's final hidden state (both directions).
+
+    With ``per_step``, logits_t = W h_t + b at every step t instead (a sequence labeller).
+    """
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
@@ -58,9 +62,19 @@ class SequenceClassifier(nn.Module):
         return self.head(h_top)  # (B, num_classes)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
-        """x: (B, T, C) -> logits (B, num_classes), and the cross-entropy loss if targets (B,) given."""
+        """x: (B, T, C) -> logits (B, num_classes), and the cross-entropy loss if targets (B,) given.
+
+        With ``per_step``: logits (B, T, num_classes) and targets (B, T), the loss averaged over
+        all B * T steps.
+        """
         self._check(x)
-        _, state = self.rnn(x)
+        h, state = self.rnn(x)  # h: (B, T, D * H)
+        if self.config.per_step:
+            logits = self.head(h)  # (B, T, num_classes)
+            loss = None
+            if targets is not None:
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))  # over B*T steps
+            return logits, loss
         logits = self._logits(state, x.size(0))
         loss = F.cross_entropy(logits, targets) if targets is not None else None
         return logits, loss

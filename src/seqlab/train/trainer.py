@@ -54,20 +54,29 @@ def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tupl
             yield tuple(default_collate([dataset[int(i)] for i in idx])), n_global
 
 
+ACCURACY_TASKS = ("classification", "sequence_labeling")
+
+
 def task_metrics(task: str, output: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sums (not means) of the task's metrics over a batch, so they pool over a dataset."""
+    """Sums over a batch (not means) of the task's metrics, so they pool over a dataset.
+
+    classification: output (B, C), y (B,); sequence_labeling: output (B, T, C), y (B, T), and
+    each example counts its fraction of correct steps.
+    """
     if task == "classification":
         return {"accuracy": (output.argmax(-1) == y).sum()}
+    if task == "sequence_labeling":
+        return {"accuracy": (output.argmax(-1) == y).float().mean(-1).sum()}
     return {}
 
 
 def task_metric_names(task: str) -> tuple[str, ...]:
-    return ("loss", "accuracy") if task == "classification" else ("loss",)
+    return ("loss", "accuracy") if task in ACCURACY_TASKS else ("loss",)
 
 
 def default_metric(task: str) -> str:
     """The validation metric that picks best.pt and drives early stopping."""
-    return "accuracy" if task == "classification" else "loss"
+    return "accuracy" if task in ACCURACY_TASKS else "loss"
 
 
 def _call(model, x, y, state=None, stream: bool = False):
@@ -478,7 +487,7 @@ class Trainer:
                         share = len(x) * self.dist.world_size / n_global / cfg.grad_accum
                         (loss * share if share != 1 else loss).backward()
                         micro += 1
-                        self.window.add(self.step + 1, loss, x, output if self.task == "classification" else None, y)
+                        self.window.add(self.step + 1, loss, x, output if self.task in ACCURACY_TASKS else None, y)
                         if micro < cfg.grad_accum and not epoch_done:
                             continue
                         micro = 0
@@ -565,7 +574,7 @@ class Trainer:
         elapsed = max(time.perf_counter() - w.t, 1e-9)
         record = {"train/loss": loss_sum / n, "train/lr": lr, "train/grad_norm": w.last_grad_norm(),
                   "train/samples_per_s": n / elapsed, "train/tokens_per_s": tokens / elapsed}
-        if self.task == "classification":
+        if self.task in ACCURACY_TASKS:
             record["train/accuracy"] = correct / n
         log.log(self.step, record)
         shown = {"loss": record["train/loss"]}
