@@ -87,3 +87,20 @@ def test_console_script_exit_status_and_help(tmp_path):
         assert command in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "seqlab", "train", "--help"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and "--section.key=value" in proc.stdout and "--out" in proc.stdout
+
+
+def test_data_list_and_info_through_the_cli(capsys):
+    from seqlab.data import DATASETS
+
+    assert main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(DATASETS)
+    assert main(["data", "info", "adding", "--data.seq_len=10", "--data.num_train=5"]) == 0
+    out = capsys.readouterr().out
+    assert "splits: train 5, val 1,000, test 1,000" in out and "one example: x (10, 2) float32" in out
+    assert main(["data", "info", "nope"]) == 2
+    assert "unknown dataset 'nope'; valid names: adding," in capsys.readouterr().err
+    assert main(["data", "info", "adding", "--data.sq=1"]) == 2
+    assert "unknown key 'data.sq' for AddingConfig" in capsys.readouterr().err
+    assert main(["data", "info", "adding", "--train.lr=1"]) == 2
+    assert "unrecognised argument '--train.lr=1'" in capsys.readouterr().err
