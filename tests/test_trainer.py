@@ -271,3 +271,29 @@ def test_compile_trains_like_eager(tmp_path, configs_dir):
     assert nets == {False: "SequenceClassifier", True: "OptimizedModule"}
     eager, compiled = (load_checkpoint(runs[c] / "checkpoints" / "last.pt")["model"] for c in (False, True))
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-5) for k in eager)
+
+
+def test_progress_plain_lines_off_a_terminal_and_a_bar_on_one():
+    import io
+
+    from seqlab.train.trainer import Progress
+
+    plain = io.StringIO()
+    p = Progress(200, stream=plain)
+    for step in range(1, 201):
+        p.update(step, {"loss": 1.0 / step})
+    p.close()
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 20 and lines[-1].startswith("step 200/200  loss 0.005")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    p = Progress(200, stream=tty)
+    p.update(100, {"loss": 0.5, "acc": 0.75, "samples/s": 1000.0})
+    p.bar.refresh()
+    p.close()
+    text = tty.getvalue()
+    assert "\r" in text and "100/200" in text and "loss=0.5" in text and "acc=0.75" in text and "samples/s=1000" in text
