@@ -36,6 +36,11 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, metrics: tuple[s
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
+    return save_figure(fig, out_path)
+
+
+def save_figure(fig, out_path: str | Path) -> Path:
+    """Lay out ``fig``, write it as a PNG (folders made as needed), free it; returns the path."""
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..train.forecast import NAIVE, ForecastResult  # noqa: E402
+from .curves import save_figure  # noqa: E402
 
 
 def time_axis(labels: list) -> list:
@@ -59,9 +60,4 @@ def plot_forecast(result: ForecastResult, out_path: str | Path, history: int | N
         ax.set_ylabel(units or "value")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize=8, ncol=3)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
