@@ -293,8 +293,11 @@ _ONEDNN_LINEAR = _has_onednn_linear()
 
 
 def _onednn_usable(t: Tensor) -> bool:
-    return (_ONEDNN_LINEAR and t.device.type == "cpu" and t.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+    # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
+    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway.
+    return (_ONEDNN_LINEAR and not torch.compiler.is_compiling() and t.device.type == "cpu"
+            and t.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and torch._C._get_mkldnn_enabled())
 
 
 def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
@@ -768,8 +771,12 @@ class _BatchedWeightGrad(torch.autograd.Function):
 
 
 def _batched_weight_grad(xp: Tensor, w_hh: Tensor, reverse: bool, perm: Tensor | None = None):
-    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad."""
-    if not (torch.is_grad_enabled() and w_hh.requires_grad):
+    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad.
+
+    Under torch.compile also (xp, W_hh, None): autograd then forms dW_hh step by step, because
+    the Function's list of H_{t-1}, filled only as the loop runs, cannot be traced.
+    """
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and w_hh.requires_grad):
         return xp, w_hh, None
     h_prev: list[Tensor] = []
     return _BatchedWeightGrad.apply(xp, w_hh, h_prev, reverse, perm), w_hh.detach(), h_prev
