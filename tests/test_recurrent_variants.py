@@ -362,3 +362,35 @@ def test_fused_own_inference_matches_training_forward(variant):
     with torch.no_grad():
         y2, s2 = layer(x)
     assert _diff(y, y2) == 0 and all(_diff(a, b) == 0 for a, b in zip(_states(s), _states(s2)))
+
+
+def _grads_under_autocast(layer, x, backward_inside: bool):
+    """Forward under CPU bf16 autocast; backward inside or after it. Returns (y, grads)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = layer(x)
+        if backward_inside:
+            loss = (torch.randn(y.shape, generator=torch.Generator().manual_seed(2)) * y.float()).sum()
+            return y, torch.autograd.grad(loss, list(layer.parameters()))
+    loss = (torch.randn(y.shape, generator=torch.Generator().manual_seed(2)) * y.float()).sum()
+    return y, torch.autograd.grad(loss, list(layer.parameters()))
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+@pytest.mark.parametrize("backward_inside", [False, True], ids=["backward-after", "backward-inside"])
+@pytest.mark.parametrize("variant", ["rnn", "lstm"])
+def test_fused_own_backward_under_autocast_without_onednn(variant, backward_inside):
+    """The route every CUDA run takes (oneDNN off): the batched dW_hh multiplies a bf16 gradient
+    by the stored states in the gradient's dtype. Gradients are float32, like the parameters,
+    and within bf16 rounding (3e-2 of their scale) of the reference's under the same autocast."""
+    cls, extra = VARIANTS[variant]
+    torch.manual_seed(0)
+    ref = cls(I, H, num_layers=2, batch_first=True, impl="reference", **extra)
+    own = cls(I, H, num_layers=2, batch_first=True, impl="fused_own", **extra)
+    own.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    with torch.backends.mkldnn.flags(enabled=False):
+        _, g0 = _grads_under_autocast(ref, x, backward_inside)
+        _, g = _grads_under_autocast(own, x, backward_inside)
+    assert all(a.dtype == torch.float32 for a in g)
+    scale = max(b.abs().max().item() for b in g0)
+    assert all(_diff(a, b) <= 3e-2 * scale for a, b in zip(g, g0))

@@ -757,14 +757,17 @@ class _BatchedWeightGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, w_hh, h_prev, reverse, perm):
-        ctx.h_prev, ctx.reverse, ctx.perm = h_prev, reverse, perm
+        ctx.h_prev, ctx.reverse, ctx.perm, ctx.w_dtype = h_prev, reverse, perm, w_hh.dtype
         return xp.view_as(xp)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         steps = ctx.h_prev[::-1] if ctx.reverse else ctx.h_prev  # back into the rows' time order
-        grad_w = _mm_at_b(grad, torch.cat(steps, dim=0))  # (G, N) @ (N, H_out)
+        # Under autocast grad is bf16/fp16 while the stored H_{t-1} may be float32 (h_0, or the
+        # states of a float32 model): multiply in grad's dtype, as autocast's matmul did forward.
+        h = torch.cat(steps, dim=0).to(grad.dtype)  # (N, H_out)
+        grad_w = _mm_at_b(grad, h).to(ctx.w_dtype)  # (G, N) @ (N, H_out)
         if ctx.perm is not None:  # undo the gate reordering (an involution)
             grad_w = grad_w.index_select(0, ctx.perm)
         return grad, grad_w, None, None, None
