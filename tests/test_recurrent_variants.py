@@ -394,3 +394,21 @@ def test_fused_own_backward_under_autocast_without_onednn(variant, backward_insi
     assert all(a.dtype == torch.float32 for a in g)
     scale = max(b.abs().max().item() for b in g0)
     assert all(_diff(a, b) <= 3e-2 * scale for a, b in zip(g, g0))
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_bfloat16_input_under_cpu_autocast_like_torch(impl):
+    """A bf16 input to a float32 model is accepted under CPU autocast, as torch.nn.LSTM accepts it,
+    and the outputs agree with torch's under the same autocast within bf16 rounding."""
+    torch.manual_seed(0)
+    ours = snn.LSTM(I, H, num_layers=2, batch_first=True, impl=impl)
+    theirs = nn.LSTM(I, H, num_layers=2, batch_first=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(B, T, I).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, (h_n, c_n) = ours(x)
+        y_t, (h_t, c_t) = theirs(x)
+    assert y.shape == y_t.shape == (B, T, H)
+    assert _diff(y.float(), y_t.float()) <= 2e-2 and _diff(c_n.float(), c_t.float()) <= 2e-2
+    with pytest.raises(ValueError, match=r"input dtype \(torch.bfloat16\) does not match weight dtype"):
+        ours(x)  # outside autocast the mismatch is still an error

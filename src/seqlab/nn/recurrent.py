@@ -292,6 +292,14 @@ def _has_onednn_linear() -> bool:
 _ONEDNN_LINEAR = _has_onednn_linear()
 
 
+def _autocast_enabled() -> bool:
+    """Autocast on for any device (torch.is_autocast_enabled() alone sees only CUDA's), as
+    torch.nn.RNNBase checks it."""
+    if hasattr(torch._C, "_is_any_autocast_enabled"):
+        return torch._C._is_any_autocast_enabled()
+    return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
+
+
 def _onednn_usable(t: Tensor) -> bool:
     # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
     # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway.
@@ -512,7 +520,7 @@ class _RecurrentBase(nn.Module):
 
     def _check_input(self, x: Tensor, expected_dim: int) -> None:
         w = self.weight_ih_l0
-        if x.dtype != w.dtype and not torch.is_autocast_enabled():
+        if x.dtype != w.dtype and not _autocast_enabled():
             raise ValueError(f"{self._name} input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
                              f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})")
         if x.dim() != expected_dim:
