@@ -302,8 +302,10 @@ def _autocast_enabled() -> bool:
 
 def _onednn_usable(t: Tensor) -> bool:
     # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
-    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway.
-    return (_ONEDNN_LINEAR and not torch.compiler.is_compiling() and t.device.type == "cpu"
+    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
+    # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
+    return (_ONEDNN_LINEAR and not torch.compiler.is_compiling() and not _autocast_enabled()
+            and t.device.type == "cpu"
             and t.dtype == torch.float32 and torch.backends.mkldnn.is_available()
             and torch._C._get_mkldnn_enabled())
 
