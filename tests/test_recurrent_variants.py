@@ -434,3 +434,26 @@ def test_fused_own_computes_in_bfloat16_under_cpu_autocast(variant):
     # results were measured up to 0.09 apart (seeds 0-2), as far as either is from float32.
     tol = 0.15 if variant == "layernorm_lstm" else 2e-2
     assert _diff(y.float(), y0.float()) <= tol
+
+
+@pytest.mark.parametrize("impl", ["fused", "fused_own", "reference"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_zero_length_and_empty_batch(variant, impl):
+    """T = 0 is torch's error; B = 0 gives empty outputs and states of torch's shapes, and zero
+    gradients."""
+    cls, extra = VARIANTS[variant]
+    layer = cls(I, H, num_layers=2, bidirectional=True, batch_first=True, impl=impl, **extra)
+    for x in (torch.randn(B, 0, I), torch.randn(0, I)):
+        with pytest.raises(RuntimeError, match="^Expected sequence length to be larger than 0 in RNN$"):
+            layer(x)
+    H_out = extra.get("proj_size", H)
+    y, s = layer(torch.randn(0, T, I))
+    assert y.shape == (0, T, 2 * H_out)
+    assert [tuple(t.shape) for t in _states(s)] == [(4, 0, H_out), (4, 0, H)][:len(_states(s))]
+    if variant != "layernorm_lstm":
+        theirs = getattr(nn, cls.__name__)(I, H, num_layers=2, bidirectional=True, batch_first=True, **extra)
+        y_t, s_t = theirs(torch.randn(0, T, I))
+        assert y.shape == y_t.shape and [t.shape for t in _states(s)] == [t.shape for t in _states(s_t)]
+    grads = torch.autograd.grad((y.sum() + sum(t.sum() for t in _states(s))), list(layer.parameters()),
+                                allow_unused=True)
+    assert all(g is None or g.abs().max() == 0 for g in grads)

@@ -316,7 +316,7 @@ def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
     oneDNN takes the transposed views as they are (about twice MKL's speed on this CPU, and a
     contiguous copy of a^T alone would cost as much as MKL's whole GEMM).
     """
-    if _onednn_usable(a):
+    if _onednn_usable(a) and a.size(0) > 0:  # oneDNN rejects an empty reduction
         return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()  # ((in, out))^T
     return a.t().mm(b)
 
@@ -334,7 +334,7 @@ class _PackedWeight:
 
     def __init__(self, w: Tensor, batch: int) -> None:
         self.w, self.batch = w, batch
-        self.onednn = _onednn_usable(w)
+        self.onednn = _onednn_usable(w) and batch > 0  # oneDNN rejects empty inputs (B = 0)
         self._packed: Tensor | None = None
         self._packed_t: Tensor | None = None
         self._w_t: Tensor | None = None
@@ -591,6 +591,8 @@ class _RecurrentBase(nn.Module):
             x = input if batched else input.unsqueeze(batch_dim)
             self._check_input(x, 3)
             B = x.size(batch_dim)
+            if x.size(1 - batch_dim) == 0:  # torch's message for the same mistake
+                raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             states = self._initial_state(hx, B, x, batched)
 
         gates: dict[str, Gates] = {}
@@ -612,7 +614,7 @@ class _RecurrentBase(nn.Module):
             if packed:
                 output = out_steps
             else:
-                output = out_steps.view(T, B, -1)  # (T, B, D * H_out)
+                output = out_steps.view(T, B, out_steps.size(-1))  # (T, B, D * H_out); B may be 0
                 output = output.transpose(0, 1) if self.batch_first else output
 
         if packed:
