@@ -457,3 +457,26 @@ def test_zero_length_and_empty_batch(variant, impl):
     grads = torch.autograd.grad((y.sum() + sum(t.sum() for t in _states(s))), list(layer.parameters()),
                                 allow_unused=True)
     assert all(g is None or g.abs().max() == 0 for g in grads)
+
+
+def test_onednn_probe_falls_back_when_an_op_fails(monkeypatch):
+    """The private oneDNN ops are tried once for real; a build where one raises gets the plain
+    F.linear / addmm route, and the fused loop still equals the reference."""
+    from seqlab.nn import recurrent
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("not in this build")
+
+    assert recurrent._probe_onednn_linear() is torch.backends.mkldnn.is_available()
+    state = torch.random.get_rng_state()
+    recurrent._probe_onednn_linear()
+    assert torch.equal(state, torch.random.get_rng_state())  # the probe draws no random numbers
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", broken)
+    assert recurrent._probe_onednn_linear() is False
+    monkeypatch.setattr(recurrent, "_ONEDNN_LINEAR", None)  # as if not probed yet in this process
+    assert recurrent._PackedWeight(torch.randn(4, 3), 2).onednn is False
+    assert recurrent._ONEDNN_LINEAR is False  # probed once, remembered
+    for variant in ("lstm", "gru", "layernorm_lstm"):
+        results = _run_impls(variant, 0.0, 0.0, packed=False)
+        (y0, s0, g0), (y, s, g) = results["reference"], results["fused_own"]
+        assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))

@@ -282,14 +282,38 @@ class GRUCell(_CellBase):
 # The fused path's matrix multiply
 # --------------------------------------------------------------------------------------------
 
-def _has_onednn_linear() -> bool:
+def _probe_onednn_linear() -> bool:
+    """One tiny real call of each private oneDNN op the fused path uses, checked against F.linear.
+
+    They are private (torch.ops.mkldnn._*): a build may have them and still reject a call, or
+    lack them. Any failure means the fused path multiplies through F.linear / addmm instead.
+    """
     try:
-        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    except (AttributeError, RuntimeError):
+        with torch.no_grad():
+            mkldnn = torch.ops.mkldnn
+            # Fixed values, not torch.randn: the probe must not move the global random state.
+            v = lambda *shape: torch.linspace(-1, 1, math.prod(shape), dtype=torch.float32).view(shape)  # noqa: E731
+            w, b, x, add = v(3, 2), v(3), v(4, 2).flip(0), v(4, 3).flip(1)  # (out, in), (out,), (n, in), (n, out)
+            packed = mkldnn._reorder_linear_weight(w, 4)
+            ok = torch.allclose(mkldnn._linear_pointwise(x, packed, b, "none", [], ""), F.linear(x, w, b), atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise.binary(x, add, packed, b, "add"),
+                                 F.linear(x, w, b) + add, atol=1e-4)
+            # transposed views, as _mm_at_b passes them
+            ok &= torch.allclose(mkldnn._linear_pointwise(x.t(), add.t(), None, "none", [], "").t(),
+                                 add.t().mm(x), atol=1e-4)
+            return bool(ok)
+    except Exception:  # noqa: BLE001 - whatever a build raises, the plain route works
         return False
 
 
-_ONEDNN_LINEAR = _has_onednn_linear()
+_ONEDNN_LINEAR: bool | None = None  # the probe's answer, on the first call that could use oneDNN
+
+
+def _onednn_linear_works() -> bool:
+    global _ONEDNN_LINEAR
+    if _ONEDNN_LINEAR is None:
+        _ONEDNN_LINEAR = _probe_onednn_linear()
+    return _ONEDNN_LINEAR
 
 
 def _autocast_enabled() -> bool:
@@ -304,10 +328,10 @@ def _onednn_usable(t: Tensor) -> bool:
     # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
     # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
     # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
-    return (_ONEDNN_LINEAR and not torch.compiler.is_compiling() and not _autocast_enabled()
-            and t.device.type == "cpu"
-            and t.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and torch._C._get_mkldnn_enabled())
+    return (not torch.compiler.is_compiling() and not _autocast_enabled()
+            and t.device.type == "cpu" and t.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+            and _onednn_linear_works())
 
 
 def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
