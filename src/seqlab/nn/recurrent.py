@@ -484,6 +484,7 @@ class _RecurrentBase(nn.Module):
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
         self.reset_parameters()
+        self.flatten_parameters()  # built with device="cuda": one cuDNN buffer from the start
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -514,7 +515,41 @@ class _RecurrentBase(nn.Module):
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def flatten_parameters(self) -> None:
-        """A no-op kept for torch compatibility (cuDNN's flat weight buffer is not used here)."""
+        """Put the parameters into one contiguous cuDNN weight buffer, as torch.nn.RNNBase does.
+
+        Only on CUDA with cuDNN and a layer torch has (not LayerNormLSTM); elsewhere a no-op.
+        Without it cuDNN warns and copies the separate weights into a buffer on every call of
+        the native path. A port of torch's logic (torch/nn/modules/rnn.py), including its
+        short-circuits: mixed dtypes, a weight cuDNN cannot take, or aliased parameters.
+        """
+        if not self._has_native:
+            return
+        weights = self._flat_weights()
+        if not all(isinstance(w, Tensor) for w in weights):
+            return
+        first = weights[0]
+        for w in weights:
+            if w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w):
+                return
+        if len({w.data_ptr() for w in weights}) != len(weights):  # aliased: torch's copying path
+            return
+        with torch.cuda.device_of(first):
+            import torch.backends.cudnn.rnn as cudnn_rnn
+
+            # no_grad: _cudnn_rnn_flatten_weight rewrites the parameters' storage in place.
+            with torch.no_grad():
+                if torch._use_cudnn_rnn_flatten_weight():
+                    num_weights = (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
+                    torch._cudnn_rnn_flatten_weight(weights, num_weights, self.input_size,
+                                                    cudnn_rnn.get_cudnn_mode(self.mode), self.hidden_size,
+                                                    self.proj_size, self.num_layers, self.batch_first,
+                                                    bool(self.bidirectional))
+
+    def _apply(self, fn, recurse=True):
+        # .cuda() / .to() give the parameters new storage: flatten again, as torch.nn.RNNBase does.
+        ret = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return ret
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
