@@ -511,3 +511,15 @@ def test_dropout_only_between_layers(variant, impl):
     assert _diff(y, y_chain) <= TOL
     torch.manual_seed(6)
     assert _diff(two(x)[0], y) > 1e-3  # the dropout did something
+
+
+def test_gate_permutation_is_built_once_per_size_and_device():
+    from seqlab.nn import recurrent
+
+    with torch.inference_mode():  # first built under inference mode, still usable with autograd
+        perm = recurrent._ifog(7, "cpu")
+    assert recurrent._ifog(7, torch.device("cpu")) is perm and not perm.is_inference()
+    assert perm.tolist() == [*range(0, 14), *range(21, 28), *range(14, 21)]
+    w = torch.randn(28, 3, requires_grad=True)
+    w[perm].sum().backward()
+    assert torch.equal(w.grad, torch.ones(28, 3))

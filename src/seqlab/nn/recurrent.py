@@ -78,7 +78,7 @@ class LSTMStep(NamedTuple):
     output: Tensor
 
     def gates(self) -> Gates:
-        return {"input": self.input, "forget": self.forget, "candidate": self.candidate,
+        return {"forget": self.forget, "input": self.input, "candidate": self.candidate,
                 "cell": self.c, "output": self.output}
 
 
@@ -87,8 +87,8 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
               recurrent_mask: Tensor | None = None) -> LSTMStep:
     """LSTM: the cell state is a conveyor belt that the gates write to and read from.
 
-        I_t = sigmoid(X_t W_xi + H_{t-1} W_hi + b_i)        input gate
         F_t = sigmoid(X_t W_xf + H_{t-1} W_hf + b_f)        forget gate
+        I_t = sigmoid(X_t W_xi + H_{t-1} W_hi + b_i)        input gate
         C~_t = tanh(X_t W_xc + H_{t-1} W_hc + b_c)          candidate
         C_t = F_t * C_{t-1} + I_t * C~_t                    cell update
         O_t = sigmoid(X_t W_xo + H_{t-1} W_ho + b_o)        output gate
@@ -98,16 +98,16 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     Shapes: x_t (B, H_in), h_prev (B, H_out), c_prev (B, H) -> h (B, H_out), c (B, H).
     """
     a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
-    a_i, a_f, a_c, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H)
-    input_gate = torch.sigmoid(a_i)
-    forget_gate = torch.sigmoid(a_f)
-    candidate = torch.tanh(a_c)
-    c_t = forget_gate * c_prev + input_gate * candidate
-    output_gate = torch.sigmoid(a_o)
-    h_t = output_gate * torch.tanh(c_t)
+    a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
+    f_t = torch.sigmoid(a_f)  # forget gate
+    i_t = torch.sigmoid(a_i)  # input gate
+    g_t = torch.tanh(a_g)  # candidate
+    c_t = f_t * c_prev + i_t * g_t  # cell update
+    o_t = torch.sigmoid(a_o)  # output gate
+    h_t = o_t * torch.tanh(c_t)
     if w_hr is not None:
         h_t = F.linear(h_t, w_hr)  # (B, H_out)
-    return LSTMStep(h_t, c_t, input_gate, forget_gate, candidate, output_gate)
+    return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
 class GRUStep(NamedTuple):
@@ -910,10 +910,40 @@ class RNN(_RecurrentBase):
                   self.training, self.bidirectional)
 
 
+_IFOG: dict[tuple[int, torch.device], Tensor] = {}
+
+
 def _ifog(H: int, device) -> Tensor:
     """Row order i, f, o, g for torch's i, f, g, o gate blocks: the fused step then applies one
-    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls."""
-    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
+    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls.
+    Built once per (H, device) and reused by every forward."""
+    key = (H, torch.device(device))
+    perm = None if torch.compiler.is_compiling() else _IFOG.get(key)
+    if perm is None:
+        # Never an inference tensor: indexing saves the index for backward.
+        with torch.inference_mode(False):
+            perm = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
+                              torch.arange(2 * H, 3 * H)]).to(device)
+        if not torch.compiler.is_compiling():
+            _IFOG[key] = perm
+    return perm
+
+
+def _fused_lstm_gates(a: Tensor, c_prev: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused LSTM step's gates and cell update (shared with LayerNormLSTM).
+
+    a (bs, 4H): pre-activations in row order i, f, o, g (see _ifog), so one sigmoid gives the
+    three gates and one tanh the candidate. Returns f_t, i_t, g_t, c_t, o_t, each (bs, H).
+    """
+    a_ifo, a_g = a.split([3 * H, H], dim=1)
+    i_t, f_t, o_t = torch.sigmoid(a_ifo).chunk(3, dim=1)  # input, forget, output gates at once
+    g_t = torch.tanh(a_g)  # candidate
+    c_t = torch.addcmul(f_t * c_prev, i_t, g_t)  # cell update: f * c + i * g
+    return f_t, i_t, g_t, c_t, o_t
+
+
+def _lstm_gates(f_t: Tensor, i_t: Tensor, g_t: Tensor, c_t: Tensor, o_t: Tensor) -> Gates:
+    return {"forget": f_t, "input": i_t, "candidate": g_t, "cell": c_t, "output": o_t}
 
 
 class LSTM(_RecurrentBase):
@@ -955,16 +985,11 @@ class LSTM(_RecurrentBase):
             if h_prev is not None:
                 h_prev.append(hr.detach())
             a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
-            a_ifo, a_g = a.split([3 * H, H], dim=1)
-            ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
-            g = torch.tanh(a_g)  # (bs, H): candidate
-            i, f, o = ifo.chunk(3, dim=1)
-            c = torch.addcmul(f * c, i, g)
-            h = o * torch.tanh(c)
+            f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
+            h_t = o_t * torch.tanh(c_t)  # (bs, H)
             if w_hr_t is not None:
-                h = h @ w_hr_t  # (bs, H_out)
-            gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
-            return (h, c), gates
+                h_t = h_t @ w_hr_t  # (bs, H_out)
+            return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
         return xp, step
 
     @torch.compiler.disable  # see _RecurrentBase._native
