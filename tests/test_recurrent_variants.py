@@ -523,3 +523,24 @@ def test_gate_permutation_is_built_once_per_size_and_device():
     w = torch.randn(28, 3, requires_grad=True)
     w[perm].sum().backward()
     assert torch.equal(w.grad, torch.ones(28, 3))
+
+
+@pytest.mark.parametrize("cls, impl", [(snn.LSTM, "fused_own"), (snn.LayerNormLSTM, "fused"), (snn.RNN, "fused_own")])
+def test_double_backward_on_own_path_says_what_to_use(cls, impl):
+    """The own loop's backward is first-order only (module docstring); differentiating through it
+    raises an error naming the path and the alternative. impl="reference" double-differentiates
+    like torch.nn.LSTM."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I, requires_grad=True)
+    layer = cls(I, H, impl=impl)
+    (g,) = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"double backward is not supported by seqlab's own fused "
+                                           r"recurrence .*Use impl='reference'"):
+        g.pow(2).sum().backward()
+    ours, theirs = snn.LSTM(I, H, impl="reference"), nn.LSTM(I, H)
+    theirs.load_state_dict(ours.state_dict())
+    second = []
+    for m in (ours, theirs):
+        (g,) = torch.autograd.grad(m(x)[0].sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(g.pow(2).sum(), m.weight_hh_l0)[0])
+    assert _diff(*second) <= TOL

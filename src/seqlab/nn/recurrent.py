@@ -26,6 +26,13 @@ Three implementations, chosen by ``impl``:
   this module's own parameters) when the configuration is one torch has; it falls back to
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
 
+Double backward (``create_graph=True`` and then differentiating the gradient, e.g. a gradient
+penalty) is not supported on seqlab's own recurrence: ``"fused_own"``, LayerNormLSTM's
+``"fused"``, and ``"fused"`` where it falls back (recurrent dropout while training, gate
+recording). Its hand-written backwards are first-order only; differentiating through them
+raises an error that says so. torch.nn.LSTM on CPU does support it, and so do ``"reference"``
+and ``"fused"`` on torch's kernel.
+
 Beyond torch: ``recurrent_dropout`` (variational dropout, Gal & Ghahramani 2016: one mask per
 sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step),
 ``forward(..., lengths=)`` for padded variable-length batches, and
@@ -34,13 +41,13 @@ sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 IMPLS = ("fused", "fused_own", "reference")
@@ -379,6 +386,33 @@ class _PackedWeight:
         return self._w_t
 
 
+_DOUBLE_BACKWARD = ("double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
+                    "LayerNormLSTM, or impl='fused' with recurrent_dropout while training or "
+                    "return_gates=True): its backward is first-order only. Use impl='reference' to "
+                    "differentiate the gradient (create_graph=True) again.")
+
+
+def _first_order_only(backward):
+    """torch's once_differentiable, with an error that names the path and what to use instead.
+
+    The backward runs without recording a graph; under create_graph=True its outputs get a node
+    that raises when something differentiates through it.
+    """
+    @functools.wraps(backward)
+    def wrapper(ctx, *args):
+        with torch.no_grad():
+            outputs = backward(ctx, *args)
+        if not torch.is_grad_enabled() or not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            return outputs
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        err = torch._C._functions.DelayedError(_DOUBLE_BACKWARD.encode(), len(outputs))
+
+        def aliased(t):  # a copy of the tensor that requires grad, so that it gets err as grad_fn
+            return None if t is None else t.detach().requires_grad_(True)
+        return err(*[aliased(t) for t in outputs])
+    return wrapper
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """x W^T + bias + add through oneDNN, with its backward (g W through oneDNN as well)."""
 
@@ -391,7 +425,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
 
     @staticmethod
-    @once_differentiable
+    @_first_order_only
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -832,7 +866,7 @@ class _BatchedWeightGrad(torch.autograd.Function):
         return xp.view_as(xp)
 
     @staticmethod
-    @once_differentiable
+    @_first_order_only
     def backward(ctx, grad):
         steps = ctx.h_prev[::-1] if ctx.reverse else ctx.h_prev  # back into the rows' time order
         # Under autocast grad is bf16/fp16 while the stored H_{t-1} may be float32 (h_0, or the
