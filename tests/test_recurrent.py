@@ -154,6 +154,22 @@ def test_same_parameters_and_default_init_as_torch(mode):
     assert all(p.abs().max() <= bound for p in ours.parameters())
 
 
+@pytest.mark.parametrize("cls", [snn.LSTM, snn.LayerNormLSTM])
+def test_flatten_parameters_leaves_cpu_parameters_alone(cls, monkeypatch):
+    """cuDNN's flat buffer is for CUDA only (the CUDA branch is torch's logic, untested here):
+    on CPU flatten_parameters() and .to() keep every parameter's storage and values, and never
+    reach the cuDNN flattening op."""
+    calls = []
+    monkeypatch.setattr(torch, "_cudnn_rnn_flatten_weight", lambda *a: calls.append(a))
+    layer = cls(I, H, num_layers=2, bidirectional=True)
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in layer.named_parameters()}
+    layer.flatten_parameters()
+    assert all(p.data_ptr() == before[n][0] and torch.equal(p, before[n][1]) for n, p in layer.named_parameters())
+    layer.double()
+    assert all(p.dtype == torch.float64 and torch.equal(p, before[n][1].double()) for n, p in layer.named_parameters())
+    assert calls == []
+
+
 def test_positional_arguments_follow_torch():
     # RNN's fourth positional argument is the nonlinearity, LSTM's is bias, as in torch.
     rnn = snn.RNN(I, H, 2, "relu", False, True)

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recurrent import LSTMStep, Step, _ifog, _linear, _PackedWeight, _recurrent_input, _RecurrentBase
+from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _linear, _lstm_gates, _PackedWeight,
+                        _recurrent_input, _RecurrentBase)
 
 
 def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
@@ -22,7 +23,7 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
     """One LayerNorm-LSTM step. LN(a; g, b) = g * (a - mean(a)) / sqrt(var(a) + eps) + b over features.
 
         A_t = LN(X_t W_x; g_x) + LN(H_{t-1} W_h; g_h) + b       (B, 4H), normalised separately
-        I_t, F_t, C~_t, O_t = sigmoid, sigmoid, tanh, sigmoid of A_t's four blocks (torch's order)
+        F_t, I_t, C~_t, O_t = sigmoid, sigmoid, tanh, sigmoid of A_t's f, i, g, o blocks
         C_t = F_t * C_{t-1} + I_t * C~_t                         cell update
         H_t = O_t * tanh(LN(C_t; g_c, b_c))
 
@@ -35,14 +36,14 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
            + F.layer_norm(F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
     if b is not None:
         a_t = a_t + b
-    a_i, a_f, a_c, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H)
-    input_gate = torch.sigmoid(a_i)
-    forget_gate = torch.sigmoid(a_f)
-    candidate = torch.tanh(a_c)
-    c_t = forget_gate * c_prev + input_gate * candidate
-    output_gate = torch.sigmoid(a_o)
-    h_t = output_gate * torch.tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
-    return LSTMStep(h_t, c_t, input_gate, forget_gate, candidate, output_gate)
+    a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
+    f_t = torch.sigmoid(a_f)  # forget gate
+    i_t = torch.sigmoid(a_i)  # input gate
+    g_t = torch.tanh(a_g)  # candidate
+    c_t = f_t * c_prev + i_t * g_t  # cell update
+    o_t = torch.sigmoid(a_o)  # output gate
+    h_t = o_t * torch.tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
+    return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
 class LayerNormLSTM(_RecurrentBase):
@@ -122,13 +123,8 @@ class LayerNormLSTM(_RecurrentBase):
 
         def step(xp_t, state, mask):
             h, c = state
-            a = xp_t + F.layer_norm(_linear(h if mask is None else h * mask, pw_hh), (G,), g_hh, None, eps)
-            a_ifo, a_g = a.split([3 * H, H], dim=1)
-            ifo = torch.sigmoid(a_ifo)  # (bs, 3H)
-            g = torch.tanh(a_g)  # (bs, H)
-            i, f, o = ifo.chunk(3, dim=1)
-            c = torch.addcmul(f * c, i, g)
-            h = o * torch.tanh(F.layer_norm(c, (H,), g_c, b_c, eps))
-            gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
-            return (h, c), gates
+            a = xp_t + F.layer_norm(_linear(h if mask is None else h * mask, pw_hh), (G,), g_hh, None, eps)  # (bs, 4H)
+            f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
+            h_t = o_t * torch.tanh(F.layer_norm(c_t, (H,), g_c, b_c, eps))  # (bs, H)
+            return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
         return step

@@ -26,6 +26,13 @@ Three implementations, chosen by ``impl``:
   this module's own parameters) when the configuration is one torch has; it falls back to
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
 
+Double backward (``create_graph=True`` and then differentiating the gradient, e.g. a gradient
+penalty) is not supported on seqlab's own recurrence: ``"fused_own"``, LayerNormLSTM's
+``"fused"``, and ``"fused"`` where it falls back (recurrent dropout while training, gate
+recording). Its hand-written backwards are first-order only; differentiating through them
+raises an error that says so. torch.nn.LSTM on CPU does support it, and so do ``"reference"``
+and ``"fused"`` on torch's kernel.
+
 Beyond torch: ``recurrent_dropout`` (variational dropout, Gal & Ghahramani 2016: one mask per
 sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step),
 ``forward(..., lengths=)`` for padded variable-length batches, and
@@ -34,13 +41,13 @@ sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 IMPLS = ("fused", "fused_own", "reference")
@@ -78,7 +85,7 @@ class LSTMStep(NamedTuple):
     output: Tensor
 
     def gates(self) -> Gates:
-        return {"input": self.input, "forget": self.forget, "candidate": self.candidate,
+        return {"forget": self.forget, "input": self.input, "candidate": self.candidate,
                 "cell": self.c, "output": self.output}
 
 
@@ -87,8 +94,8 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
               recurrent_mask: Tensor | None = None) -> LSTMStep:
     """LSTM: the cell state is a conveyor belt that the gates write to and read from.
 
-        I_t = sigmoid(X_t W_xi + H_{t-1} W_hi + b_i)        input gate
         F_t = sigmoid(X_t W_xf + H_{t-1} W_hf + b_f)        forget gate
+        I_t = sigmoid(X_t W_xi + H_{t-1} W_hi + b_i)        input gate
         C~_t = tanh(X_t W_xc + H_{t-1} W_hc + b_c)          candidate
         C_t = F_t * C_{t-1} + I_t * C~_t                    cell update
         O_t = sigmoid(X_t W_xo + H_{t-1} W_ho + b_o)        output gate
@@ -98,16 +105,16 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     Shapes: x_t (B, H_in), h_prev (B, H_out), c_prev (B, H) -> h (B, H_out), c (B, H).
     """
     a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
-    a_i, a_f, a_c, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H)
-    input_gate = torch.sigmoid(a_i)
-    forget_gate = torch.sigmoid(a_f)
-    candidate = torch.tanh(a_c)
-    c_t = forget_gate * c_prev + input_gate * candidate
-    output_gate = torch.sigmoid(a_o)
-    h_t = output_gate * torch.tanh(c_t)
+    a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
+    f_t = torch.sigmoid(a_f)  # forget gate
+    i_t = torch.sigmoid(a_i)  # input gate
+    g_t = torch.tanh(a_g)  # candidate
+    c_t = f_t * c_prev + i_t * g_t  # cell update
+    o_t = torch.sigmoid(a_o)  # output gate
+    h_t = o_t * torch.tanh(c_t)
     if w_hr is not None:
         h_t = F.linear(h_t, w_hr)  # (B, H_out)
-    return LSTMStep(h_t, c_t, input_gate, forget_gate, candidate, output_gate)
+    return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
 class GRUStep(NamedTuple):
@@ -282,19 +289,56 @@ class GRUCell(_CellBase):
 # The fused path's matrix multiply
 # --------------------------------------------------------------------------------------------
 
-def _has_onednn_linear() -> bool:
+def _probe_onednn_linear() -> bool:
+    """One tiny real call of each private oneDNN op the fused path uses, checked against F.linear.
+
+    They are private (torch.ops.mkldnn._*): a build may have them and still reject a call, or
+    lack them. Any failure means the fused path multiplies through F.linear / addmm instead.
+    """
     try:
-        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    except (AttributeError, RuntimeError):
+        with torch.no_grad():
+            mkldnn = torch.ops.mkldnn
+            # Fixed values, not torch.randn: the probe must not move the global random state.
+            v = lambda *shape: torch.linspace(-1, 1, math.prod(shape), dtype=torch.float32).view(shape)  # noqa: E731
+            w, b, x, add = v(3, 2), v(3), v(4, 2).flip(0), v(4, 3).flip(1)  # (out, in), (out,), (n, in), (n, out)
+            packed = mkldnn._reorder_linear_weight(w, 4)
+            ok = torch.allclose(mkldnn._linear_pointwise(x, packed, b, "none", [], ""), F.linear(x, w, b), atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise.binary(x, add, packed, b, "add"),
+                                 F.linear(x, w, b) + add, atol=1e-4)
+            # transposed views, as _mm_at_b passes them
+            ok &= torch.allclose(mkldnn._linear_pointwise(x.t(), add.t(), None, "none", [], "").t(),
+                                 add.t().mm(x), atol=1e-4)
+            return bool(ok)
+    except Exception:  # noqa: BLE001 - whatever a build raises, the plain route works
         return False
 
 
-_ONEDNN_LINEAR = _has_onednn_linear()
+_ONEDNN_LINEAR: bool | None = None  # the probe's answer, on the first call that could use oneDNN
+
+
+def _onednn_linear_works() -> bool:
+    global _ONEDNN_LINEAR
+    if _ONEDNN_LINEAR is None:
+        _ONEDNN_LINEAR = _probe_onednn_linear()
+    return _ONEDNN_LINEAR
+
+
+def _autocast_enabled() -> bool:
+    """Autocast on for any device (torch.is_autocast_enabled() alone sees only CUDA's), as
+    torch.nn.RNNBase checks it."""
+    if hasattr(torch._C, "_is_any_autocast_enabled"):
+        return torch._C._is_any_autocast_enabled()
+    return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
 
 
 def _onednn_usable(t: Tensor) -> bool:
-    return (_ONEDNN_LINEAR and t.device.type == "cpu" and t.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+    # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
+    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
+    # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
+    return (not torch.compiler.is_compiling() and not _autocast_enabled()
+            and t.device.type == "cpu" and t.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+            and _onednn_linear_works())
 
 
 def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
@@ -303,7 +347,7 @@ def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
     oneDNN takes the transposed views as they are (about twice MKL's speed on this CPU, and a
     contiguous copy of a^T alone would cost as much as MKL's whole GEMM).
     """
-    if _onednn_usable(a):
+    if _onednn_usable(a) and a.size(0) > 0:  # oneDNN rejects an empty reduction
         return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()  # ((in, out))^T
     return a.t().mm(b)
 
@@ -321,7 +365,7 @@ class _PackedWeight:
 
     def __init__(self, w: Tensor, batch: int) -> None:
         self.w, self.batch = w, batch
-        self.onednn = _onednn_usable(w)
+        self.onednn = _onednn_usable(w) and batch > 0  # oneDNN rejects empty inputs (B = 0)
         self._packed: Tensor | None = None
         self._packed_t: Tensor | None = None
         self._w_t: Tensor | None = None
@@ -342,6 +386,33 @@ class _PackedWeight:
         return self._w_t
 
 
+_DOUBLE_BACKWARD = ("double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
+                    "LayerNormLSTM, or impl='fused' with recurrent_dropout while training or "
+                    "return_gates=True): its backward is first-order only. Use impl='reference' to "
+                    "differentiate the gradient (create_graph=True) again.")
+
+
+def _first_order_only(backward):
+    """torch's once_differentiable, with an error that names the path and what to use instead.
+
+    The backward runs without recording a graph; under create_graph=True its outputs get a node
+    that raises when something differentiates through it.
+    """
+    @functools.wraps(backward)
+    def wrapper(ctx, *args):
+        with torch.no_grad():
+            outputs = backward(ctx, *args)
+        if not torch.is_grad_enabled() or not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            return outputs
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        err = torch._C._functions.DelayedError(_DOUBLE_BACKWARD.encode(), len(outputs))
+
+        def aliased(t):  # a copy of the tensor that requires grad, so that it gets err as grad_fn
+            return None if t is None else t.detach().requires_grad_(True)
+        return err(*[aliased(t) for t in outputs])
+    return wrapper
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """x W^T + bias + add through oneDNN, with its backward (g W through oneDNN as well)."""
 
@@ -354,7 +425,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
 
     @staticmethod
-    @once_differentiable
+    @_first_order_only
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -447,6 +518,7 @@ class _RecurrentBase(nn.Module):
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
         self.reset_parameters()
+        self.flatten_parameters()  # built with device="cuda": one cuDNN buffer from the start
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -477,7 +549,41 @@ class _RecurrentBase(nn.Module):
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def flatten_parameters(self) -> None:
-        """A no-op kept for torch compatibility (cuDNN's flat weight buffer is not used here)."""
+        """Put the parameters into one contiguous cuDNN weight buffer, as torch.nn.RNNBase does.
+
+        Only on CUDA with cuDNN and a layer torch has (not LayerNormLSTM); elsewhere a no-op.
+        Without it cuDNN warns and copies the separate weights into a buffer on every call of
+        the native path. A port of torch's logic (torch/nn/modules/rnn.py), including its
+        short-circuits: mixed dtypes, a weight cuDNN cannot take, or aliased parameters.
+        """
+        if not self._has_native:
+            return
+        weights = self._flat_weights()
+        if not all(isinstance(w, Tensor) for w in weights):
+            return
+        first = weights[0]
+        for w in weights:
+            if w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w):
+                return
+        if len({w.data_ptr() for w in weights}) != len(weights):  # aliased: torch's copying path
+            return
+        with torch.cuda.device_of(first):
+            import torch.backends.cudnn.rnn as cudnn_rnn
+
+            # no_grad: _cudnn_rnn_flatten_weight rewrites the parameters' storage in place.
+            with torch.no_grad():
+                if torch._use_cudnn_rnn_flatten_weight():
+                    num_weights = (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
+                    torch._cudnn_rnn_flatten_weight(weights, num_weights, self.input_size,
+                                                    cudnn_rnn.get_cudnn_mode(self.mode), self.hidden_size,
+                                                    self.proj_size, self.num_layers, self.batch_first,
+                                                    bool(self.bidirectional))
+
+    def _apply(self, fn, recurse=True):
+        # .cuda() / .to() give the parameters new storage: flatten again, as torch.nn.RNNBase does.
+        ret = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return ret
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -509,7 +615,7 @@ class _RecurrentBase(nn.Module):
 
     def _check_input(self, x: Tensor, expected_dim: int) -> None:
         w = self.weight_ih_l0
-        if x.dtype != w.dtype and not torch.is_autocast_enabled():
+        if x.dtype != w.dtype and not _autocast_enabled():
             raise ValueError(f"{self._name} input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
                              f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})")
         if x.dim() != expected_dim:
@@ -578,6 +684,8 @@ class _RecurrentBase(nn.Module):
             x = input if batched else input.unsqueeze(batch_dim)
             self._check_input(x, 3)
             B = x.size(batch_dim)
+            if x.size(1 - batch_dim) == 0:  # torch's message for the same mistake
+                raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             states = self._initial_state(hx, B, x, batched)
 
         gates: dict[str, Gates] = {}
@@ -599,7 +707,7 @@ class _RecurrentBase(nn.Module):
             if packed:
                 output = out_steps
             else:
-                output = out_steps.view(T, B, -1)  # (T, B, D * H_out)
+                output = out_steps.view(T, B, out_steps.size(-1))  # (T, B, D * H_out); B may be 0
                 output = output.transpose(0, 1) if self.batch_first else output
 
         if packed:
@@ -754,22 +862,29 @@ class _BatchedWeightGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, w_hh, h_prev, reverse, perm):
-        ctx.h_prev, ctx.reverse, ctx.perm = h_prev, reverse, perm
+        ctx.h_prev, ctx.reverse, ctx.perm, ctx.w_dtype = h_prev, reverse, perm, w_hh.dtype
         return xp.view_as(xp)
 
     @staticmethod
-    @once_differentiable
+    @_first_order_only
     def backward(ctx, grad):
         steps = ctx.h_prev[::-1] if ctx.reverse else ctx.h_prev  # back into the rows' time order
-        grad_w = _mm_at_b(grad, torch.cat(steps, dim=0))  # (G, N) @ (N, H_out)
+        # Under autocast grad is bf16/fp16 while the stored H_{t-1} may be float32 (h_0, or the
+        # states of a float32 model): multiply in grad's dtype, as autocast's matmul did forward.
+        h = torch.cat(steps, dim=0).to(grad.dtype)  # (N, H_out)
+        grad_w = _mm_at_b(grad, h).to(ctx.w_dtype)  # (G, N) @ (N, H_out)
         if ctx.perm is not None:  # undo the gate reordering (an involution)
             grad_w = grad_w.index_select(0, ctx.perm)
         return grad, grad_w, None, None, None
 
 
 def _batched_weight_grad(xp: Tensor, w_hh: Tensor, reverse: bool, perm: Tensor | None = None):
-    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad."""
-    if not (torch.is_grad_enabled() and w_hh.requires_grad):
+    """(xp, W_hh for the loop, list the loop fills with H_{t-1}), or (xp, W_hh, None) without grad.
+
+    Under torch.compile also (xp, W_hh, None): autograd then forms dW_hh step by step, because
+    the Function's list of H_{t-1}, filled only as the loop runs, cannot be traced.
+    """
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and w_hh.requires_grad):
         return xp, w_hh, None
     h_prev: list[Tensor] = []
     return _BatchedWeightGrad.apply(xp, w_hh, h_prev, reverse, perm), w_hh.detach(), h_prev
@@ -829,10 +944,40 @@ class RNN(_RecurrentBase):
                   self.training, self.bidirectional)
 
 
+_IFOG: dict[tuple[int, torch.device], Tensor] = {}
+
+
 def _ifog(H: int, device) -> Tensor:
     """Row order i, f, o, g for torch's i, f, g, o gate blocks: the fused step then applies one
-    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls."""
-    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
+    sigmoid to the first 3H columns and one tanh to the last H, instead of four calls.
+    Built once per (H, device) and reused by every forward."""
+    key = (H, torch.device(device))
+    perm = None if torch.compiler.is_compiling() else _IFOG.get(key)
+    if perm is None:
+        # Never an inference tensor: indexing saves the index for backward.
+        with torch.inference_mode(False):
+            perm = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
+                              torch.arange(2 * H, 3 * H)]).to(device)
+        if not torch.compiler.is_compiling():
+            _IFOG[key] = perm
+    return perm
+
+
+def _fused_lstm_gates(a: Tensor, c_prev: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused LSTM step's gates and cell update (shared with LayerNormLSTM).
+
+    a (bs, 4H): pre-activations in row order i, f, o, g (see _ifog), so one sigmoid gives the
+    three gates and one tanh the candidate. Returns f_t, i_t, g_t, c_t, o_t, each (bs, H).
+    """
+    a_ifo, a_g = a.split([3 * H, H], dim=1)
+    i_t, f_t, o_t = torch.sigmoid(a_ifo).chunk(3, dim=1)  # input, forget, output gates at once
+    g_t = torch.tanh(a_g)  # candidate
+    c_t = torch.addcmul(f_t * c_prev, i_t, g_t)  # cell update: f * c + i * g
+    return f_t, i_t, g_t, c_t, o_t
+
+
+def _lstm_gates(f_t: Tensor, i_t: Tensor, g_t: Tensor, c_t: Tensor, o_t: Tensor) -> Gates:
+    return {"forget": f_t, "input": i_t, "candidate": g_t, "cell": c_t, "output": o_t}
 
 
 class LSTM(_RecurrentBase):
@@ -874,16 +1019,11 @@ class LSTM(_RecurrentBase):
             if h_prev is not None:
                 h_prev.append(hr.detach())
             a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
-            a_ifo, a_g = a.split([3 * H, H], dim=1)
-            ifo = torch.sigmoid(a_ifo)  # (bs, 3H): input, forget and output gates at once
-            g = torch.tanh(a_g)  # (bs, H): candidate
-            i, f, o = ifo.chunk(3, dim=1)
-            c = torch.addcmul(f * c, i, g)
-            h = o * torch.tanh(c)
+            f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
+            h_t = o_t * torch.tanh(c_t)  # (bs, H)
             if w_hr_t is not None:
-                h = h @ w_hr_t  # (bs, H_out)
-            gates = {"input": i, "forget": f, "candidate": g, "cell": c, "output": o} if record else None
-            return (h, c), gates
+                h_t = h_t @ w_hr_t  # (bs, H_out)
+            return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
         return xp, step
 
     @torch.compiler.disable  # see _RecurrentBase._native
