@@ -12,14 +12,6 @@ import seqlab.nn as snn
 
 TOL = 1e-5
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP waits on a busy shared CPU; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 I, H, P, T, B = 5, 6, 4, 5, 3
 
 # name -> (seqlab class, torch class, extra constructor args)

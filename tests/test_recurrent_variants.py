@@ -19,14 +19,6 @@ from seqlab.utils import count_parameters
 
 TOL = 1e-5
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP waits on a busy shared CPU; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 I, H, T, B = 4, 5, 6, 3
 
 VARIANTS = {
