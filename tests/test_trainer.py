@@ -297,3 +297,35 @@ def test_progress_plain_lines_off_a_terminal_and_a_bar_on_one():
     p.close()
     text = tty.getvalue()
     assert "\r" in text and "100/200" in text and "loss=0.5" in text and "acc=0.75" in text and "samples/s=1000" in text
+
+
+@pytest.mark.parametrize("small,accum,big", [(4, 2, 8), (3, 3, 9)])
+def test_partial_accumulation_group_steps_like_one_batch(small, accum, big):
+    # 10 rows: batches of `small` accumulated `accum` at a time take the same steps as batches of
+    # `big` = small * accum, the epoch's short last group (1 or 2 rows) included.
+    data = _toy(10)
+    cfg = dict(epochs=1, optimizer="sgd", momentum=0.0, lr=0.5, **FAST)
+    a, b = Linear(), Linear()
+    Trainer(a, TrainConfig(batch_size=big, **cfg), data, None, task="classification", progress=False).fit()
+    t = Trainer(b, TrainConfig(batch_size=small, grad_accum=accum, **cfg), data, None, task="classification",
+                progress=False)
+    assert t.total_steps == 2
+    t.fit()
+    assert torch.allclose(a.lin.weight, b.lin.weight, atol=1e-6) and torch.allclose(a.lin.bias, b.lin.bias, atol=1e-6)
+
+
+def test_distributed_sampler_drops_a_last_batch_too_small_to_share():
+    from seqlab.train.distributed import DistInfo, DistributedBatchSampler, batch_rows
+
+    assert batch_rows(9, 4) == [4, 4, 1]
+    assert batch_rows(9, 4, world_size=2, drop_small_last=True) == [4, 4]
+    assert batch_rows(10, 4, world_size=2, drop_small_last=True) == [4, 4, 2]
+    shards = [list(DistributedBatchSampler(9, 4, seed=0, epoch=0, info=DistInfo(r, 2), drop_small_last=True))
+              for r in range(2)]
+    assert [len(s) for s in shards] == [2, 2]
+    rows = torch.cat([idx for s in shards for idx, _ in s]).sort().values
+    order = DistributedBatchSampler(9, 4, seed=0, epoch=0).order
+    assert torch.equal(rows, order[:8].sort().values)  # both processes together cover the first 8
+    assert all(n == 4 for s in shards for _, n in s)
+    # Evaluation keeps everything: empty shards are allowed there.
+    assert [n for _, n in DistributedBatchSampler(9, 4, seed=0, epoch=0, shuffle=False, info=DistInfo(1, 2))] == [4, 4, 1]

@@ -60,6 +60,18 @@ def shutdown(wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
+def batch_rows(n: int, batch_size: int, world_size: int = 1, drop_small_last: bool = False) -> list[int]:
+    """Rows of each global batch of an epoch over ``n`` examples: full batches, then the rest.
+
+    With ``drop_small_last``, a last batch with fewer rows than processes is left out (some
+    process would get no rows), as DistributedSampler's ``drop_last`` would.
+    """
+    rows = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    if drop_small_last and rows and rows[-1] < world_size:
+        rows.pop()
+    return rows
+
+
 class DistributedBatchSampler:
     """Index batches of one epoch for one process: ``(local_indices, global_batch_size)``.
 
@@ -68,17 +80,18 @@ class DistributedBatchSampler:
     """
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                 info: DistInfo = DistInfo(), skip: int = 0):
-        self.n, self.batch_size, self.info, self.skip = n, batch_size, info, skip
+                 info: DistInfo = DistInfo(), skip: int = 0, drop_small_last: bool = False):
+        self.batch_size, self.info, self.skip = batch_size, info, skip
+        self.rows = batch_rows(n, batch_size, info.world_size, drop_small_last)
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         self.order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        for start in range(self.skip * self.batch_size, self.n, self.batch_size):
-            idx = self.order[start:start + self.batch_size]
+        for b in range(self.skip, len(self.rows)):
+            idx = self.order[b * self.batch_size:b * self.batch_size + self.rows[b]]
             yield (idx[self.info.rank::self.info.world_size] if self.info.enabled else idx), len(idx)
 
 

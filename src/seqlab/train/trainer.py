@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from ..config import ConfigError
 from ..nn import detach_state
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .distributed import DistInfo, DistributedBatchSampler, all_reduce, gather_rows, shard_rows
+from .distributed import DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, shard_rows
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -35,9 +36,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             return torch.device("cuda", local_rank)
         return torch.device("mps") if has_mps else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
     if name == "mps" and not has_mps:
-        raise RuntimeError("train.device=mps but MPS is not available; use train.device=cpu or auto")
+        raise ConfigError("train.device=mps but MPS is not available; use train.device=cpu or auto")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
@@ -318,11 +319,15 @@ class Trainer:
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(self.model, cfg)
-        if self.stream:
-            self.batches_per_epoch = len(train_set.streams(cfg.batch_size, cfg.tbptt_steps))
+        if self.stream:  # every chunk has one row per stream
+            rows = [cfg.batch_size] * len(train_set.streams(cfg.batch_size, cfg.tbptt_steps))
         else:
-            self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-        # An epoch's last, partial accumulation group still makes a step.
+            rows = batch_rows(len(train_set), cfg.batch_size, dist_info.world_size, drop_small_last=True)
+        self.batches_per_epoch = len(rows)
+        # The rows of the optimiser step each batch belongs to. An epoch's last accumulation group
+        # may hold fewer batches, or a smaller last batch, and still makes a full-strength step.
+        self._step_rows = [sum(rows[g:g + cfg.grad_accum]) for g in range(0, len(rows), cfg.grad_accum)
+                           for _ in rows[g:g + cfg.grad_accum]]
         steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.max_steps if cfg.max_steps else cfg.epochs * steps_per_epoch
         self.metric = cfg.metric or default_metric(task)
@@ -373,6 +378,7 @@ class Trainer:
             "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()},
             "best": self.best,
             "bad_evals": self.bad_evals,
+            "stopped_early": self.stopped_early,
             "seconds": self.seconds(),
             "rng": rng_state(),
             **self.checkpoint_extra(),
@@ -395,6 +401,7 @@ class Trainer:
             state = to_local(state) if isinstance(state, torch.Tensor) else tuple(to_local(s) for s in state)
         self.stream_state = state
         self.best, self.bad_evals = ckpt["best"], ckpt.get("bad_evals", 0)
+        self.stopped_early = ckpt.get("stopped_early", False)  # an early-stopped run stays stopped
         self.seconds_before = ckpt.get("seconds", 0.0)
         self._set_lr()
         for group in self.optimizer.param_groups:
@@ -442,7 +449,8 @@ class Trainer:
                 yield shard_rows(x, self.dist), shard_rows(y, self.dist), len(x)
             return
         sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
-                                          epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch)
+                                          epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch,
+                                          drop_small_last=True)
         for (x, y), n_global in batches(self.train_set, sampler):
             yield x, y, n_global
 
@@ -468,23 +476,23 @@ class Trainer:
         self.session_start = time.perf_counter()
         self.window.reset()
         micro = 0
-        stop = False
+        stop = self.stopped_early
         try:
             with _catch_signals(flag):
                 while self.step < self.total_steps and not stop:
-                    for x, y, n_global in self._epoch_batches():
+                    for x, y, _ in self._epoch_batches():
+                        step_rows = self._step_rows[self.batch_in_epoch]
                         self.batch_in_epoch += 1
                         epoch_done = self.batch_in_epoch >= self.batches_per_epoch
-                        if n_global < self.dist.world_size:  # too few rows for every process: skip it
-                            continue
                         x, y = x.to(self.device), y.to(self.device)
                         with autocast:
                             output, loss, state = _call(self.net, x, y, self.stream_state, self.stream)
                         if self.stream:
                             self.stream_state = detach_state(state)  # truncated BPTT: no gradient past here
-                        # Each process's mean loss weighted by its share of the global batch: after DDP
-                        # averages gradients, the step equals one process's step on the whole batch.
-                        share = len(x) * self.dist.world_size / n_global / cfg.grad_accum
+                        # Each (micro-)batch's mean loss weighted by its share of the step's rows (times
+                        # the processes, whose gradients DDP averages): the step then equals one process's
+                        # step on all of the step's rows, however they were split.
+                        share = len(x) * self.dist.world_size / step_rows
                         (loss * share if share != 1 else loss).backward()
                         micro += 1
                         self.window.add(self.step + 1, loss, x, output if self.task in ACCURACY_TASKS else None, y)
@@ -614,8 +622,9 @@ class _Window:
             self.outputs.append(output.detach())
             self.targets.append(y)
         self.n += len(x)
-        # Tokens are time steps: (B, T) ids or (B, T, C) features; a (B, C) float batch has none.
-        self.tokens += x.shape[0] * (x.shape[1] if x.dim() >= 3 or not x.is_floating_point() else 1)
+        # Tokens are time steps: (B, T) ids or (B, T, C) features; other batches count one per example.
+        timed = x.dim() >= 3 or (x.dim() == 2 and not x.is_floating_point())
+        self.tokens += x.shape[0] * (x.shape[1] if timed else 1)
 
     def add_grad_norm(self, norm: torch.Tensor) -> None:
         self.grad_norms.append(norm.detach())
