@@ -54,8 +54,8 @@ def trainer_loop(model: torch.nn.Module, exp, train_set, steps: int, task: str) 
         return time.perf_counter() - start
 
 
-def measure(config: Path, steps: int, repeats: int) -> dict:
-    exp = load_experiment(config, ["--train.device=cpu"])
+def measure(config: Path, steps: int, repeats: int, overrides: list[str] = ()) -> dict:
+    exp = load_experiment(config, ["--train.device=cpu", *overrides])
     splits = build_splits(exp.data)
     x, y = splits.train.tensors
     task = splits.info.get("task", "classification")
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="presets in configs/ (or paths)")
     parser.add_argument("--steps", type=int, default=400, help="optimiser steps per timed loop")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--set", nargs="*", default=[], metavar="--section.key=value",
+                        help="config overrides for both loops, e.g. --set=--train.tensorboard=false")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeats} interleaved repeats")
     print("| preset | batch | bare loop ms/step | trainer ms/step | trainer / bare |")
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.configs:
         path = Path(name) if Path(name).is_file() else CONFIGS / name
         try:
-            row = measure(path, args.steps, args.repeats)
+            row = measure(path, args.steps, args.repeats, args.set)
         except Exception as err:  # e.g. MNIST files absent: say so, keep the other rows
             print(f"| {name} | - | - | - | skipped: {str(err).splitlines()[0]} |")
             continue
