@@ -42,17 +42,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
-def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tuple[tuple[torch.Tensor, ...], int]]:
-    """``((x, y), global_batch_size)`` for each index batch of ``sampler``.
+def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``(x, y)`` (this process's rows) for each index batch of ``sampler``.
 
     In-memory datasets (with ``.tensors``) are sliced with the index tensor: no per-sample Python.
     """
     tensors = getattr(dataset, "tensors", None)
-    for idx, n_global in sampler:
+    for idx, _ in sampler:
         if tensors is not None:
-            yield tuple(t[idx] for t in tensors), n_global
+            yield tuple(t[idx] for t in tensors)
         else:
-            yield tuple(default_collate([dataset[int(i)] for i in idx])), n_global
+            yield tuple(default_collate([dataset[int(i)] for i in idx]))
 
 
 ACCURACY_TASKS = ("classification", "sequence_labeling")
@@ -102,7 +102,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: str, batch_size:
     dtype = _sum_dtype(device)
     totals = torch.zeros(len(names) + 1, dtype=dtype, device=device)  # metric sums, then count
     sampler = DistributedBatchSampler(len(dataset), batch_size, seed=0, epoch=0, shuffle=False, info=dist_info)
-    for (x, y), _ in batches(dataset, sampler):
+    for x, y in batches(dataset, sampler):
         if len(x) == 0:
             continue
         x, y = x.to(device), y.to(device)
@@ -443,19 +443,18 @@ class Trainer:
         return record
 
     # -- the loop ------------------------------------------------------------------------------
-    def _epoch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        """This process's ``(x, y, global_batch_size)`` for the rest of the current epoch."""
+    def _epoch_batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """This process's ``(x, y)`` for the rest of the current epoch (the step's rows: ``_step_rows``)."""
         if self.stream:
             chunks = self.train_set.streams(self.cfg.batch_size, self.cfg.tbptt_steps)
             for i in range(self.batch_in_epoch, len(chunks)):
                 x, y = chunks[i]  # (B, t) each: row b continues row b of the previous chunk
-                yield shard_rows(x, self.dist), shard_rows(y, self.dist), len(x)
+                yield shard_rows(x, self.dist), shard_rows(y, self.dist)
             return
         sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
                                           epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch,
                                           drop_small_last=True)
-        for (x, y), n_global in batches(self.train_set, sampler):
-            yield x, y, n_global
+        yield from batches(self.train_set, sampler)
 
     def _layer_grad_norms(self) -> dict[str, float]:
         return {f"grad_norm/{name}": p.grad.norm().item() for name, p in self.model.named_parameters()
@@ -483,7 +482,7 @@ class Trainer:
         try:
             with _catch_signals(flag):
                 while self.step < self.total_steps and not stop:
-                    for x, y, _ in self._epoch_batches():
+                    for x, y in self._epoch_batches():
                         step_rows = self._step_rows[self.batch_in_epoch]
                         self.batch_in_epoch += 1
                         epoch_done = self.batch_in_epoch >= self.batches_per_epoch
