@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _linear, _lstm_gates, _PackedWeight,
+from .matmul import _linear, _PackedWeight, linear
+from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
 
@@ -32,8 +33,8 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
     Shapes: x_t (B, H_in), h_prev (B, H), c_prev (B, H) -> h (B, H), c (B, H).
     """
     G = w_ih.size(0)
-    a_t = (F.layer_norm(F.linear(x_t, w_ih), (G,), g_ih, None, eps)
-           + F.layer_norm(F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
+    a_t = (F.layer_norm(linear(x_t, w_ih), (G,), g_ih, None, eps)
+           + F.layer_norm(linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
     if b is not None:
         a_t = a_t + b
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order

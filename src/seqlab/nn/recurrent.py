@@ -27,11 +27,11 @@ Three implementations, chosen by ``impl``:
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
 
 Double backward (``create_graph=True`` and then differentiating the gradient, e.g. a gradient
-penalty) is not supported on seqlab's own recurrence: ``"fused_own"``, LayerNormLSTM's
-``"fused"``, and ``"fused"`` where it falls back (recurrent dropout while training, gate
-recording). Its hand-written backwards are first-order only; differentiating through them
-raises an error that says so. torch.nn.LSTM on CPU does support it, and so do ``"reference"``
-and ``"fused"`` on torch's kernel.
+penalty) is not supported on the LSTM's, GRU's and RNN's own fused loop: ``"fused_own"``, and
+``"fused"`` where it falls back (recurrent dropout while training, gate recording). Their
+hand-written backwards are first-order only; differentiating through them raises an error that
+says so. torch.nn.LSTM on CPU does support it, and so do ``"reference"``, ``"fused"`` on torch's
+kernel, and LayerNormLSTM (whose loop is plain autograd over seqlab's oneDNN ``linear``).
 
 Beyond torch: ``recurrent_dropout`` (variational dropout, Gal & Ghahramani 2016: one mask per
 sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step),
@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .matmul import _PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear
+
 IMPLS = ("fused", "fused_own", "reference")
 
 State = tuple[Tensor, ...]  # (h,) or (h, c); each (B, *)
@@ -58,7 +60,9 @@ Gates = dict[str, Tensor]
 
 # --------------------------------------------------------------------------------------------
 # The equations: one time step of each cell. Row-vector convention as in the lecture,
-# X_t (B, H_in), H_{t-1} (B, H); torch stores W as (out, in), so "X W_x" is F.linear(X, W).
+# X_t (B, H_in), H_{t-1} (B, H); torch stores W as (out, in), so "X W_x" is linear(X, W).
+# ``linear`` is F.linear (same numbers, same autograd), with its GEMM done by oneDNN on CPU:
+# see seqlab/nn/matmul.py for why.
 # --------------------------------------------------------------------------------------------
 
 def _recurrent_input(h_prev: Tensor, recurrent_mask: Tensor | None) -> Tensor:
@@ -70,7 +74,7 @@ def rnn_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
              b_hh: Tensor | None = None, nonlinearity: str = "tanh",
              recurrent_mask: Tensor | None = None) -> Tensor:
     """Vanilla RNN: H_t = act(X_t W_x + H_{t-1} W_h + b).   (B, H_in), (B, H) -> (B, H)."""
-    a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)
+    a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)
     return torch.tanh(a_t) if nonlinearity == "tanh" else torch.relu(a_t)
 
 
@@ -104,7 +108,7 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     The four gate blocks are stacked in W in torch's order (i, f, g, o).
     Shapes: x_t (B, H_in), h_prev (B, H_out), c_prev (B, H) -> h (B, H_out), c (B, H).
     """
-    a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
+    a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
@@ -113,7 +117,7 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     o_t = torch.sigmoid(a_o)  # output gate
     h_t = o_t * torch.tanh(c_t)
     if w_hr is not None:
-        h_t = F.linear(h_t, w_hr)  # (B, H_out)
+        h_t = linear(h_t, w_hr)  # (B, H_out)
     return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
@@ -141,8 +145,8 @@ def gru_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
     torch's variant: the reset gate multiplies H_{t-1} W_hh + b_hh, after the matmul.
     Shapes: x_t (B, H_in), h_prev (B, H) -> h (B, H).
     """
-    x_r, x_z, x_h = F.linear(x_t, w_ih, b_ih).chunk(3, dim=1)  # 3 x (B, H)
-    h_r, h_z, h_h = F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh).chunk(3, dim=1)
+    x_r, x_z, x_h = linear(x_t, w_ih, b_ih).chunk(3, dim=1)  # 3 x (B, H)
+    h_r, h_z, h_h = linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh).chunk(3, dim=1)
     reset_gate = torch.sigmoid(x_r + h_r)
     update_gate = torch.sigmoid(x_z + h_z)
     candidate = torch.tanh(x_h + reset_gate * h_h)
@@ -286,109 +290,11 @@ class GRUCell(_CellBase):
 
 
 # --------------------------------------------------------------------------------------------
-# The fused path's matrix multiply
+# The own recurrence's backward is first-order only
 # --------------------------------------------------------------------------------------------
 
-def _probe_onednn_linear() -> bool:
-    """One tiny real call of each private oneDNN op the fused path uses, checked against F.linear.
-
-    They are private (torch.ops.mkldnn._*): a build may have them and still reject a call, or
-    lack them. Any failure means the fused path multiplies through F.linear / addmm instead.
-    """
-    try:
-        with torch.no_grad():
-            mkldnn = torch.ops.mkldnn
-            # Fixed values, not torch.randn: the probe must not move the global random state.
-            v = lambda *shape: torch.linspace(-1, 1, math.prod(shape), dtype=torch.float32).view(shape)  # noqa: E731
-            w, b, x, add = v(3, 2), v(3), v(4, 2).flip(0), v(4, 3).flip(1)  # (out, in), (out,), (n, in), (n, out)
-            packed = mkldnn._reorder_linear_weight(w, 4)
-            ok = torch.allclose(mkldnn._linear_pointwise(x, packed, b, "none", [], ""), F.linear(x, w, b), atol=1e-4)
-            ok &= torch.allclose(mkldnn._linear_pointwise.binary(x, add, packed, b, "add"),
-                                 F.linear(x, w, b) + add, atol=1e-4)
-            # transposed views, as _mm_at_b passes them
-            ok &= torch.allclose(mkldnn._linear_pointwise(x.t(), add.t(), None, "none", [], "").t(),
-                                 add.t().mm(x), atol=1e-4)
-            return bool(ok)
-    except Exception:  # noqa: BLE001 - whatever a build raises, the plain route works
-        return False
-
-
-_ONEDNN_LINEAR: bool | None = None  # the probe's answer, on the first call that could use oneDNN
-
-
-def _onednn_linear_works() -> bool:
-    global _ONEDNN_LINEAR
-    if _ONEDNN_LINEAR is None:
-        _ONEDNN_LINEAR = _probe_onednn_linear()
-    return _ONEDNN_LINEAR
-
-
-def _autocast_enabled() -> bool:
-    """Autocast on for any device (torch.is_autocast_enabled() alone sees only CUDA's), as
-    torch.nn.RNNBase checks it."""
-    if hasattr(torch._C, "_is_any_autocast_enabled"):
-        return torch._C._is_any_autocast_enabled()
-    return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
-
-
-def _onednn_usable(t: Tensor) -> bool:
-    # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
-    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
-    # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
-    return (not torch.compiler.is_compiling() and not _autocast_enabled()
-            and t.device.type == "cpu" and t.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
-            and _onednn_linear_works())
-
-
-def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
-    """a^T b for the weight gradients, (N, out)^T (N, in) -> (out, in): one big GEMM over all rows.
-
-    oneDNN takes the transposed views as they are (about twice MKL's speed on this CPU, and a
-    contiguous copy of a^T alone would cost as much as MKL's whole GEMM).
-    """
-    if _onednn_usable(a) and a.size(0) > 0:  # oneDNN rejects an empty reduction
-        return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()  # ((in, out))^T
-    return a.t().mm(b)
-
-
-class _PackedWeight:
-    """W (out, in) of y = x W^T, packed once per forward call for oneDNN's CPU matmul.
-
-    Why: on CPU, torch.mm goes to MKL, which on the AMD machines this project is measured on
-    reaches about half the GFLOP/s of oneDNN's JIT-compiled kernels (what torch's own LSTM
-    uses). The recurrence calls the same small GEMM at every step, so packing W once and
-    calling oneDNN per step is what lets the own fused loop keep up. Elsewhere (GPU, float64,
-    a torch built without oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) it is
-    plain ``F.linear`` / ``torch.addmm``.
-    """
-
-    def __init__(self, w: Tensor, batch: int) -> None:
-        self.w, self.batch = w, batch
-        self.onednn = _onednn_usable(w) and batch > 0  # oneDNN rejects empty inputs (B = 0)
-        self._packed: Tensor | None = None
-        self._packed_t: Tensor | None = None
-        self._w_t: Tensor | None = None
-
-    def packed(self) -> Tensor:  # W for x W^T
-        if self._packed is None:
-            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().contiguous(), self.batch)
-        return self._packed
-
-    def packed_t(self) -> Tensor:  # W^T for the backward's g W
-        if self._packed_t is None:
-            self._packed_t = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().t().contiguous(), self.batch)
-        return self._packed_t
-
-    def w_t(self) -> Tensor:  # W^T contiguous, for the torch.addmm fallback
-        if self._w_t is None:
-            self._w_t = self.w.t().contiguous()
-        return self._w_t
-
-
 _DOUBLE_BACKWARD = ("double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
-                    "LayerNormLSTM, or impl='fused' with recurrent_dropout while training or "
-                    "return_gates=True): its backward is first-order only. Use impl='reference' to "
+                    "or impl='fused' with recurrent_dropout while training or return_gates=True): its backward is first-order only. Use impl='reference' to "
                     "differentiate the gradient (create_graph=True) again.")
 
 
@@ -411,44 +317,6 @@ def _first_order_only(backward):
             return None if t is None else t.detach().requires_grad_(True)
         return err(*[aliased(t) for t in outputs])
     return wrapper
-
-
-class _OneDNNLinear(torch.autograd.Function):
-    """x W^T + bias + add through oneDNN, with its backward (g W through oneDNN as well)."""
-
-    @staticmethod
-    def forward(ctx, x, w, bias, add, pw: _PackedWeight):
-        ctx.pw = pw
-        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None)
-        if add is None:
-            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
-
-    @staticmethod
-    @_first_order_only
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        g = g.contiguous()
-        grad_x = torch.ops.mkldnn._linear_pointwise(g, ctx.pw.packed_t(), None, "none", [], "") if need[0] else None
-        grad_w = _mm_at_b(g, x) if need[1] else None
-        grad_b = g.sum(0) if need[2] else None
-        return grad_x, grad_w, grad_b, (g if need[3] else None), None
-
-
-def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
-    """x W^T + bias + add: (n, in) -> (n, out)."""
-    if pw.onednn:
-        if torch.is_grad_enabled():
-            return _OneDNNLinear.apply(x, pw.w, bias, add, pw)
-        if add is None:  # inference: skip the autograd Function's per-call overhead
-            return torch.ops.mkldnn._linear_pointwise(x, pw.packed(), bias, "none", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), pw.packed(), bias, "add")
-    if add is None:
-        return F.linear(x, pw.w, bias)
-    if bias is None:
-        return torch.addmm(add, x, pw.w_t())
-    return torch.addmm(add + bias, x, pw.w_t())
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""The recurrent layers' matrix multiplies: ``F.linear``'s numbers, through oneDNN on CPU.
+
+Why this module exists: on CPU, ``torch.mm`` / ``F.linear`` go to MKL, which on the AMD
+machines this project is measured on reaches about half the GFLOP/s of oneDNN's JIT-compiled
+kernels (the ones torch's own LSTM uses through oneDNN's RNN primitive). A recurrence calls
+the same small GEMM at every step, so which library does it decides the layer's speed.
+
+- :func:`linear` is ``F.linear(x, w, b)``: oneDNN for float32 CPU tensors, with a backward
+  that also runs through oneDNN and can itself be differentiated (``create_graph=True``).
+  The reference step functions use it, so the equations read as they do in the lecture.
+- ``_PackedWeight`` + ``_linear``: the fused loops' multiply, with W packed once per forward
+  into oneDNN's blocked layout and an optional ``add`` fused into the GEMM's epilogue.
+- ``_mm_at_b``: the weight gradient a^T b as one GEMM over all rows.
+
+Everywhere else (GPU, float64, autocast, torch.compile, a torch built without oneDNN, or
+``torch.backends.mkldnn.flags(enabled=False)``) each of these is plain ``F.linear`` /
+``torch.addmm`` / ``torch.mm``. The private oneDNN ops (``torch.ops.mkldnn._*``) are tried
+once for real before first use (``_probe_onednn_linear``); any failure selects the plain route.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _probe_onednn_linear() -> bool:
+    """One tiny real call of each private oneDNN op used here, checked against F.linear.
+
+    They are private (torch.ops.mkldnn._*): a build may have them and still reject a call, or
+    lack them. Any failure means the plain F.linear / addmm route instead.
+    """
+    try:
+        with torch.no_grad():
+            mkldnn = torch.ops.mkldnn
+            # Fixed values, not torch.randn: the probe must not move the global random state.
+            v = lambda *shape: torch.linspace(-1, 1, math.prod(shape), dtype=torch.float32).view(shape)  # noqa: E731
+            w, b, x, add = v(3, 2), v(3), v(4, 2).flip(0), v(4, 3).flip(1)  # (out, in), (out,), (n, in), (n, out)
+            packed = mkldnn._reorder_linear_weight(w, 4)
+            ok = torch.allclose(mkldnn._linear_pointwise(x, packed, b, "none", [], ""), F.linear(x, w, b), atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise.binary(x, add, packed, b, "add"),
+                                 F.linear(x, w, b) + add, atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise(x, w, b, "none", [], ""), F.linear(x, w, b), atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise(x, packed, b, "sigmoid", [], ""),
+                                 torch.sigmoid(F.linear(x, w, b)), atol=1e-4)
+            # transposed views, as _mm_at_b and linear's backward pass them
+            ok &= torch.allclose(mkldnn._linear_pointwise(x.t(), add.t(), None, "none", [], "").t(),
+                                 add.t().mm(x), atol=1e-4)
+            ok &= torch.allclose(mkldnn._linear_pointwise(add, w.t(), None, "none", [], ""), add.mm(w), atol=1e-4)
+            return bool(ok)
+    except Exception:  # noqa: BLE001 - whatever a build raises, the plain route works
+        return False
+
+
+_ONEDNN_LINEAR: bool | None = None  # the probe's answer, on the first call that could use oneDNN
+
+
+def _onednn_linear_works() -> bool:
+    global _ONEDNN_LINEAR
+    if _ONEDNN_LINEAR is None:
+        _ONEDNN_LINEAR = _probe_onednn_linear()
+    return _ONEDNN_LINEAR
+
+
+def _autocast_enabled() -> bool:
+    """Autocast on for any device (torch.is_autocast_enabled() alone sees only CUDA's), as
+    torch.nn.RNNBase checks it."""
+    if hasattr(torch._C, "_is_any_autocast_enabled"):
+        return torch._C._is_any_autocast_enabled()
+    return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
+
+
+def _onednn_usable(t: Tensor) -> bool:
+    # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
+    # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
+    # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
+    return (not torch.compiler.is_compiling() and not _autocast_enabled()
+            and t.device.type == "cpu" and t.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+            and _onednn_linear_works())
+
+
+def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
+    """a^T b for the weight gradients, (N, out)^T (N, in) -> (out, in): one big GEMM over all rows.
+
+    oneDNN takes the transposed views as they are (about twice MKL's speed on this CPU, and a
+    contiguous copy of a^T alone would cost as much as MKL's whole GEMM).
+    """
+    if _onednn_usable(a) and a.size(0) > 0:  # oneDNN rejects an empty reduction
+        return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()  # ((in, out))^T
+    return a.t().mm(b)
+
+
+class _PackedWeight:
+    """W (out, in) of y = x W^T, packed once per forward call for oneDNN's CPU matmul.
+
+    The recurrence calls the same small GEMM at every step, so packing W once (into oneDNN's
+    blocked layout, for ``batch`` rows) rather than at every call is part of keeping up with
+    torch's fused kernel. ``onednn`` is False where the plain route runs (module docstring).
+    """
+
+    def __init__(self, w: Tensor, batch: int) -> None:
+        self.w, self.batch = w, batch
+        self.onednn = _onednn_usable(w) and batch > 0  # oneDNN rejects empty inputs (B = 0)
+        self._packed: Tensor | None = None
+        self._packed_t: Tensor | None = None
+        self._w_t: Tensor | None = None
+
+    def packed(self) -> Tensor:  # W for x W^T
+        if self._packed is None:
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().contiguous(), self.batch)
+        return self._packed
+
+    def packed_t(self) -> Tensor:  # W^T for the backward's g W
+        if self._packed_t is None:
+            self._packed_t = torch.ops.mkldnn._reorder_linear_weight(self.w.detach().t().contiguous(), self.batch)
+        return self._packed_t
+
+    def w_t(self) -> Tensor:  # W^T contiguous, for the torch.addmm fallback
+        if self._w_t is None:
+            self._w_t = self.w.t().contiguous()
+        return self._w_t
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x W^T + bias + add through oneDNN, W packed (``pw``) or as it is (``pw`` None).
+
+    The backward runs g W and g^T x through oneDNN too. Under ``create_graph=True`` it uses
+    plain matmuls instead, which autograd records, so the gradient can be differentiated again.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, bias, add, pw: _PackedWeight | None):
+        ctx.pw = pw
+        ctx.save_for_backward(x, w)
+        weight = w if pw is None else pw.packed()
+        if add is None:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_b = g.sum(0) if need[2] else None
+        grad_add = g if need[3] else None
+        if torch.is_grad_enabled():  # create_graph=True: ops autograd can differentiate
+            return (g.mm(w) if need[0] else None, g.t().mm(x) if need[1] else None, grad_b, grad_add, None)
+        g = g.contiguous()
+        weight_t = w.t() if ctx.pw is None else ctx.pw.packed_t()  # (in, out): the weight of g -> g W
+        grad_x = torch.ops.mkldnn._linear_pointwise(g, weight_t, None, "none", [], "") if need[0] else None
+        grad_w = _mm_at_b(g, x) if need[1] else None
+        return grad_x, grad_w, grad_b, grad_add, None
+
+
+def _onednn_call(x: Tensor, w: Tensor, bias: Tensor | None, add: Tensor | None, pw: _PackedWeight | None) -> Tensor:
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, bias, add)):
+        return _OneDNNLinear.apply(x, w, bias, add, pw)
+    # No graph to record: skip the autograd Function's per-call overhead.
+    weight = w if pw is None else pw.packed()
+    if add is None:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.linear(x, w, b)`` = x W^T + b, (n, in) -> (n, out), via oneDNN on float32 CPU tensors.
+
+    Same numbers as F.linear (to float32 rounding), same autograd including double backward;
+    only the GEMM library differs (module docstring). Other inputs go to F.linear itself.
+    """
+    if x.dim() == 2 and x.size(0) > 0 and x.dtype == w.dtype and _onednn_usable(x) and _onednn_usable(w):
+        return _onednn_call(x, w, b, None, None)
+    return F.linear(x, w, b)
+
+
+def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
+    """x W^T + bias + add with W packed: (n, in) -> (n, out). The fused loops' multiply."""
+    if pw.onednn:
+        return _onednn_call(x, pw.w, bias, add, pw)
+    if add is None:
+        return F.linear(x, pw.w, bias)
+    if bias is None:
+        return torch.addmm(add, x, pw.w_t())
+    return torch.addmm(add + bias, x, pw.w_t())
