@@ -128,6 +128,24 @@ def test_parity_with_torch(mode, cfg, impl):
         assert n1 == n2 and torch.equal(p1, p2)
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "L{}-bi{}-bf{}-bias{}-{}-h0{}-do{}".format(*c))
+@pytest.mark.parametrize("mode", ["lstm", "lstm_proj"])
+def test_inference_parity_with_torch(mode, cfg):
+    """Without autograd the own LSTM loop runs its inference step (one GEMM over [x_t, h_{t-1}]
+    with the sigmoid fused into it, tanh from the sigmoid): torch.nn's outputs and states."""
+    kind, batch_first = cfg[4], cfg[2]
+    ours, theirs = _build(mode, cfg, "fused_own")
+    ours.load_state_dict(theirs.state_dict())
+    ours.eval(), theirs.eval()
+    x, hx = _inputs(mode, cfg, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y_ref, s_ref, _ = _run(theirs, x, hx, kind, batch_first)
+        y, s, _ = _run(ours, x, hx, kind, batch_first)
+    assert y.shape == y_ref.shape and _max_diff(y, y_ref) <= TOL
+    for a, b in zip(s, s_ref, strict=True):
+        assert a.shape == b.shape and _max_diff(a, b) <= TOL
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_same_parameters_and_default_init_as_torch(mode):
     scls, tcls, extra = MODES[mode]

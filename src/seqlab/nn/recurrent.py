@@ -873,13 +873,15 @@ class LSTM(_RecurrentBase):
         return step
 
     def _fused(self, layer_in, w, record, reverse, batch):
+        if not (record or torch.is_grad_enabled()) and batch > 0 and _onednn_usable(layer_in):
+            return layer_in, self._inference_step(w, batch)
         H = self.hidden_size
         perm = _ifog(H, layer_in.device)  # gate rows reordered i, f, o, g (see _ifog)
         b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
         xp = _linear(layer_in, _PackedWeight(w["w_ih"][perm], layer_in.size(0)), b)  # (N, 4H), all steps
         xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse, perm)
         pw_hh = _PackedWeight(w_hh[perm], batch)  # (4H, H_out), packed once per call
-        w_hr_t = None if w["w_hr"] is None else w["w_hr"].t()
+        w_hr = w["w_hr"]
 
         def step(xp_t, state, mask):
             h, c = state
@@ -889,10 +891,46 @@ class LSTM(_RecurrentBase):
             a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
             f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
             h_t = o_t * torch.tanh(c_t)  # (bs, H)
-            if w_hr_t is not None:
-                h_t = h_t @ w_hr_t  # (bs, H_out)
+            if w_hr is not None:
+                h_t = linear(h_t, w_hr)  # (bs, H_out)
             return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
         return xp, step
+
+    def _inference_step(self, w, batch: int) -> Step:
+        """The fused step without autograd, on oneDNN (CPU, float32): the layer's raw input rows in.
+
+        What inference changes: nothing is kept for a backward, so each step can do all of its
+        work on data that is still in cache. One GEMM per step over [X_t, H_{t-1}] with
+        [W_ih, W_hh] (the lecture's X_t W_x + H_{t-1} W_h + b as one product) and the gate
+        sigmoid applied inside the GEMM (oneDNN's post-op), rather than projecting every step's
+        input up front: on the 2-core machine the up-front (T*B, 4H) block is read back from
+        main memory at every step, which cost more than it saved (docs/benchmarks.md).
+        The candidate's tanh comes from the same sigmoid, tanh(a) = 2 sigmoid(2a) - 1, with its
+        rows of W and b doubled (exact in floating point); tanh(c_t) likewise (torch.tanh on
+        CPU is about 5x slower than torch.sigmoid).
+        """
+        H = self.hidden_size
+        perm = _ifog(H, w["w_hh"].device)  # gate rows reordered i, f, o, g (see _ifog)
+        weight = torch.cat([w["w_ih"], w["w_hh"]], dim=1)[perm]  # (4H, H_in + H_out)
+        weight[3 * H:] *= 2  # candidate rows: sigmoid(2a), for tanh(a) = 2 sigmoid(2a) - 1
+        bias = None
+        if w["b_ih"] is not None:
+            bias = (w["b_ih"] + w["b_hh"])[perm]
+            bias[3 * H:] *= 2
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+        w_hr = w["w_hr"]
+
+        def step(x_t, state, mask):
+            h, c = state
+            xh = torch.cat([x_t, h if mask is None else h * mask], dim=1)  # (bs, H_in + H_out)
+            s = torch.ops.mkldnn._linear_pointwise(xh, packed, bias, "sigmoid", [], "")  # (bs, 4H)
+            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(2 a_g)
+            c_t = torch.addcmul(torch.addcmul(-i_t, f_t, c), i_t, s_g, value=2)  # f c + i (2 s_g - 1)
+            h_t = torch.addcmul(-o_t, o_t, torch.sigmoid(2 * c_t), value=2)  # o tanh(c_t), (bs, H)
+            if w_hr is not None:
+                h_t = linear(h_t, w_hr)  # (bs, H_out)
+            return (h_t, c_t), None
+        return step
 
     @torch.compiler.disable  # see _RecurrentBase._native
     def _native(self, x, batch_sizes, hx):
