@@ -905,18 +905,19 @@ class LSTM(_RecurrentBase):
         sigmoid applied inside the GEMM (oneDNN's post-op), rather than projecting every step's
         input up front: on the 2-core machine the up-front (T*B, 4H) block is read back from
         main memory at every step, which cost more than it saved (docs/benchmarks.md).
-        The candidate's tanh comes from the same sigmoid, tanh(a) = 2 sigmoid(2a) - 1, with its
-        rows of W and b doubled (exact in floating point); tanh(c_t) likewise (torch.tanh on
-        CPU is about 5x slower than torch.sigmoid).
+        The candidate's tanh comes from the same sigmoid, tanh(a) = 1 - 2 sigmoid(-2a), with its
+        rows of W and b scaled by -2 (exact in floating point); tanh(c_t) likewise (torch.tanh
+        on CPU is about 5x slower than torch.sigmoid). Written this way the cell update and the
+        output are one fused multiply-add each: c_t = f c + i - 2 i s_g, h_t = o - 2 o s_c.
         """
         H = self.hidden_size
         perm = _ifog(H, w["w_hh"].device)  # gate rows reordered i, f, o, g (see _ifog)
         weight = torch.cat([w["w_ih"], w["w_hh"]], dim=1)[perm]  # (4H, H_in + H_out)
-        weight[3 * H:] *= 2  # candidate rows: sigmoid(2a), for tanh(a) = 2 sigmoid(2a) - 1
+        weight[3 * H:] *= -2  # candidate rows: s_g = sigmoid(-2 a_g), tanh(a_g) = 1 - 2 s_g
         bias = None
         if w["b_ih"] is not None:
             bias = (w["b_ih"] + w["b_hh"])[perm]
-            bias[3 * H:] *= 2
+            bias[3 * H:] *= -2
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         w_hr = w["w_hr"]
 
@@ -924,9 +925,9 @@ class LSTM(_RecurrentBase):
             h, c = state
             xh = torch.cat([x_t, h if mask is None else h * mask], dim=1)  # (bs, H_in + H_out)
             s = torch.ops.mkldnn._linear_pointwise(xh, packed, bias, "sigmoid", [], "")  # (bs, 4H)
-            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(2 a_g)
-            c_t = torch.addcmul(torch.addcmul(-i_t, f_t, c), i_t, s_g, value=2)  # f c + i (2 s_g - 1)
-            h_t = torch.addcmul(-o_t, o_t, torch.sigmoid(2 * c_t), value=2)  # o tanh(c_t), (bs, H)
+            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(-2 a_g)
+            c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
+            h_t = torch.addcmul(o_t, o_t, torch.sigmoid(c_t * -2), value=-2)  # o tanh(c_t), (bs, H)
             if w_hr is not None:
                 h_t = linear(h_t, w_hr)  # (bs, H_out)
             return (h_t, c_t), None
