@@ -466,20 +466,20 @@ def test_zero_length_and_empty_batch(variant, impl):
 def test_onednn_probe_falls_back_when_an_op_fails(monkeypatch):
     """The private oneDNN ops are tried once for real; a build where one raises gets the plain
     F.linear / addmm route, and the fused loop still equals the reference."""
-    from seqlab.nn import matmul
+    from seqlab.nn import kernels
 
     def broken(*args, **kwargs):
         raise RuntimeError("not in this build")
 
-    assert matmul._probe_onednn_linear() is torch.backends.mkldnn.is_available()
+    assert kernels._probe_onednn_linear() is torch.backends.mkldnn.is_available()
     state = torch.random.get_rng_state()
-    matmul._probe_onednn_linear()
+    kernels._probe_onednn_linear()
     assert torch.equal(state, torch.random.get_rng_state())  # the probe draws no random numbers
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", broken)
-    assert matmul._probe_onednn_linear() is False
-    monkeypatch.setattr(matmul, "_ONEDNN_LINEAR", None)  # as if not probed yet in this process
-    assert matmul._PackedWeight(torch.randn(4, 3), 2).onednn is False
-    assert matmul._ONEDNN_LINEAR is False  # probed once, remembered
+    assert kernels._probe_onednn_linear() is False
+    monkeypatch.setattr(kernels, "_ONEDNN_LINEAR", None)  # as if not probed yet in this process
+    assert kernels._PackedWeight(torch.randn(4, 3), 2).onednn is False
+    assert kernels._ONEDNN_LINEAR is False  # probed once, remembered
     for variant in ("lstm", "gru", "layernorm_lstm"):
         results = _run_impls(variant, 0.0, 0.0, packed=False)
         (y0, s0, g0), (y, s, g) = results["reference"], results["fused_own"]
@@ -545,7 +545,7 @@ def test_double_backward_on_own_path_says_what_to_use(cls, impl):
 
 
 def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
-    """LayerNormLSTM's fused loop is plain autograd over seqlab.nn.matmul's oneDNN linear, whose
+    """LayerNormLSTM's fused loop is plain autograd over seqlab.nn.kernels's oneDNN linear, whose
     backward switches to recorded matmuls under create_graph=True: its second derivative is the
     float64 reference's. Tolerance 1e-4 of the largest entry: a second derivative through
     LayerNorm in float32 (the float32 reference itself is off by up to 7e-6 of it here)."""
@@ -565,16 +565,16 @@ def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
-    """seqlab.nn.matmul.linear is F.linear through oneDNN: output, gradients and the gradient of
+    """seqlab.nn.kernels.linear is F.linear through oneDNN: output, gradients and the gradient of
     a gradient (create_graph=True) equal F.linear's in float32."""
-    from seqlab.nn import matmul
+    from seqlab.nn import kernels
 
     torch.manual_seed(0)
     x0, w0 = torch.randn(7, 5), torch.randn(6, 5)
     b0 = torch.randn(6) if bias else None
-    assert matmul._onednn_usable(x0) is torch.backends.mkldnn.is_available()
+    assert kernels._onednn_usable(x0) is torch.backends.mkldnn.is_available()
     results = []
-    for fn in (matmul.linear, torch.nn.functional.linear):
+    for fn in (kernels.linear, torch.nn.functional.linear):
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
         b = None if b0 is None else b0.clone().requires_grad_()
         y = fn(x, w, b)
@@ -596,3 +596,23 @@ def test_inference_step_matches_reference(variant, dropouts):
     assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0, strict=True))
     if dropouts[1] > 0:
         assert _diff(y, _run_impls(variant, dropouts[0], 0.0, packed=True, grad=False)["fused_own"][0]) > 1e-3
+
+
+def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
+    """seqlab.nn.kernels.tanh is torch.tanh computed as 1 - 2 sigmoid(-2x) on float32 CPU
+    tensors: values within 2.4e-7 over [-20, 20] (saturated ends included), first and second
+    derivatives within 1e-5; float64 goes to torch.tanh itself, bit for bit."""
+    from seqlab.nn import kernels
+
+    x = torch.linspace(-20, 20, 40001)
+    exact = torch.tanh(x.double())
+    assert (kernels.tanh(x).double() - exact).abs().max() <= 2.4e-7
+    assert torch.equal(kernels.tanh(x.double()), exact)
+    results = []
+    for fn in (kernels.tanh, torch.tanh):
+        v = torch.linspace(-4, 4, 801).requires_grad_()
+        (g,) = torch.autograd.grad(fn(v).sum(), v, create_graph=True)
+        (g2,) = torch.autograd.grad(g.sum(), v)
+        results.append((g, g2))
+    for ours, theirs in zip(*results):
+        assert _diff(ours, theirs) <= TOL

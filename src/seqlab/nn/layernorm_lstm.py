@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .matmul import _linear, _PackedWeight, linear
+from .kernels import _linear, _PackedWeight, linear, tanh
 from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
@@ -40,10 +40,10 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
-    g_t = torch.tanh(a_g)  # candidate
+    g_t = tanh(a_g)  # candidate
     c_t = f_t * c_prev + i_t * g_t  # cell update
     o_t = torch.sigmoid(a_o)  # output gate
-    h_t = o_t * torch.tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
+    h_t = o_t * tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
     return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
@@ -126,6 +126,6 @@ class LayerNormLSTM(_RecurrentBase):
             h, c = state
             a = xp_t + F.layer_norm(_linear(h if mask is None else h * mask, pw_hh), (G,), g_hh, None, eps)  # (bs, 4H)
             f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
-            h_t = o_t * torch.tanh(F.layer_norm(c_t, (H,), g_c, b_c, eps))  # (bs, H)
+            h_t = o_t * tanh(F.layer_norm(c_t, (H,), g_c, b_c, eps))  # (bs, H)
             return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
         return step

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .matmul import _PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear
+from .kernels import _PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear, tanh
 
 IMPLS = ("fused", "fused_own", "reference")
 
@@ -61,8 +61,8 @@ Gates = dict[str, Tensor]
 # --------------------------------------------------------------------------------------------
 # The equations: one time step of each cell. Row-vector convention as in the lecture,
 # X_t (B, H_in), H_{t-1} (B, H); torch stores W as (out, in), so "X W_x" is linear(X, W).
-# ``linear`` is F.linear (same numbers, same autograd), with its GEMM done by oneDNN on CPU:
-# see seqlab/nn/matmul.py for why.
+# ``linear`` and ``tanh`` are F.linear and torch.tanh (same numbers, same autograd) through
+# faster CPU kernels (oneDNN's GEMM; tanh(x) = 1 - 2 sigmoid(-2x)): seqlab/nn/kernels.py says why.
 # --------------------------------------------------------------------------------------------
 
 def _recurrent_input(h_prev: Tensor, recurrent_mask: Tensor | None) -> Tensor:
@@ -75,7 +75,7 @@ def rnn_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
              recurrent_mask: Tensor | None = None) -> Tensor:
     """Vanilla RNN: H_t = act(X_t W_x + H_{t-1} W_h + b).   (B, H_in), (B, H) -> (B, H)."""
     a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)
-    return torch.tanh(a_t) if nonlinearity == "tanh" else torch.relu(a_t)
+    return tanh(a_t) if nonlinearity == "tanh" else torch.relu(a_t)
 
 
 class LSTMStep(NamedTuple):
@@ -112,10 +112,10 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
-    g_t = torch.tanh(a_g)  # candidate
+    g_t = tanh(a_g)  # candidate
     c_t = f_t * c_prev + i_t * g_t  # cell update
     o_t = torch.sigmoid(a_o)  # output gate
-    h_t = o_t * torch.tanh(c_t)
+    h_t = o_t * tanh(c_t)
     if w_hr is not None:
         h_t = linear(h_t, w_hr)  # (B, H_out)
     return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
@@ -149,7 +149,7 @@ def gru_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
     h_r, h_z, h_h = linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh).chunk(3, dim=1)
     reset_gate = torch.sigmoid(x_r + h_r)
     update_gate = torch.sigmoid(x_z + h_z)
-    candidate = torch.tanh(x_h + reset_gate * h_h)
+    candidate = tanh(x_h + reset_gate * h_h)
     h_t = update_gate * h_prev + (1 - update_gate) * candidate
     return GRUStep(h_t, reset_gate, update_gate, candidate)
 
@@ -793,7 +793,7 @@ class RNN(_RecurrentBase):
         b = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
         xp = _linear(layer_in, _PackedWeight(w["w_ih"], layer_in.size(0)), b)  # (N, H): X W_x + b, all steps
         xp, w_hh, h_prev = _batched_weight_grad(xp, w["w_hh"], reverse)
-        pw_hh, act = _PackedWeight(w_hh, batch), torch.tanh if self.nonlinearity == "tanh" else torch.relu
+        pw_hh, act = _PackedWeight(w_hh, batch), tanh if self.nonlinearity == "tanh" else torch.relu
 
         def step(xp_t, state, mask):
             h = state[0] if mask is None else state[0] * mask
@@ -839,7 +839,7 @@ def _fused_lstm_gates(a: Tensor, c_prev: Tensor, H: int) -> tuple[Tensor, Tensor
     """
     a_ifo, a_g = a.split([3 * H, H], dim=1)
     i_t, f_t, o_t = torch.sigmoid(a_ifo).chunk(3, dim=1)  # input, forget, output gates at once
-    g_t = torch.tanh(a_g)  # candidate
+    g_t = tanh(a_g)  # candidate
     c_t = torch.addcmul(f_t * c_prev, i_t, g_t)  # cell update: f * c + i * g
     return f_t, i_t, g_t, c_t, o_t
 
@@ -890,7 +890,7 @@ class LSTM(_RecurrentBase):
                 h_prev.append(hr.detach())
             a = _linear(hr, pw_hh, add=xp_t)  # (bs, 4H): A_x,t + H_{t-1} W_hh^T
             f_t, i_t, g_t, c_t, o_t = _fused_lstm_gates(a, c, H)
-            h_t = o_t * torch.tanh(c_t)  # (bs, H)
+            h_t = o_t * tanh(c_t)  # (bs, H)
             if w_hr is not None:
                 h_t = linear(h_t, w_hr)  # (bs, H_out)
             return (h_t, c_t), (_lstm_gates(f_t, i_t, g_t, c_t, o_t) if record else None)
@@ -979,7 +979,7 @@ class GRU(_RecurrentBase):
             h_rz, h_n = gh.split([2 * H, H], dim=1)
             rz = torch.sigmoid(x_rz + h_rz)
             r, z = rz.chunk(2, dim=1)
-            n = torch.tanh(torch.addcmul(x_n, r, h_n))
+            n = tanh(torch.addcmul(x_n, r, h_n))
             h = torch.addcmul(n, z, h - n)  # z * h + (1 - z) * n
             return (h,), ({"reset": r, "update": z, "candidate": n} if record else None)
         return step

@@ -1,21 +1,25 @@
-"""The recurrent layers' matrix multiplies: ``F.linear``'s numbers, through oneDNN on CPU.
+"""``F.linear`` and ``torch.tanh`` with the same numbers, through faster CPU kernels.
 
-Why this module exists: on CPU, ``torch.mm`` / ``F.linear`` go to MKL, which on the AMD
-machines this project is measured on reaches about half the GFLOP/s of oneDNN's JIT-compiled
-kernels (the ones torch's own LSTM uses through oneDNN's RNN primitive). A recurrence calls
-the same small GEMM at every step, so which library does it decides the layer's speed.
+The recurrent layers call a small GEMM and a few pointwise functions at every time step, so
+which kernels do that work decides their speed. On the CPUs this project is measured on
+(AMD EPYC, torch 2.13): ``torch.mm`` / ``F.linear`` go to MKL, which reaches about half the
+GFLOP/s of oneDNN's JIT-compiled kernels (the ones torch's own LSTM uses through oneDNN's RNN
+primitive); and ``torch.tanh`` runs about 5x slower than ``torch.sigmoid`` (docs/benchmarks.md).
 
 - :func:`linear` is ``F.linear(x, w, b)``: oneDNN for float32 CPU tensors, with a backward
   that also runs through oneDNN and can itself be differentiated (``create_graph=True``).
-  The reference step functions use it, so the equations read as they do in the lecture.
+- :func:`tanh` is ``torch.tanh``: on float32 CPU tensors computed as 1 - 2 sigmoid(-2x), the
+  same function (an identity), equal to torch.tanh to float32 rounding.
 - ``_PackedWeight`` + ``_linear``: the fused loops' multiply, with W packed once per forward
   into oneDNN's blocked layout and an optional ``add`` fused into the GEMM's epilogue.
 - ``_mm_at_b``: the weight gradient a^T b as one GEMM over all rows.
 
-Everywhere else (GPU, float64, autocast, torch.compile, a torch built without oneDNN, or
-``torch.backends.mkldnn.flags(enabled=False)``) each of these is plain ``F.linear`` /
-``torch.addmm`` / ``torch.mm``. The private oneDNN ops (``torch.ops.mkldnn._*``) are tried
-once for real before first use (``_probe_onednn_linear``); any failure selects the plain route.
+The reference step functions use ``linear`` and ``tanh``, so they still read as the lecture's
+equations. Everywhere else (GPU, float64, autocast, torch.compile, a torch built without
+oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) each of these is plain
+``F.linear`` / ``torch.tanh`` / ``torch.addmm`` / ``torch.mm``. The private oneDNN ops
+(``torch.ops.mkldnn._*``) are tried once for real before first use (``_probe_onednn_linear``);
+any failure selects the plain route.
 """
 
 from __future__ import annotations
@@ -73,13 +77,35 @@ def _autocast_enabled() -> bool:
     return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
 
 
+def _cpu_float32(t: Tensor) -> bool:
+    """A float32 CPU tensor outside torch.compile and autocast: where this module's kernels run."""
+    return (t.device.type == "cpu" and t.dtype == torch.float32 and not torch.compiler.is_compiling()
+            and not _autocast_enabled())
+
+
+def tanh(x: Tensor) -> Tensor:
+    """``torch.tanh(x)``; on float32 CPU tensors as 1 - 2 sigmoid(-2x) (the same function).
+
+    torch.tanh on CPU evaluates scalar libm per element (about 2.2 ns each on the measuring
+    machine) while torch.sigmoid is vectorised (0.25 ns); the identity's three ops cost about a
+    third of one torch.tanh. Equal to torch.tanh within 2.4e-7 absolute; autograd
+    differentiates the three ops (to any order). Elsewhere: torch.tanh itself.
+    """
+    if _cpu_float32(x):
+        # 1 - 2 sigmoid(-2x), with -2x as x - 3x and 1 a kept 0-dim tensor: a Python number
+        # here would be wrapped into a tensor and converted on every call.
+        return torch.add(_ONE, torch.sigmoid(torch.add(x, x, alpha=-3)), alpha=-2)
+    return torch.tanh(x)
+
+
+_ONE = torch.ones((), dtype=torch.float32)
+
+
 def _onednn_usable(t: Tensor) -> bool:
     # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
     # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
     # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
-    return (not torch.compiler.is_compiling() and not _autocast_enabled()
-            and t.device.type == "cpu" and t.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+    return (_cpu_float32(t) and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
             and _onednn_linear_works())
 
 
