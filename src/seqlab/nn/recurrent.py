@@ -711,7 +711,7 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
             state = tuple(torch.cat([n, s[bs:]]) for n, s in zip(live, state))
             if gates_t is not None:
                 gates_t = {k: F.pad(g, (0, 0, 0, B - bs)) for k, g in gates_t.items()}
-        outs[t] = state[0][:bs]
+        outs[t] = state[0] if bs == B else state[0][:bs]
         recorded[t] = gates_t
     gates = {}
     if record:
