@@ -19,9 +19,11 @@ Three implementations, chosen by ``impl``:
 - ``"fused_own"``: seqlab's own fused recurrence. The input projections of every time step
   are one matrix multiply ``X W_ih^T + b`` over all (step, sequence) rows; the loop then only
   does ``H_{t-1} W_hh^T`` and the pointwise gates. On CPU its multiplies go through oneDNN
-  with the weights packed once per call (see ``_PackedWeight``), and the LSTM's and RNN's
-  backward forms ``dW_hh`` in one GEMM over all steps (see ``_BatchedWeightGrad``).
-  LayerNormLSTM's "fused" is this path. Select it explicitly to benchmark it.
+  with the weights packed once per call (``seqlab/nn/kernels.py``), and the LSTM's and RNN's
+  backward forms ``dW_hh`` in one GEMM over all steps (see ``_BatchedWeightGrad``). Without
+  autograd the LSTM runs an inference step instead (``LSTM._inference_step``: one GEMM per
+  step over [x_t, h_{t-1}] with the gate sigmoid fused into it). LayerNormLSTM's "fused" is
+  this path. Select it explicitly to benchmark it.
 - ``"fused"`` (default): dispatches to torch's native kernel (``torch._VF.lstm`` etc., fed
   this module's own parameters) when the configuration is one torch has; it falls back to
   ``"fused_own"`` for what torch lacks: variational dropout while training and gate recording.
