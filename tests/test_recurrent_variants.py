@@ -616,3 +616,27 @@ def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
         results.append((g, g2))
     for ours, theirs in zip(*results):
         assert _diff(ours, theirs) <= TOL
+
+
+def test_kernels_edge_cases_fall_back_to_torch():
+    """kernels.linear takes every bias F.linear takes (non-contiguous, 0-d, broadcast 2-D) with
+    F.linear's numbers; kernels.tanh(+-inf) is +-1 (not inf - inf); torch.func's jvp, grad and
+    vmap work through the reference cell (the oneDNN route steps aside for them)."""
+    from seqlab.nn import kernels
+
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 3), torch.randn(6, 3)
+    for b in (torch.randn(12)[::2], torch.tensor(2.0), torch.randn(1, 6), None):
+        assert _diff(kernels.linear(x, w, b), torch.nn.functional.linear(x, w, b)) <= TOL
+    assert torch.equal(kernels.tanh(torch.tensor([float("inf"), float("-inf"), 0.0])), torch.tensor([1.0, -1.0, 0.0]))
+
+    ours, theirs = snn.LSTMCell(3, 5, impl="reference"), nn.LSTMCell(3, 5)
+    theirs.load_state_dict(ours.state_dict())
+    xs, v = torch.randn(2, 3), torch.randn(2, 3)
+    (_, t_ours), (_, t_theirs) = (torch.func.jvp(lambda a, m=m: m(a)[0], (xs,), (v,)) for m in (ours, theirs))
+    assert _diff(t_ours, t_theirs) <= TOL
+    g_ours, g_theirs = (torch.func.grad(lambda a, m=m: m(a)[0].sum())(xs) for m in (ours, theirs))
+    assert _diff(g_ours, g_theirs) <= TOL
+    batches = torch.randn(4, 2, 3)
+    y_ours = torch.vmap(lambda a: ours(a)[0])(batches)  # (torch's own cell has no vmap rule)
+    assert _diff(y_ours, torch.stack([theirs(a)[0] for a in batches])) <= TOL

@@ -92,13 +92,16 @@ def tanh(x: Tensor) -> Tensor:
     differentiates the three ops (to any order). Elsewhere: torch.tanh itself.
     """
     if _cpu_float32(x):
-        # 1 - 2 sigmoid(-2x), with -2x as x - 3x and 1 a kept 0-dim tensor: a Python number
-        # here would be wrapped into a tensor and converted on every call.
-        return torch.add(_ONE, torch.sigmoid(torch.add(x, x, alpha=-3)), alpha=-2)
+        # 1 - 2 sigmoid(-2x), with 1 and -2 kept 0-dim tensors: a Python number here would be
+        # wrapped into a tensor and converted on every call. (-2x as x - 3x would give
+        # inf - inf = nan at x = +-inf, where tanh is +-1.)
+        return torch.add(_ONE, torch.sigmoid(torch.mul(x, _MINUS_TWO)), alpha=-2)
     return torch.tanh(x)
 
 
-_ONE = torch.ones((), dtype=torch.float32)
+with torch.inference_mode(False):  # plain tensors even if seqlab is imported in inference mode
+    _ONE = torch.ones((), dtype=torch.float32)
+    _MINUS_TWO = torch.full((), -2.0, dtype=torch.float32)
 
 
 def _onednn_usable(t: Tensor) -> bool:
@@ -192,13 +195,24 @@ def _onednn_call(x: Tensor, w: Tensor, bias: Tensor | None, add: Tensor | None, 
     return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
 
 
+def _plain_autograd_only() -> bool:
+    """Forward-mode AD or a torch.func transform (jvp, grad, vmap) is active: the oneDNN ops
+    have no forward-AD formula and the autograd Function no functorch support."""
+    return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
+
+
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``F.linear(x, w, b)`` = x W^T + b, (n, in) -> (n, out), via oneDNN on float32 CPU tensors.
 
     Same numbers as F.linear (to float32 rounding), same autograd including double backward;
-    only the GEMM library differs (module docstring). Other inputs go to F.linear itself.
+    only the GEMM library differs (module docstring). Anything else (other shapes or dtypes, a
+    bias that is not a contiguous (out,) vector, forward-mode AD, torch.func transforms) goes to
+    F.linear itself, which also gives the error messages for bad shapes.
     """
-    if x.dim() == 2 and x.size(0) > 0 and x.dtype == w.dtype and _onednn_usable(x) and _onednn_usable(w):
+    if (x.dim() == 2 and w.dim() == 2 and x.size(0) > 0 and x.size(1) == w.size(1)
+            and x.dtype == w.dtype and (b is None or (b.dim() == 1 and b.size(0) == w.size(0)
+                                                      and b.dtype == w.dtype and b.is_contiguous()))
+            and _onednn_usable(x) and _onednn_usable(w) and not _plain_autograd_only()):
         return _onednn_call(x, w, b, None, None)
     return F.linear(x, w, b)
 
