@@ -154,6 +154,13 @@ class _PackedWeight:
         return self._w_t
 
 
+def _onednn_forward(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None) -> Tensor:
+    """x W^T + bias (+ add, fused into the GEMM's epilogue) by oneDNN; weight packed or plain."""
+    if add is None:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """x W^T + bias + add through oneDNN, W packed (``pw``) or as it is (``pw`` None).
 
@@ -165,10 +172,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x, w, bias, add, pw: _PackedWeight | None):
         ctx.pw = pw
         ctx.save_for_backward(x, w)
-        weight = w if pw is None else pw.packed()
-        if add is None:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
+        return _onednn_forward(x, w if pw is None else pw.packed(), bias, add)
 
     @staticmethod
     def backward(ctx, g):
@@ -189,10 +193,7 @@ def _onednn_call(x: Tensor, w: Tensor, bias: Tensor | None, add: Tensor | None, 
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, bias, add)):
         return _OneDNNLinear.apply(x, w, bias, add, pw)
     # No graph to record: skip the autograd Function's per-call overhead.
-    weight = w if pw is None else pw.packed()
-    if add is None:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
+    return _onednn_forward(x, w if pw is None else pw.packed(), bias, add)
 
 
 def _plain_autograd_only() -> bool:
