@@ -46,7 +46,7 @@ def _grad_scale(grads) -> float:
 
 def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32, grad=True):
     """Outputs, states and parameter gradients of each impl, same weights and same dropout seed.
-    grad=False: the forward under torch.no_grad() (the LSTM's inference step), no gradients."""
+    grad=False: the forward under torch.no_grad() (the LSTMs' inference steps), no gradients."""
     cls, extra = VARIANTS[variant]
     # LayerNormLSTM normalises 4H features: at H=5 a row of 20 can have a tiny spread, and the
     # norm's 1/std then blows float32 rounding up past any useful tolerance; H=8 is tame.
@@ -587,10 +587,11 @@ def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
 
 
 @pytest.mark.parametrize("dropouts", [(0.0, 0.0), (0.3, 0.4)], ids=["plain", "dropout"])
-@pytest.mark.parametrize("variant", ["lstm", "lstm_proj"])
+@pytest.mark.parametrize("variant", ["lstm", "lstm_proj", "layernorm_lstm"])
 def test_inference_step_matches_reference(variant, dropouts):
     """Under no_grad, in training mode with dropout and variational dropout (same seeds), packed,
-    bidirectional, 2 layers: the LSTM's inference step gives the reference's outputs and states."""
+    bidirectional, 2 layers: the LSTM's and LayerNormLSTM's inference steps give the reference's
+    outputs and states."""
     results = _run_impls(variant, *dropouts, packed=True, grad=False)
     (y0, s0, _), (y, s, _) = results["reference"], results["fused_own"]
     assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0, strict=True))

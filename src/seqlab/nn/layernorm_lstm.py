@@ -2,7 +2,8 @@
 
 torch has no such layer; it runs on seqlab's own recurrence (``impl="reference"`` step by
 step, ``"fused"``/``"fused_own"`` with the input projections and their normalisation done for
-all steps at once). Same interface as :class:`seqlab.nn.LSTM` minus ``proj_size``.
+all steps at once, or, without autograd on the CPU, a step that does all its work in cache:
+``LayerNormLSTM._inference_step``). Same interface as :class:`seqlab.nn.LSTM` minus ``proj_size``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .kernels import _linear, _PackedWeight, linear, tanh
+from .kernels import _linear, _onednn_usable, _PackedWeight, linear, tanh
 from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
@@ -104,6 +105,47 @@ class LayerNormLSTM(_RecurrentBase):
             s = layernorm_lstm_step(x_t, state[0], state[1], w["w_ih"], w["w_hh"], w["b"], w["g_ih"],
                                     w["g_hh"], w["g_c"], w["b_c"], self.eps, mask)
             return (s.h, s.c), s.gates()
+        return step
+
+    def _fused(self, layer_in, w, record, reverse, batch):
+        if not (record or torch.is_grad_enabled()) and batch > 0 and _onednn_usable(layer_in):
+            return layer_in, self._inference_step(w, batch)
+        return super()._fused(layer_in, w, record, reverse, batch)
+
+    def _inference_step(self, w, batch: int) -> Step:
+        """The fused step without autograd, on oneDNN (CPU, float32): the layer's raw input rows in.
+
+        As :meth:`seqlab.nn.LSTM._inference_step`, each step does all its work on data still in
+        cache instead of projecting and normalising every step's input up front (two (T*B, 4H)
+        buffers, read back from main memory at every step). The two norms, of X_t W_x and of
+        H_{t-1} W_h, need the two products apart, so two GEMMs per step rather than one.
+        Both tanh come from sigmoids, tanh(a) = 1 - 2 sigmoid(-2a): the -2 rides on the norms'
+        gains and shifts (exact in floating point, and LN(a; -2g, -2b) = -2 LN(a; g, b)), so
+            S = sigmoid(LN(X_t W_x; g_x') + LN(H_{t-1} W_h; g_h') + b')   (bs, 4H): i, f, o, s_g
+            C_t = f C + i - 2 i s_g                    = f C + i tanh(a_g)
+            H_t = o - 2 o sigmoid(LN(C_t; -2 g_c, -2 b_c))  = o tanh(LN(C_t))
+        """
+        H, G, eps = self.hidden_size, 4 * self.hidden_size, self.eps
+        perm = _ifog(H, w["w_hh"].device)  # gate rows reordered i, f, o, g (see recurrent._ifog)
+        w_x = torch.ops.mkldnn._reorder_linear_weight(w["w_ih"][perm].contiguous(), batch)  # (4H, H_in)
+        w_h = torch.ops.mkldnn._reorder_linear_weight(w["w_hh"][perm].contiguous(), batch)  # (4H, H)
+        scaled = lambda v: torch.cat([v[:3 * H], v[3 * H:] * -2])  # noqa: E731 - candidate rows x -2
+        g_x, g_h = scaled(w["g_ih"][perm]), scaled(w["g_hh"][perm])  # (4H,)
+        b = None if w["b"] is None else scaled(w["b"][perm])  # (4H,), rides in as LN(X W_x)'s shift
+        g_c = w["g_c"] * -2  # (H,)
+        b_c = None if w["b_c"] is None else w["b_c"] * -2
+
+        def step(x_t, state, mask):
+            h, c = state
+            xw = torch.ops.mkldnn._linear_pointwise(x_t, w_x, None, "none", [], "")  # (bs, 4H)
+            hw = torch.ops.mkldnn._linear_pointwise(h if mask is None else h * mask, w_h, None, "none", [], "")
+            s = F.layer_norm(xw, (G,), g_x, b, eps)
+            s = s.add_(F.layer_norm(hw, (G,), g_h, None, eps)).sigmoid_()  # (bs, 4H)
+            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(-2 a_g)
+            c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
+            s_c = F.layer_norm(c_t, (H,), g_c, b_c, eps).sigmoid_()  # sigmoid(-2 LN(c_t))
+            h_t = torch.addcmul(o_t, o_t, s_c, value=-2)  # o tanh(LN(c_t)), (bs, H)
+            return (h_t, c_t), None
         return step
 
     def _fused_inputs(self, layer_in, w):
