@@ -563,10 +563,14 @@ def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
     assert _diff(*second) <= 1e-4 * second[1].abs().max()
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed_weights"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
+def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias, packed):
     """seqlab.nn.kernels.linear is F.linear through oneDNN: output, gradients and the gradient of
-    a gradient (create_graph=True) equal F.linear's in float32."""
+    a gradient (create_graph=True) equal F.linear's in float32; also with W packed once for a
+    block (kernels.packed_weights, as the reference loops run it)."""
+    import contextlib
+
     from seqlab.nn import kernels
 
     torch.manual_seed(0)
@@ -577,13 +581,37 @@ def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
     for fn in (kernels.linear, torch.nn.functional.linear):
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
         b = None if b0 is None else b0.clone().requires_grad_()
-        y = fn(x, w, b)
-        params = [x, w] + ([b] if bias else [])
-        grads = torch.autograd.grad((y * y).sum(), params, create_graph=True)
-        second = torch.autograd.grad(sum((g * g).sum() for g in grads), params)
+        with kernels.packed_weights([w], 7) if packed else contextlib.nullcontext():
+            if packed and fn is kernels.linear:
+                assert (kernels._scoped_packed(w) is not None) is kernels._onednn_usable(w)
+            y = fn(x, w, b)
+            params = [x, w] + ([b] if bias else [])
+            grads = torch.autograd.grad((y * y).sum(), params, create_graph=True)
+            second = torch.autograd.grad(sum((g * g).sum() for g in grads), params)
         results.append([y, *grads, *second])
     for ours, theirs in zip(*results):
         assert _diff(ours, theirs) <= TOL * max(1.0, theirs.abs().max().item())
+
+
+def test_packed_weights_block_sees_in_place_changes_and_ends():
+    """Inside kernels.packed_weights a weight changed in place is used as it now is (its version
+    moved, so not the stale packed copy); other tensors are never looked up by a reused id;
+    after the block nothing is held; blocks nest."""
+    from seqlab.nn import kernels
+
+    torch.manual_seed(0)
+    x, w, v = torch.randn(4, 3), torch.randn(5, 3), torch.randn(2, 3)
+    with torch.no_grad(), kernels.packed_weights([w, None], 4):
+        first = kernels.linear(x, w)
+        w.mul_(2)
+        assert kernels._scoped_packed(w) is None
+        assert _diff(kernels.linear(x, w), 2 * first) <= TOL
+        with kernels.packed_weights([v], 4):
+            assert _diff(kernels.linear(x, v), torch.nn.functional.linear(x, v)) <= TOL
+            assert kernels._scoped_packed(w) is None and (kernels._scoped_packed(v) is not None) is kernels._onednn_usable(v)
+        assert kernels._scoped_packed(v) is None
+    assert getattr(kernels._SCOPE, "packed", None) is None
+    assert _diff(first, torch.nn.functional.linear(x, w / 2)) <= TOL
 
 
 @pytest.mark.parametrize("dropouts", [(0.0, 0.0), (0.3, 0.4)], ids=["plain", "dropout"])

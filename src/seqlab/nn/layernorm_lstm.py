@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernels import _linear, _onednn_usable, _PackedWeight, linear, tanh
-from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _lstm_gates,
+from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _ifog_rows, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
 
@@ -126,12 +126,11 @@ class LayerNormLSTM(_RecurrentBase):
             H_t = o - 2 o sigmoid(LN(C_t; -2 g_c, -2 b_c))  = o tanh(LN(C_t))
         """
         H, G, eps = self.hidden_size, 4 * self.hidden_size, self.eps
-        perm = _ifog(H, w["w_hh"].device)  # gate rows reordered i, f, o, g (see recurrent._ifog)
-        w_x = torch.ops.mkldnn._reorder_linear_weight(w["w_ih"][perm].contiguous(), batch)  # (4H, H_in)
-        w_h = torch.ops.mkldnn._reorder_linear_weight(w["w_hh"][perm].contiguous(), batch)  # (4H, H)
-        scaled = lambda v: torch.cat([v[:3 * H], v[3 * H:] * -2])  # noqa: E731 - candidate rows x -2
-        g_x, g_h = scaled(w["g_ih"][perm]), scaled(w["g_hh"][perm])  # (4H,)
-        b = None if w["b"] is None else scaled(w["b"][perm])  # (4H,), rides in as LN(X W_x)'s shift
+        # Gate rows reordered i, f, o, g (see recurrent._ifog); the candidate's gains and shift x -2.
+        w_x = torch.ops.mkldnn._reorder_linear_weight(_ifog_rows(w["w_ih"], H), batch)  # (4H, H_in)
+        w_h = torch.ops.mkldnn._reorder_linear_weight(_ifog_rows(w["w_hh"], H), batch)  # (4H, H)
+        g_x, g_h = _ifog_rows(w["g_ih"], H, -2.0), _ifog_rows(w["g_hh"], H, -2.0)  # (4H,)
+        b = None if w["b"] is None else _ifog_rows(w["b"], H, -2.0)  # (4H,), rides in as LN(X W_x)'s shift
         g_c = w["g_c"] * -2  # (H,)
         b_c = None if w["b_c"] is None else w["b_c"] * -2
 

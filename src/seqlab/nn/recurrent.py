@@ -43,6 +43,7 @@ sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Callable, NamedTuple
@@ -52,7 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .kernels import _PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear, tanh
+from .kernels import (_PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear,
+                      packed_weights, tanh)
 
 IMPLS = ("fused", "fused_own", "reference")
 
@@ -647,10 +649,14 @@ class _RecurrentBase(nn.Module):
                 w = self._weights(layer, suffix)
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
+                    # The step's linear(x_t, W) calls use each W packed once for the whole loop.
+                    scope = packed_weights([v for k, v in w.items() if k.startswith("w_")], B)
                 else:
                     xs, step = self._fused(layer_in, w, record, reverse=direction == 1, batch=B)
-                out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
-                                           reverse=direction == 1, mask=mask, record=record)
+                    scope = contextlib.nullcontext()
+                with scope:
+                    out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
+                                               reverse=direction == 1, mask=mask, record=record)
                 outs.append(out)
                 for k, s in enumerate(state_n):
                     finals[k].append(s)
@@ -833,6 +839,14 @@ def _ifog(H: int, device) -> Tensor:
     return perm
 
 
+def _ifog_rows(t: Tensor, H: int, g_scale: float = 1.0) -> Tensor:
+    """t[_ifog(H)] (rows i, f, o, g of torch's i, f, g, o blocks) as one copy of three slices,
+    the candidate's rows times g_scale. For the inference steps: no autograd to record, and
+    slicing costs about a third of the indexed gather."""
+    g = t[2 * H:3 * H]
+    return torch.cat([t[:2 * H], t[3 * H:], g if g_scale == 1.0 else g * g_scale])
+
+
 def _fused_lstm_gates(a: Tensor, c_prev: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused LSTM step's gates and cell update (shared with LayerNormLSTM).
 
@@ -913,13 +927,10 @@ class LSTM(_RecurrentBase):
         output are one fused multiply-add each: c_t = f c + i - 2 i s_g, h_t = o - 2 o s_c.
         """
         H = self.hidden_size
-        perm = _ifog(H, w["w_hh"].device)  # gate rows reordered i, f, o, g (see _ifog)
-        weight = torch.cat([w["w_ih"], w["w_hh"]], dim=1)[perm]  # (4H, H_in + H_out)
-        weight[3 * H:] *= -2  # candidate rows: s_g = sigmoid(-2 a_g), tanh(a_g) = 1 - 2 s_g
-        bias = None
-        if w["b_ih"] is not None:
-            bias = (w["b_ih"] + w["b_hh"])[perm]
-            bias[3 * H:] *= -2
+        # Gate rows reordered i, f, o, g (see _ifog); the candidate's rows times -2, so that
+        # s_g = sigmoid(-2 a_g) and tanh(a_g) = 1 - 2 s_g.
+        weight = _ifog_rows(torch.cat([w["w_ih"], w["w_hh"]], dim=1), H, -2.0)  # (4H, H_in + H_out)
+        bias = None if w["b_ih"] is None else _ifog_rows(w["b_ih"] + w["b_hh"], H, -2.0)  # (4H,)
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         w_hr = w["w_hr"]
 
