@@ -74,18 +74,23 @@ def _onednn_linear_works() -> bool:
     return _ONEDNN_LINEAR
 
 
+# These checks run several times per time step, so they are kept cheap: looked up once here.
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)  # torch >= 2.4
+_MKLDNN_BUILT = torch.backends.mkldnn.is_available()
+
+
 def _autocast_enabled() -> bool:
     """Autocast on for any device (torch.is_autocast_enabled() alone sees only CUDA's), as
     torch.nn.RNNBase checks it."""
-    if hasattr(torch._C, "_is_any_autocast_enabled"):
-        return torch._C._is_any_autocast_enabled()
+    if _ANY_AUTOCAST is not None:
+        return _ANY_AUTOCAST()
     return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
 
 
 def _cpu_float32(t: Tensor) -> bool:
     """A float32 CPU tensor outside torch.compile and autocast: where this module's kernels run."""
-    return (t.device.type == "cpu" and t.dtype == torch.float32 and not torch.compiler.is_compiling()
-            and not _autocast_enabled())
+    return (t.dtype == torch.float32 and t.device.type == "cpu" and not _autocast_enabled()
+            and not torch.compiler.is_compiling())
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -113,8 +118,8 @@ def _onednn_usable(t: Tensor) -> bool:
     # Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
     # oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
     # autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
-    return (_cpu_float32(t) and torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
-            and _onednn_linear_works())
+    return (_cpu_float32(t) and _MKLDNN_BUILT and torch._C._get_mkldnn_enabled()
+            and (_ONEDNN_LINEAR or _onednn_linear_works()))
 
 
 def _mm_at_b(a: Tensor, b: Tensor) -> Tensor:
@@ -195,7 +200,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _onednn_call(x: Tensor, w: Tensor, bias: Tensor | None, add: Tensor | None, pw: _PackedWeight | None) -> Tensor:
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, bias, add)):
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (bias is not None and bias.requires_grad)
+                                    or (add is not None and add.requires_grad)):
         return _OneDNNLinear.apply(x, w, bias, add, pw)
     # No graph to record: skip the autograd Function's per-call overhead.
     return _onednn_forward(x, w if pw is None else pw.packed(), bias, add)
@@ -253,7 +259,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     if (x.dim() == 2 and w.dim() == 2 and x.size(0) > 0 and x.size(1) == w.size(1)
             and x.dtype == w.dtype and (b is None or (b.dim() == 1 and b.size(0) == w.size(0)
                                                       and b.dtype == w.dtype and b.is_contiguous()))
-            and _onednn_usable(x) and _onednn_usable(w) and not _plain_autograd_only()):
+            and w.device == x.device and _onednn_usable(x) and not _plain_autograd_only()):
         return _onednn_call(x, w, b, None, _scoped_packed(w))
     return F.linear(x, w, b)
 
