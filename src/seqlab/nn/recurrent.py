@@ -112,9 +112,7 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     The four gate blocks are stacked in W in torch's order (i, f, g, o).
     Shapes: x_t (B, H_in), h_prev (B, H_out), c_prev (B, H) -> h (B, H_out), c (B, H).
     """
-    # X_t W_x + H_{t-1} W_h + b, (B, 4H); add_ sums into the first product's fresh buffer, which
-    # is still in cache for the gates (a new (B, 4H) sum is a few percent of the step's time).
-    a_t = linear(x_t, w_ih, b_ih).add_(linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh))
+    a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
