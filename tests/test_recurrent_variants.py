@@ -669,3 +669,8 @@ def test_kernels_edge_cases_fall_back_to_torch():
     batches = torch.randn(4, 2, 3)
     y_ours = torch.vmap(lambda a: ours(a)[0])(batches)  # (torch's own cell has no vmap rule)
     assert _diff(y_ours, torch.stack([theirs(a)[0] for a in batches])) <= TOL
+    # vmap over the state alone (an ensemble of initial states for one input): the products of
+    # an unbatched x_t and a batched h_{t-1} are summed out of place, as the equation reads.
+    hs, c0 = torch.randn(4, 2, 5), torch.randn(2, 5)
+    y_ours = torch.vmap(lambda h: ours(xs, (h, c0))[0])(hs)
+    assert _diff(y_ours, torch.stack([theirs(xs, (h, c0))[0] for h in hs])) <= TOL
