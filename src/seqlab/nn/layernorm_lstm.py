@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernels import _linear, _onednn_usable, _PackedWeight, linear, tanh
-from .recurrent import (LSTMStep, Step, _fused_lstm_gates, _ifog, _ifog_rows, _lstm_gates,
+from .recurrent import (LSTMStep, Step, _candidate_scaled, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
 
@@ -121,16 +121,18 @@ class LayerNormLSTM(_RecurrentBase):
         H_{t-1} W_h, need the two products apart, so two GEMMs per step rather than one.
         Both tanh come from sigmoids, tanh(a) = 1 - 2 sigmoid(-2a): the -2 rides on the norms'
         gains and shifts (exact in floating point, and LN(a; -2g, -2b) = -2 LN(a; g, b)), so
-            S = sigmoid(LN(X_t W_x; g_x') + LN(H_{t-1} W_h; g_h') + b')   (bs, 4H): i, f, o, s_g
+            S = sigmoid(LN(X_t W_x; g_x') + LN(H_{t-1} W_h; g_h') + b')   (bs, 4H): i, f, s_g, o
             C_t = f C + i - 2 i s_g                    = f C + i tanh(a_g)
             H_t = o - 2 o sigmoid(LN(C_t; -2 g_c, -2 b_c))  = o tanh(LN(C_t))
         """
         H, G, eps = self.hidden_size, 4 * self.hidden_size, self.eps
-        # Gate rows reordered i, f, o, g (see recurrent._ifog); the candidate's gains and shift x -2.
-        w_x = torch.ops.mkldnn._reorder_linear_weight(_ifog_rows(w["w_ih"], H), batch)  # (4H, H_in)
-        w_h = torch.ops.mkldnn._reorder_linear_weight(_ifog_rows(w["w_hh"], H), batch)  # (4H, H)
-        g_x, g_h = _ifog_rows(w["g_ih"], H, -2.0), _ifog_rows(w["g_hh"], H, -2.0)  # (4H,)
-        b = None if w["b"] is None else _ifog_rows(w["b"], H, -2.0)  # (4H,), rides in as LN(X W_x)'s shift
+        # torch's gate order i, f, g, o kept (one sigmoid covers all four blocks, and the norms do
+        # not care about order), so the weights are packed as they are; the candidate's gains
+        # and shift x -2.
+        w_x = torch.ops.mkldnn._reorder_linear_weight(w["w_ih"].detach().contiguous(), batch)  # (4H, H_in)
+        w_h = torch.ops.mkldnn._reorder_linear_weight(w["w_hh"].detach().contiguous(), batch)  # (4H, H)
+        g_x, g_h = _candidate_scaled(w["g_ih"], H, -2.0), _candidate_scaled(w["g_hh"], H, -2.0)  # (4H,)
+        b = None if w["b"] is None else _candidate_scaled(w["b"], H, -2.0)  # (4H,), rides in as LN(X W_x)'s shift
         g_c = w["g_c"] * -2  # (H,)
         b_c = None if w["b_c"] is None else w["b_c"] * -2
 
@@ -140,7 +142,7 @@ class LayerNormLSTM(_RecurrentBase):
             hw = torch.ops.mkldnn._linear_pointwise(h if mask is None else h * mask, w_h, None, "none", [], "")
             s = F.layer_norm(xw, (G,), g_x, b, eps)
             s = s.add_(F.layer_norm(hw, (G,), g_h, None, eps)).sigmoid_()  # (bs, 4H)
-            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(-2 a_g)
+            i_t, f_t, s_g, o_t = s.chunk(4, dim=1)  # input, forget gates; sigmoid(-2 a_g); output gate
             c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
             s_c = F.layer_norm(c_t, (H,), g_c, b_c, eps).sigmoid_()  # sigmoid(-2 LN(c_t))
             h_t = torch.addcmul(o_t, o_t, s_c, value=-2)  # o tanh(LN(c_t)), (bs, H)

@@ -839,12 +839,12 @@ def _ifog(H: int, device) -> Tensor:
     return perm
 
 
-def _ifog_rows(t: Tensor, H: int, g_scale: float = 1.0) -> Tensor:
-    """t[_ifog(H)] (rows i, f, o, g of torch's i, f, g, o blocks) as one copy of three slices,
-    the candidate's rows times g_scale. For the inference steps: no autograd to record, and
-    slicing costs about a third of the indexed gather."""
-    g = t[2 * H:3 * H]
-    return torch.cat([t[:2 * H], t[3 * H:], g if g_scale == 1.0 else g * g_scale])
+def _candidate_scaled(t: Tensor, H: int, scale: float) -> Tensor:
+    """A copy of t (4H, ...) in torch's i, f, g, o block order with the candidate block g times
+    scale: the inference steps' -2, so that a sigmoid gives tanh(a_g) = 1 - 2 sigmoid(-2 a_g)."""
+    t = t.clone()
+    t[2 * H:3 * H] *= scale
+    return t
 
 
 def _fused_lstm_gates(a: Tensor, c_prev: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -927,10 +927,14 @@ class LSTM(_RecurrentBase):
         output are one fused multiply-add each: c_t = f c + i - 2 i s_g, h_t = o - 2 o s_c.
         """
         H = self.hidden_size
-        # Gate rows reordered i, f, o, g (see _ifog); the candidate's rows times -2, so that
-        # s_g = sigmoid(-2 a_g) and tanh(a_g) = 1 - 2 s_g.
-        weight = _ifog_rows(torch.cat([w["w_ih"], w["w_hh"]], dim=1), H, -2.0)  # (4H, H_in + H_out)
-        bias = None if w["b_ih"] is None else _ifog_rows(w["b_ih"] + w["b_hh"], H, -2.0)  # (4H,)
+        # torch's gate order i, f, g, o kept (the sigmoid covers all four blocks, so no reordering
+        # copy); the candidate's rows times -2, so that s_g = sigmoid(-2 a_g), tanh(a_g) = 1 - 2 s_g.
+        weight = torch.cat([w["w_ih"], w["w_hh"]], dim=1)  # (4H, H_in + H_out), a fresh copy
+        weight[2 * H:3 * H] *= -2
+        bias = None
+        if w["b_ih"] is not None:
+            bias = w["b_ih"] + w["b_hh"]  # (4H,)
+            bias[2 * H:3 * H] *= -2
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         w_hr = w["w_hr"]
 
@@ -938,7 +942,7 @@ class LSTM(_RecurrentBase):
             h, c = state
             xh = torch.cat([x_t, h if mask is None else h * mask], dim=1)  # (bs, H_in + H_out)
             s = torch.ops.mkldnn._linear_pointwise(xh, packed, bias, "sigmoid", [], "")  # (bs, 4H)
-            i_t, f_t, o_t, s_g = s.chunk(4, dim=1)  # input, forget, output gates; sigmoid(-2 a_g)
+            i_t, f_t, s_g, o_t = s.chunk(4, dim=1)  # input, forget gates; sigmoid(-2 a_g); output gate
             c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
             h_t = torch.addcmul(o_t, o_t, torch.sigmoid(c_t * -2), value=-2)  # o tanh(c_t), (bs, H)
             if w_hr is not None:
