@@ -44,7 +44,7 @@ def _grad_scale(grads) -> float:
     return max(1.0, max(g.abs().max().item() for g in grads))
 
 
-def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32, grad=True):
+def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32, grad=True, bidirectional=True):
     """Outputs, states and parameter gradients of each impl, same weights and same dropout seed.
     grad=False: the forward under torch.no_grad() (the LSTMs' inference steps), no gradients."""
     cls, extra = VARIANTS[variant]
@@ -56,13 +56,13 @@ def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32,
     lengths = torch.tensor([3, T, 2])
     # A random initial state: from h_0 = 0 LayerNormLSTM would normalise an all-zero W_hh h_0,
     # whose gradient is 1/sqrt(eps) times larger and would swamp float32 comparisons.
-    H_out = extra.get("proj_size", n_hid)
-    h0 = torch.randn(4, B, H_out, generator=gen, dtype=dtype)
-    hx = (h0, torch.randn(4, B, n_hid, generator=gen, dtype=dtype)) if "lstm" in variant else h0
+    H_out, n_states = extra.get("proj_size", n_hid), 4 if bidirectional else 2
+    h0 = torch.randn(n_states, B, H_out, generator=gen, dtype=dtype)
+    hx = (h0, torch.randn(n_states, B, n_hid, generator=gen, dtype=dtype)) if "lstm" in variant else h0
     results = {}
     for impl in ("reference", "fused_own", "fused"):
         torch.manual_seed(0)
-        layer = cls(n_in, n_hid, num_layers=2, bidirectional=True, batch_first=True, dropout=dropout,
+        layer = cls(n_in, n_hid, num_layers=2, bidirectional=bidirectional, batch_first=True, dropout=dropout,
                     recurrent_dropout=recurrent_dropout, impl=impl, **extra).to(dtype)
         torch.manual_seed(7)  # the dropout masks
         inp = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
@@ -614,17 +614,19 @@ def test_packed_weights_block_sees_in_place_changes_and_ends():
     assert _diff(first, torch.nn.functional.linear(x, w / 2)) <= TOL
 
 
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
 @pytest.mark.parametrize("dropouts", [(0.0, 0.0), (0.3, 0.4)], ids=["plain", "dropout"])
 @pytest.mark.parametrize("variant", ["lstm", "lstm_proj", "layernorm_lstm"])
-def test_inference_step_matches_reference(variant, dropouts):
+def test_inference_step_matches_reference(variant, dropouts, bidirectional):
     """Under no_grad, in training mode with dropout and variational dropout (same seeds), packed,
-    bidirectional, 2 layers: the LSTM's and LayerNormLSTM's inference steps give the reference's
-    outputs and states."""
-    results = _run_impls(variant, *dropouts, packed=True, grad=False)
+    2 layers: the LSTM's and LayerNormLSTM's inference steps give the reference's outputs and
+    states (one direction: the layer below's per-step rows go straight into the next loop)."""
+    results = _run_impls(variant, *dropouts, packed=True, grad=False, bidirectional=bidirectional)
     (y0, s0, _), (y, s, _) = results["reference"], results["fused_own"]
     assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0, strict=True))
     if dropouts[1] > 0:
-        assert _diff(y, _run_impls(variant, dropouts[0], 0.0, packed=True, grad=False)["fused_own"][0]) > 1e-3
+        no_rec = _run_impls(variant, dropouts[0], 0.0, packed=True, grad=False, bidirectional=bidirectional)
+        assert _diff(y, no_rec["fused_own"][0]) > 1e-3
 
 
 def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .kernels import _linear, _onednn_usable, _PackedWeight, linear, tanh
+from .kernels import _linear, _PackedWeight, linear, tanh
 from .recurrent import (LSTMStep, Step, _candidate_scaled, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
@@ -106,11 +106,6 @@ class LayerNormLSTM(_RecurrentBase):
                                     w["g_hh"], w["g_c"], w["b_c"], self.eps, mask)
             return (s.h, s.c), s.gates()
         return step
-
-    def _fused(self, layer_in, w, record, reverse, batch):
-        if not (record or torch.is_grad_enabled()) and batch > 0 and _onednn_usable(layer_in):
-            return layer_in, self._inference_step(w, batch)
-        return super()._fused(layer_in, w, record, reverse, batch)
 
     def _inference_step(self, w, batch: int) -> Step:
         """The fused step without autograd, on oneDNN (CPU, float32): the layer's raw input rows in.

@@ -634,12 +634,21 @@ class _RecurrentBase(nn.Module):
         steps (N, H_in): the rows of step t are steps[offset_t : offset_t + sizes[t]], sequences
         sorted longest first (a padded batch is the case sizes == [B] * T). Returns the top
         layer's rows (N, D * H_out), the final states and the recorded gates.
+
+        A layer whose loop takes its input step by step (the reference, and the inference
+        steps) gets the layer below's outputs as the list of per-step rows the loop produced,
+        not concatenated into one (N, H) block first: that block is written once and read once,
+        a fresh allocation of T * B rows per layer per call.
         """
         D = 2 if self.bidirectional else 1
         B = sizes[0]
         finals: list[list[Tensor]] = [[] for _ in states]
         gates: dict[str, Gates] = {}
-        layer_in = steps
+        # Without autograd (and gates to record), a class with an inference step runs it.
+        inference = (self._inference_step is not None and not (record or torch.is_grad_enabled())
+                     and B > 0 and _onednn_usable(steps))
+        per_step = self.impl == "reference" or inference  # loops that read x_t one step at a time
+        layer_in: Tensor | list[Tensor] = steps
         for layer in range(self.num_layers):
             outs = []
             for direction in range(D):
@@ -647,13 +656,15 @@ class _RecurrentBase(nn.Module):
                 idx = layer * D + direction
                 mask = self._recurrent_mask(B, steps)
                 w = self._weights(layer, suffix)
+                scope = contextlib.nullcontext()
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
                     # The step's linear(x_t, W) calls use each W packed once for the whole loop.
                     scope = packed_weights([v for k, v in w.items() if k.startswith("w_")], B)
+                elif inference:
+                    xs, step = layer_in, self._inference_step(w, B)
                 else:
-                    xs, step = self._fused(layer_in, w, record, reverse=direction == 1, batch=B)
-                    scope = contextlib.nullcontext()
+                    xs, step = self._fused(_rows(layer_in), w, record, reverse=direction == 1, batch=B)
                 with scope:
                     out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
                                                reverse=direction == 1, mask=mask, record=record)
@@ -662,14 +673,24 @@ class _RecurrentBase(nn.Module):
                     finals[k].append(s)
                 if record:
                     gates[f"l{layer}{suffix}"] = rec
-            layer_in = outs[0] if D == 1 else torch.cat(outs, dim=1)  # (N, D * H_out)
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+            dropout = self.dropout > 0 and self.training and layer < self.num_layers - 1
+            if D == 1 and per_step and not dropout and layer < self.num_layers - 1:
+                layer_in = outs[0]  # T x (sizes[t], H_out), straight into the next layer's loop
+            elif D == 1:
+                layer_in = _rows(outs[0])  # (N, H_out)
+            else:
+                layer_in = torch.cat([_rows(o) for o in outs], dim=1)  # (N, 2 * H_out)
+            if dropout:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         return layer_in, tuple(torch.stack(f, 0) for f in finals), gates
 
     # Subclass hooks.
     def _reference_step(self, w) -> Step:
         raise NotImplementedError
+
+    # (w, batch) -> Step taking raw input rows x_t: the fused step without autograd, where a
+    # class has one (LSTM, LayerNormLSTM); run on float32 CPU tensors with oneDNN only.
+    _inference_step: Callable[..., Step] | None = None
 
     def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool, batch: int) -> tuple[Tensor, Step]:
         """The projected inputs of every step (N, G) and the step that consumes them."""
@@ -693,22 +714,28 @@ class _RecurrentBase(nn.Module):
         return [getattr(self, name) for name in self._flat_weights_names]
 
 
-def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
+def _rows(xs: Tensor | list[Tensor]) -> Tensor:
+    """Per-step rows as one (N, H) block (a list from _recur is concatenated; a block as is)."""
+    return xs if isinstance(xs, Tensor) else torch.cat(xs, dim=0)
+
+
+def _recur(step: Step, xs: Tensor | list[Tensor], sizes: list[int], state: State, *,
            reverse: bool, mask: Tensor | None, record: bool):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
     Sequences are sorted longest first, so at step t the first sizes[t] rows are the live
     ones; the others keep their state (finished sequences going forward, not yet started
     ones going backward, which is why the reverse pass needs no per-sequence flipping).
-    Returns the outputs (N, H_out) in the input's packed row order, the final state and the
-    gates {name: (B, T, H)}.
+    xs: the rows (N, *) or the list of each step's rows. Returns the outputs as the list of
+    each step's rows (sizes[t], H_out) (``_rows`` makes them one (N, H_out) block in the input's
+    packed row order), the final state and the gates {name: (B, T, H)}.
     """
     B, T = sizes[0], len(sizes)
     outs: list[Tensor | None] = [None] * T
     recorded: list[Gates | None] = [None] * T
     # One split rather than T slices: the backward of a slice is a zero tensor the size of the
     # whole input per step (quadratic in T); that of a split is a single concatenation.
-    x_steps = xs.split(sizes)  # T x (sizes[t], *)
+    x_steps = xs.split(sizes) if isinstance(xs, Tensor) else xs  # T x (sizes[t], *)
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = sizes[t]
         x_t = x_steps[t]  # (bs, *)
@@ -724,7 +751,7 @@ def _recur(step: Step, xs: Tensor, sizes: list[int], state: State, *,
     gates = {}
     if record:
         gates = {k: torch.stack([r[k] for r in recorded], dim=1) for k in recorded[0]}  # (B, T, H)
-    return torch.cat(outs, dim=0), state, gates
+    return outs, state, gates
 
 
 class _BatchedWeightGrad(torch.autograd.Function):
@@ -889,8 +916,6 @@ class LSTM(_RecurrentBase):
         return step
 
     def _fused(self, layer_in, w, record, reverse, batch):
-        if not (record or torch.is_grad_enabled()) and batch > 0 and _onednn_usable(layer_in):
-            return layer_in, self._inference_step(w, batch)
         H = self.hidden_size
         perm = _ifog(H, layer_in.device)  # gate rows reordered i, f, o, g (see _ifog)
         b = None if w["b_ih"] is None else (w["b_ih"] + w["b_hh"])[perm]
