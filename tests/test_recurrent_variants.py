@@ -676,3 +676,64 @@ def test_kernels_edge_cases_fall_back_to_torch():
     hs, c0 = torch.randn(4, 2, 5), torch.randn(2, 5)
     y_ours = torch.vmap(lambda h: ours(xs, (h, c0))[0])(hs)
     assert _diff(y_ours, torch.stack([theirs(xs, (h, c0))[0] for h in hs])) <= TOL
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "rnn", "layernorm_lstm"])
+def test_reference_runs_on_inference_tensors(variant):
+    """Weights that are inference tensors (a model built under torch.inference_mode, or a
+    parametrization recomputed there) have no version counter: the reference loop's packed
+    weights skip them and give the same numbers as under no_grad (found by review)."""
+    cls, extra = VARIANTS[variant]
+    x = torch.randn(5, 2, I, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        built_inside = cls(I, H, num_layers=2, impl="reference", **extra)
+        assert built_inside.weight_hh_l0.is_inference()
+        y_inside = built_inside(x)[0]
+    with torch.no_grad():
+        assert _diff(built_inside(x)[0], y_inside) == 0.0
+    layer = cls(I, H, impl="reference", **extra)
+    torch.nn.utils.parametrizations.weight_norm(layer, "weight_hh_l0")
+    with torch.inference_mode():
+        y_inf = layer(x)[0]
+    with torch.no_grad():
+        assert _diff(layer(x)[0], y_inf) <= TOL
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
+def test_forward_ad_under_no_grad_matches_reference(variant):
+    """torch.func.jvp and forward-mode dual tensors under no_grad: the own loop steps aside from
+    its oneDNN inference step and custom multiplies (no derivative formulas there) and gives the
+    reference's tangents (they were silently wrong before; found by review)."""
+    import torch.autograd.forward_ad as fwAD
+
+    cls, extra = VARIANTS[variant]
+    gen = torch.Generator().manual_seed(0)
+    x, v = torch.randn(5, 2, I, generator=gen), torch.randn(5, 2, I, generator=gen)
+    ref = cls(I, H, num_layers=2, impl="reference", **extra)
+    own = cls(I, H, num_layers=2, impl="fused_own", **extra)
+    own.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        _, t_ref = torch.func.jvp(lambda a: ref(a)[0], (x,), (v,))
+        _, t_own = torch.func.jvp(lambda a: own(a)[0], (x,), (v,))
+        with fwAD.dual_level():
+            t_dual = fwAD.unpack_dual(own(fwAD.make_dual(x, v))[0]).tangent
+    scale = t_ref.abs().max().item()  # LayerNormLSTM's tangents reach ~10: relative to their scale
+    assert scale > 1e-2
+    assert _diff(t_own, t_ref) <= TOL * max(1.0, scale)
+    assert t_dual is not None and _diff(t_dual, t_ref) <= TOL * max(1.0, scale)
+
+
+def test_gru_own_loop_with_a_non_contiguous_bias_matches_torch():
+    """A bias parameter that is a strided view reaches oneDNN as dense memory (it read the
+    view's raw storage before; found by review)."""
+    ours, theirs = snn.GRU(I, H, impl="fused_own"), nn.GRU(I, H)
+    theirs.load_state_dict(ours.state_dict())
+    storage = torch.randn(6 * H)
+    with torch.no_grad():
+        ours.bias_ih_l0 = nn.Parameter(storage[::2])
+        theirs.bias_ih_l0 = nn.Parameter(storage[::2].clone())
+    assert not ours.bias_ih_l0.is_contiguous()
+    x = torch.randn(T, B, I)
+    assert _diff(ours(x)[0], theirs(x)[0]) <= TOL
+    with torch.no_grad():
+        assert _diff(ours(x)[0], theirs(x)[0]) <= TOL

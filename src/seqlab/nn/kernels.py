@@ -166,6 +166,8 @@ class _PackedWeight:
 
 def _onednn_forward(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None) -> Tensor:
     """x W^T + bias (+ add, fused into the GEMM's epilogue) by oneDNN; weight packed or plain."""
+    if bias is not None and not bias.is_contiguous():  # oneDNN reads the bias as dense memory
+        bias = bias.contiguous()
     if add is None:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), weight, bias, "add")
@@ -224,14 +226,17 @@ def packed_weights(weights: Iterable[Tensor | None], batch: int) -> Iterator[Non
     For loops that multiply by the same W at every step, as the reference recurrences do
     (5-20% off each step's GEMM on the measuring machine, docs/benchmarks.md). Same numbers
     and autograd as without it. A weight changed in place inside the block (its version
-    counter moves) is used as it is, unpacked; None entries are skipped. Per thread; nests.
+    counter moves) is used as it is, unpacked; None entries and inference tensors (no version
+    counter) are skipped. Per thread; nests.
     """
     if torch.compiler.is_compiling():  # the plain route anyway (_onednn_usable)
         yield
         return
     outer = getattr(_SCOPE, "packed", None)
     inner = dict(outer or {})
-    inner.update({id(w): (_PackedWeight(w, batch), w._version) for w in weights if w is not None})
+    # Inference tensors (made under torch.inference_mode) have no version counter to check: skipped.
+    inner.update({id(w): (_PackedWeight(w, batch), w._version) for w in weights
+                  if w is not None and not w.is_inference()})
     _SCOPE.packed = inner
     try:
         yield
@@ -266,7 +271,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 def _linear(x: Tensor, pw: _PackedWeight, bias: Tensor | None = None, add: Tensor | None = None) -> Tensor:
     """x W^T + bias + add with W packed: (n, in) -> (n, out). The fused loops' multiply."""
-    if pw.onednn:
+    if pw.onednn and not _plain_autograd_only():
         return _onednn_call(x, pw.w, bias, add, pw)
     if add is None:
         return F.linear(x, pw.w, bias)

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .kernels import (_PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable, linear,
-                      packed_weights, tanh)
+from .kernels import (_PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable,
+                      _plain_autograd_only, linear, packed_weights, tanh)
 
 IMPLS = ("fused", "fused_own", "reference")
 
@@ -644,9 +644,10 @@ class _RecurrentBase(nn.Module):
         B = sizes[0]
         finals: list[list[Tensor]] = [[] for _ in states]
         gates: dict[str, Gates] = {}
-        # Without autograd (and gates to record), a class with an inference step runs it.
+        # Without autograd (and gates to record), a class with an inference step runs it; not
+        # under forward-mode AD or torch.func, which need ops with derivative formulas.
         inference = (self._inference_step is not None and not (record or torch.is_grad_enabled())
-                     and B > 0 and _onednn_usable(steps))
+                     and B > 0 and _onednn_usable(steps) and not _plain_autograd_only())
         per_step = self.impl == "reference" or inference  # loops that read x_t one step at a time
         layer_in: Tensor | list[Tensor] = steps
         for layer in range(self.num_layers):
