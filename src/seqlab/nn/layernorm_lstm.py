@@ -131,7 +131,7 @@ class LayerNormLSTM(_RecurrentBase):
         g_c = w["g_c"] * -2  # (H,)
         b_c = None if w["b_c"] is None else w["b_c"] * -2
 
-        def step(x_t, state, mask):
+        def step(x_t, state, mask, out):
             h, c = state
             xw = torch.ops.mkldnn._linear_pointwise(x_t, w_x, None, "none", [], "")  # (bs, 4H)
             hw = torch.ops.mkldnn._linear_pointwise(h if mask is None else h * mask, w_h, None, "none", [], "")
@@ -140,7 +140,7 @@ class LayerNormLSTM(_RecurrentBase):
             i_t, f_t, s_g, o_t = s.chunk(4, dim=1)  # input, forget gates; sigmoid(-2 a_g); output gate
             c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
             s_c = F.layer_norm(c_t, (H,), g_c, b_c, eps).sigmoid_()  # sigmoid(-2 LN(c_t))
-            h_t = torch.addcmul(o_t, o_t, s_c, value=-2)  # o tanh(LN(c_t)), (bs, H)
+            h_t = torch.addcmul(o_t, o_t, s_c, value=-2, out=out)  # o tanh(LN(c_t)), (bs, H)
             return (h_t, c_t), None
         return step
 

@@ -648,6 +648,7 @@ class _RecurrentBase(nn.Module):
         # under forward-mode AD or torch.func, which need ops with derivative formulas.
         inference = (self._inference_step is not None and not (record or torch.is_grad_enabled())
                      and B > 0 and _onednn_usable(steps) and not _plain_autograd_only())
+        inference = inference and self.impl != "reference"
         per_step = self.impl == "reference" or inference  # loops that read x_t one step at a time
         layer_in: Tensor | list[Tensor] = steps
         for layer in range(self.num_layers):
@@ -657,18 +658,20 @@ class _RecurrentBase(nn.Module):
                 idx = layer * D + direction
                 mask = self._recurrent_mask(B, steps)
                 w = self._weights(layer, suffix)
-                scope = contextlib.nullcontext()
+                scope, out_size = contextlib.nullcontext(), None
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
                     # The step's linear(x_t, W) calls use each W packed once for the whole loop.
                     scope = packed_weights([v for k, v in w.items() if k.startswith("w_")], B)
                 elif inference:
                     xs, step = layer_in, self._inference_step(w, B)
+                    out_size = self.proj_size or self.hidden_size  # the step writes h_t into the output block
                 else:
                     xs, step = self._fused(_rows(layer_in), w, record, reverse=direction == 1, batch=B)
                 with scope:
                     out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
-                                               reverse=direction == 1, mask=mask, record=record)
+                                               reverse=direction == 1, mask=mask, record=record,
+                                               out_size=out_size)
                 outs.append(out)
                 for k, s in enumerate(state_n):
                     finals[k].append(s)
@@ -676,7 +679,7 @@ class _RecurrentBase(nn.Module):
                     gates[f"l{layer}{suffix}"] = rec
             dropout = self.dropout > 0 and self.training and layer < self.num_layers - 1
             if D == 1 and per_step and not dropout and layer < self.num_layers - 1:
-                layer_in = outs[0]  # T x (sizes[t], H_out), straight into the next layer's loop
+                layer_in = outs[0]  # the per-step rows (a list, or the inference steps' block) as they are
             elif D == 1:
                 layer_in = _rows(outs[0])  # (N, H_out)
             else:
@@ -689,8 +692,9 @@ class _RecurrentBase(nn.Module):
     def _reference_step(self, w) -> Step:
         raise NotImplementedError
 
-    # (w, batch) -> Step taking raw input rows x_t: the fused step without autograd, where a
-    # class has one (LSTM, LayerNormLSTM); run on float32 CPU tensors with oneDNN only.
+    # (w, batch) -> Step taking raw input rows x_t and the rows of the output block to write h_t
+    # into: the fused step without autograd, where a class has one (LSTM, LayerNormLSTM); run on
+    # float32 CPU tensors with oneDNN only.
     _inference_step: Callable[..., Step] | None = None
 
     def _fused(self, layer_in: Tensor, w, record: bool, reverse: bool, batch: int) -> tuple[Tensor, Step]:
@@ -721,7 +725,7 @@ def _rows(xs: Tensor | list[Tensor]) -> Tensor:
 
 
 def _recur(step: Step, xs: Tensor | list[Tensor], sizes: list[int], state: State, *,
-           reverse: bool, mask: Tensor | None, record: bool):
+           reverse: bool, mask: Tensor | None, record: bool, out_size: int | None = None):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
     Sequences are sorted longest first, so at step t the first sizes[t] rows are the live
@@ -730,9 +734,18 @@ def _recur(step: Step, xs: Tensor | list[Tensor], sizes: list[int], state: State
     xs: the rows (N, *) or the list of each step's rows. Returns the outputs as the list of
     each step's rows (sizes[t], H_out) (``_rows`` makes them one (N, H_out) block in the input's
     packed row order), the final state and the gates {name: (B, T, H)}.
+
+    out_size (the inference steps): the step takes a fourth argument, the (sizes[t], out_size)
+    rows of one preallocated (N, out_size) output block, writes h_t there, and that block is
+    returned: no list of T separate h_t and no concatenation of them afterwards.
     """
     B, T = sizes[0], len(sizes)
     outs: list[Tensor | None] = [None] * T
+    out_rows: list[Tensor] | None = None
+    if out_size is not None:
+        first = xs if isinstance(xs, Tensor) else xs[0]
+        block = first.new_empty(sum(sizes), out_size)  # (N, H_out)
+        out_rows = list(block.split(sizes))
     recorded: list[Gates | None] = [None] * T
     # One split rather than T slices: the backward of a slice is a zero tensor the size of the
     # whole input per step (quadratic in T); that of a split is a single concatenation.
@@ -740,19 +753,21 @@ def _recur(step: Step, xs: Tensor | list[Tensor], sizes: list[int], state: State
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = sizes[t]
         x_t = x_steps[t]  # (bs, *)
+        extra = () if out_rows is None else (out_rows[t],)
         if bs == B:
-            state, gates_t = step(x_t, state, mask)
+            state, gates_t = step(x_t, state, mask, *extra)
         else:
-            live, gates_t = step(x_t, tuple(s[:bs] for s in state), None if mask is None else mask[:bs])
+            live, gates_t = step(x_t, tuple(s[:bs] for s in state), None if mask is None else mask[:bs], *extra)
             state = tuple(torch.cat([n, s[bs:]]) for n, s in zip(live, state))
             if gates_t is not None:
                 gates_t = {k: F.pad(g, (0, 0, 0, B - bs)) for k, g in gates_t.items()}
         outs[t] = state[0] if bs == B else state[0][:bs]
-        recorded[t] = gates_t
+        if record:  # otherwise let them go now: T steps of gates held to the end cost memory and page faults
+            recorded[t] = gates_t
     gates = {}
     if record:
         gates = {k: torch.stack([r[k] for r in recorded], dim=1) for k in recorded[0]}  # (B, T, H)
-    return outs, state, gates
+    return (outs if out_rows is None else block), state, gates
 
 
 class _BatchedWeightGrad(torch.autograd.Function):
@@ -964,15 +979,17 @@ class LSTM(_RecurrentBase):
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         w_hr = w["w_hr"]
 
-        def step(x_t, state, mask):
+        def step(x_t, state, mask, out):
             h, c = state
             xh = torch.cat([x_t, h if mask is None else h * mask], dim=1)  # (bs, H_in + H_out)
             s = torch.ops.mkldnn._linear_pointwise(xh, packed, bias, "sigmoid", [], "")  # (bs, 4H)
             i_t, f_t, s_g, o_t = s.chunk(4, dim=1)  # input, forget gates; sigmoid(-2 a_g); output gate
             c_t = torch.addcmul(torch.addcmul(i_t, f_t, c), i_t, s_g, value=-2)  # f c + i tanh(a_g)
-            h_t = torch.addcmul(o_t, o_t, torch.sigmoid(c_t * -2), value=-2)  # o tanh(c_t), (bs, H)
-            if w_hr is not None:
-                h_t = linear(h_t, w_hr)  # (bs, H_out)
+            s_c = torch.sigmoid(c_t * -2)
+            if w_hr is None:
+                h_t = torch.addcmul(o_t, o_t, s_c, value=-2, out=out)  # o tanh(c_t), (bs, H)
+            else:
+                h_t = out.copy_(linear(torch.addcmul(o_t, o_t, s_c, value=-2), w_hr))  # (bs, H_out)
             return (h_t, c_t), None
         return step
 
