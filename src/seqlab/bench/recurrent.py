@@ -51,8 +51,10 @@ SIZES = {
 
 NO_ONEDNN = "torch.nn, oneDNN off"
 
-# Targets from the issue, as multiples of torch.nn's time for the same cell.
+# Targets from the issue, as multiples of torch.nn's time for the same cell, at the issue's two
+# sizes (the tiny size is a smoke run: fixed per-call costs dominate it, no target applies).
 TARGETS = {"fused": 1.10, "fused_own": 1.30, "reference": 1.60, "layernorm": 2.00}
+TARGET_SIZES = ("small", "large")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| size | pass | implementation | median ms | x torch.nn | target | x torch.nn oneDNN off "
           "| GFLOP/s | same-size GEMM GFLOP/s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    missed = []
+    missed, checked = [], 0
     for size in sizes:
         fwd_flops = matmul_flops(size, gates)
         for pass_name, medians in measure(size, args.cell, passes, args.repeats, args.warmup, impls):
@@ -180,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             base, base_aten = medians["torch.nn"], medians[NO_ONEDNN]
             for name, seconds in medians.items():
                 ratio = seconds / base
-                target = TARGETS.get(name)
+                target = TARGETS.get(name) if size.name in TARGET_SIZES else None
                 target_text = "" if target is None else f"<= {target:.2f}"
+                checked += target is not None
                 if target is not None and ratio > target:
                     target_text += " (missed)"
                     missed.append(f"{size.name} {pass_name} {name}: {ratio:.2f}x > {target:.2f}x")
@@ -189,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {size.name} ({size}) | {pass_name} | {name} | {seconds * 1e3:.1f} | {ratio:.2f} "
                       f"| {target_text} | {seconds / base_aten:.2f} | {flops / seconds / 1e9:.1f} | {gemm_gflops:.1f} |")
     print()
-    print("all targets met" if not missed else "targets missed: " + "; ".join(missed))
+    if not checked:
+        print(f"no targets at these sizes (they are set for {' and '.join(TARGET_SIZES)})")
+    else:
+        print("all targets met" if not missed else "targets missed: " + "; ".join(missed))
     return 0
 
 
