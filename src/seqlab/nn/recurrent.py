@@ -337,7 +337,7 @@ class _RecurrentBase(nn.Module):
 
     Subclasses set ``_gate_chunks`` and ``_has_cell``, may override ``_param_shapes`` and
     ``_weights``, and implement ``_reference_step`` and either ``_fused`` or ``_fused_inputs``
-    plus ``_fused_step`` (and ``_native`` if torch has the layer).
+    plus ``_fused_step`` (and ``_native_kernel`` if torch has the layer).
     """
 
     _gate_chunks: int
@@ -707,13 +707,21 @@ class _RecurrentBase(nn.Module):
     def _fused_step(self, w, record: bool, batch: int) -> Step:
         raise NotImplementedError
 
-    def _native(self, x: Tensor, batch_sizes: Tensor | None, hx):
-        """torch's fused kernel on this module's parameters.
-
-        Subclasses wrap it in ``torch.compiler.disable``: torch.compile runs it eagerly, as it
-        does torch.nn's own RNN modules, because inductor cannot lower the oneDNN RNN op on CPU.
-        """
+    def _native_kernel(self) -> Callable[..., tuple[Tensor, ...]]:
+        """torch's fused kernel for this layer (``torch._VF.lstm``, ``gru``, ``rnn_tanh``, ...)."""
         raise NotImplementedError
+
+    # torch.compile runs it eagerly, as it does torch.nn's own RNN modules: inductor cannot
+    # lower the oneDNN RNN op on CPU.
+    @torch.compiler.disable
+    def _native(self, x: Tensor, batch_sizes: Tensor | None, hx):
+        """torch's fused kernel on this module's parameters, called as torch.nn.RNNBase calls it."""
+        fn = self._native_kernel()
+        if batch_sizes is None:
+            return fn(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
+                      self.training, self.bidirectional, self.batch_first)
+        return fn(x, batch_sizes, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
+                  self.training, self.bidirectional)
 
     def _flat_weights(self) -> list[Tensor]:
         return [getattr(self, name) for name in self._flat_weights_names]
@@ -853,14 +861,8 @@ class RNN(_RecurrentBase):
             return (act(_linear(h, pw_hh, add=xp_t)),), None
         return xp, step
 
-    @torch.compiler.disable  # see _RecurrentBase._native
-    def _native(self, x, batch_sizes, hx):
-        fn = _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
-        if batch_sizes is None:
-            return fn(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                      self.training, self.bidirectional, self.batch_first)
-        return fn(x, batch_sizes, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                  self.training, self.bidirectional)
+    def _native_kernel(self):
+        return _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
 
 
 _IFOG: dict[tuple[int, torch.device], Tensor] = {}
@@ -993,13 +995,8 @@ class LSTM(_RecurrentBase):
             return (h_t, c_t), None
         return step
 
-    @torch.compiler.disable  # see _RecurrentBase._native
-    def _native(self, x, batch_sizes, hx):
-        if batch_sizes is None:
-            return _VF.lstm(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                            self.training, self.bidirectional, self.batch_first)
-        return _VF.lstm(x, batch_sizes, hx, self._flat_weights(), self.bias, self.num_layers,
-                        self.dropout, self.training, self.bidirectional)
+    def _native_kernel(self):
+        return _VF.lstm
 
 
 class GRU(_RecurrentBase):
@@ -1044,13 +1041,8 @@ class GRU(_RecurrentBase):
             return (h,), ({"reset": r, "update": z, "candidate": n} if record else None)
         return step
 
-    @torch.compiler.disable  # see _RecurrentBase._native
-    def _native(self, x, batch_sizes, hx):
-        if batch_sizes is None:
-            return _VF.gru(x, hx, self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                           self.training, self.bidirectional, self.batch_first)
-        return _VF.gru(x, batch_sizes, hx, self._flat_weights(), self.bias, self.num_layers,
-                       self.dropout, self.training, self.bidirectional)
+    def _native_kernel(self):
+        return _VF.gru
 
 
 def detach_state(state):
