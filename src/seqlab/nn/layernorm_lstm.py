@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernels import _linear, _PackedWeight, linear, tanh
-from .recurrent import (LSTMStep, Step, _candidate_scaled, _fused_lstm_gates, _ifog, _lstm_gates,
+from .recurrent import (LSTMStep, Step, _candidate_times_minus_2_, _fused_lstm_gates, _ifog, _lstm_gates,
                         _recurrent_input, _RecurrentBase)
 
 
@@ -126,8 +126,9 @@ class LayerNormLSTM(_RecurrentBase):
         # and shift x -2.
         w_x = torch.ops.mkldnn._reorder_linear_weight(w["w_ih"].detach().contiguous(), batch)  # (4H, H_in)
         w_h = torch.ops.mkldnn._reorder_linear_weight(w["w_hh"].detach().contiguous(), batch)  # (4H, H)
-        g_x, g_h = _candidate_scaled(w["g_ih"], H, -2.0), _candidate_scaled(w["g_hh"], H, -2.0)  # (4H,)
-        b = None if w["b"] is None else _candidate_scaled(w["b"], H, -2.0)  # (4H,), rides in as LN(X W_x)'s shift
+        scaled = lambda v: _candidate_times_minus_2_(v.clone(), H)  # noqa: E731 - a copy, (4H,)
+        g_x, g_h = scaled(w["g_ih"]), scaled(w["g_hh"])
+        b = None if w["b"] is None else scaled(w["b"])  # rides in as LN(X W_x)'s shift
         g_c = w["g_c"] * -2  # (H,)
         b_c = None if w["b_c"] is None else w["b_c"] * -2
 

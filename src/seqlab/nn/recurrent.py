@@ -298,7 +298,8 @@ class GRUCell(_CellBase):
 # --------------------------------------------------------------------------------------------
 
 _DOUBLE_BACKWARD = ("double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
-                    "or impl='fused' with recurrent_dropout while training or return_gates=True): its backward is first-order only. Use impl='reference' to "
+                    "or impl='fused' with recurrent_dropout while training or return_gates=True): "
+                    "its backward is first-order only. Use impl='reference' to "
                     "differentiate the gradient (create_graph=True) again.")
 
 
@@ -636,9 +637,8 @@ class _RecurrentBase(nn.Module):
         layer's rows (N, D * H_out), the final states and the recorded gates.
 
         A layer whose loop takes its input step by step (the reference, and the inference
-        steps) gets the layer below's outputs as the list of per-step rows the loop produced,
-        not concatenated into one (N, H) block first: that block is written once and read once,
-        a fresh allocation of T * B rows per layer per call.
+        steps) gets the layer below's outputs as that loop left them (the reference's list of
+        per-step rows, the inference steps' output block), not concatenated again first.
         """
         D = 2 if self.bidirectional else 1
         B = sizes[0]
@@ -646,9 +646,9 @@ class _RecurrentBase(nn.Module):
         gates: dict[str, Gates] = {}
         # Without autograd (and gates to record), a class with an inference step runs it; not
         # under forward-mode AD or torch.func, which need ops with derivative formulas.
-        inference = (self._inference_step is not None and not (record or torch.is_grad_enabled())
-                     and B > 0 and _onednn_usable(steps) and not _plain_autograd_only())
-        inference = inference and self.impl != "reference"
+        inference = (self.impl != "reference" and self._inference_step is not None
+                     and not (record or torch.is_grad_enabled()) and B > 0 and _onednn_usable(steps)
+                     and not _plain_autograd_only())
         per_step = self.impl == "reference" or inference  # loops that read x_t one step at a time
         layer_in: Tensor | list[Tensor] = steps
         for layer in range(self.num_layers):
@@ -884,11 +884,11 @@ def _ifog(H: int, device) -> Tensor:
     return perm
 
 
-def _candidate_scaled(t: Tensor, H: int, scale: float) -> Tensor:
-    """A copy of t (4H, ...) in torch's i, f, g, o block order with the candidate block g times
-    scale: the inference steps' -2, so that a sigmoid gives tanh(a_g) = 1 - 2 sigmoid(-2 a_g)."""
-    t = t.clone()
-    t[2 * H:3 * H] *= scale
+def _candidate_times_minus_2_(t: Tensor, H: int) -> Tensor:
+    """t (4H, ...) in torch's i, f, g, o block order, its candidate block g multiplied by -2 in
+    place (t must be a fresh copy): the inference steps then get tanh(a_g) = 1 - 2 sigmoid(-2 a_g)
+    from the same sigmoid as the gates."""
+    t[2 * H:3 * H] *= -2
     return t
 
 
@@ -972,12 +972,8 @@ class LSTM(_RecurrentBase):
         H = self.hidden_size
         # torch's gate order i, f, g, o kept (the sigmoid covers all four blocks, so no reordering
         # copy); the candidate's rows times -2, so that s_g = sigmoid(-2 a_g), tanh(a_g) = 1 - 2 s_g.
-        weight = torch.cat([w["w_ih"], w["w_hh"]], dim=1)  # (4H, H_in + H_out), a fresh copy
-        weight[2 * H:3 * H] *= -2
-        bias = None
-        if w["b_ih"] is not None:
-            bias = w["b_ih"] + w["b_hh"]  # (4H,)
-            bias[2 * H:3 * H] *= -2
+        weight = _candidate_times_minus_2_(torch.cat([w["w_ih"], w["w_hh"]], dim=1), H)  # (4H, H_in + H_out)
+        bias = None if w["b_ih"] is None else _candidate_times_minus_2_(w["b_ih"] + w["b_hh"], H)  # (4H,)
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         w_hr = w["w_hr"]
 

@@ -11,7 +11,6 @@ equals one process's step on the whole batch, uneven last batch included.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Iterator
