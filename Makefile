@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 install: $(VENV)/.stamp-run
 
@@ -26,6 +26,10 @@ demo: $(VENV)/.stamp-run
 
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest -q
+
+# The edit-test loop: everything but the tests marked slow. `make test` still runs all of them.
+test-fast: $(VENV)/.stamp-test
+	$(PY) -m pytest -q -m 'not slow'
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -75,6 +75,7 @@ def test_missing_files_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"seqlab eval: error: run directory not found: {tmp_path / 'norun'}"
 
 
+@pytest.mark.slow
 def test_console_script_exit_status_and_help(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-m", "seqlab", "train", str(tmp_path / "missing.toml")],

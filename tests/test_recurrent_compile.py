@@ -10,6 +10,8 @@ import torch._inductor.config
 
 import seqlab.nn as snn
 
+pytestmark = pytest.mark.slow  # compiling takes ~30 s of the suite
+
 TOL = 1e-5
 
 

@@ -37,6 +37,7 @@ def _weights(run):
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, capsys):
     config = str(configs_dir / "digits_lstm.toml")
     assert main(["train", config, *OVERRIDES, "--out", str(tmp_path / "straight"), "--quiet"]) == 0
@@ -63,6 +64,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, ca
     assert len((killed / "command.txt").read_text().splitlines()) == 2  # the first run's line, then the resume's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_and_says_how_to_resume(tmp_path, configs_dir, signum):
     out = tmp_path / "runs"

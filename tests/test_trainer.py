@@ -258,6 +258,7 @@ def test_gradient_accumulation_over_epochs_uses_every_batch():
     assert len(used) == 20 and trainer.step == 8 and trainer.epoch == 2
 
 
+@pytest.mark.slow
 def test_compile_trains_like_eager(tmp_path, configs_dir):
     from seqlab.train.config import load_experiment
     from seqlab.train.run import train_experiment
