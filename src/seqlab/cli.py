@@ -1,7 +1,7 @@
 """The ``seqlab`` command: parses arguments, loads configs, calls into train/ and diagnostics/.
 
 Exit status: 0 on success, 2 for a usage or config error (one line on stderr, no traceback),
-1 for a failure during the work itself.
+1 for a failure during the work itself. SEQLAB_DEBUG=1 prints the traceback behind the one line.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from .config import ConfigError
@@ -234,14 +236,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, extra, argv)
     except ConfigError as err:
+        _show_traceback()
         print(f"seqlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _show_traceback()
         print(f"seqlab {args.command}: interrupted", file=sys.stderr)
         return 130
     except (RuntimeError, FloatingPointError, OSError, ValueError) as err:
+        _show_traceback()
         print(f"seqlab {args.command}: failed: {err}", file=sys.stderr)
         return 1
+
+
+def _show_traceback() -> None:
+    """SEQLAB_DEBUG=1: print the traceback behind a one-line failure (call inside an except block)."""
+    if os.environ.get("SEQLAB_DEBUG", "") not in ("", "0"):
+        traceback.print_exc(file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
