@@ -12,6 +12,7 @@ from .ar import ARModel
 from .classifier import ClassifierConfig, SequenceClassifier
 from .forecaster import (ForecastHead, MLPAutoregressive, MLPAutoregressiveConfig, RecurrentForecaster,
                          RecurrentForecasterConfig, TransformerForecaster, TransformerForecasterConfig)
+from .gpt import GPT, GPTConfig
 from .language_model import LanguageModelConfig, RNNLanguageModel
 from .markov import MarkovModel
 from .vit import ViT, ViTConfig
@@ -23,6 +24,7 @@ MODELS: dict[str, tuple[type, type]] = {
     "mlp_ar": (MLPAutoregressiveConfig, MLPAutoregressive),
     "rnn_forecaster": (RecurrentForecasterConfig, RecurrentForecaster),
     "transformer_forecaster": (TransformerForecasterConfig, TransformerForecaster),
+    "gpt": (GPTConfig, GPT),
 }
 
 
@@ -32,7 +34,8 @@ def build_model(config):
 
 
 __all__ = [
-    "MODELS", "ARModel", "ClassifierConfig", "ForecastHead", "LanguageModelConfig", "MLPAutoregressive",
+    "MODELS", "ARModel", "ClassifierConfig", "ForecastHead", "GPT", "GPTConfig", "LanguageModelConfig",
+    "MLPAutoregressive",
     "MLPAutoregressiveConfig", "MarkovModel", "RNNLanguageModel", "RecurrentForecaster", "RecurrentForecasterConfig",
     "SequenceClassifier", "TransformerForecaster", "TransformerForecasterConfig", "ViT", "ViTConfig", "build_model",
 ]

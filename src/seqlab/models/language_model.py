@@ -44,6 +44,7 @@ class RNNLanguageModel(nn.Module):
         self.rnn = recurrent_encoder(config, config.embedding_size)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.vocab_size = config.vocab_size
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, state=None):
         """x: (B, T) token ids -> logits (B, T, V), mean cross-entropy over all B*T targets, new state."""
@@ -55,6 +56,41 @@ class RNNLanguageModel(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))  # over B*T tokens
         return logits, loss, state
+
+    # -- incremental decoding (seqlab.models.decoding.IncrementalDecoder) -----------------------
+    @torch.no_grad()
+    def begin_decoding(self, *, source=None, source_lengths=None, prompt: torch.Tensor | None = None,
+                       max_new_tokens: int):
+        """Read prompt (B, P) -> (state after prompt[:, :-1], first = prompt[:, -1]).
+
+        The state is the RNN's H (an LSTM's (H, C)), or None (the zero state) for a one-token prompt.
+        """
+        if source is not None or source_lengths is not None:
+            raise ValueError("a language model decodes from a prompt, not a source: pass prompt=(B, P) token ids")
+        if prompt is None or prompt.dim() != 2 or prompt.shape[1] < 1:
+            raise ValueError(f"prompt must be (B, P) token ids with P >= 1, got "
+                             f"{None if prompt is None else tuple(prompt.shape)}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        state = self(prompt[:, :-1])[2] if prompt.shape[1] > 1 else None  # None: the zero state
+        return state, prompt[:, -1]
+
+    @torch.no_grad()
+    def decode_step(self, state, tokens: torch.Tensor, *, need_weights: bool = False):
+        """Feed tokens (B,) -> (logits (B, V), new state, {} when need_weights (no attention) else None)."""
+        logits, _, state = self(tokens[:, None], state=state)  # (B, 1, V)
+        return logits[:, -1], state, ({} if need_weights else None)
+
+    def reorder_state(self, state, index: torch.Tensor):
+        """Row i of the new state is row index[i]: states are (num_layers * num_directions, B, H)."""
+        if state is None:
+            return None
+        if isinstance(state, torch.Tensor):
+            return state.index_select(1, index)
+        return type(state)(s.index_select(1, index) for s in state)
+
+    def decoding_special_ids(self) -> dict:
+        return {"bos": None, "eos": None, "pad": None}  # a character stream has none of them
 
     @torch.no_grad()
     def generate(self, prefix: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,

@@ -25,32 +25,67 @@ class KVCache:
     values, so feeding a sequence one token at a time equals one causal pass over all of it.
     Cross-attention (``static=True``): the first call stores the projected memory, later calls
     reuse it instead of projecting the same memory again.
+
+    With ``max_len``, the first call allocates (B, H, max_len, d_h) buffers and later calls write
+    into them, so decoding N steps costs no concatenation (N copies of a growing cache);
+    ``k`` and ``v`` are then views of the filled part.
     """
 
-    def __init__(self, *, static: bool = False):
-        self.static = static
+    def __init__(self, *, static: bool = False, max_len: int | None = None):
+        if max_len is not None and (static or max_len < 1):
+            raise ValueError(f"max_len preallocates a self-attention cache: needs static=False and max_len >= 1, "
+                             f"got static={static}, max_len={max_len}")
+        self.static, self.max_len = static, max_len
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, H, max_len, d_h) each
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[-2]
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append k, v (B, H, T_new, d_h); return all keys and values (B, H, T_past + T_new, d_h)."""
+        if self.k is not None and k.shape[0] != self.k.shape[0]:
+            raise ValueError(f"cache holds batch size {self.k.shape[0]}, got keys {tuple(k.shape)}")
+        if self.max_len is not None:
+            return self._write(k, v)
         if self.k is None:
             self.k, self.v = k, v
         else:
-            if k.shape[0] != self.k.shape[0]:
-                raise ValueError(f"cache holds batch size {self.k.shape[0]}, got keys {tuple(k.shape)}")
             self.k = torch.cat((self.k, k), dim=-2)
             self.v = torch.cat((self.v, v), dim=-2)
         return self.k, self.v
 
+    def _write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        past, T_new = len(self), k.shape[-2]
+        if past + T_new > self.max_len:
+            raise ValueError(f"the cache has room for max_len={self.max_len} steps: it holds {past}, got {T_new} more")
+        if self._buffers is None:
+            B, H, _, d_h = k.shape
+            self._buffers = (k.new_empty(B, H, self.max_len, d_h), v.new_empty(B, H, self.max_len, v.shape[-1]))
+        k_buf, v_buf = self._buffers
+        k_buf[:, :, past:past + T_new] = k
+        v_buf[:, :, past:past + T_new] = v
+        self.k, self.v = k_buf[:, :, :past + T_new], v_buf[:, :, :past + T_new]  # (B, H, past + T_new, d_h)
+        return self.k, self.v
+
+    def index_select(self, index: torch.Tensor) -> "KVCache":
+        """A new cache whose batch row i is this cache's row index[i] (beam search reorders rows)."""
+        new = KVCache(static=self.static, max_len=self.max_len)
+        if self._buffers is not None:
+            new._buffers = tuple(b.index_select(0, index) for b in self._buffers)
+            new.k, new.v = (b[:, :, :len(self)] for b in new._buffers)
+        elif self.k is not None:
+            new.k, new.v = self.k.index_select(0, index), self.v.index_select(0, index)
+        return new
+
     def reset(self) -> None:
         self.k = self.v = None
+        self._buffers = None
 
     def __repr__(self) -> str:
-        return f"KVCache(static={self.static}, length={len(self)})"
+        room = f", max_len={self.max_len}" if self.max_len is not None else ""
+        return f"KVCache(static={self.static}{room}, length={len(self)})"
 
 
 class MultiHeadAttention(nn.Module):

@@ -253,9 +253,9 @@ class TransformerEncoder(nn.Module):
         final_norm = norm_first if final_norm is None else final_norm
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
 
-    def new_caches(self) -> list[KVCache]:
-        """One empty key/value cache per layer, for incremental (causal) decoding."""
-        return [KVCache() for _ in self.layers]
+    def new_caches(self, max_len: int | None = None) -> list[KVCache]:
+        """One empty key/value cache per layer, for incremental (causal) decoding (``max_len``: preallocated)."""
+        return [KVCache(max_len=max_len) for _ in self.layers]
 
     def forward(
         self,

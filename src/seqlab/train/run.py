@@ -6,6 +6,7 @@ A run directory ``runs/<name>-<timestamp>/`` holds ``config.toml`` (resolved), `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -39,6 +40,16 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     return path
 
 
+FROM_DATA = ("input_size", "num_classes", "vocab_size")  # model sizes that 0 means: take the data's
+
+
+def fill_from_data(model_cfg, values: dict[str, Any]):
+    """``model_cfg`` with each of its FROM_DATA sizes that is 0 set from ``values`` (the data's info,
+    or a checkpoint's model config); sizes set by the user are left for ``check_shapes`` to compare."""
+    given = {k: values[k] for k in FROM_DATA if getattr(model_cfg, k, None) == 0 and k in values}
+    return dataclasses.replace(model_cfg, **given) if given else model_cfg
+
+
 def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
     """The model's declared input size, classes, vocabulary and window length must match what the data gives.
 
@@ -52,6 +63,11 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
                 f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; "
                 f"set --model.{key}={info[key]}"
             )
+    block = getattr(exp.model, "block_size", None)
+    if block is not None and info.get("seq_len", 0) > block:
+        raise ConfigError(f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
+                          f"model.block_size = {block} tokens; set --data.seq_len={block} "
+                          f"or --model.block_size={info['seq_len']}")
     expected, given = getattr(exp.model, "input_shape", None), info.get("input_shape")
     if expected is not None and given is not None and tuple(expected) != tuple(given):
         given = tuple(given)
@@ -92,6 +108,7 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         saved = {"model": ckpt["model_config"], "data": ckpt["data_config"], "train": ckpt["train_config"]}
         if exp is None:
             exp = experiment_from_dict(merge(saved, parse_overrides(overrides or [])))
+        exp = Experiment(fill_from_data(exp.model, saved["model"]), exp.data, exp.train)  # sizes it was built with
         now = exp.to_dict()
         diff = config_diff(saved["model"], now["model"], "model") + config_diff(saved["data"], now["data"], "data")
         if diff:
@@ -103,6 +120,7 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     assert exp is not None
     set_seed(exp.train.seed)
     splits = build_splits(exp.data)
+    exp = Experiment(fill_from_data(exp.model, splits.info), exp.data, exp.train)
     check_shapes(exp, splits.info)
     task = splits.info.get("task", "classification")
     device = resolve_device(exp.train.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -132,7 +150,8 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         if ckpt is not None:
             trainer.load_state_dict(ckpt, resume / "checkpoints" / "last.pt")
         fit = trainer.fit()
-        test = evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info)
+        test = ({} if len(splits.test) == 0 else  # e.g. a 90/10 train/val split: nothing held out for test
+                evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info))
     except BaseException:
         shutdown(wait=False)
         raise
