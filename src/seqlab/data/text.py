@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataError, Splits, TensorSequenceDataset, check_fractions, read_utf8, split_counts
+from .base import DataError, Splits, check_fractions, read_utf8, split_counts
 from .vocab import Vocabulary
 
 SAMPLE_SHA256 = "89b98a6f4ee9cb8dc1f6e14f30c1c6592a6dc2d60b2281ccc96e9f8f9e7e2ca8"
@@ -78,22 +78,61 @@ class StreamChunks(Dataset):
         return self.streams[:, start:start + t], self.streams[:, start + 1:start + 1 + t]  # (B, t), (B, t)
 
 
-class CharLMDataset(TensorSequenceDataset):
-    """Windows x (N, T) and next-character targets y (N, T), plus the part's whole id sequence ``ids``."""
+class WindowView:
+    """``view[index]`` = ids[s + shift : s + shift + T] for the starts s = starts[index]: (n, T), cut when indexed.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, vocab: Vocabulary):
-        super().__init__(x, y)
-        self.ids, self.vocab = ids, vocab
+    Indexed like the (N, T) tensor it stands for (an int, a slice or an index tensor), it holds N
+    start offsets instead of N * T ids, so a run may draw a fresh random window for every row of
+    every batch (nanoGPT's ``get_batch``) at no memory cost.
+    """
+
+    def __init__(self, ids: torch.Tensor, starts: torch.Tensor, seq_len: int, shift: int = 0):
+        self.ids, self.starts, self.seq_len, self.shift = ids, starts, seq_len, shift
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.starts), self.seq_len))
+
+    def __getitem__(self, index) -> torch.Tensor:
+        starts = self.starts[index]  # (n,) or ()
+        return self.ids[starts.unsqueeze(-1) + self.shift + torch.arange(self.seq_len)]  # (n, T) or (T,)
+
+
+class CharLMDataset(Dataset):
+    """Windows x (N, T) and next-character targets y (N, T) of a part's id sequence ``ids``.
+
+    Window n starts at ``starts[n]``; ``tensors`` are :class:`WindowView` s that cut the windows of
+    a batch when the trainer indexes them, ``x`` and ``y`` all of them as tensors.
+    """
+
+    def __init__(self, ids: torch.Tensor, starts: torch.Tensor, seq_len: int, vocab: Vocabulary):
+        self.ids, self.starts, self.seq_len, self.vocab = ids, starts, seq_len, vocab
+
+    @property
+    def tensors(self) -> tuple[WindowView, WindowView]:
+        return WindowView(self.ids, self.starts, self.seq_len), WindowView(self.ids, self.starts, self.seq_len, 1)
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.tensors[0][:]  # (N, T)
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.tensors[1][:]  # (N, T)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        x, y = self.tensors
+        return x[i], y[i]  # (T,), (T,)
 
     def streams(self, batch_size: int, bptt: int) -> StreamChunks:
         """This part as ``batch_size`` streams in consecutive chunks of ``bptt`` steps (truncated BPTT)."""
         return StreamChunks(batchify(self.ids, batch_size), bptt)
-
-
-def windows(ids: torch.Tensor, seq_len: int, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x[n] = ids[s_n : s_n + T], y[n] = ids[s_n + 1 : s_n + T + 1]: both (N, T)."""
-    offsets = starts[:, None] + torch.arange(seq_len)  # (N, T)
-    return ids[offsets], ids[offsets + 1]
 
 
 @dataclass(frozen=True)
@@ -116,9 +155,23 @@ class CharLMConfig:
         check_fractions(self.val_fraction, self.test_fraction)
 
 
+# Where to get the texts that presets name, for the message when one is missing.
+SOURCES = {
+    "tinyshakespeare/input.txt":
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+}
+
+
 def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
+    if cfg.path and not Path(cfg.path).expanduser().is_file():
+        url = next((u for name, u in SOURCES.items() if Path(cfg.path).as_posix().endswith(name)), None)
+        get = f"download {url} to that path" if url else "check data.path"
+        raise DataError(f"text file not found: {cfg.path}; {get}, pass --data.path=YOUR_FILE.txt, "
+                        f"or --data.path= (empty) for the embedded 40,105-character Shakespeare sample")
     text = read_utf8(cfg.path) if cfg.path else load_sample_text()
     where = cfg.path or "the embedded sample"
+    files = {"data.path": fingerprint(cfg.path) if cfg.path else
+             embedded_fingerprint("shakespeare_sample.txt.gz", text, SAMPLE_SHA256)}
     # The vocabulary is every character of the whole text (as char-rnn does), so nothing is unknown.
     vocab = Vocabulary(sorted(set(text)), specials=())
     ids = torch.tensor(vocab.encode(text), dtype=torch.int64)  # (N,)
@@ -141,8 +194,7 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
             starts = torch.randint(0, len(part_ids) - T, (n,), generator=g)  # last start: len - T - 1
         else:
             starts = torch.arange(0, max(len(part_ids) - T, 0), T)
-        x, y = windows(part_ids, T, starts)
-        parts.append(CharLMDataset(x, y, part_ids, vocab))
+        parts.append(CharLMDataset(part_ids, starts, T, vocab))
     counts = Counter(ids[:n_train].tolist())
     unigram = -sum(c / n_train * math.log(c / n_train) for c in counts.values())
     info = {
@@ -150,7 +202,7 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
         "vocab_size": len(vocab), "vocab": vocab, "seq_len": T,
         "input_shape": (T,), "target_shape": (T,),
         "num_chars": {"train": n_train, "val": n_val, "test": n_test},
-        "path": str(Path(cfg.path)) if cfg.path else "embedded:shakespeare_sample.txt.gz",
+        "path": str(Path(cfg.path)) if cfg.path else "embedded:shakespeare_sample.txt.gz", "files": files,
         "baseline": {"cross_entropy_uniform": math.log(len(vocab)), "cross_entropy_unigram": unigram,
                      "strategy": "uniform: every character equally likely; unigram: training-part frequencies"},
         "note": "bits per character = cross_entropy / ln 2",

@@ -29,11 +29,40 @@ def unigram_probs(train_ids: torch.Tensor, vocab_size: int, alpha: float = 1.0) 
     return torch.from_numpy(lidstone(counts, alpha))
 
 
+def _window_log_prob(model, x: torch.Tensor, y: torch.Tensor, context: int, device, batch: int = 32):
+    """sum_t log P(y_t | x_{t-k+1..t}) with k >= context / 2 (all of x_<=t when shorter), and V.
+
+    Windows of ``context`` tokens start every context / 2 tokens (the last one ends at the end of
+    x); each window scores only the positions that no earlier window scored, so every token is
+    scored once with at least half a window of past.
+    """
+    T, C = len(x), min(context, len(x))
+    stride = max(C // 2, 1)
+    starts = list(range(0, T - C + 1, stride))
+    if starts[-1] + C < T:
+        starts.append(T - C)
+    first_scored = torch.tensor([0] + [s_prev + C - s for s_prev, s in zip(starts, starts[1:])])  # (N,) within window
+    offsets = torch.tensor(starts)[:, None] + torch.arange(C)  # (N, C)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    V = None
+    for i in range(0, len(starts), batch):
+        xb, yb = x[offsets[i:i + batch]].to(device), y[offsets[i:i + batch]].to(device)  # (n, C) each
+        logits = model(xb)[0]  # (n, C, V)
+        log_p = F.log_softmax(logits.double(), dim=-1).gather(-1, yb.unsqueeze(-1)).squeeze(-1)  # (n, C)
+        scored = torch.arange(C, device=device) >= first_scored[i:i + batch, None].to(device)  # (n, C)
+        total += log_p[scored].sum()
+        V = logits.shape[-1]
+    return total, V
+
+
 @torch.no_grad()
 def sequence_log_likelihood(model: torch.nn.Module, ids: torch.Tensor, *, first_probs: torch.Tensor | None = None,
-                            chunk: int = 256, device: torch.device | str = "cpu") -> dict[str, float]:
+                            chunk: int = 256, device: torch.device | str = "cpu",
+                            context: int | None = None) -> dict[str, float]:
     """log P(ids) = log P(ids[0]) + log P(ids[1:] | ids[0]) under a stream language model
-    ``model(x, state=state) -> (logits, loss, state)``.
+    ``model(x, state=state) -> (logits, loss, state)``, or with ``context`` a window model
+    ``model(x) -> (logits, loss)`` reading at most ``context`` tokens (a GPT's block_size), each
+    token conditioned on at least ``context // 2`` tokens of its past (or all of a shorter past).
 
     ids: (T,) token ids. ``first_probs`` (V,): P(x_1), e.g. ``unigram_probs(train_ids, V)``;
     default uniform over the model's V outputs. Returns log_likelihood (nats), tokens (T),
@@ -43,11 +72,15 @@ def sequence_log_likelihood(model: torch.nn.Module, ids: torch.Tensor, *, first_
         raise ValueError(f"expected a 1-D id sequence of at least 1 token, got shape {tuple(ids.shape)}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if context is not None and context < 1:
+        raise ValueError(f"context must be >= 1, got {context}")
     x, y = ids[:-1], ids[1:]  # x_t predicts x_{t+1}
     state, V = None, None
     total = torch.zeros((), dtype=torch.float64, device=device)
     with eval_mode(model):
-        for start in range(0, len(x), chunk):
+        if context is not None and len(x):
+            total, V = _window_log_prob(model, x, y, context, device)
+        for start in range(0, len(x) if context is None else 0, chunk):
             xb = x[start:start + chunk].to(device)[None]  # (1, c)
             yb = y[start:start + chunk].to(device)[None]  # (1, c)
             logits, _, state = model(xb, state=state)  # (1, c, V), state carried: the whole past conditions

@@ -211,12 +211,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     device = resolve_device(exp.train.device)
     start = time.perf_counter()
     dataset = getattr(splits, split)
+    if len(dataset) == 0:
+        raise ConfigError(f"the {split} split of {run_dir} is empty (its data config holds nothing out for it); "
+                          f"evaluate another split, e.g. --split val")
     task = ckpt.get("task", "classification")
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
     if task == "language_model" and hasattr(dataset, "ids"):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
         first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
-        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device))
+        # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
+        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device,
+                                               context=getattr(exp.model, "block_size", None)))
     return {**{f"{split}/{k}": v for k, v in metrics.items()}, "seconds": time.perf_counter() - start}
 
 
