@@ -53,7 +53,9 @@ NO_ONEDNN = "torch.nn, oneDNN off"
 
 # Targets from the issue, as multiples of torch.nn's time for the same cell, at the issue's two
 # sizes (the tiny size is a smoke run: fixed per-call costs dominate it, no target applies).
-TARGETS = {"fused": 1.10, "fused_own": 1.30, "reference": 1.60, "layernorm": 2.00}
+# "reference" has none: it is the equations in plain PyTorch, an independent check of the fast
+# paths (its speed target was retired); its ratios are printed for information.
+TARGETS = {"fused": 1.10, "fused_own": 1.30, "layernorm": 2.00}
 TARGET_SIZES = ("small", "large")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 

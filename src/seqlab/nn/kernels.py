@@ -13,12 +13,10 @@ primitive); and ``torch.tanh`` runs about 5x slower than ``torch.sigmoid`` (docs
 - ``_PackedWeight`` + ``_linear``: the fused loops' multiply, with W packed once per forward
   into oneDNN's blocked layout and an optional ``add`` fused into the GEMM's epilogue.
 - ``_mm_at_b``: the weight gradient a^T b as one GEMM over all rows.
-- :func:`packed_weights`: a block inside which :func:`linear` uses given weights packed once,
-  for the reference loops, which call ``linear(x_t, W)`` with the same W at every step.
 
-The reference step functions use ``linear`` and ``tanh``, so they still read as the lecture's
-equations. Everywhere else (GPU, float64, autocast, torch.compile, a torch built without
-oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) each of these is plain
+The fused loops use them; the reference step functions do not (they are plain PyTorch, so
+they check these kernels independently). Everywhere else (GPU, float64, autocast,
+torch.compile, a torch built without oneDNN, or ``torch.backends.mkldnn.flags(enabled=False)``) each of these is plain
 ``F.linear`` / ``torch.tanh`` / ``torch.addmm`` / ``torch.mm``. The private oneDNN ops
 (``torch.ops.mkldnn._*``) are tried once for real before first use (``_probe_onednn_linear``);
 any failure selects the plain route.
@@ -26,10 +24,7 @@ any failure selects the plain route.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -215,44 +210,6 @@ def _plain_autograd_only() -> bool:
     return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
 
 
-_SCOPE = threading.local()  # .packed: {id(w): (_PackedWeight, w._version)} inside packed_weights
-
-
-@contextlib.contextmanager
-def packed_weights(weights: Iterable[Tensor | None], batch: int) -> Iterator[None]:
-    """Inside the block, :func:`linear` uses each of ``weights`` packed (oneDNN's blocked layout,
-    for about ``batch`` rows) once for the whole block, not re-laid-out at every call.
-
-    For loops that multiply by the same W at every step, as the reference recurrences do
-    (5-20% off each step's GEMM on the measuring machine, docs/benchmarks.md). Same numbers
-    and autograd as without it. A weight changed in place inside the block (its version
-    counter moves) is used as it is, unpacked; None entries and inference tensors (no version
-    counter) are skipped. Per thread; nests.
-    """
-    if torch.compiler.is_compiling():  # the plain route anyway (_onednn_usable)
-        yield
-        return
-    outer = getattr(_SCOPE, "packed", None)
-    inner = dict(outer or {})
-    # Inference tensors (made under torch.inference_mode) have no version counter to check: skipped.
-    inner.update({id(w): (_PackedWeight(w, batch), w._version) for w in weights
-                  if w is not None and not w.is_inference()})
-    _SCOPE.packed = inner
-    try:
-        yield
-    finally:
-        _SCOPE.packed = outer
-
-
-def _scoped_packed(w: Tensor) -> _PackedWeight | None:
-    """w's packed form if a packed_weights block holds this very tensor, unchanged since."""
-    scope = getattr(_SCOPE, "packed", None)
-    entry = scope.get(id(w)) if scope else None
-    if entry is None or entry[0].w is not w or entry[1] != w._version or not entry[0].onednn:
-        return None
-    return entry[0]
-
-
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``F.linear(x, w, b)`` = x W^T + b, (n, in) -> (n, out), via oneDNN on float32 CPU tensors.
 
@@ -265,7 +222,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
             and x.dtype == w.dtype and (b is None or (b.dim() == 1 and b.size(0) == w.size(0)
                                                       and b.dtype == w.dtype and b.is_contiguous()))
             and w.device == x.device and _onednn_usable(x) and not _plain_autograd_only()):
-        return _onednn_call(x, w, b, None, _scoped_packed(w))
+        return _onednn_call(x, w, b, None, None)
     return F.linear(x, w, b)
 
 

@@ -34,17 +34,17 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
     Shapes: x_t (B, H_in), h_prev (B, H), c_prev (B, H) -> h (B, H), c (B, H).
     """
     G = w_ih.size(0)
-    a_t = (F.layer_norm(linear(x_t, w_ih), (G,), g_ih, None, eps)
-           + F.layer_norm(linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
+    a_t = (F.layer_norm(F.linear(x_t, w_ih), (G,), g_ih, None, eps)
+           + F.layer_norm(F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
     if b is not None:
         a_t = a_t + b
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
-    g_t = tanh(a_g)  # candidate
+    g_t = torch.tanh(a_g)  # candidate
     c_t = f_t * c_prev + i_t * g_t  # cell update
     o_t = torch.sigmoid(a_o)  # output gate
-    h_t = o_t * tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
+    h_t = o_t * torch.tanh(F.layer_norm(c_t, (c_t.size(1),), g_c, b_c, eps))
     return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 

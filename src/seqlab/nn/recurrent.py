@@ -15,7 +15,9 @@ U(-1/sqrt(H), 1/sqrt(H)) are torch's, so ``load_state_dict`` works in both direc
 Three implementations, chosen by ``impl``:
 
 - ``"reference"``: one time step at a time through the step functions below
-  (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`), whose bodies are the equations.
+  (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`), whose bodies are the equations in
+  plain PyTorch (``F.linear``, ``torch.sigmoid``, ``torch.tanh``): an independent check of the
+  fast paths, not a fast path itself.
 - ``"fused_own"``: seqlab's own fused recurrence. The input projections of every time step
   are one matrix multiply ``X W_ih^T + b`` over all (step, sequence) rows; the loop then only
   does ``H_{t-1} W_hh^T`` and the pointwise gates. On CPU its multiplies go through oneDNN
@@ -43,7 +45,6 @@ sequence and layer on h_{t-1} where it enters W_hh, the same mask at every step)
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from typing import Callable, NamedTuple
@@ -54,7 +55,7 @@ from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .kernels import (_PackedWeight, _autocast_enabled, _linear, _mm_at_b, _onednn_usable,
-                      _plain_autograd_only, linear, packed_weights, tanh)
+                      _plain_autograd_only, linear, tanh)
 
 IMPLS = ("fused", "fused_own", "reference")
 
@@ -63,10 +64,9 @@ Gates = dict[str, Tensor]
 
 
 # --------------------------------------------------------------------------------------------
-# The equations: one time step of each cell. Row-vector convention as in the lecture,
-# X_t (B, H_in), H_{t-1} (B, H); torch stores W as (out, in), so "X W_x" is linear(X, W).
-# ``linear`` and ``tanh`` are F.linear and torch.tanh (same numbers, same autograd) through
-# faster CPU kernels (oneDNN's GEMM; tanh(x) = 1 - 2 sigmoid(-2x)): seqlab/nn/kernels.py says why.
+# The equations: one time step of each cell, in plain PyTorch (F.linear, torch.sigmoid,
+# torch.tanh). Row-vector convention as in the lecture, X_t (B, H_in), H_{t-1} (B, H); torch
+# stores W as (out, in), so "X W_x" is F.linear(X, W).
 # --------------------------------------------------------------------------------------------
 
 def _recurrent_input(h_prev: Tensor, recurrent_mask: Tensor | None) -> Tensor:
@@ -78,8 +78,8 @@ def rnn_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
              b_hh: Tensor | None = None, nonlinearity: str = "tanh",
              recurrent_mask: Tensor | None = None) -> Tensor:
     """Vanilla RNN: H_t = act(X_t W_x + H_{t-1} W_h + b).   (B, H_in), (B, H) -> (B, H)."""
-    a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)
-    return tanh(a_t) if nonlinearity == "tanh" else torch.relu(a_t)
+    a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)
+    return torch.tanh(a_t) if nonlinearity == "tanh" else torch.relu(a_t)
 
 
 class LSTMStep(NamedTuple):
@@ -112,16 +112,16 @@ def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: T
     The four gate blocks are stacked in W in torch's order (i, f, g, o).
     Shapes: x_t (B, H_in), h_prev (B, H_out), c_prev (B, H) -> h (B, H_out), c (B, H).
     """
-    a_t = linear(x_t, w_ih, b_ih) + linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
+    a_t = F.linear(x_t, w_ih, b_ih) + F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh)  # (B, 4H)
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order
     f_t = torch.sigmoid(a_f)  # forget gate
     i_t = torch.sigmoid(a_i)  # input gate
-    g_t = tanh(a_g)  # candidate
+    g_t = torch.tanh(a_g)  # candidate
     c_t = f_t * c_prev + i_t * g_t  # cell update
     o_t = torch.sigmoid(a_o)  # output gate
-    h_t = o_t * tanh(c_t)
+    h_t = o_t * torch.tanh(c_t)
     if w_hr is not None:
-        h_t = linear(h_t, w_hr)  # (B, H_out)
+        h_t = F.linear(h_t, w_hr)  # (B, H_out)
     return LSTMStep(h_t, c_t, input=i_t, forget=f_t, candidate=g_t, output=o_t)
 
 
@@ -149,11 +149,11 @@ def gru_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
     torch's variant: the reset gate multiplies H_{t-1} W_hh + b_hh, after the matmul.
     Shapes: x_t (B, H_in), h_prev (B, H) -> h (B, H).
     """
-    x_r, x_z, x_h = linear(x_t, w_ih, b_ih).chunk(3, dim=1)  # 3 x (B, H)
-    h_r, h_z, h_h = linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh).chunk(3, dim=1)
+    x_r, x_z, x_h = F.linear(x_t, w_ih, b_ih).chunk(3, dim=1)  # 3 x (B, H)
+    h_r, h_z, h_h = F.linear(_recurrent_input(h_prev, recurrent_mask), w_hh, b_hh).chunk(3, dim=1)
     reset_gate = torch.sigmoid(x_r + h_r)
     update_gate = torch.sigmoid(x_z + h_z)
-    candidate = tanh(x_h + reset_gate * h_h)
+    candidate = torch.tanh(x_h + reset_gate * h_h)
     h_t = update_gate * h_prev + (1 - update_gate) * candidate
     return GRUStep(h_t, reset_gate, update_gate, candidate)
 
@@ -658,20 +658,16 @@ class _RecurrentBase(nn.Module):
                 idx = layer * D + direction
                 mask = self._recurrent_mask(B, steps)
                 w = self._weights(layer, suffix)
-                scope, out_size = contextlib.nullcontext(), None
+                out_size = None
                 if self.impl == "reference":
                     xs, step = layer_in, self._reference_step(w)
-                    # The step's linear(x_t, W) calls use each W packed once for the whole loop.
-                    scope = packed_weights([v for k, v in w.items() if k.startswith("w_")], B)
                 elif inference:
                     xs, step = layer_in, self._inference_step(w, B)
                     out_size = self.proj_size or self.hidden_size  # the step writes h_t into the output block
                 else:
                     xs, step = self._fused(_rows(layer_in), w, record, reverse=direction == 1, batch=B)
-                with scope:
-                    out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
-                                               reverse=direction == 1, mask=mask, record=record,
-                                               out_size=out_size)
+                out, state_n, rec = _recur(step, xs, sizes, tuple(s[idx] for s in states),
+                                           reverse=direction == 1, mask=mask, record=record, out_size=out_size)
                 outs.append(out)
                 for k, s in enumerate(state_n):
                     finals[k].append(s)
