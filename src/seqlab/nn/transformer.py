@@ -136,6 +136,7 @@ class TransformerDecoderLayer(nn.Module):
 
     x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model). Causal unless ``is_causal=False``.
     With ``need_weights`` the weights are ``(self (B, H, T, T), cross (B, H, T, S))``.
+    ``rotary`` applies RoPE in the self-attention only (source and target positions are not comparable).
     """
 
     def __init__(
@@ -149,10 +150,11 @@ class TransformerDecoderLayer(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
+        rotary: bool = False,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -331,6 +333,7 @@ class TransformerDecoder(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
+        rotary: bool = False,
         final_norm: bool | None = None,
     ):
         super().__init__()
@@ -338,15 +341,16 @@ class TransformerDecoder(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(d_model, num_heads, d_ff, dropout=dropout, activation=activation,
-                                    norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias)
+                                    norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias,
+                                    rotary=rotary)
             for _ in range(num_layers)
         )
         final_norm = norm_first if final_norm is None else final_norm
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
 
-    def new_caches(self) -> list[KVCache]:
-        """One empty self-attention key/value cache per layer, for incremental decoding."""
-        return [KVCache() for _ in self.layers]
+    def new_caches(self, max_len: int | None = None) -> list[KVCache]:
+        """One empty self-attention key/value cache per layer, for incremental decoding (``max_len``: preallocated)."""
+        return [KVCache(max_len=max_len) for _ in self.layers]
 
     def new_memory_caches(self) -> list[KVCache]:
         """One static cache per layer: each cross-attention projects the memory once and reuses it."""
