@@ -18,12 +18,13 @@ Cached decoding equals the full, uncached forward on the same prefix (tested to 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["DecodeState", "IncrementalDecoder", "eval_mode", "greedy_decode"]
+from ..utils import eval_mode
+
+__all__ = ["DecodeState", "IncrementalDecoder", "greedy_decode"]
 
 
 class DecodeState(Protocol):
@@ -62,17 +63,6 @@ class IncrementalDecoder(Protocol):
         """{"bos": int | None, "eos": int | None, "pad": int | None}: the ids decoding starts with,
         stops at and pads with (None where the model has no such token, e.g. a character LM)."""
         ...
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Run the block with ``model`` in eval mode, then put it back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
