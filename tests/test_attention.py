@@ -321,6 +321,57 @@ def test_mha_errors_name_the_shapes():
         mha(x, attn_mask=torch.ones(2, 3, 4, 4, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("masks_given", ["padding_bool", "padding_float", "both_bool", "both_mixed"])
+def test_mha_key_padding_mask_means_what_torchs_means(batch_first, masks_given):
+    """torch's key_padding_mask (True = ignore), passed as is, with and without torch's attn_mask."""
+    B, T, S, d = 3, 4, 6, 16
+    theirs = _torch_mha(batch_first, seed=3)
+    ours = snn.MultiHeadAttention.from_torch(theirs)
+    shape = (lambda n: (B, n, d)) if batch_first else (lambda n: (n, B, d))  # noqa: E731
+    q, kv = torch.randn(*shape(T)), torch.randn(*shape(S))
+    pad = ~masks.padding_mask(torch.tensor([6, 3, 1]), S)  # (B, S), True = ignore (torch's meaning)
+    kwargs = {"key_padding_mask": pad}
+    if masks_given == "padding_float":
+        kwargs["key_padding_mask"] = torch.zeros(B, S).masked_fill(pad, float("-inf")) + _float_mask((B, S))
+    if masks_given.startswith("both"):
+        kwargs["attn_mask"] = torch.rand(T, S, generator=torch.Generator().manual_seed(4)) > 0.6  # True = ignore
+        kwargs["attn_mask"][:, 0] = False  # every query keeps key 0, which no row pads
+        if masks_given == "both_mixed":
+            kwargs["attn_mask"] = torch.zeros(T, S).masked_fill(kwargs["attn_mask"], float("-inf"))
+    torch_kwargs = dict(kwargs)
+    if masks_given == "both_mixed":  # torch deprecates a bool padding mask beside a float attn_mask: ours takes it
+        torch_kwargs["key_padding_mask"] = torch.zeros(B, S).masked_fill(pad, float("-inf"))
+    with torch.no_grad():
+        out_t, w_t = theirs(q, kv, kv, average_attn_weights=False, **torch_kwargs)
+        # our attn_mask keeps seqlab's meaning (True = may attend): torch's goes through the converter
+        our_attn = masks.from_ignore_mask(kwargs.get("attn_mask"))
+        out_o, w_o = ours(q, kv, kv, attn_mask=our_attn, key_padding_mask=kwargs["key_padding_mask"], need_weights=True)
+        assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+        assert torch.all(w_o[2, :, :, 1:] == 0)  # row 2 has one real key
+        fused, _ = ours(q, kv, kv, attn_mask=our_attn, key_padding_mask=kwargs["key_padding_mask"])
+        assert (fused - out_t).abs().max().item() <= TOL
+        # the same padding as seqlab's own mask (True = may attend) gives the same numbers
+        if masks_given == "padding_bool":
+            mine, _ = ours(q, kv, kv, attn_mask=masks.key_padding_mask(torch.tensor([6, 3, 1]), S))
+            assert (mine - out_t).abs().max().item() <= TOL
+
+
+def test_mha_key_padding_mask_with_a_cache_and_bad_shapes():
+    torch.manual_seed(0)
+    mha = snn.MultiHeadAttention(8, 2).eval()
+    x = torch.randn(2, 5, 8)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])  # row 1: the last two keys ignored
+    full, _ = mha(x, is_causal=True, key_padding_mask=pad)
+    cache = snn.KVCache()
+    steps = [mha(x[:, t:t + 1], is_causal=True, cache=cache, key_padding_mask=pad[:, :t + 1])[0] for t in range(5)]
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    with pytest.raises(ValueError, match=r"key_padding_mask must be \(B, T_k\) = \(2, 5\), got \(2, 1, 1, 5\)"):
+        mha(x, key_padding_mask=masks.key_padding_mask(torch.tensor([5, 3]), 5))
+    with pytest.raises(TypeError, match="key_padding_mask must be bool .* got torch.int64"):
+        mha(x, key_padding_mask=torch.zeros(2, 5, dtype=torch.long))
+
+
 def test_mha_accepts_3d_masks_per_batch():
     torch.manual_seed(0)
     mha = snn.MultiHeadAttention(8, 2).eval()

@@ -40,12 +40,14 @@ def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
                                                    batch_first=batch_first, norm_first=norm_first))
     ours = snn.TransformerEncoderLayer.from_torch(theirs)
     assert not ours.training and ours.norm_first == norm_first and ours.ff.activation == activation
+    assert ours.batch_first == batch_first  # the torch layer's layout, (T, B, E) unless batch_first
     x = torch.randn(3, 5, D, requires_grad=True)
     lengths = torch.tensor([5, 3, 2])
     pad_ignore = ~masks.padding_mask(lengths, 5)
 
     out_t = _bt(theirs(_bt(x, batch_first), src_key_padding_mask=pad_ignore), batch_first)
-    out_o, w = ours(x, attn_mask=masks.key_padding_mask(lengths, 5))
+    out_o, w = ours(_bt(x, batch_first), attn_mask=masks.key_padding_mask(lengths, 5))
+    out_o = _bt(out_o, batch_first)
     assert w is None and out_o.shape == (3, 5, D)
     valid = masks.padding_mask(lengths, 5)  # torch's fast path may zero padded positions: compare real ones
     assert (out_o - out_t)[valid].abs().max().item() <= TOL
@@ -67,6 +69,7 @@ def test_decoder_layer_from_torch_parity(norm_first, batch_first):
     theirs = _randomise(nn.TransformerDecoderLayer(D, H, FF, dropout=0.1, activation="gelu",
                                                    batch_first=batch_first, norm_first=norm_first))
     ours = snn.TransformerDecoderLayer.from_torch(theirs)
+    assert ours.batch_first == batch_first
     x = torch.randn(2, 6, D, requires_grad=True)
     memory = torch.randn(2, 4, D, requires_grad=True)
     mem_lengths = torch.tensor([4, 2])
@@ -74,7 +77,9 @@ def test_decoder_layer_from_torch_parity(norm_first, batch_first):
     out_t = _bt(theirs(_bt(x, batch_first), _bt(memory, batch_first),
                        tgt_mask=nn.Transformer.generate_square_subsequent_mask(6), tgt_is_causal=True,
                        memory_key_padding_mask=~masks.padding_mask(mem_lengths, 4)), batch_first)
-    out_o, w = ours(x, memory, memory_mask=masks.key_padding_mask(mem_lengths, 4), need_weights=True)
+    out_o, w = ours(_bt(x, batch_first), _bt(memory, batch_first), memory_mask=masks.key_padding_mask(mem_lengths, 4),
+                    need_weights=True)
+    out_o = _bt(out_o, batch_first)
     assert (out_o - out_t).abs().max().item() <= TOL
     w_self, w_cross = w
     assert w_self.shape == (2, H, 6, 6) and w_cross.shape == (2, H, 6, 4)
@@ -85,6 +90,61 @@ def test_decoder_layer_from_torch_parity(norm_first, batch_first):
     p_o = [x, memory, ours.cross_attn.out_proj.weight, ours.norm3.bias]
     for a, b in zip(_grads(out_o, p_o, gy), _grads(out_t, p_t, gy)):
         assert (a - b).abs().max().item() <= TOL
+
+
+def _seq_first_layers(seed):
+    """A sequence-first torch encoder and decoder layer (torch's default layout), dropout 0, in eval mode."""
+    torch.manual_seed(seed)
+    enc = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.0), seed)
+    dec = _randomise(nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, norm_first=True), seed + 1)
+    return enc, dec
+
+
+def test_from_torch_keeps_a_sequence_first_layout_with_masks():
+    """The same (T, B, E) tensors and torch's own masks (converted) give torch's numbers; B != T != S."""
+    enc_t, dec_t = _seq_first_layers(3)
+    enc, dec = snn.TransformerEncoderLayer.from_torch(enc_t), snn.TransformerDecoderLayer.from_torch(dec_t)
+    assert not enc.batch_first and not dec.batch_first
+    T, B, S = 5, 3, 4
+    src, tgt = torch.randn(T, B, D), torch.randn(T + 1, B, D)
+    memory = torch.randn(S, B, D)
+    src_pad = ~masks.padding_mask(torch.tensor([5, 4, 2]), T)  # torch: True = ignore
+    mem_pad = ~masks.padding_mask(torch.tensor([4, 1, 3]), S)
+    causal = torch.ones(T, T, dtype=torch.bool).triu(1)  # torch's meaning: True = ignore (the future)
+    with torch.no_grad():
+        out_t = enc_t(src, src_mask=causal, src_key_padding_mask=src_pad)
+        out_o, _ = enc(src, attn_mask=masks.from_torch_mha(causal, src_pad))
+        assert out_o.shape == (T, B, D)
+        assert (out_o - out_t).abs().max().item() <= TOL
+        tgt_mask = nn.Transformer.generate_square_subsequent_mask(T + 1)
+        out_t = dec_t(tgt, memory, tgt_mask=tgt_mask, tgt_is_causal=True, memory_key_padding_mask=mem_pad)
+        out_o, (w_self, w_cross) = dec(tgt, memory, memory_mask=masks.from_torch_mha(key_padding_mask=mem_pad),
+                                       need_weights=True)
+        assert out_o.shape == (T + 1, B, D)
+        assert (out_o - out_t).abs().max().item() <= TOL
+        assert w_self.shape == (B, H, T + 1, T + 1) and w_cross.shape == (B, H, T + 1, S)  # batch first, as torch's
+        assert torch.all(w_cross[1, :, :, 1:] == 0)
+
+
+def test_from_torch_batch_first_override():
+    """Asked for batch_first=True, a sequence-first torch layer becomes a (B, T, E) one with the same numbers."""
+    enc_t, dec_t = _seq_first_layers(5)
+    enc = snn.TransformerEncoderLayer.from_torch(enc_t, batch_first=True)
+    dec = snn.TransformerDecoderLayer.from_torch(dec_t, batch_first=True)
+    assert enc.batch_first and dec.batch_first
+    src, memory = torch.randn(3, 5, D), torch.randn(3, 4, D)  # (B, T, E)
+    with torch.no_grad():
+        out_o, _ = enc(src)
+        assert (out_o - enc_t(src.transpose(0, 1)).transpose(0, 1)).abs().max().item() <= TOL
+        out_o, _ = dec(src, memory)
+        out_t = dec_t(src.transpose(0, 1), memory.transpose(0, 1), tgt_is_causal=True,
+                      tgt_mask=nn.Transformer.generate_square_subsequent_mask(5)).transpose(0, 1)
+        assert (out_o - out_t).abs().max().item() <= TOL
+    # and a batch-first torch layer asked for the sequence-first layout
+    bf_t = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True), 6)
+    sf = snn.TransformerEncoderLayer.from_torch(bf_t, batch_first=False)
+    with torch.no_grad():
+        assert (sf(src.transpose(0, 1))[0].transpose(0, 1) - bf_t(src)).abs().max().item() <= TOL
 
 
 def test_from_torch_rejects_other_modules_and_activations():

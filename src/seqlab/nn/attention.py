@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .functional import IMPLS, scaled_dot_product_attention
-from .masks import causal_mask, combine
+from .masks import causal_mask, combine, from_ignore_mask
 from .positional import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention", "KVCache"]
@@ -98,7 +98,9 @@ class MultiHeadAttention(nn.Module):
 
     ``attn_mask`` follows seqlab's convention (bool True = may attend, float added) and may be
     (T_q, T_k), (B, T_q, T_k) or (B or 1, H or 1, T_q, T_k). Padding is part of the mask:
-    ``masks.key_padding_mask(lengths)`` is (B, 1, 1, T_k).
+    ``masks.key_padding_mask(lengths)`` is (B, 1, 1, T_k). ``key_padding_mask`` (B, T_k) is also
+    accepted with torch's meaning (bool True = ignore that key, float added), so a mask written for
+    ``torch.nn.MultiheadAttention`` keeps its meaning here; both masks may be given.
 
     Extras beyond the lecture: ``rotary`` applies RoPE to queries and keys (self-attention), and
     ``impl`` picks the attention kernel ("auto", "reference" or "fused").
@@ -205,6 +207,16 @@ class MultiHeadAttention(nn.Module):
             )
         return m
 
+    @staticmethod
+    def _padding_mask(key_padding_mask, B, T_k):
+        """torch's key_padding_mask (B, T_k), True = ignore, as a seqlab mask (B, 1, 1, T_k), True = attend."""
+        if key_padding_mask.shape != (B, T_k):
+            raise ValueError(f"key_padding_mask must be (B, T_k) = {(B, T_k)}, got {tuple(key_padding_mask.shape)}")
+        if key_padding_mask.dtype != torch.bool and not key_padding_mask.is_floating_point():
+            raise TypeError(f"key_padding_mask must be bool (True = ignore, as torch's) or float (added), "
+                            f"got {key_padding_mask.dtype}")
+        return from_ignore_mask(key_padding_mask)[:, None, None, :]  # (B, 1, 1, T_k)
+
     def forward(
         self,
         query: torch.Tensor,
@@ -215,13 +227,15 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = False,
         cache: KVCache | None = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T_q, d_model) [, (B, T_k, kdim), (B, T_k, vdim)] -> (B, T_q, d_model), (B, H, T_q, T_k) | None.
 
         (T, B, E) for the inputs and the output when not ``batch_first``. ``key`` defaults to
         ``query`` (self-attention) and ``value`` to ``key``. With a ``cache``, the new
         keys/values are appended to it and the queries attend to all cached steps;
-        ``is_causal`` then means "not beyond the query's own position".
+        ``is_causal`` then means "not beyond the query's own position". ``key_padding_mask``
+        (B, T_k) is torch's: True (or -inf) marks a key to ignore; T_k counts cached keys too.
         """
         key = query if key is None else key
         value = key if value is None else value
@@ -249,6 +263,8 @@ class MultiHeadAttention(nn.Module):
 
         if attn_mask is not None:
             attn_mask = self._heads_mask(attn_mask, B, T_q, T_k)
+        if key_padding_mask is not None:
+            attn_mask = combine(attn_mask, self._padding_mask(key_padding_mask, B, T_k))
         if is_causal and past:
             # New queries sit at positions past .. past + T_q - 1 among the keys (bottom-right aligned);
             # a single new query may see every cached key, so it needs no mask at all.

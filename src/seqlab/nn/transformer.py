@@ -9,8 +9,10 @@ Two places for the norm:
     post-LN (the paper, ``norm_first=False``):  x = LayerNorm(x + Sublayer(x))
     pre-LN  (GPT-2 and later, ``norm_first=True``):  x = x + Sublayer(LayerNorm(x))
 
-Everything is batch-first, (B, T, d_model). Every attention module returns ``(output, weights)``,
-``weights`` being None unless ``need_weights=True``; nothing is kept on the module.
+Everything is batch-first, (B, T, d_model), except a layer built with ``batch_first=False`` (as
+``from_torch`` does for a sequence-first torch layer), which reads and returns (T, B, d_model);
+masks and weights keep the batch first either way. Every attention module returns
+``(output, weights)``, ``weights`` being None unless ``need_weights=True``; nothing is kept on the module.
 """
 
 from __future__ import annotations
@@ -79,19 +81,31 @@ class TransformerEncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
         rotary: bool = False,
+        batch_first: bool = True,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary,
+                                            batch_first=batch_first)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
+    @property
+    def batch_first(self) -> bool:
+        """True: x is (B, T, d_model); False: (T, B, d_model), as a sequence-first torch layer's."""
+        return self.self_attn.batch_first
+
     @classmethod
-    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "TransformerEncoderLayer":
-        """An equal (batch-first) layer from ``torch.nn.TransformerEncoderLayer``, whatever its batch_first."""
+    def from_torch(cls, layer: nn.TransformerEncoderLayer, *, batch_first: bool | None = None) -> "TransformerEncoderLayer":
+        """An equal layer (same numbers, same layout) from ``torch.nn.TransformerEncoderLayer``.
+
+        It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
+        ``batch_first`` says otherwise. Masks keep seqlab's convention: convert torch's with
+        ``masks.from_torch_mha``.
+        """
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise TypeError(f"expected torch.nn.TransformerEncoderLayer, got {type(layer).__name__}")
         new = cls(
@@ -100,7 +114,8 @@ class TransformerEncoderLayer(nn.Module):
             layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=True)
+        layout = layer.self_attn.batch_first if batch_first is None else batch_first
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
         for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
                              (new.norm1, layer.norm1), (new.norm2, layer.norm2)):
             mine.load_state_dict(theirs.state_dict())
@@ -119,7 +134,11 @@ class TransformerEncoderLayer(nn.Module):
         need_weights: bool = False,
         cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, d_model) -> (B, T, d_model), weights (B, H, T, T_k) or None."""
+        """x (B, T, d_model) -> (B, T, d_model), weights (B, H, T, T_k) or None.
+
+        x and the output are (T, B, d_model) when not ``batch_first``; the feed-forward and the
+        norms act on each position alone, so only the attention needs to know the layout.
+        """
         if self.norm_first:
             a, w = self._self_attention(self.norm1(x), attn_mask, is_causal, need_weights, cache)
             x = x + a
@@ -151,11 +170,13 @@ class TransformerDecoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
         rotary: bool = False,
+        batch_first: bool = True,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary,
+                                            batch_first=batch_first)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, batch_first=batch_first)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -164,9 +185,19 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
+    @property
+    def batch_first(self) -> bool:
+        """True: x and memory are (B, T, d_model); False: (T, B, d_model), as a sequence-first torch layer's."""
+        return self.self_attn.batch_first
+
     @classmethod
-    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "TransformerDecoderLayer":
-        """An equal (batch-first) layer from ``torch.nn.TransformerDecoderLayer``, whatever its batch_first."""
+    def from_torch(cls, layer: nn.TransformerDecoderLayer, *, batch_first: bool | None = None) -> "TransformerDecoderLayer":
+        """An equal layer (same numbers, same layout) from ``torch.nn.TransformerDecoderLayer``.
+
+        It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
+        ``batch_first`` says otherwise. Masks keep seqlab's convention: convert torch's with
+        ``masks.from_torch_mha``.
+        """
         if not isinstance(layer, nn.TransformerDecoderLayer):
             raise TypeError(f"expected torch.nn.TransformerDecoderLayer, got {type(layer).__name__}")
         new = cls(
@@ -175,8 +206,9 @@ class TransformerDecoderLayer(nn.Module):
             layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=True)
-        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=True)
+        layout = layer.self_attn.batch_first if batch_first is None else batch_first
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
+        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=layout)
         for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
                              (new.norm1, layer.norm1), (new.norm2, layer.norm2), (new.norm3, layer.norm3)):
             mine.load_state_dict(theirs.state_dict())
@@ -196,6 +228,7 @@ class TransformerDecoderLayer(nn.Module):
     ):
         """x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model), (self, cross) weights or None.
 
+        x, memory and the output are (T, B, d_model), (S, B, d_model) when not ``batch_first``.
         ``cache`` holds the self-attention's keys/values for incremental decoding;
         ``memory_cache`` (a ``KVCache(static=True)``) the projected memory.
         """
