@@ -1,6 +1,7 @@
 import torch
 
 from seqlab.data import DigitsConfig, digits, load_digits_arrays, stratified_split
+from seqlab.data.digits import DIGITS_SHA256
 
 
 def test_digits_arrays():
@@ -19,7 +20,9 @@ def test_split_is_stratified_disjoint_and_seeded():
     counts = torch.bincount(a.test.y, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # 20% of each class (174-183 images per class)
     assert a.info == {"task": "classification", "metric": "accuracy", "input_size": 8, "seq_len": 8,
-                      "num_classes": 10, "input_shape": (8, 8), "target_shape": ()}
+                      "num_classes": 10, "input_shape": (8, 8), "target_shape": (),
+                      "files": {"embedded": {"path": "embedded:digits.csv.gz", "size": None,
+                                             "sha256": DIGITS_SHA256}}}
 
 
 def test_pixel_view():

@@ -10,15 +10,17 @@ text for the CLI.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Callable, NamedTuple
 
-from .base import DataError, DataWarning, Splits, TensorSequenceDataset, read_utf8, stratified_split
+from .base import DataError, DataWarning, Splits, TensorSequenceDataset, fingerprint, read_utf8, stratified_split
 from .digits import DigitsConfig, digits, load_digits_arrays
-from .idx import MnistConfig, build_mnist, mnist, read_idx
+from .idx import MnistConfig, build_mnist, mnist, read_idx, resolve_root
 from .seq2seq import (CopyConfig, DatesConfig, PairsConfig, ReverseConfig, Seq2SeqDataset, SortConfig,
                       build_dates, build_pairs, build_symbol_task, read_pairs, tokenize)
-from .series import (CO2Config, CsvSeriesConfig, Scaler, SineConfig, SunspotsConfig, ar_windows, build_co2,
-                     build_series_csv, build_sine, build_sunspots)
+from .series import (CO2Config, CsvSeriesConfig, Scaler, SeriesTooShort, SineConfig, SunspotsConfig, ar_windows,
+                     build_co2, build_series_csv, build_sine, build_sunspots)
 from .synthetic import (AddingConfig, CopyMemoryConfig, adding_problem, build_adding, build_copy_memory,
                         copy_memory)
 from .text import CharLMConfig, CharLMDataset, StreamChunks, batchify, build_char_lm
@@ -60,13 +62,31 @@ def build_splits(cfg) -> Splits:
     return DATASETS[cfg.name].build(cfg)
 
 
+LOCATION_KEYS = ("path", "root")  # where a dataset's files are, not what they hold (that is info["files"])
+
+
+def resolve_locations(cfg):
+    """``cfg`` with its file and folder keys as absolute paths, so that a run stored with it can be
+    evaluated or resumed from any folder. An MNIST ``root=""`` becomes the folder the search finds."""
+    changes = {}
+    for key in LOCATION_KEYS:
+        value = getattr(cfg, key, None)
+        if isinstance(value, str) and value:
+            changes[key] = str(Path(value).expanduser().resolve())
+    if isinstance(cfg, MnistConfig) and not cfg.root:
+        changes["root"] = str(resolve_root("", "train", cfg.download).resolve())
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 from .describe import describe, list_datasets  # noqa: E402  (describe reads DATASETS)
 
 __all__ = [
     "AddingConfig", "CO2Config", "CharLMConfig", "CharLMDataset", "CopyConfig", "CopyMemoryConfig",
     "CsvSeriesConfig", "DATASETS", "DataError", "DataWarning", "DatasetEntry", "DatesConfig", "DigitsConfig",
-    "MnistConfig", "PairsConfig", "ReverseConfig", "Scaler", "Seq2SeqDataset", "SineConfig", "SortConfig",
+    "LOCATION_KEYS", "MnistConfig", "PairsConfig", "ReverseConfig", "Scaler", "Seq2SeqDataset", "SeriesTooShort",
+    "SineConfig", "SortConfig",
     "Splits", "StreamChunks", "SunspotsConfig", "TensorSequenceDataset", "Vocabulary", "adding_problem",
-    "ar_windows", "batchify", "build_splits", "copy_memory", "describe", "digits", "list_datasets",
-    "load_digits_arrays", "mnist", "read_idx", "read_pairs", "read_utf8", "stratified_split", "tokenize",
+    "ar_windows", "batchify", "build_splits", "copy_memory", "describe", "digits", "fingerprint", "list_datasets",
+    "load_digits_arrays", "mnist", "read_idx", "read_pairs", "read_utf8", "resolve_locations", "stratified_split",
+    "tokenize",
 ]

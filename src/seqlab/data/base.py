@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,8 +85,7 @@ def read_utf8(path: str | Path, what: str = "text file") -> str:
     A UTF-8 byte-order mark is dropped and ``\\r\\n`` line ends are read as ``\\n``.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
+    check_file(path, what)
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(f"{path}: the {what} is empty (expected UTF-8 text, found {len(raw)} bytes of whitespace)")
@@ -99,6 +99,32 @@ def read_utf8(path: str | Path, what: str = "text file") -> str:
             f"expected a UTF-8 {what}: re-encode it, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
     return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def check_file(path: Path, what: str) -> None:
+    """A DataError unless ``path`` is a file: a folder given where a file belongs is named as one."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, expected a {what}: give the path of the file itself")
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+
+
+def fingerprint(path: str | Path) -> dict:
+    """``{"path": absolute path, "size": bytes, "sha256": hex}`` of a data file, so a run can tell
+    later whether the file it reads is still the one it was trained on."""
+    path = Path(path).expanduser().resolve()
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def embedded_fingerprint(name: str, sha256: str, content: bytes | str | None = None) -> dict:
+    """The fingerprint of a file shipped inside seqlab: its known sha256, checked whenever it is read
+    (a seqlab release that changes the file changes it), and its content's size when given."""
+    size = None if content is None else len(content.encode("utf-8") if isinstance(content, str) else content)
+    return {"path": f"embedded:{name}", "size": size, "sha256": sha256}
 
 
 def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:

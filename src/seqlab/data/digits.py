@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .base import Splits, TensorSequenceDataset, check_fractions, stratified_split
+from .base import Splits, TensorSequenceDataset, check_fractions, embedded_fingerprint, stratified_split
 
 # sha256 of the decompressed CSV, checked on every load.
 DIGITS_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
@@ -60,5 +60,6 @@ def digits(cfg: DigitsConfig = DigitsConfig()) -> Splits:
     test_idx, val_idx, train_idx = stratified_split(y, (cfg.test_fraction, cfg.val_fraction), cfg.seed)
     make = lambda idx: TensorSequenceDataset(x[idx], y[idx])  # noqa: E731
     info = {"task": "classification", "metric": "accuracy", "input_size": x.shape[-1], "seq_len": x.shape[1],
-            "num_classes": 10, "input_shape": tuple(x.shape[1:]), "target_shape": ()}
+            "num_classes": 10, "input_shape": tuple(x.shape[1:]), "target_shape": (),
+            "files": {"embedded": embedded_fingerprint("digits.csv.gz", DIGITS_SHA256)}}
     return Splits(make(train_idx), make(val_idx), make(test_idx), info)

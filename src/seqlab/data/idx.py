@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..utils import atomic_write
-from .base import DataError, Splits, TensorSequenceDataset, stratified_split
+from .base import DataError, Splits, TensorSequenceDataset, fingerprint, stratified_split
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
@@ -222,7 +222,10 @@ def mnist(root: str | Path = "", split: str = "train", view: str = "rows", downl
 
 def resolve_root(root: str | Path, split: str = "train", download: bool = False) -> Path:
     if str(root):
-        return Path(root).expanduser()
+        root = Path(root).expanduser()
+        if root.is_file():
+            raise DataError(f"data.root {root} is a file, expected the folder that holds the IDX files")
+        return root
     for candidate in default_roots():
         if all(_find(candidate, s) is not None for s in FILES.get(split, FILES["train"])):
             return candidate
@@ -242,7 +245,7 @@ class MnistConfig:
     name: str = "mnist"
     root: str = ""  # folder with the IDX files; "" searches data/mnist, ../shared/data/mnist, ~/.cache/seqlab/mnist
     view: str = "rows"  # "rows" (28 x 28), "pixels" (784 x 1) or "permuted" (784 x 1, fixed order)
-    val_fraction: float = 1 / 12  # of the training file: 5,000 of MNIST's 60,000
+    val_fraction: float = 1 / 12  # of the training file: 5,001 of MNIST's 60,000 (1/12 of each class, rounded)
     seed: int = 0  # the train/val split
     permutation_seed: int = 0  # the pixel order of the "permuted" view
     download: bool = False
@@ -268,6 +271,7 @@ def build_mnist(cfg: MnistConfig = MnistConfig()) -> Splits:
         "input_size": C, "seq_len": T, "num_classes": int(max(y.max(), y_test.max())) + 1,
         "input_shape": (T, C), "target_shape": (),
         "root": str(root), "view": cfg.view, "image_shape": tuple(images.shape[1:]),
+        "files": {stem: fingerprint(_find(root, stem)) for split in ("train", "test") for stem in FILES[split]},
     }
     if cfg.view == "permuted":
         info["permutation"] = permutation(T, cfg.permutation_seed)  # x[:, t] is pixel permutation[t]

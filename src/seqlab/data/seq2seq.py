@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .base import (DataError, DataWarning, Splits, TensorSequenceDataset, check_fractions, check_positive,
-                   read_utf8, skipped_message, split_counts)
+                   fingerprint, read_utf8, skipped_message, split_counts)
 from .vocab import BOS, EOS, PAD, UNK, Vocabulary
 
 LAYOUT = ("x (N, S): source ids + <eos>, right-padded with <pad>=0; y (N, U): <bos> + target ids + <eos>, "
@@ -335,7 +335,9 @@ class PairsConfig:
 
 
 def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
-    report = read_pairs(cfg.path, on_bad_line=cfg.on_bad_line, swap=cfg.swap)
+    with warnings.catch_warnings():  # the skipped lines are in info["messages"], which the caller shows once
+        warnings.simplefilter("ignore", DataWarning)
+        report = read_pairs(cfg.path, on_bad_line=cfg.on_bad_line, swap=cfg.swap)
     skipped = dict(report.skipped)
     messages = report.messages(cfg.path)
     tokenized = [(tokenize(clean(s, cfg.lowercase, cfg.normalize), cfg.tokenize),
@@ -363,5 +365,5 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
     parts = [encode_pairs([tokenized[i] for i in part], src_vocab, tgt_vocab) for part in idx]
     sep = " " if cfg.tokenize == "word" else ""
     info = _seq2seq_info(parts, sep, path=str(cfg.path), num_lines=report.num_lines, num_pairs=len(order),
-                         skipped=skipped, messages=messages)
+                         skipped=skipped, messages=messages, files={"data.path": fingerprint(cfg.path)})
     return Splits(*parts, info)

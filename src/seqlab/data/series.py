@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import DataError, Splits, TensorSequenceDataset, check_fractions, read_utf8, split_counts
+from .base import (DataError, Splits, TensorSequenceDataset, check_fractions, embedded_fingerprint, fingerprint,
+                   read_utf8, split_counts)
 
 EMBEDDED_SHA256 = {
     "sunspots.csv": "f67889b1d9002cd5227f0e0ef54e35b419cdd85a31279adef6f73fb41e5c0a9b",
@@ -49,6 +50,11 @@ def read_embedded(name: str) -> str:
     return raw.decode("utf-8")
 
 
+def embedded_files(name: str, text: str) -> dict:
+    """``info["files"]`` of an embedded series (its content was checked against EMBEDDED_SHA256 on reading)."""
+    return {"embedded": embedded_fingerprint(name, EMBEDDED_SHA256[name], text)}
+
+
 @dataclass(frozen=True)
 class RawSeries:
     """A series as read: values (NaN where missing), the time labels, and the CSV line of each value."""
@@ -59,20 +65,32 @@ class RawSeries:
     where: str
 
 
-def parse_series_csv(text: str, where: str, column: str | None = None, time_column: str | None = None) -> RawSeries:
+def parse_series_csv(text: str, where: str, column: str | None = None, time_column: str | None = None,
+                     header: bool = True) -> RawSeries:
     """One value column of a CSV with a header row. Empty cells and ``nan``/``NA`` are missing (NaN).
 
     ``column`` defaults to the last column, ``time_column`` to the first. A cell that is not a
-    number, or a row with the wrong number of fields, is a DataError naming the line.
+    number, or a row with the wrong number of fields, is a DataError naming the line. A first row
+    whose value cell is a number is taken for data, not a header, and is a DataError saying how to
+    fix it (``column`` named explicitly counts as a header); with ``header=False`` the file has no
+    header row and its columns are named 1, 2, ...
     """
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         raise DataError(f"{where}: empty, expected a CSV with a header row")
-    header = [h.strip() for h in rows[0]]
-    col = len(header) - 1 if column is None else _column(header, column, where)
-    tcol = 0 if time_column is None else _column(header, time_column, where)
+    if header:
+        names, first = [h.strip() for h in rows[0]], 2
+    else:
+        names, first = [str(i + 1) for i in range(len(rows[0]))], 1
+    col = len(names) - 1 if column is None else _column(names, column, where)
+    tcol = 0 if time_column is None else _column(names, time_column, where)
+    if header and column is None and _is_number(names[col]):
+        raise DataError(f"{where}:1: the first row ({','.join(rows[0])!r}) is numbers, not a header naming the "
+                        f"columns, so its value would be lost; add a header row (e.g. 'time,value') or set "
+                        f"data.header=false (--data.header=false) for a file without one")
+    header = names
     values, time, lines = [], [], []
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in enumerate(rows[first - 1:], start=first):
         if not row or not "".join(row).strip():
             continue  # a blank line carries no observation (a missing one is an empty cell)
         if len(row) != len(header):
@@ -93,6 +111,14 @@ def parse_series_csv(text: str, where: str, column: str | None = None, time_colu
     if not values:
         raise DataError(f"{where}: no rows after the header, expected one value per line")
     return RawSeries(np.array(values, dtype=np.float64), time, lines, where)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _column(header: list[str], name: str, where: str) -> int:
@@ -211,6 +237,22 @@ class CsvSeriesConfig(SeriesConfig):
     path: str = ""
     column: str = ""  # "" = the last column
     time_column: str = ""  # "" = the first column
+    header: bool = True  # false: the first row is data; columns are then named 1, 2, ...
+
+
+class SeriesTooShort(DataError):
+    """A series whose training part cannot hold one window; ``explain(option)`` names the option that
+    sets the window length where the command calls it something else (``seqlab forecast --order``)."""
+
+    def __init__(self, where: str, length: int, n_train: int, tau: int, horizon: int):
+        self.where, self.length, self.n_train, self.tau, self.horizon = where, length, n_train, tau, horizon
+        super().__init__(self.explain("--data.tau"))
+
+    def explain(self, option: str) -> str:
+        need = self.tau + self.horizon + 1
+        return (f"{self.where}: a series of {self.length:,} values leaves {self.n_train:,} for training, fewer than "
+                f"tau + horizon + 1 = {need} (tau = {self.tau}); use a longer series, lower {option} or lower "
+                f"--data.val_fraction / --data.test_fraction")
 
 
 def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
@@ -218,8 +260,7 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
     L = len(values)
     n_train, n_val, _ = split_counts(L, cfg.val_fraction, cfg.test_fraction)
     if n_train < cfg.tau + cfg.horizon + 1:
-        raise DataError(f"a series of {L} values leaves {n_train} for training, fewer than tau + horizon + 1 = "
-                        f"{cfg.tau + cfg.horizon + 1}; lower data.tau or the val/test fractions")
+        raise SeriesTooShort(extra.get("source", cfg.name), L, n_train, cfg.tau, cfg.horizon)
     scaler = Scaler.fit(values[:n_train], cfg.normalize)
     raw = torch.tensor(values, dtype=torch.float64)  # (L,) as read: float32 would round 1e8 to steps of 8
     s = torch.tensor(scaler.transform(values), dtype=torch.float32)  # (L,)
@@ -247,17 +288,19 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
     return Splits(*parts, info)
 
 
-def _filled_info(raw: RawSeries, filled: int) -> dict:
-    info = {"filled": filled, "time": raw.time, "source": raw.where}
+def _filled_info(raw: RawSeries, filled: int, files: dict) -> dict:
+    info = {"filled": filled, "time": raw.time, "source": raw.where, "files": files}
     if filled:
         info["messages"] = [f"{raw.where}: filled {filled:,} missing values (of {len(raw.values):,}) by linear interpolation"]
     return info
 
 
 def build_sunspots(cfg: SunspotsConfig = SunspotsConfig()) -> Splits:
-    raw = parse_series_csv(read_embedded("sunspots.csv"), "embedded:sunspots.csv", "SUNACTIVITY", "YEAR")
+    text = read_embedded("sunspots.csv")
+    raw = parse_series_csv(text, "embedded:sunspots.csv", "SUNACTIVITY", "YEAR")
     values, filled = fill_missing(raw, cfg.missing)
-    return window_splits(values, cfg, **_filled_info(raw, filled), units="sunspot number")
+    return window_splits(values, cfg, **_filled_info(raw, filled, embedded_files("sunspots.csv", text)),
+                         units="sunspot number")
 
 
 def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
@@ -266,7 +309,7 @@ def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
     Weeks absent from the file (none in statsmodels' copy) are inserted as missing, so every
     step is exactly 7 days.
     """
-    raw = parse_series_csv(read_embedded("co2.csv"), "embedded:co2.csv", "co2", "date")
+    raw = parse_series_csv(read_embedded("co2.csv"), "embedded:co2.csv", "co2", "date")  # checked by sha256
     dates = [dt.date(int(d[:4]), int(d[4:6]), int(d[6:8])) for d in raw.time]
     weeks = [(d - dates[0]).days // 7 for d in dates]
     full = np.full(weeks[-1] + 1, np.nan)
@@ -281,7 +324,8 @@ def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
 
 def build_co2(cfg: CO2Config = CO2Config()) -> Splits:
     values, time, filled = load_co2(cfg.missing)
-    info = {"filled": filled, "time": time, "source": "embedded:co2.csv", "units": "ppmv"}
+    info = {"filled": filled, "time": time, "source": "embedded:co2.csv", "units": "ppmv",
+            "files": embedded_files("co2.csv", read_embedded("co2.csv"))}
     if filled:
         info["messages"] = [f"embedded:co2.csv: filled {filled:,} missing weeks (of {len(values):,}) by linear interpolation"]
     return window_splits(values, cfg, **info)
@@ -296,13 +340,13 @@ def sine_series(length: int, frequency: float = 0.01, amplitude: float = 1.0, no
 
 def build_sine(cfg: SineConfig = SineConfig()) -> Splits:
     values = sine_series(cfg.length, cfg.frequency, cfg.amplitude, cfg.noise, cfg.seed)
-    return window_splits(values, cfg, filled=0, time=list(range(1, cfg.length + 1)), source="generated")
+    return window_splits(values, cfg, filled=0, time=list(range(1, cfg.length + 1)), source="generated", files={})
 
 
 def build_series_csv(cfg: CsvSeriesConfig) -> Splits:
     if not cfg.path:
         raise DataError("data.path is not set: give the CSV file, e.g. --data.path=series.csv")
     text = read_utf8(cfg.path, "CSV file")
-    raw = parse_series_csv(text, str(Path(cfg.path)), cfg.column or None, cfg.time_column or None)
+    raw = parse_series_csv(text, str(Path(cfg.path)), cfg.column or None, cfg.time_column or None, cfg.header)
     values, filled = fill_missing(raw, cfg.missing)
-    return window_splits(values, cfg, **_filled_info(raw, filled))
+    return window_splits(values, cfg, **_filled_info(raw, filled, {"data.path": fingerprint(cfg.path)}))

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataError, Splits, check_fractions, read_utf8, split_counts
+from .base import (DataError, Splits, check_file, check_fractions, embedded_fingerprint, fingerprint, read_utf8,
+                   split_counts)
 from .vocab import Vocabulary
 
 SAMPLE_SHA256 = "89b98a6f4ee9cb8dc1f6e14f30c1c6592a6dc2d60b2281ccc96e9f8f9e7e2ca8"
@@ -163,6 +164,8 @@ SOURCES = {
 
 
 def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
+    if cfg.path and Path(cfg.path).expanduser().is_dir():
+        check_file(Path(cfg.path).expanduser(), "text file")  # a folder is named as one
     if cfg.path and not Path(cfg.path).expanduser().is_file():
         url = next((u for name, u in SOURCES.items() if Path(cfg.path).as_posix().endswith(name)), None)
         get = f"download {url} to that path" if url else "check data.path"
@@ -171,7 +174,7 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
     text = read_utf8(cfg.path) if cfg.path else load_sample_text()
     where = cfg.path or "the embedded sample"
     files = {"data.path": fingerprint(cfg.path) if cfg.path else
-             embedded_fingerprint("shakespeare_sample.txt.gz", text, SAMPLE_SHA256)}
+             embedded_fingerprint("shakespeare_sample.txt.gz", SAMPLE_SHA256, text)}
     # The vocabulary is every character of the whole text (as char-rnn does), so nothing is unknown.
     vocab = Vocabulary(sorted(set(text)), specials=())
     ids = torch.tensor(vocab.encode(text), dtype=torch.int64)  # (N,)
