@@ -15,6 +15,8 @@ from .forecaster import (ForecastHead, MLPAutoregressive, MLPAutoregressiveConfi
 from .gpt import GPT, GPTConfig
 from .language_model import LanguageModelConfig, RNNLanguageModel
 from .markov import MarkovModel
+from .seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
+from .seq2seq_transformer import Seq2SeqTransformer, Seq2SeqTransformerConfig
 from .vit import ViT, ViTConfig
 
 MODELS: dict[str, tuple[type, type]] = {
@@ -24,6 +26,8 @@ MODELS: dict[str, tuple[type, type]] = {
     "mlp_ar": (MLPAutoregressiveConfig, MLPAutoregressive),
     "rnn_forecaster": (RecurrentForecasterConfig, RecurrentForecaster),
     "transformer_forecaster": (TransformerForecasterConfig, TransformerForecaster),
+    "seq2seq_rnn": (Seq2SeqRNNConfig, Seq2SeqRNN),
+    "seq2seq_transformer": (Seq2SeqTransformerConfig, Seq2SeqTransformer),
     "gpt": (GPTConfig, GPT),
 }
 
@@ -37,5 +41,6 @@ __all__ = [
     "MODELS", "ARModel", "ClassifierConfig", "ForecastHead", "GPT", "GPTConfig", "LanguageModelConfig",
     "MLPAutoregressive",
     "MLPAutoregressiveConfig", "MarkovModel", "RNNLanguageModel", "RecurrentForecaster", "RecurrentForecasterConfig",
+    "Seq2SeqRNN", "Seq2SeqRNNConfig", "Seq2SeqTransformer", "Seq2SeqTransformerConfig",
     "SequenceClassifier", "TransformerForecaster", "TransformerForecasterConfig", "ViT", "ViTConfig", "build_model",
 ]
