@@ -213,10 +213,11 @@ def test_sunspots_preset_trains_and_evaluates_through_the_cli(tmp_path, configs_
     assert run.name.startswith("sunspots-rnn_forecaster-")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == "regression" and summary["steps"] == 10
-    assert "best_val/loss" in summary and summary["test/loss"] > 0
+    assert "best_val/loss_normalised" in summary and summary["test/loss_normalised"] > 0
     capsys.readouterr()
     assert main(["eval", str(run)]) == 0
-    assert json.loads(capsys.readouterr().out)["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["test/loss_normalised"] == pytest.approx(summary["test/loss_normalised"], abs=1e-5)
 
 
 @pytest.mark.parametrize("model", ["mlp_ar", "transformer_forecaster"])

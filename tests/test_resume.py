@@ -129,7 +129,7 @@ def test_runs_table(tmp_path, configs_dir, capsys):
     capsys.readouterr()
     assert main(["runs", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "task", "model", "params", "steps", "best", "val", "test", "seconds"]
+    assert lines[0].split() == ["name", "task", "model", "params", "steps", "best", "val", "test", "baseline", "seconds"]
     row = lines[1].split()
     assert row[:5] == [run.name, "classification", "rnn_classifier", f"{summary['params']:,}", "3"]
     assert row[5:7] == ["accuracy", f"{summary['best_val/accuracy']:.4f}"]

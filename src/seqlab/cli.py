@@ -83,16 +83,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="dataset name (for info)")
 
     p = sub.add_parser("bench", help="run a benchmark (recurrent, attention, ...)",
-                       description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.")
+                       description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.",
+                       epilog="benchmarks:\n" + "\n".join(f"  {name:<18} {about}" for name, about in _benchmarks()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
     return parser
+
+
+def _benchmarks() -> list[tuple[str, str]]:
+    """(name, first docstring line) of each module in seqlab.bench, read without importing it (no torch)."""
+    import ast
+    import pkgutil
+
+    import seqlab.bench as bench_pkg
+
+    out = []
+    for m in sorted(pkgutil.iter_modules(bench_pkg.__path__), key=lambda m: m.name):
+        source = Path(bench_pkg.__path__[0], f"{m.name}.py")
+        doc = ast.get_docstring(ast.parse(source.read_text())) if source.is_file() else None
+        out.append((m.name, (doc or "").strip().splitlines()[0] if doc else ""))
+    return out
 
 
 def _overrides(extra: list[str], allowed: tuple[str, ...]) -> list[str]:
     for arg in extra:
         section = arg[2:].split(".", 1)[0] if arg.startswith("--") and "." in arg else None
         if section not in allowed:
+            if not allowed:
+                raise ConfigError(f"unrecognised argument {arg!r}; this command takes no --section.key=value overrides")
             raise ConfigError(f"unrecognised argument {arg!r}; overrides look like --section.key=value "
                               f"with section in: {', '.join(allowed)}")
     return extra
@@ -124,7 +143,8 @@ def cmd_train(args, extra: list[str], argv: list[str]) -> int:
         return 0
     plot_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
     summary = json.loads((run_dir / "summary.json").read_text())
-    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()
+             if not isinstance(v, (dict, list))}  # data_files (paths and sha256) stay in summary.json
     print(json.dumps(shown))
     print(f"run directory: {run_dir}")
     print("  summary.json, metrics.jsonl, config.toml, checkpoints/last.pt, plots/curves.png, tensorboard/")
@@ -141,10 +161,12 @@ def cmd_runs(args, extra: list[str], argv: list[str]) -> int:
 
 
 def cmd_eval(args, extra: list[str], argv: list[str]) -> int:
+    from .config import parse_overrides
     from .train.run import evaluate_run
 
-    _overrides(extra, ())
-    metrics = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint)
+    location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    metrics = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, data_location=location,
+                           notify=lambda text: print(f"seqlab eval: warning: {text}", file=sys.stderr))
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
     return 0
 
@@ -174,6 +196,10 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
         lr=args.lr, seed=args.seed, interval_model="" if args.interval_model == "none" else args.interval_model,
         interval=args.interval, device=args.device, inputs=args.inputs, data_overrides=tuple(sorted(data_overrides.items())))
     log = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    try:  # before any model is fitted: an --out that cannot be written is a usage error
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the output folder --out {args.out}: {err.strerror or err}") from None
     result = run_forecast(settings, log=log)
     paths = write_forecast(result, args.out)
     png = plot_forecast(result, Path(args.out) / "forecast.png")
@@ -182,6 +208,8 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
     print(f"{info['data']}: {split['length']} values, train/val/test {split['train']}/{split['val']}/{split['test']}; "
           f"order {info['order']}, {info['budget_steps']} steps of {info['batch_size']} per trained model; "
           f"RMSE and MAE on the test part in {info['units'] or 'the series units'}")
+    for message in info["messages"]:  # values the data layer filled in
+        print(message)
     print()
     print(markdown_table(result))
     if info["interval_coverage"]:
@@ -201,6 +229,8 @@ def cmd_data(args, extra: list[str], argv: list[str]) -> int:
         for name, entry in sorted(data.DATASETS.items()):
             print(f"{name:<{width}}  {entry.description}")
         return 0
+    if args.name is None:
+        raise ConfigError(f"give a dataset name: seqlab data info NAME, one of {', '.join(sorted(data.DATASETS))}")
     if args.name not in data.DATASETS:
         raise ConfigError(f"unknown dataset {args.name!r}; valid names: {', '.join(sorted(data.DATASETS))}")
     values = parse_overrides(_overrides(extra, ("data",))).get("data", {})

@@ -22,7 +22,7 @@ class LanguageModelConfig:
     name: str = "rnn_lm"
     cell: str = "lstm"  # "rnn", "lstm", "gru" or "layernorm_lstm"
     impl: str = "fused"
-    vocab_size: int = 65
+    vocab_size: int = 0  # 0: the data's vocabulary size (seqlab train fills it in)
     embedding_size: int = 64
     hidden_size: int = 256
     num_layers: int = 2
@@ -30,7 +30,8 @@ class LanguageModelConfig:
 
     def __post_init__(self):
         check_recurrent(self)
-        check_at_least("model", self, "vocab_size", "embedding_size", "hidden_size", "num_layers")
+        check_at_least("model", self, "vocab_size", minimum=0)
+        check_at_least("model", self, "embedding_size", "hidden_size", "num_layers")
         check_fraction("model", self, "dropout")
 
 
@@ -39,6 +40,8 @@ class RNNLanguageModel(nn.Module):
 
     def __init__(self, config: LanguageModelConfig):
         super().__init__()
+        if config.vocab_size < 1:
+            raise ValueError("LanguageModelConfig.vocab_size is 0 ('from the data'): set it before building the model")
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embedding_size)
         self.rnn = recurrent_encoder(config, config.embedding_size)

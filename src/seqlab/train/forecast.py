@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict
-from ..data import DATASETS, TensorSequenceDataset
+from ..data import DATASETS, SeriesTooShort, TensorSequenceDataset
 from ..models import (ARModel, MLPAutoregressiveConfig, RecurrentForecasterConfig, TransformerForecasterConfig,
                       build_model)
 from ..nn.mdn import mixture_sample
@@ -224,8 +224,12 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     """Fit every model of ``settings`` and score its iterated forecasts on the test part (see module doc)."""
     start = time.perf_counter()
     data_cfg = _data_config(settings)
-    splits = DATASETS[settings.data].build(data_cfg)
+    try:
+        splits = DATASETS[settings.data].build(data_cfg)
+    except SeriesTooShort as err:  # the window length is --order here, not data.tau
+        raise ConfigError(err.explain("--order")) from None
     info = splits.info
+    source = info.get("source", settings.data)
     if info.get("task") != "regression":
         raise ConfigError(f"data {settings.data!r} is not a series (task {info.get('task')!r})")
     scaler = info["scaler"]
@@ -234,10 +238,11 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     L, tau, H = len(series), settings.order, max(settings.horizons)
     n_train, test_start = info["split_index"]
     if test_start >= L:
-        raise ConfigError(f"data {settings.data!r} has an empty test part; raise data.test_fraction")
+        raise ConfigError(f"{source}: the test part of {L:,} values is empty; raise --data.test_fraction")
     if test_start - H - tau + 1 < 0:
-        raise ConfigError(f"the largest horizon ({H}) plus --order ({tau}) reaches before the series starts "
-                          f"for the first test target (index {test_start}); lower them")
+        raise ConfigError(f"{source}: the largest horizon ({H}) plus --order ({tau}) reaches before the series starts "
+                          f"for the first test target (index {test_start} of {L:,} values); lower --order or "
+                          f"--horizons, or use a longer series")
     targets = np.arange(test_start, L)  # (N,) the test part
     origins = np.arange(test_start - H, L - 1)  # every origin some horizon reaches a test target from
     windows = z[origins[:, None] - tau + 1 + np.arange(tau)]  # (M, tau), window ends at the origin
@@ -291,6 +296,7 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
         "test_targets": len(targets), "budget_steps": settings.budget_steps, "batch_size": settings.batch_size,
         "lr": settings.lr, "seed": settings.seed, "inputs": settings.inputs, "interval_model": settings.interval_model,
         "interval": settings.interval, "interval_coverage": coverage, "fits": fits,
+        "source": source, "missing_values_filled": info.get("filled", 0), "messages": list(info.get("messages", [])),
         "seconds": time.perf_counter() - start, "settings": {k: v for k, v in asdict(settings).items()},
     }
     return ForecastResult(metrics, series, list(info.get("time", range(L))), targets, (n_train, test_start),

@@ -19,9 +19,9 @@ from typing import Any, Callable
 import torch
 
 from ..config import ConfigError, dump_toml, merge, parse_overrides, toml_value
-from ..data import build_splits
+from ..data import LOCATION_KEYS, DataError, Splits, build_splits, resolve_locations
 from ..models import build_model
-from ..utils import atomic_write_text, count_parameters, set_seed
+from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
 from .distributed import init_distributed, shutdown
@@ -29,14 +29,26 @@ from .likelihood import sequence_log_likelihood, unigram_probs
 from .trainer import Trainer, check_trainable, evaluate, resolve_device
 
 
+def check_run_name(name: str) -> None:
+    """A run name is one folder name: ``--name ../x`` or ``--name a/b`` would put the run outside ``--out``."""
+    if not name or any(sep and sep in name for sep in ("/", os.sep, os.altsep)) or name in (".", ".."):
+        raise ConfigError(f"--name must be a plain folder name (no '/', not '.' or '..'), so that the run stays "
+                          f"inside --out; got {name!r}")
+
+
 def new_run_dir(out: str | Path, name: str) -> Path:
     """``out/<name>-<YYYYmmdd-HHMMSS>``, with a numeric suffix if that exists already (never reused)."""
+    check_run_name(name)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(out) / f"{name}-{stamp}"
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:  # --out is a file, or not writable: the user's to fix
+        raise ConfigError(f"cannot create the run directory {path} under --out {out}: "
+                          f"{err.strerror or err}") from None
     return path
 
 
@@ -59,10 +71,11 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
     """
     for key in ("input_size", "num_classes", "vocab_size", "tau"):
         if key in info and hasattr(exp.model, key) and getattr(exp.model, key) != info[key]:
-            raise ConfigError(
-                f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; "
-                f"set --model.{key}={info[key]}"
-            )
+            fix = f"set --model.{key}={info[key]}"
+            if key in FROM_DATA:
+                fix += " (or 0 to take it from the data)"
+            raise ConfigError(f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives "
+                              f"{info[key]}; {fix}")
     block = getattr(exp.model, "block_size", None)
     if block is not None and info.get("seq_len", 0) > block:
         raise ConfigError(f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
@@ -88,6 +101,77 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], section: str) -> list[
     return [f"{section}.{k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
+def _describe_file(fp: dict[str, Any]) -> str:
+    size = f"{fp['size']:,} bytes, " if fp.get("size") is not None else ""
+    return f"{size}sha256 {fp['sha256'][:12]}"
+
+
+def data_file_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """One line per data file that differs from the run's record (``info["files"]`` when it was trained).
+
+    Files are matched by role (``data.path``, an IDX file's name, ``embedded``), so the same file
+    in a new place is no change; a run saved before fingerprints were kept (``old`` None) has none.
+    """
+    if old is None:
+        return []
+    lines = []
+    for role in sorted(set(old) | set(new)):
+        then, now = old.get(role), new.get(role)
+        if then is not None and now is not None and then["sha256"] == now["sha256"]:
+            continue
+        if then is None:
+            lines.append(f"data file {now['path']} was not read when the run was trained")
+        elif now is None:
+            lines.append(f"data file {then['path']}, read when the run was trained, is not read now")
+        else:
+            moved = f" (then at {then['path']})" if then["path"] != now["path"] else ""
+            lines.append(f"data file {now['path']} is not the one the run was trained on{moved}: "
+                         f"then {_describe_file(then)}, now {_describe_file(now)}")
+    return lines
+
+
+def _without_locations(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in LOCATION_KEYS}
+
+
+def build_run_data(data_cfg, run_dir: Path) -> Splits:
+    """The splits of an existing run's data; a file that is not where the run left it says how to point at it."""
+    try:
+        return build_splits(data_cfg)
+    except DataError as err:
+        keys = [k for k in LOCATION_KEYS if hasattr(data_cfg, k)]
+        if not keys:
+            raise
+        raise DataError(f"{err} (run {run_dir}: if its data moved, give the new location with "
+                        + " or ".join(f"--data.{k}=..." for k in keys) + ")") from None
+
+
+@torch.no_grad()
+def original_units_errors(model: torch.nn.Module, dataset, inverse: Callable, device: torch.device,
+                          batch_size: int = 256) -> dict[str, float]:
+    """MSE and RMSE of a series model's predictions in the series' own units: the model's output and
+    the targets mapped back by ``inverse`` (the scaler fitted on the training part), then compared."""
+    x, y = dataset.tensors  # (N, tau, 1), (N, 1), normalised
+    squared = 0.0
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            y_hat = model(x[i:i + batch_size].to(device))[0]  # (b, 1)
+            err = inverse(y_hat.double().cpu()) - inverse(y[i:i + batch_size].double())  # (b, 1), original units
+            squared += float((err ** 2).sum())
+    mse = squared / y.numel()
+    return {"mse_original_units": mse, "rmse_original_units": mse ** 0.5}
+
+
+def split_metrics(model: torch.nn.Module, splits: Splits, split: str, task: str, metrics: dict[str, float],
+                  device: torch.device) -> dict[str, float]:
+    """``split/<metric>`` keys; for a series, the normalised loss named so and MSE, RMSE in original units."""
+    if "inverse" not in splits.info:
+        return {f"{split}/{k}": v for k, v in metrics.items()}
+    out = original_units_errors(model, getattr(splits, split), splits.info["inverse"], device)
+    out.update({("loss_normalised" if k == "loss" else k): v for k, v in metrics.items()})
+    return {f"{split}/{k}": v for k, v in out.items()}
+
+
 def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_name: str | None = None,
                      argv: list[str] | None = None, progress: bool = True, resume: str | Path | None = None,
                      overrides: list[str] | None = None,
@@ -101,27 +185,40 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     model or data config that differs from the checkpoint's is refused, showing the difference;
     changed ``train`` settings are announced through ``notify`` and apply from the resumed step.
     """
-    ckpt = None
+    if run_name is not None:
+        check_run_name(run_name)
+    ckpt, saved = None, None
     if resume is not None:
         resume = Path(resume)
-        ckpt = read_run_checkpoint(resume)
+        ckpt = read_run_checkpoint(resume, action="resume")
         saved = {"model": ckpt["model_config"], "data": ckpt["data_config"], "train": ckpt["train_config"]}
         if exp is None:
             exp = experiment_from_dict(merge(saved, parse_overrides(overrides or [])))
         exp = Experiment(fill_from_data(exp.model, saved["model"]), exp.data, exp.train)  # sizes it was built with
+    assert exp is not None
+    exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)  # absolute: the run works from any folder
+    if ckpt is not None:
         now = exp.to_dict()
-        diff = config_diff(saved["model"], now["model"], "model") + config_diff(saved["data"], now["data"], "data")
+        old_data, new_data = saved["data"], now["data"]
+        if ckpt.get("data_files") is not None:  # a new place for the same files is no change: the fingerprints say
+            old_data, new_data = _without_locations(old_data), _without_locations(new_data)
+        diff = config_diff(saved["model"], now["model"], "model") + config_diff(old_data, new_data, "data")
         if diff:
             raise ConfigError(f"the checkpoint in {resume} was trained with another model or data config:\n  "
                               + "\n  ".join(diff) + "\nresume with the run's own config (omit CONFIG) or start a new run")
-        changed = config_diff(saved["train"], now["train"], "train")
-        if changed:
-            notify(f"resuming {resume} at step {ckpt['step']} with changed settings:\n  " + "\n  ".join(changed))
-    assert exp is not None
     set_seed(exp.train.seed)
-    splits = build_splits(exp.data)
+    splits = build_run_data(exp.data, resume) if resume is not None else build_splits(exp.data)
     exp = Experiment(fill_from_data(exp.model, splits.info), exp.data, exp.train)
     check_shapes(exp, splits.info)
+    files = splits.info.get("files", {})
+    if ckpt is not None:
+        changes = data_file_changes(ckpt.get("data_files"), files)
+        if changes:
+            raise ConfigError(f"cannot resume {resume}: " + "; ".join(changes)
+                              + "; resume with the data it was trained on, or start a new run")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    for message in splits.info.get("messages", []) if is_main else []:
+        notify(message)  # what the data layer filled or skipped, said once
     task = splits.info.get("task", "classification")
     device = resolve_device(exp.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -134,21 +231,31 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     run_dir = None
     if dist_info.is_main:
         run_dir = resume or new_run_dir(out, run_name or f"{exp.data.name}-{exp.model.name}")
-        atomic_write_text(run_dir / "config.toml", dump_toml(exp.to_dict()))
-        previous = (run_dir / "command.txt").read_text() if resume and (run_dir / "command.txt").is_file() else ""
-        args = sys.argv[1:] if argv is None else argv
-        atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
     configs = exp.to_dict()
     try:
         trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
                           dist_info=dist_info, device=device,
                           checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
-                                                    "train_config": configs["train"], "task": task})
+                                                    "train_config": configs["train"], "task": task,
+                                                    "data_files": files})
         for event, fns in (callbacks or {}).items():
             for fn in fns:
                 trainer.add_callback(event, fn)
         if ckpt is not None:
             trainer.load_state_dict(ckpt, resume / "checkpoints" / "last.pt")
+            check_something_to_do(trainer, exp.train, resume)
+            changed = config_diff(saved["train"], configs["train"], "train")
+            if changed and dist_info.is_main:
+                notify(f"resuming {resume} at step {ckpt['step']} with changed settings:\n  " + "\n  ".join(changed))
+            moved = [f"data.{k}: {saved['data'].get(k)!r} -> {configs['data'][k]!r}" for k in LOCATION_KEYS
+                     if k in configs["data"] and saved["data"].get(k) != configs["data"][k]]
+            if moved and ckpt.get("data_files") is not None and dist_info.is_main:
+                notify(f"resuming {resume} with its data in a new place (same content): " + "; ".join(moved))
+        if run_dir is not None:  # nothing is written before every check has passed
+            atomic_write_text(run_dir / "config.toml", dump_toml(configs))
+            previous = (run_dir / "command.txt").read_text() if resume and (run_dir / "command.txt").is_file() else ""
+            args = sys.argv[1:] if argv is None else argv
+            atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
         fit = trainer.fit()
         test = ({} if len(splits.test) == 0 else  # e.g. a 90/10 train/val split: nothing held out for test
                 evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info))
@@ -158,22 +265,58 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     shutdown()
     if run_dir is None:
         return None
+    parts = {"test": test}
+    if "inverse" in splits.info and len(splits.val):  # a series: the val error too, in the units of the baseline
+        parts["val"] = evaluate(trainer.model, splits.val, task=task, device=trainer.device)
+    scored = {k: v for part, metrics in parts.items() if metrics
+              for k, v in split_metrics(trainer.model, splits, part, task, metrics, trainer.device).items()}
     baseline = {f"baseline/{k}": v for k, v in splits.info.get("baseline", {}).items() if isinstance(v, (int, float))}
-    summary = {**{f"test/{k}": v for k, v in test.items()}, **baseline, "params": count_parameters(model),
-               "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
-               f"best_val/{trainer.metric}": fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
-               "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size}
+    best_key = f"best_val/{trainer.metric}"
+    if "inverse" in splits.info and trainer.metric == "loss":
+        best_key += "_normalised"  # the validation loss the trainer tracks is on the normalised scale
+    summary = {**scored, **baseline}
+    if "inverse" in splits.info:
+        summary["units"] = splits.info.get("units") or "the series' own units"
+        summary["data/missing_values_filled"] = splits.info.get("filled", 0)
+    summary.update({"params": count_parameters(model), "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
+                    best_key: fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
+                    "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size,
+                    "data_files": files})
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return run_dir
 
 
-def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt") -> dict[str, Any]:
-    """``RUN_DIR/checkpoints/<checkpoint>``; a missing directory or file or a bad checkpoint is a ConfigError."""
+def check_something_to_do(trainer: Trainer, cfg, run_dir: Path) -> None:
+    """Refuse a resume that would train nothing, before it rewrites the run's config or checkpoints.
+
+    A run that reached its step budget (or stopped early) and wrote its summary is finished; one
+    stopped between its last step and its summary may still be resumed to finish its evaluation.
+    """
+    finished = (run_dir / "summary.json").is_file()
+    budget = (f"train.max_steps = {cfg.max_steps}" if cfg.max_steps else
+              f"train.epochs = {cfg.epochs} ({trainer.total_steps:,} steps)")
+    if trainer.stopped_early and finished:
+        raise ConfigError(f"nothing to do: {run_dir} stopped early at step {trainer.step:,} (no improvement in "
+                          f"validation); the run is left as it was; start a new run to train further")
+    if trainer.step > trainer.total_steps or (trainer.step == trainer.total_steps and finished):
+        raise ConfigError(f"nothing to do: {run_dir} has trained {trainer.step:,} steps and {budget} asks for no "
+                          f"more; the run is left as it was; give a larger --train.max_steps to train on")
+
+
+def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt", action: str = "load") -> dict[str, Any]:
+    """``RUN_DIR/checkpoints/<checkpoint>``; a missing directory or file or a bad checkpoint is a ConfigError
+    (``action``, e.g. "resume", says what there is nothing to do when the run has no checkpoint yet)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
     ckpt_path = run_dir / "checkpoints" / checkpoint
     if not ckpt_path.is_file():
+        existing = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+        if existing:
+            raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}; checkpoints there: {', '.join(existing)}")
+        if (run_dir / "config.toml").is_file():
+            raise ConfigError(f"{run_dir} has no checkpoint yet (the run stopped before writing its first one); "
+                              f"nothing to {action}")
         raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}: is it a seqlab run directory?")
     try:
         ckpt = load_checkpoint(ckpt_path)
@@ -186,26 +329,46 @@ def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt") -> dic
     return ckpt
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> tuple[Experiment, torch.nn.Module, dict]:
-    """The experiment and trained model of a run directory, rebuilt from the checkpoint's configs."""
-    ckpt = read_run_checkpoint(run_dir, checkpoint)
-    exp = experiment_from_dict({"model": ckpt["model_config"], "data": ckpt["data_config"],
+def load_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict[str, str] | None = None,
+             action: str = "load") -> tuple[Experiment, torch.nn.Module, dict]:
+    """The experiment and trained model of a run directory, rebuilt from the checkpoint's configs.
+
+    ``data_location`` (e.g. ``{"path": "/new/place/input.txt"}``) points the data config at where
+    the run's data is now; only the keys in ``LOCATION_KEYS`` may be given.
+    """
+    ckpt = read_run_checkpoint(run_dir, checkpoint, action)
+    other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
+    if other:
+        raise ConfigError(f"only the data's location can be given for an existing run (--data.path, --data.root), "
+                          f"not --data.{other[0]}: its data config is the one it was trained with")
+    exp = experiment_from_dict({"model": ckpt["model_config"], "data": {**ckpt["data_config"], **(data_location or {})},
                                 "train": ckpt["train_config"]})
     model = build_model(exp.model)
     model.load_state_dict(ckpt["model"])
     return exp, model, ckpt
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "last.pt") -> dict[str, float]:
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "last.pt",
+                 data_location: dict[str, str] | None = None,
+                 notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> dict[str, float]:
     """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
 
     For a language model, also the chain rule over the split's whole text read as one stream
     (``train.likelihood``): log_likelihood, tokens, nll_per_token, perplexity, bits_per_char.
     The first character, which the model cannot predict, is scored by the training part's
-    add-one-smoothed unigram frequency.
+    add-one-smoothed unigram frequency. For a series, the normalised loss is ``loss_normalised``
+    and the MSE and RMSE in the series' units are added. A data file that is not the one the run
+    was trained on is reported through ``notify`` (one line each), and the evaluation goes on.
     """
-    exp, model, ckpt = load_run(run_dir, checkpoint)
-    splits = build_splits(exp.data)
+    exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="evaluate")
+    exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
+    splits = build_run_data(exp.data, Path(run_dir))
+    for line in data_file_changes(ckpt.get("data_files"), splits.info.get("files", {})):
+        notify(line)
+    try:
+        check_shapes(exp, splits.info)
+    except ConfigError as err:  # the model is fixed now: only the data can be wrong
+        raise ConfigError(f"{run_dir} was trained on other data: {str(err).split('; ')[0]}") from None
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; expected train, val or test")
     device = resolve_device(exp.train.device)
@@ -222,7 +385,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
         # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
         metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device,
                                                context=getattr(exp.model, "block_size", None)))
-    return {**{f"{split}/{k}": v for k, v in metrics.items()}, "seconds": time.perf_counter() - start}
+    return {**split_metrics(model, splits, split, task, metrics, device), "seconds": time.perf_counter() - start}
 
 
 def runs_table(root: str | Path = "runs") -> str:
@@ -230,7 +393,7 @@ def runs_table(root: str | Path = "runs") -> str:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"runs folder not found: {root}")
-    rows = [("name", "task", "model", "params", "steps", "best val", "test", "seconds")]
+    rows = [("name", "task", "model", "params", "steps", "best val", "test", "baseline", "seconds")]
     for run in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
         summary_path = run / "summary.json"
         if summary_path.is_file():
@@ -238,16 +401,19 @@ def runs_table(root: str | Path = "runs") -> str:
             best = next(((k[len("best_val/"):], v) for k, v in s.items() if k.startswith("best_val/")), None)
             test = next(((k[len("test/"):], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
                         ("loss", s.get("test/loss")))
+            baselines = [(k[len("baseline/"):], v) for k, v in s.items()
+                         if k.startswith("baseline/") and isinstance(v, (int, float))]
+            base = next((kv for kv in baselines if kv[0].endswith("_test")), baselines[0] if baselines else None)
             fmt = lambda kv: f"{kv[0]} {kv[1]:.4f}" if kv and kv[1] is not None else "-"  # noqa: E731
             rows.append((run.name, s.get("task", "-"), s.get("model", "-"), f"{s.get('params', 0):,}",
-                         str(s.get("steps", "-")), fmt(best), fmt(test), f"{s.get('seconds', 0):.1f}"))
+                         str(s.get("steps", "-")), fmt(best), fmt(test), fmt(base), f"{s.get('seconds', 0):.1f}"))
         else:
             steps = "-"
             metrics = run / "metrics.jsonl"
             if metrics.is_file():
                 lines = metrics.read_text().splitlines()
                 steps = json.loads(lines[-1])["step"] if lines else 0
-            rows.append((run.name, "-", "-", "-", f"{steps} (unfinished)", "-", "-", "-"))
+            rows.append((run.name, "-", "-", "-", f"{steps} (unfinished)", "-", "-", "-", "-"))
     if len(rows) == 1:
         return f"no runs in {root}"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
