@@ -17,8 +17,10 @@ import datetime as dt
 import re
 import unicodedata
 import warnings
+from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -35,10 +37,13 @@ class Seq2SeqDataset(TensorSequenceDataset):
     """Padded source ids x (N, S) and target ids y (N, U), with their lengths and vocabularies."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, x_lengths: torch.Tensor, y_lengths: torch.Tensor,
-                 src_vocab: Vocabulary, tgt_vocab: Vocabulary):
+                 src_vocab: Vocabulary, tgt_vocab: Vocabulary, pairs: Sequence | None = None):
         super().__init__(x, y)
         self.x_lengths, self.y_lengths = x_lengths, y_lengths
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        # The (source, target) token lists as read, before <unk>: references for BLEU and exact match
+        # score the real words, so a reference with an unknown word cannot be matched by writing <unk>.
+        self.pairs = pairs
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +60,20 @@ def encode_pairs(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], src_vocab
     """Token pairs -> a padded :class:`Seq2SeqDataset` (see the module docstring for the layout)."""
     x, x_len = pad([src_vocab.encode(s, eos=True) for s, _ in pairs], src_vocab.pad_id)
     y, y_len = pad([tgt_vocab.encode(t, bos=True, eos=True) for _, t in pairs], tgt_vocab.pad_id)
-    return Seq2SeqDataset(x, y, x_len, y_len, src_vocab, tgt_vocab)
+    return Seq2SeqDataset(x, y, x_len, y_len, src_vocab, tgt_vocab, pairs=list(pairs))
+
+
+def unknown_tokens(sequences: Iterable[Sequence[str]], vocab: Vocabulary) -> Counter:
+    """How often each token of ``sequences`` that ``vocab`` lacks occurs (those encode to ``<unk>``)."""
+    return Counter(tok for seq in sequences for tok in seq if tok not in vocab)
+
+
+def unknown_message(counts: Counter, what: str, show: int = 12) -> str:
+    """``"7 source tokens (3 distinct) ... read as <unk>: 'ça' (4), 'été' (2), 'où' (1)"``."""
+    listed = ", ".join(f"{tok!r} ({n})" for tok, n in counts.most_common(show))
+    more = f", ... and {len(counts) - show:,} more" if len(counts) > show else ""
+    return (f"{sum(counts.values()):,} {what} ({len(counts):,} distinct) are not in the vocabulary and read as "
+            f"<unk>: {listed}{more}")
 
 
 def _seq2seq_info(parts: list[Seq2SeqDataset], sep: str, **extra) -> dict:
@@ -302,6 +320,32 @@ def read_pairs(path, *, on_bad_line: str = "skip", swap: bool = False) -> PairsR
     return report
 
 
+# The PyTorch seq2seq tutorial's subset ("NLP From Scratch: Translation with a Sequence to Sequence
+# Network and Attention"): both sides under 10 words and the English side starting with one of
+# these, as its normalised text reads them ("I'm" -> "i m").
+TUTORIAL_PREFIXES = ("i am ", "i m ", "he is", "he s ", "she is", "she s ", "you are", "you re ", "we are", "we re ",
+                     "they are", "they re ")
+TUTORIAL_MAX_WORDS = 10
+
+
+def tutorial_normalize(text: str) -> str:
+    """The tutorial's normalizeString: lowercase ASCII letters and ! ?, everything else a space."""
+    text = "".join(c for c in unicodedata.normalize("NFD", text.lower().strip()) if unicodedata.category(c) != "Mn")
+    text = re.sub(r"([.!?])", r" \1", text)
+    return re.sub(r"[^a-zA-Z!?]+", " ", text).strip()
+
+
+def tutorial_keeps(english: str, other: str) -> bool:
+    """True for a pair the tutorial's filterPair keeps (English first, either translation direction)."""
+    e, o = tutorial_normalize(english), tutorial_normalize(other)
+    return (len(e.split(" ")) < TUTORIAL_MAX_WORDS and len(o.split(" ")) < TUTORIAL_MAX_WORDS
+            and e.startswith(TUTORIAL_PREFIXES))
+
+
+# Where to get the files that presets name, for the message when one is missing.
+SOURCES = {"eng-fra/eng-fra.txt": "https://download.pytorch.org/tutorial/data.zip (data/eng-fra.txt in it)"}
+
+
 @dataclass(frozen=True)
 class PairsConfig:
     """Sentence pairs from a Tatoeba-layout file, tokenised, filtered by length, split deterministically."""
@@ -319,6 +363,8 @@ class PairsConfig:
     test_fraction: float = 0.1
     seed: int = 0
     on_bad_line: str = "skip"  # "skip" (count and warn) or "error"
+    # Keep only the PyTorch tutorial's pairs (see TUTORIAL_PREFIXES): the file's FIRST column must be English.
+    tutorial_filter: bool = False
 
     def __post_init__(self):
         if self.tokenize not in ("word", "char"):
@@ -335,13 +381,26 @@ class PairsConfig:
 
 
 def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
+    path = Path(cfg.path).expanduser()
+    if not path.exists():
+        url = next((u for name, u in SOURCES.items() if path.as_posix().endswith(name)), None)
+        get = f"download {url} to that path, or " if url else "check data.path, or "
+        raise DataError(f"sentence-pair file not found: {cfg.path}; {get}pass --data.path=YOUR_PAIRS.tsv "
+                        f"(one source<TAB>target[<TAB>attribution] per line, UTF-8)")
     with warnings.catch_warnings():  # the skipped lines are in info["messages"], which the caller shows once
         warnings.simplefilter("ignore", DataWarning)
         report = read_pairs(cfg.path, on_bad_line=cfg.on_bad_line, swap=cfg.swap)
     skipped = dict(report.skipped)
     messages = report.messages(cfg.path)
+    pairs = report.pairs
+    if cfg.tutorial_filter:
+        kept = [(s, t) for s, t in pairs if tutorial_keeps(*((t, s) if cfg.swap else (s, t)))]
+        reason = "not in the PyTorch tutorial's subset (data.tutorial_filter)"
+        skipped[reason] = len(pairs) - len(kept)
+        messages.append(f"{cfg.path}: " + skipped_message(skipped[reason], report.num_lines, reason))
+        pairs = kept
     tokenized = [(tokenize(clean(s, cfg.lowercase, cfg.normalize), cfg.tokenize),
-                  tokenize(clean(t, cfg.lowercase, cfg.normalize), cfg.tokenize)) for s, t in report.pairs]
+                  tokenize(clean(t, cfg.lowercase, cfg.normalize), cfg.tokenize)) for s, t in pairs]
     if cfg.max_len:
         kept = [p for p in tokenized if len(p[0]) <= cfg.max_len and len(p[1]) <= cfg.max_len]
         reason = f"source or target longer than max_len={cfg.max_len} tokens"
@@ -363,6 +422,10 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
     src_vocab = Vocabulary.build((s for s, _ in train_pairs), cfg.min_freq, specials)
     tgt_vocab = Vocabulary.build((t for _, t in train_pairs), cfg.min_freq, specials)
     parts = [encode_pairs([tokenized[i] for i in part], src_vocab, tgt_vocab) for part in idx]
+    for side, vocab, what in ((0, src_vocab, "source"), (1, tgt_vocab, "target")):
+        unknown = unknown_tokens((tokenized[i][side] for part in idx for i in part), vocab)
+        if unknown:  # rarer than data.min_freq in training, or seen only in validation and test
+            messages.append(f"{cfg.path}: " + unknown_message(unknown, f"{what} tokens"))
     sep = " " if cfg.tokenize == "word" else ""
     info = _seq2seq_info(parts, sep, path=str(cfg.path), num_lines=report.num_lines, num_pairs=len(order),
                          skipped=skipped, messages=messages, files={"data.path": fingerprint(cfg.path)})
