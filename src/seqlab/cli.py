@@ -7,6 +7,8 @@ Exit status: 0 on success, 2 for a usage or config error (one line on stderr, no
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import json
 import os
@@ -130,15 +132,19 @@ def cmd_train(args, extra: list[str], argv: list[str]) -> int:
     try:
         run_dir = train_experiment(exp, out=args.out, run_name=args.name, argv=argv, progress=not args.quiet,
                                    resume=args.resume, overrides=overrides)
-    except TrainingInterrupted as stop:
+    except (TrainingInterrupted, NonFiniteLoss) as stop:
+        if not stop.is_main:
+            # Under torchrun every process stops at the same step; rank 0 says why and gives the exit
+            # status. A failing status here could make torchrun end rank 0 before it has said it.
+            return 0
+        if isinstance(stop, NonFiniteLoss):
+            print(f"seqlab train: failed: {stop}", file=sys.stderr)
+            return 1
         where = f"checkpoint saved at step {stop.step}: {stop.checkpoint}" if stop.checkpoint else "no checkpoint written"
         run = stop.checkpoint.parent.parent if stop.checkpoint else "RUN_DIR"
         print(f"seqlab train: interrupted by {signal.Signals(stop.signum).name}; {where}\n"
               f"resume with: seqlab train --resume {run}", file=sys.stderr)
         return 128 + stop.signum
-    except NonFiniteLoss as err:
-        print(f"seqlab train: failed: {err}", file=sys.stderr)
-        return 1
     if run_dir is None:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     plot_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
@@ -156,7 +162,7 @@ def cmd_runs(args, extra: list[str], argv: list[str]) -> int:
     from .train.run import runs_table
 
     _overrides(extra, ())
-    print(runs_table(args.dir))
+    print(runs_table(args.dir, warn=lambda text: print(f"seqlab runs: warning: {text}", file=sys.stderr)))
     return 0
 
 
@@ -183,7 +189,7 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
 
     from .config import parse_overrides
     from .diagnostics.forecast_plot import plot_forecast
-    from .train.forecast import ForecastSettings, markdown_table, run_forecast, write_forecast
+    from .train.forecast import ForecastInterrupted, ForecastSettings, markdown_table, run_forecast, write_forecast
 
     data_overrides = parse_overrides(_overrides(extra, ("data",))).get("data", {})
     if args.threads < 0:
@@ -200,7 +206,15 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create the output folder --out {args.out}: {err.strerror or err}") from None
-    result = run_forecast(settings, log=log)
+    try:
+        result = run_forecast(settings, log=log)
+    except ForecastInterrupted as stop:  # Ctrl-C: keep what was finished, in one line
+        paths = write_forecast(stop.result, args.out)
+        done = stop.result.info["interrupted"]["finished"]
+        kept = f"wrote naive and the finished models ({', '.join(done)})" if done else "no model had finished: wrote naive"
+        print(f"seqlab forecast: interrupted by {signal.Signals(stop.signum).name} while fitting {stop.during}; "
+              f"{kept} to {paths['json']}", file=sys.stderr)
+        return 128 + stop.signum
     paths = write_forecast(result, args.out)
     png = plot_forecast(result, Path(args.out) / "forecast.png")
     info = result.info
@@ -257,6 +271,12 @@ COMMANDS = {"train": cmd_train, "runs": cmd_runs, "eval": cmd_eval, "forecast": 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; returns the exit status. Output to a reader that went away is dropped."""
+    with _guarded_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     try:
@@ -283,6 +303,59 @@ def _show_traceback() -> None:
     """SEQLAB_DEBUG=1: print the traceback behind a one-line failure (call inside an except block)."""
     if os.environ.get("SEQLAB_DEBUG", "") not in ("", "0"):
         traceback.print_exc(file=sys.stderr)
+
+
+class _OutputGuard:
+    """sys.stdout or sys.stderr that keeps working after its reader went away.
+
+    A closed pipe (``seqlab train ... | head -2``, a dead ``tee``) or a hung-up terminal makes every
+    write fail (EPIPE, EIO); unguarded, the next progress line would end a training run with nothing
+    saved. The first such failure points the file descriptor at /dev/null: output is dropped from
+    then on and the work goes on (a closed terminal also sends SIGHUP, which stops ``train`` cleanly).
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            self._drop(err)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            self._drop(err)
+
+    def _drop(self, err: OSError) -> None:
+        if err.errno not in (errno.EPIPE, errno.EIO):
+            raise err
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+            self._stream.flush()  # what was still buffered goes to /dev/null too
+        except (OSError, ValueError):  # no file descriptor (an in-memory stream): keep dropping
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _guarded_output():
+    """sys.stdout and sys.stderr behind ``_OutputGuard`` for the duration (and flushed through it)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _OutputGuard(saved[0]), _OutputGuard(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

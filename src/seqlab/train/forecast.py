@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from ..models import (ARModel, MLPAutoregressiveConfig, RecurrentForecasterConfi
 from ..nn.mdn import mixture_sample
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .config import TrainConfig
-from .trainer import Trainer, resolve_device
+from .trainer import Trainer, TrainingInterrupted, resolve_device
 
 NAIVE = "naive"
 INTERVAL_MODEL = "lstm_mdn"
@@ -119,6 +120,14 @@ class ForecastSettings:
         """The models that are fitted: ``models``, plus the interval model if it is not among them."""
         extra = (self.interval_model,) if self.interval_model and self.interval_model not in self.models else ()
         return (*self.models, *extra)
+
+
+class ForecastInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped ``run_forecast``; ``result`` scores the models finished before it."""
+
+    def __init__(self, result: "ForecastResult", during: str, signum: int):
+        self.result, self.during, self.signum = result, during, signum
+        super().__init__(f"{signal.Signals(signum).name} while fitting {during}")
 
 
 @dataclass
@@ -256,36 +265,44 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     predictions: dict[str, dict[int, np.ndarray]] = {NAIVE: {h: series[targets - h] for h in settings.horizons}}
     fits: dict[str, dict] = {}
     models: dict[str, torch.nn.Module] = {}
-    for name in settings.fitted:
-        t0 = time.perf_counter()
-        if name == "ar":
-            ar = ARModel(tau).fit(z[:n_train])  # the training targets' values, as the networks see
-            paths = iterate(ar.predict, windows, H)
-            fits[name] = {"seconds": time.perf_counter() - t0, "params": tau + 1,
-                          "bias": ar.bias, "weights": ar.weights.tolist()}
-        else:
-            model, fits[name] = train_forecaster(name, settings, splits, device)
-            models[name] = model
-            paths = iterate(_torch_predictor(model, device, relative), windows, H)
-        predictions[name] = {h: scaler.inverse(p) for h, p in at_horizons(paths).items()}
-        extra = ""
-        if fits[name].get("kept") == "best_val":
-            extra = f", best val loss {fits[name]['best_val_loss']:.4f} at step {fits[name]['best_step']}"
-        elif fits[name].get("kept") == "final":
-            extra = ", no validation part (data.val_fraction = 0): kept the final weights"
-        log(f"{name}: {fits[name]['params']:,} parameters, fitted in {time.perf_counter() - t0:.1f} s{extra}")
+    stopped = None  # (what was being fitted, signal) when Ctrl-C or SIGTERM cut the fits short
+    try:
+        for name in settings.fitted:
+            t0 = time.perf_counter()
+            if name == "ar":
+                ar = ARModel(tau).fit(z[:n_train])  # the training targets' values, as the networks see
+                paths = iterate(ar.predict, windows, H)
+                fits[name] = {"seconds": time.perf_counter() - t0, "params": tau + 1,
+                              "bias": ar.bias, "weights": ar.weights.tolist()}
+            else:
+                model, fits[name] = train_forecaster(name, settings, splits, device)
+                models[name] = model
+                paths = iterate(_torch_predictor(model, device, relative), windows, H)
+            predictions[name] = {h: scaler.inverse(p) for h, p in at_horizons(paths).items()}
+            extra = ""
+            if fits[name].get("kept") == "best_val":
+                extra = f", best val loss {fits[name]['best_val_loss']:.4f} at step {fits[name]['best_step']}"
+            elif fits[name].get("kept") == "final":
+                extra = ", no validation part (data.val_fraction = 0): kept the final weights"
+            log(f"{name}: {fits[name]['params']:,} parameters, fitted in {time.perf_counter() - t0:.1f} s{extra}")
+    except (KeyboardInterrupt, TrainingInterrupted) as stop:  # keep the models finished so far
+        stopped = (name, getattr(stop, "signum", signal.SIGINT))
+        fits = {k: v for k, v in fits.items() if k in predictions}
     band: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     coverage: dict[int, float] = {}
-    if settings.interval_model:
-        paths = sample_paths(models[settings.interval_model], windows, H, settings.samples, settings.seed, device,
-                             relative)
-        lo_q, hi_q = (1 - settings.interval) / 2, (1 + settings.interval) / 2
-        lo, hi = np.quantile(paths, lo_q, axis=1), np.quantile(paths, hi_q, axis=1)  # (M, H) each
-        lo_h, hi_h = at_horizons(lo), at_horizons(hi)
-        truth = series[targets]
-        for h in settings.horizons:
-            band[h] = (scaler.inverse(lo_h[h]), scaler.inverse(hi_h[h]))
-            coverage[h] = float(np.mean((truth >= band[h][0]) & (truth <= band[h][1])))
+    if settings.interval_model and stopped is None:
+        try:
+            paths = sample_paths(models[settings.interval_model], windows, H, settings.samples, settings.seed, device,
+                                 relative)
+            lo_q, hi_q = (1 - settings.interval) / 2, (1 + settings.interval) / 2
+            lo, hi = np.quantile(paths, lo_q, axis=1), np.quantile(paths, hi_q, axis=1)  # (M, H) each
+            lo_h, hi_h = at_horizons(lo), at_horizons(hi)
+            truth = series[targets]
+            for h in settings.horizons:
+                band[h] = (scaler.inverse(lo_h[h]), scaler.inverse(hi_h[h]))
+                coverage[h] = float(np.mean((truth >= band[h][0]) & (truth <= band[h][1])))
+        except KeyboardInterrupt:
+            stopped, band, coverage = ("the interval", signal.SIGINT), {}, {}
     truth = series[targets]
     metrics = {name: {h: {"rmse": float(np.sqrt(np.mean((p - truth) ** 2))), "mae": float(np.mean(np.abs(p - truth)))}
                       for h, p in preds.items()} for name, preds in predictions.items()}
@@ -299,8 +316,13 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
         "source": source, "missing_values_filled": info.get("filled", 0), "messages": list(info.get("messages", [])),
         "seconds": time.perf_counter() - start, "settings": {k: v for k, v in asdict(settings).items()},
     }
-    return ForecastResult(metrics, series, list(info.get("time", range(L))), targets, (n_train, test_start),
-                          predictions, band, result_info)
+    result = ForecastResult(metrics, series, list(info.get("time", range(L))), targets, (n_train, test_start),
+                            predictions, band, result_info)
+    if stopped is not None:
+        result.info["interrupted"] = {"signal": signal.Signals(stopped[1]).name, "while_fitting": stopped[0],
+                                      "finished": [m for m in predictions if m != NAIVE]}
+        raise ForecastInterrupted(result, stopped[0], stopped[1])
+    return result
 
 
 def forecast_json(result: ForecastResult) -> str:

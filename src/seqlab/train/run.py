@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import ConfigError, dump_toml, merge, parse_overrides, toml_value
-from ..data import LOCATION_KEYS, DataError, Splits, build_splits, resolve_locations
+from ..config import ConfigError, dump_toml, from_dict, merge, parse_overrides, to_dict, toml_value
+from ..data import DATASETS, LOCATION_KEYS, DataError, Splits, build_splits, resolve_locations
 from ..models import build_model
 from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
@@ -134,6 +134,14 @@ def _without_locations(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in LOCATION_KEYS}
 
 
+def _resolved_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored data config with its locations made absolute as ``resolve_locations`` does (as stored if it cannot)."""
+    try:
+        return to_dict(resolve_locations(from_dict(DATASETS[data["name"]].config, data, "data")))
+    except (ConfigError, KeyError):
+        return data
+
+
 def build_run_data(data_cfg, run_dir: Path) -> Splits:
     """The splits of an existing run's data; a file that is not where the run left it says how to point at it."""
     try:
@@ -202,6 +210,8 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         old_data, new_data = saved["data"], now["data"]
         if ckpt.get("data_files") is not None:  # a new place for the same files is no change: the fingerprints say
             old_data, new_data = _without_locations(old_data), _without_locations(new_data)
+        else:  # a run saved with paths as typed: they meant the folder it is resumed from
+            old_data = _resolved_data(old_data)
         diff = config_diff(saved["model"], now["model"], "model") + config_diff(old_data, new_data, "data")
         if diff:
             raise ConfigError(f"the checkpoint in {resume} was trained with another model or data config:\n  "
@@ -388,8 +398,44 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     return {**split_metrics(model, splits, split, task, metrics, device), "seconds": time.perf_counter() - start}
 
 
-def runs_table(root: str | Path = "runs") -> str:
-    """A text table of the run directories under ``root`` (finished or not), oldest first."""
+def _read_summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """A run's summary.json as a dict, or None after one line through ``warn`` naming the damaged file."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        problem = f"cannot be read ({err})"
+    except json.JSONDecodeError as err:
+        problem = f"is not valid JSON ({err})"
+    else:
+        if not isinstance(summary, dict):
+            problem = f"holds {'null' if summary is None else type(summary).__name__}, not a JSON object"
+        else:
+            numbers = ("params", "seconds", "test/", "best_val/")  # the table formats these as numbers
+            wrong = next((k for k, v in summary.items() if k.startswith(numbers) and v is not None
+                          and not isinstance(v, (int, float))), None)
+            if wrong is None:
+                return summary
+            problem = f"has a non-number {wrong}: {summary[wrong]!r}"
+    warn(f"skipped {path}: it {problem}")
+    return None
+
+
+def _last_step(metrics: Path) -> int:
+    """The step of the last readable line of metrics.jsonl (a killed run may leave half a line)."""
+    for line in reversed(metrics.read_text(errors="replace").splitlines()):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, TypeError, KeyError):
+            continue
+    return 0
+
+
+def runs_table(root: str | Path = "runs", warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> str:
+    """A text table of the run directories under ``root`` (finished or not), oldest first.
+
+    A damaged summary.json (not JSON, not an object, a number that is not one) leaves its run out,
+    with one line through ``warn`` naming the file; the other runs are listed.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"runs folder not found: {root}")
@@ -397,7 +443,9 @@ def runs_table(root: str | Path = "runs") -> str:
     for run in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
         summary_path = run / "summary.json"
         if summary_path.is_file():
-            s = json.loads(summary_path.read_text())
+            s = _read_summary(summary_path, warn)
+            if s is None:
+                continue
             best = next(((k[len("best_val/"):], v) for k, v in s.items() if k.startswith("best_val/")), None)
             test = next(((k[len("test/"):], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
                         ("loss", s.get("test/loss")))
@@ -411,8 +459,7 @@ def runs_table(root: str | Path = "runs") -> str:
             steps = "-"
             metrics = run / "metrics.jsonl"
             if metrics.is_file():
-                lines = metrics.read_text().splitlines()
-                steps = json.loads(lines[-1])["step"] if lines else 0
+                steps = _last_step(metrics)
             rows.append((run.name, "-", "-", "-", f"{steps} (unfinished)", "-", "-", "-", "-"))
     if len(rows) == 1:
         return f"no runs in {root}"

@@ -245,20 +245,35 @@ class Progress:
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; the trainer saved ``checkpoint`` at ``step`` and stopped."""
+    """SIGINT, SIGTERM or SIGHUP arrived; the trainer saved ``checkpoint`` at ``step`` and stopped.
 
-    def __init__(self, signum: int, step: int, checkpoint: Path | None):
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+    Every process of a torchrun run raises it at the same step; ``is_main`` (rank 0) is the one to report.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None, *, is_main: bool = True):
+        self.signum, self.step, self.checkpoint, self.is_main = signum, step, checkpoint, is_main
         super().__init__(f"{signal.Signals(signum).name} at step {step}")
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The loss or the gradient became NaN or infinite; the last good checkpoint was kept."""
+    """The loss or the gradient became NaN or infinite; the last good checkpoint was kept.
+
+    Every process of a torchrun run raises it at the same step; only rank 0 (``is_main``) knows
+    the checkpoint it wrote, so only its message is the one to show.
+    """
+
+    def __init__(self, message: str, *, is_main: bool = True):
+        super().__init__(message)
+        self.is_main = is_main
+
+
+# SIGHUP (the terminal or ssh session closed) stops a run like SIGTERM; Windows has no SIGHUP.
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 @contextlib.contextmanager
 def _catch_signals(flag: dict[str, int]):
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+    """Turn SIGINT/SIGTERM/SIGHUP into a flag the loop checks between steps (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -268,7 +283,7 @@ def _catch_signals(flag: dict[str, int]):
             raise KeyboardInterrupt
         flag["signum"] = signum
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -555,7 +570,7 @@ class Trainer:
         for fn in self.callbacks.get("on_step_end", []):
             fn(self)
         if signum:
-            raise TrainingInterrupted(signum, self.step, self.save("last.pt"))
+            raise TrainingInterrupted(signum, self.step, self.save("last.pt"), is_main=self.dist.is_main)
         return last or self.stopped_early
 
     def _check_finite(self) -> None:
@@ -572,7 +587,8 @@ class Trainer:
         else:
             kept = "no checkpoint had been written yet"
         raise NonFiniteLoss(f"the loss or gradient became non-finite at step {bad}; stopped at step {self.step}; "
-                            f"{kept}. Try a lower train.lr, train.grad_clip, or train.precision=fp32")
+                            f"{kept}. Try a lower train.lr, train.grad_clip, or train.precision=fp32",
+                            is_main=self.dist.is_main)
 
     def _log_window(self, log: MetricsLog, progress: Progress, lr: float) -> None:
         w = self.window
