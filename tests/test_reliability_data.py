@@ -167,6 +167,15 @@ def test_runs_store_absolute_paths_and_accept_a_new_location_for_the_same_data(t
     assert json.loads((run / "summary.json").read_text())["steps"] == 6
     assert f'path = "{tmp_path / "b" / "input.txt"}"' in (run / "config.toml").read_text()
 
+    # A run saved before paths were resolved (as typed, no fingerprints) still resumes from its folder.
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["data_config"]["path"] = "input.txt"
+    del ckpt["data_files"]
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(["train", "--resume", str(run), "--train.max_steps=8"]) == 0
+    assert "another model or data config" not in capsys.readouterr().err
+
 
 # -- 6. a resume that would train nothing ----------------------------------------------------
 
