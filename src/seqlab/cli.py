@@ -173,7 +173,7 @@ def cmd_eval(args, extra: list[str], argv: list[str]) -> int:
     location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
     metrics = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, data_location=location,
                            notify=lambda text: print(f"seqlab eval: warning: {text}", file=sys.stderr))
-    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))  # signatures: text
     return 0
 
 

@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
 from .distributed import init_distributed, shutdown
 from .likelihood import sequence_log_likelihood, unigram_probs
+from .seq2seq_metrics import seq2seq_scores
 from .trainer import Trainer, check_trainable, evaluate, resolve_device
 
 
@@ -52,7 +53,9 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     return path
 
 
-FROM_DATA = ("input_size", "num_classes", "vocab_size")  # model sizes that 0 means: take the data's
+# Model sizes that 0 means: take the data's.
+FROM_DATA = ("input_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size", "max_src_len",
+             "max_tgt_len")
 
 
 def fill_from_data(model_cfg, values: dict[str, Any]):
@@ -76,6 +79,8 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
                 fix += " (or 0 to take it from the data)"
             raise ConfigError(f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives "
                               f"{info[key]}; {fix}")
+    if hasattr(exp.model, "check_data"):  # the model's own checks (seq2seq: vocabularies, special ids, lengths)
+        exp.model.check_data(info)
     block = getattr(exp.model, "block_size", None)
     if block is not None and info.get("seq_len", 0) > block:
         raise ConfigError(f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
@@ -292,6 +297,10 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
                     best_key: fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
                     "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size,
                     "data_files": files})
+    if task == "seq2seq" and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
+        scores = seq2seq_scores(trainer.model, splits.test, splits.info, device=trainer.device,
+                                predictions=run_dir / "predictions.tsv")
+        summary.update({f"test/{k}": v for k, v in scores.items()})
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return run_dir
 
@@ -389,6 +398,13 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
                           f"evaluate another split, e.g. --split val")
     task = ckpt.get("task", "classification")
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
+    if task == "seq2seq":  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
+        suffix = "" if split == "test" else f"-{split}"
+        scores = seq2seq_scores(model, dataset, splits.info, device=device,
+                                predictions=Path(run_dir) / f"predictions{suffix}.tsv")
+        atomic_write_text(Path(run_dir) / f"scores{suffix}.json",
+                          json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n")
+        metrics.update(scores)
     if task == "language_model" and hasattr(dataset, "ids"):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
         first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
