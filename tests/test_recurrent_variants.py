@@ -469,20 +469,21 @@ def test_zero_length_and_empty_batch(variant, impl):
 def test_onednn_probe_falls_back_when_an_op_fails(monkeypatch):
     """The private oneDNN ops are tried once for real; a build where one raises gets the plain
     F.linear / addmm route, and the fused loop still equals the reference."""
-    from seqlab.nn import kernels
+    from seqlab.nn.recurrent import torch_internals
+    from seqlab.nn.recurrent.fast import ops
 
     def broken(*args, **kwargs):
         raise RuntimeError("not in this build")
 
-    assert kernels._probe_onednn_linear() is torch.backends.mkldnn.is_available()
+    assert torch_internals.probe_onednn_linear() is torch.backends.mkldnn.is_available()
     state = torch.random.get_rng_state()
-    kernels._probe_onednn_linear()
+    torch_internals.probe_onednn_linear()
     assert torch.equal(state, torch.random.get_rng_state())  # the probe draws no random numbers
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", broken)
-    assert kernels._probe_onednn_linear() is False
-    monkeypatch.setattr(kernels, "_ONEDNN_LINEAR", None)  # as if not probed yet in this process
-    assert kernels._PackedWeight(torch.randn(4, 3), 2).onednn is False
-    assert kernels._ONEDNN_LINEAR is False  # probed once, remembered
+    assert torch_internals.probe_onednn_linear() is False
+    monkeypatch.setattr(torch_internals, "_ONEDNN_LINEAR", None)  # as if not probed yet in this process
+    assert ops.PackedWeight(torch.randn(4, 3), 2).onednn is False
+    assert torch_internals._ONEDNN_LINEAR is False  # probed once, remembered
     for variant in ("lstm", "gru", "layernorm_lstm"):
         results = _run_impls(variant, 0.0, 0.0, packed=False)
         (y0, s0, g0), (y, s, g) = results["reference"], results["fused_own"]
@@ -515,11 +516,11 @@ def test_dropout_only_between_layers(variant, impl):
 
 
 def test_gate_permutation_is_built_once_per_size_and_device():
-    from seqlab.nn import recurrent
+    from seqlab.nn.recurrent.fast.fused import ifog
 
     with torch.inference_mode():  # first built under inference mode, still usable with autograd
-        perm = recurrent._ifog(7, "cpu")
-    assert recurrent._ifog(7, torch.device("cpu")) is perm and not perm.is_inference()
+        perm = ifog(7, "cpu")
+    assert ifog(7, torch.device("cpu")) is perm and not perm.is_inference()
     assert perm.tolist() == [*range(0, 14), *range(21, 28), *range(14, 21)]
     w = torch.randn(28, 3, requires_grad=True)
     w[perm].sum().backward()
@@ -548,7 +549,7 @@ def test_double_backward_on_own_path_says_what_to_use(cls, impl):
 
 
 def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
-    """LayerNormLSTM's fused loop is plain autograd over seqlab.nn.kernels's oneDNN linear, whose
+    """LayerNormLSTM's fused loop is plain autograd over the fast paths' oneDNN linear, whose
     backward switches to recorded matmuls under create_graph=True: its second derivative is the
     float64 reference's. Tolerance 1e-4 of the largest entry: a second derivative through
     LayerNorm in float32 (the float32 reference itself is off by up to 7e-6 of it here)."""
@@ -568,16 +569,17 @@ def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
-    """seqlab.nn.kernels.linear is F.linear through oneDNN: output, gradients and the gradient of
+    """seqlab.nn.recurrent.fast.ops.linear is F.linear through oneDNN: output, gradients and the gradient of
     a gradient (create_graph=True) equal F.linear's in float32."""
-    from seqlab.nn import kernels
+    from seqlab.nn.recurrent.fast import ops
+    from seqlab.nn.recurrent.torch_internals import onednn_usable
 
     torch.manual_seed(0)
     x0, w0 = torch.randn(7, 5), torch.randn(6, 5)
     b0 = torch.randn(6) if bias else None
-    assert kernels._onednn_usable(x0) is torch.backends.mkldnn.is_available()
+    assert onednn_usable(x0) is torch.backends.mkldnn.is_available()
     results = []
-    for fn in (kernels.linear, torch.nn.functional.linear):
+    for fn in (ops.linear, torch.nn.functional.linear):
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
         b = None if b0 is None else b0.clone().requires_grad_()
         y = fn(x, w, b)
@@ -605,17 +607,17 @@ def test_inference_step_matches_reference(variant, dropouts, bidirectional):
 
 
 def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
-    """seqlab.nn.kernels.tanh is torch.tanh computed as 1 - 2 sigmoid(-2x) on float32 CPU
+    """seqlab.nn.recurrent.fast.ops.tanh is torch.tanh computed as 1 - 2 sigmoid(-2x) on float32 CPU
     tensors: values within 2.4e-7 over [-20, 20] (saturated ends included), first and second
     derivatives within 1e-5; float64 goes to torch.tanh itself, bit for bit."""
-    from seqlab.nn import kernels
+    from seqlab.nn.recurrent.fast import ops
 
     x = torch.linspace(-20, 20, 40001)
     exact = torch.tanh(x.double())
-    assert (kernels.tanh(x).double() - exact).abs().max() <= 2.4e-7
-    assert torch.equal(kernels.tanh(x.double()), exact)
+    assert (ops.tanh(x).double() - exact).abs().max() <= 2.4e-7
+    assert torch.equal(ops.tanh(x.double()), exact)
     results = []
-    for fn in (kernels.tanh, torch.tanh):
+    for fn in (ops.tanh, torch.tanh):
         v = torch.linspace(-4, 4, 801).requires_grad_()
         (g,) = torch.autograd.grad(fn(v).sum(), v, create_graph=True)
         (g2,) = torch.autograd.grad(g.sum(), v)
@@ -624,17 +626,17 @@ def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
         assert _diff(ours, theirs) <= TOL
 
 
-def test_kernels_edge_cases_fall_back_to_torch():
-    """kernels.linear takes every bias F.linear takes (non-contiguous, 0-d, broadcast 2-D) with
-    F.linear's numbers; kernels.tanh(+-inf) is +-1 (not inf - inf); torch.func's jvp, grad and
+def test_fast_ops_edge_cases_fall_back_to_torch():
+    """ops.linear takes every bias F.linear takes (non-contiguous, 0-d, broadcast 2-D) with
+    F.linear's numbers; ops.tanh(+-inf) is +-1 (not inf - inf); torch.func's jvp, grad and
     vmap work through the reference cell (the oneDNN route steps aside for them)."""
-    from seqlab.nn import kernels
+    from seqlab.nn.recurrent.fast import ops
 
     torch.manual_seed(0)
     x, w = torch.randn(4, 3), torch.randn(6, 3)
     for b in (torch.randn(12)[::2], torch.tensor(2.0), torch.randn(1, 6), None):
-        assert _diff(kernels.linear(x, w, b), torch.nn.functional.linear(x, w, b)) <= TOL
-    assert torch.equal(kernels.tanh(torch.tensor([float("inf"), float("-inf"), 0.0])), torch.tensor([1.0, -1.0, 0.0]))
+        assert _diff(ops.linear(x, w, b), torch.nn.functional.linear(x, w, b)) <= TOL
+    assert torch.equal(ops.tanh(torch.tensor([float("inf"), float("-inf"), 0.0])), torch.tensor([1.0, -1.0, 0.0]))
 
     ours, theirs = snn.LSTMCell(3, 5, impl="reference"), nn.LSTMCell(3, 5)
     theirs.load_state_dict(ours.state_dict())

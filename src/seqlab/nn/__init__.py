@@ -2,13 +2,13 @@
 
 from . import functional, masks  # snn.functional.scaled_dot_product_attention, snn.masks.causal_mask
 from .attention import KVCache, MultiHeadAttention
-from .layernorm_lstm import LayerNormLSTM, layernorm_lstm_step
 from .mdn import MixtureDensityHead, MixtureParams
 from .positional import (
     LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding,
 )
 from .recurrent import (
-    GRU, LSTM, RNN, GRUCell, GRUStep, LSTMCell, LSTMStep, RNNCell, detach_state, gru_step, lstm_step, rnn_step,
+    GRU, LSTM, RNN, GRUCell, GRUStep, LayerNormLSTM, LSTMCell, LSTMStep, RNNCell, detach_state, gru_step,
+    layernorm_lstm_step, lstm_step, rnn_step,
 )
 from .transformer import (
     DecoderOnlyStack, FeedForward, Transformer, TransformerDecoder, TransformerDecoderLayer,
