@@ -33,7 +33,8 @@ def test_unknown_checkpoint_lists_the_ones_there(tmp_path, configs_dir, capsys):
     (run,) = tmp_path.iterdir()
     capsys.readouterr()
     assert main(["eval", str(run), "--checkpoint", "nope.pt"]) == 2
-    assert _error(capsys) == f"seqlab eval: error: {run} has no checkpoints/nope.pt; checkpoints there: best.pt, last.pt"
+    assert _error(capsys) == (f"seqlab eval: error: {run} has no checkpoints/nope.pt; "
+                              f"checkpoints there: best.pt, last.pt")
 
 
 def test_out_that_cannot_be_created_is_a_usage_error(tmp_path, configs_dir, capsys):
@@ -49,7 +50,8 @@ def test_out_that_cannot_be_created_is_a_usage_error(tmp_path, configs_dir, caps
 
 def test_run_name_may_not_escape_out(tmp_path, configs_dir, capsys):
     out = tmp_path / "runs"
-    assert main(["train", str(configs_dir / "digits_lstm.toml"), *TINY_DIGITS, "--out", str(out), "--name", "../x"]) == 2
+    preset = str(configs_dir / "digits_lstm.toml")
+    assert main(["train", preset, *TINY_DIGITS, "--out", str(out), "--name", "../x"]) == 2
     assert "--name must be a plain folder name (no '/', not '.' or '..')" in _error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, inside --out or beside it
 
