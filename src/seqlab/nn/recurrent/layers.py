@@ -430,9 +430,9 @@ _WHERE = """where N = batch size, L = sequence length, D = 2 if bidirectional el
     H_cell = hidden_size, H_out = proj_size if proj_size > 0 else hidden_size. Unbatched input
     takes and gives states without the N axis. The state's N axis is not affected by
     ``batch_first``."""
-_PARAMETERS = """weight_ih_l{k} (G * H_cell, H_in) for k = 0, (G * H_cell, D * H_out) above; weight_hh_l{k}
-    (G * H_cell, H_out); bias_ih_l{k}, bias_hh_l{k} (G * H_cell); suffix ``_reverse`` for the
-    backward direction. Initialised U(-1/sqrt(H_cell), 1/sqrt(H_cell)), as torch's."""
+_PARAMETERS = """weight_ih_l{k}: (G * H_cell, H_in) for k = 0, (G * H_cell, D * H_out) above;
+        weight_hh_l{k}: (G * H_cell, H_out); bias_ih_l{k}, bias_hh_l{k}: (G * H_cell); suffix
+        ``_reverse`` for the backward direction. Initialised U(-1/sqrt(H_cell), 1/sqrt(H_cell)), as torch's."""
 
 
 class RNN(_RecurrentBase):
@@ -456,7 +456,8 @@ class RNN(_RecurrentBase):
 
     {_WHERE}
 
-    Parameters (G = 1): {_PARAMETERS}
+    Parameters of layer k (G = 1):
+        {_PARAMETERS}
     """
 
     _gate_chunks, _has_cell = 1, False
@@ -517,8 +518,8 @@ class LSTM(_RecurrentBase):
 
     {_WHERE}
 
-    Parameters (G = 4, gate blocks i, f, g, o): {_PARAMETERS} With proj_size > 0 also
-    weight_hr_l{{k}} (H_out, H_cell).
+    Parameters of layer k (G = 4, gate blocks i, f, g, o; with proj_size > 0 also weight_hr_l{{k}}: (H_out, H_cell)):
+        {_PARAMETERS}
     """
 
     _gate_chunks, _has_cell = 4, True
@@ -569,7 +570,8 @@ class GRU(_RecurrentBase):
 
     {_WHERE}
 
-    Parameters (G = 3, gate blocks r, z, n): {_PARAMETERS}
+    Parameters of layer k (G = 3, gate blocks r, z, n):
+        {_PARAMETERS}
     """
 
     _gate_chunks, _has_cell = 3, False
