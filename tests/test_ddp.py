@@ -1,9 +1,24 @@
-"""torchrun with 2 CPU processes over gloo takes the same steps as one process on the global batch."""
+"""torchrun with 2 CPU processes over gloo: the same steps as one process on the global batch, and one
+report (rank 0's) when the loss goes non-finite.
+
+Every multi-process run here has a deadline. Past it the processes' Python stacks are dumped
+(faulthandler, SIGABRT), every process of the run is killed (torchrun starts its workers in sessions
+of their own, so killing torchrun alone would leave them waiting in a collective), and the test
+fails with everything they printed. Each run also avoids what can stall a rendezvous: torchrun's
+store is bound to a free port before its number is handed out (--standalone; the workers reuse it),
+and the store and gloo talk over the loopback address instead of a looked-up host name.
+"""
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import pytest
 import torch
 
 from seqlab.cli import main
@@ -13,14 +28,102 @@ from seqlab.cli import main
 ARGS = ["--train.max_steps=12", "--train.batch_size=128", "--train.eval_every=5", "--train.log_every=1",
         "--model.hidden_size=16", "--train.tensorboard=false", "--train.device=cpu"]
 
+DEADLINE_S = 180  # a 2-process run takes 10-30 s on a loaded 2-core machine
 
+
+def _loopback_interface() -> str | None:
+    names = {name for _, name in socket.if_nameindex()} if hasattr(socket, "if_nameindex") else set()
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; elsewhere none are found)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_all(pids, signum) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def run_with_deadline(cmd: list[str], log: Path, timeout: float = DEADLINE_S, env: dict | None = None) -> tuple[int, str]:
+    """Run ``cmd`` with its output in ``log``; (exit status, output), or fail the test after ``timeout`` s."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout), log.read_text()
+        except subprocess.TimeoutExpired:
+            below = _descendants(proc.pid)
+            _signal_all([proc.pid, *below], signal.SIGABRT)  # faulthandler prints where each one is stuck
+            time.sleep(2)
+            _signal_all([*below, *_descendants(proc.pid)], signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    pytest.fail(f"{' '.join(cmd[:6])} ... did not finish within {timeout} s; its output:\n{log.read_text()[-12000:]}")
+
+
+def torchrun(tmp_path: Path, *args: str, name: str = "torchrun") -> tuple[int, str]:
+    """``torchrun --standalone --nproc_per_node=2 -m seqlab ARGS`` under a deadline: (exit status, output)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "--local-addr=127.0.0.1", "-m", "seqlab", *args]
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"}  # workers use the agent's store: no port is chosen twice
+    loopback = _loopback_interface()
+    if loopback:
+        env["GLOO_SOCKET_IFNAME"] = loopback  # no host-name lookup for gloo's address
+    return run_with_deadline(cmd, tmp_path / f"{name}.log", env=env)
+
+
+def test_a_run_past_its_deadline_fails_with_its_output_and_leaves_nothing_behind(tmp_path):
+    """The deadline itself: a child in a session of its own (as torchrun's workers are) is killed too."""
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+              "print('waiting with child', child.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    with pytest.raises(pytest.fail.Exception) as failure:
+        run_with_deadline([sys.executable, "-c", script], tmp_path / "hang.log", timeout=3)
+    message = str(failure.value)
+    assert "did not finish within 3 s" in message and "waiting with child" in message
+    assert "Current thread" in message  # faulthandler's dump of where it waited
+    if Path("/proc").is_dir():
+        child = int(message.split("waiting with child ")[1].split()[0])
+
+        def gone() -> bool:  # exited, or killed and not yet reaped by its new parent
+            try:
+                return Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+
+        deadline = time.time() + 10
+        while not gone() and time.time() < deadline:
+            time.sleep(0.1)
+        assert gone()
+
+
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path, configs_dir):
     config = str(configs_dir / "digits_lstm.toml")
     assert main(["train", config, *ARGS, "--out", str(tmp_path / "one"), "--quiet"]) == 0
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "seqlab", "train", config, *ARGS, "--out", str(tmp_path / "two"), "--quiet"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    rc, output = torchrun(tmp_path, "train", config, *ARGS, "--out", str(tmp_path / "two"), "--quiet")
+    assert rc == 0, output[-6000:]
     (one,) = (tmp_path / "one").iterdir()
     (two,) = (tmp_path / "two").iterdir()  # rank 0 alone made a run directory
     a = torch.load(one / "checkpoints/last.pt", weights_only=True)["model"]
@@ -36,3 +139,20 @@ def test_two_processes_equal_one(tmp_path, configs_dir):
     s2 = json.loads((two / "summary.json").read_text())
     assert s2["processes"] == 2 and s1["processes"] == 1
     assert abs(s1["test/loss"] - s2["test/loss"]) <= 1e-5
+
+
+@pytest.mark.slow
+def test_non_finite_loss_is_reported_once_by_rank_0(tmp_path, configs_dir):
+    """An absurd learning rate overflows the weights at step 2; rank 0, which wrote step 1's checkpoint, says so."""
+    out = tmp_path / "runs"
+    rc, output = torchrun(tmp_path, "train", str(configs_dir / "digits_lstm.toml"), *ARGS, "--train.lr=3e37",
+                          "--train.grad_clip=0", "--train.warmup_steps=0", "--train.checkpoint_every=1",
+                          "--out", str(out), "--quiet")
+    assert rc == 1, output[-6000:]
+    (run,) = out.iterdir()
+    reports = [line for line in output.splitlines() if "non-finite" in line]
+    assert reports == [
+        "seqlab train: failed: the loss or gradient became non-finite at step 2; stopped at step 2; the last good "
+        f"checkpoint, {run / 'checkpoints' / 'last.pt'} (step 1), was kept. Try a lower train.lr, train.grad_clip, "
+        "or train.precision=fp32"], output[-6000:]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
