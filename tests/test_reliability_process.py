@@ -5,6 +5,7 @@ Each process test starts ``python -m seqlab`` (a few seconds of imports each), h
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -85,6 +86,39 @@ def test_sighup_saves_a_checkpoint_and_exits_129(tmp_path, configs_dir):
     assert f"resume with: seqlab train --resume {run}" in stderr and "Traceback" not in stderr
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] >= 1 and ckpt["position"]["batch"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal made the controlling terminal")
+def test_a_closed_terminal_stops_training_with_a_checkpoint(tmp_path, configs_dir):
+    """The terminal itself goes away (as when an ssh session drops): SIGHUP, then EIO on every write to it."""
+    import fcntl
+    import pty
+    import termios
+
+    out = tmp_path / "runs"
+    master, slave = pty.openpty()
+
+    def on_the_terminal():  # a session of its own whose controlling terminal is the pty, as a login shell's
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = _seqlab("train", str(configs_dir / "digits_lstm.toml"), *TRAIN, "--train.max_steps=1000000",
+                   "--train.eval_every=0", "--train.epochs=1", "--out", str(out),
+                   stdin=slave, stdout=slave, stderr=slave, preexec_fn=on_the_terminal)
+    os.close(slave)
+    try:
+        shown = b""
+        deadline = time.time() + 120
+        while b"val/loss" not in shown and time.time() < deadline and proc.poll() is None:
+            if select.select([master], [], [], 0.5)[0]:  # the first evaluation's line: a checkpoint exists
+                shown += os.read(master, 4096)
+    finally:
+        os.close(master)  # hang up
+    _finish(proc)
+    assert proc.returncode == 129, shown.decode(errors="replace")[-2000:]
+    (run,) = out.iterdir()
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] >= 1
 
 
 @pytest.mark.slow
