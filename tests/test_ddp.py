@@ -71,7 +71,7 @@ def run_with_deadline(cmd: list[str], log: Path, timeout: float = DEADLINE_S, en
         except subprocess.TimeoutExpired:
             below = _descendants(proc.pid)
             _signal_all([proc.pid, *below], signal.SIGABRT)  # faulthandler prints where each one is stuck
-            time.sleep(2)
+            time.sleep(1)
             _signal_all([*below, *_descendants(proc.pid)], signal.SIGKILL)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
