@@ -10,7 +10,9 @@ broadcast against the scores of shape (B, heads, T_q, T_k), so
 - anything in between, e.g. (B, 1, T_q, T_k), works as long as it broadcasts.
 
 ``torch.nn.MultiheadAttention`` and ``nn.Transformer*`` use the opposite boolean convention
-(True = ignore) and a separate ``key_padding_mask``; :func:`from_torch_mha` converts. A query
+(True = ignore) and a separate ``key_padding_mask``; :func:`from_torch_mha` converts. seqlab's
+``MultiHeadAttention.forward`` also takes ``key_padding_mask`` itself, with torch's meaning
+(True = ignore), so a torch-style padding mask is never read as an ``attn_mask``. A query
 whose keys are all masked gets an output of zeros (never NaN) from every seqlab attention.
 
 See ``docs/attention.md`` for a picture.
