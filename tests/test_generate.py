@@ -447,9 +447,7 @@ def test_seq2seq_transformer_cached_equals_uncached_over_64_steps(positions, nor
     model = tiny_transformer(positions, norm_first=norm_first).eval()
     src, lengths = sources()
     g = torch.Generator().manual_seed(0)
-    worst = _step_both(model, Uncached(model), 64, g, source=src, source_lengths=lengths)
-    assert worst <= 1e-5
-    # And against forward(x, y) written out here, independently of Uncached.
+    # Against forward(x, y) written out here (Uncached, --no-cache's decoder, is checked through generate below).
     state, tok = model.begin_decoding(source=src, source_lengths=lengths, max_new_tokens=64)
     prefix = tok[:, None]
     with torch.no_grad():
@@ -459,8 +457,8 @@ def test_seq2seq_transformer_cached_equals_uncached_over_64_steps(positions, nor
             tok = torch.randint(3, 12, (4,), generator=g)
             prefix = torch.cat((prefix, tok[:, None]), dim=1)
     for kw in ({}, {"num_beams": 3, "num_return_sequences": 3, "length_penalty": 0.6}):
-        a = generate(model, source=src, source_lengths=lengths, max_new_tokens=64, **kw)
-        b = generate(model, source=src, source_lengths=lengths, max_new_tokens=64, use_cache=False, **kw)
+        a = generate(model, source=src, source_lengths=lengths, max_new_tokens=24, **kw)
+        b = generate(model, source=src, source_lengths=lengths, max_new_tokens=24, use_cache=False, **kw)
         assert torch.equal(a.sequences, b.sequences)
         assert torch.allclose(a.log_probs, b.log_probs, atol=1e-4)
 
@@ -551,3 +549,166 @@ def test_attention_weights_per_step_follow_each_returned_hypothesis():
             assert [x.shape for x in w["self"]] == [(4, t + 1)] * 2
     greedy = generate(model, source=src, source_lengths=lengths, max_new_tokens=10, output_attentions=True)
     assert [len(a) for a in greedy.attentions] == greedy.lengths.tolist()
+
+
+# -- the command line, on tiny trained runs ---------------------------------------------------------------
+
+TEXT = "to be or not to be, that is the question.\n" * 40
+
+
+def _train(tmp, model: dict, data: dict, steps: int):
+    from seqlab.train.config import experiment_from_dict
+    from seqlab.train.run import train_experiment
+
+    exp = experiment_from_dict({
+        "model": model, "data": data,
+        "train": {"batch_size": 16, "lr": 3e-3, "max_steps": steps, "eval_every": steps, "log_every": steps,
+                  "tensorboard": False, "layer_norms_every": 0, "seed": 0},
+    })
+    return train_experiment(exp, out=tmp, argv=[], progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A char-level GPT on a repeated line, a seq2seq Transformer on reversal, and a classifier (~10 s in all)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    text = tmp / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    torch.set_num_threads(1)
+    gpt = _train(tmp, {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
+                 {"name": "char_lm", "path": str(text), "seq_len": 32, "num_windows": 1600, "val_fraction": 0.1,
+                  "test_fraction": 0.0}, 100)
+    s2s = _train(tmp, {"name": "seq2seq_transformer", "d_model": 32, "num_heads": 2, "num_encoder_layers": 1,
+                       "num_decoder_layers": 1, "d_ff": 64, "dropout": 0.0},
+                 {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 50,
+                  "num_test": 50}, 300)
+    clf = _train(tmp, {"name": "rnn_classifier", "cell": "gru", "input_size": 8, "hidden_size": 8, "num_classes": 10},
+                 {"name": "digits", "view": "rows"}, 2)
+    return {"gpt": gpt, "s2s": s2s, "clf": clf}
+
+
+def _run(capsys, *argv):
+    from seqlab.cli import main
+
+    capsys.readouterr()
+    code = main(["generate", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_greedy_continues_the_prompt_and_streams_it(runs, capsys):
+    code, out, err = _run(capsys, runs["gpt"], "--prompt", "to be or", "--temperature", "0", "--max-new-tokens", 20)
+    assert code == 0, err
+    assert out.startswith("to be or not to be, that")
+    assert len(out.rstrip("\n")) == len("to be or") + 20
+    code, cached, _ = _run(capsys, runs["gpt"], "--prompt", "that is", "--temperature", "0", "--max-new-tokens", 30)
+    code, uncached, _ = _run(capsys, runs["gpt"], "--prompt", "that is", "--temperature", "0", "--max-new-tokens",
+                             30, "--no-cache")
+    assert cached == uncached
+
+
+def test_cli_sampling_flags_change_what_they_should(runs, capsys):
+    base = (runs["gpt"], "--prompt", "t", "--max-new-tokens", 60)
+    a = _run(capsys, *base, "--seed", 1, "--temperature", 3.0)[1]
+    b = _run(capsys, *base, "--seed", 1, "--temperature", 3.0)[1]
+    c = _run(capsys, *base, "--seed", 2, "--temperature", 3.0)[1]
+    assert a == b and a != c  # same seed, same sample
+    top1 = _run(capsys, *base, "--seed", 3, "--temperature", 3.0, "--top-k", 1)[1]
+    greedy = _run(capsys, *base, "--temperature", 0)[1]
+    assert top1 == greedy  # top-k 1 is greedy whatever the temperature
+    tight = _run(capsys, *base, "--seed", 3, "--temperature", 3.0, "--top-p", 0.01)[1]
+    assert tight == greedy
+    assert _run(capsys, *base, "--seed", 3, "--temperature", 3.0, "--min-p", 1.0)[1] == greedy
+    code, out, _ = _run(capsys, *base, "--seed", 0, "--num-return-sequences", 3, "--scores")
+    assert code == 0 and out.count("--- sample") == 3 and out.count("[log P = ") == 3
+
+
+def test_cli_repetition_flags(runs, capsys):
+    base = (runs["gpt"], "--prompt", "to be", "--temperature", 0, "--max-new-tokens", 80)
+    plain = _run(capsys, *base)[1].rstrip("\n")
+    assert "to be, that" in plain[5:]
+    ngram = _run(capsys, *base, "--no-repeat-ngram", 4)[1].rstrip("\n")
+    grams = [ngram[i:i + 4] for i in range(len(ngram) - 3)]
+    assert len(grams) == len(set(grams)) and ngram != plain
+    assert _run(capsys, *base, "--repetition-penalty", 5.0)[1] != plain + "\n"
+    beam = _run(capsys, *base, "--beam", 3, "--num-return-sequences", 2, "--scores")[1]
+    assert beam.count("--- sample") == 2
+
+
+def test_cli_translates_sources_with_beams_and_files(runs, capsys, tmp_path):
+    run = runs["s2s"]
+    code, out, err = _run(capsys, run, "--source", "abcde", "--scores")
+    assert code == 0, err
+    text, log_prob, score = out.rstrip("\n").split("\t")
+    assert set(text) <= set("abcde") and float(log_prob) == float(score) <= 0  # greedy: score is log P
+    code, out, _ = _run(capsys, run, "--source", "abcde", "--beam", 4, "--num-return-sequences", 3, "--scores")
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) == 3 and len({r[0] for r in rows}) == 3
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    src = tmp_path / "in.txt"
+    src.write_text("abc\nedcba\nab\na\n", encoding="utf-8")
+    dst = tmp_path / "out.txt"
+    code, out, err = _run(capsys, run, "--input", src, "--output", dst, "--beam", 3, "--batch-size", 2)
+    assert code == 0, err
+    lines = dst.read_text().splitlines()
+    assert len(lines) == 4
+    for line, source in zip(lines, ["abc", "edcba", "ab", "a"]):  # same as one at a time
+        assert line == _run(capsys, run, "--source", source, "--beam", 3)[1].rstrip("\n")
+    assert _run(capsys, run, "--source", "abcde", "--max-new-tokens", 2)[1].rstrip("\n") == \
+        _run(capsys, run, "--source", "abcde")[1][:2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--prompt", "x", "--top-p", 1.5), "--top-p must be in (0, 1]"),
+    (("--prompt", "x", "--temperature", -1), "--temperature must be >= 0"),
+    (("--prompt", "x", "--beam", 0), "--beam must be >= 1"),
+    (("--prompt", "x", "--beam", 2, "--num-return-sequences", 3), "--num-return-sequences must be <= num_beams"),
+    (("--prompt", "x", "--temperature", 0, "--top-k", 5), "--top-k filters the sampled distribution"),
+    (("--prompt", "x", "--repetition-penalty", 0), "--repetition-penalty must be > 0"),
+    (("--prompt", "x", "--no-repeat-ngram", -1), "--no-repeat-ngram must be >= 0"),
+    (("--prompt", "x", "--max-new-tokens", 0), "--max-new-tokens must be >= 1"),
+    (("--prompt", "Z@"), "not in the model's vocabulary"),
+    (("--prompt", ""), "at least one character"),
+    (("--source", "abc"), "give --prompt TEXT"),
+    (("--prompt", "x", "--input", "f"), "not allowed with argument"),
+    (("--prompt", "x", "--batch-size", 0), "--batch-size must be >= 1"),
+    (("--prompt", "x", "--top-k", "many"), "invalid int value"),
+])
+def test_cli_bad_flags_exit_2_naming_the_flag(runs, capsys, argv, message):
+    code, _, err = _run(capsys, runs["gpt"], *argv)
+    assert code == 2 and message in err, err
+
+
+def test_cli_seq2seq_limits_and_non_generative_runs_exit_2(runs, capsys):
+    code, _, err = _run(capsys, runs["s2s"], "--prompt", "abc")
+    assert code == 2 and "give --source TEXT" in err
+    code, _, err = _run(capsys, runs["s2s"], "--source", "abc", "--max-new-tokens", 500)
+    assert code == 2 and "--max-new-tokens 500 is more than this model writes" in err
+    code, _, err = _run(capsys, runs["s2s"], "--source", "abcabcabcabc")
+    assert code == 2 and "model.max_src_len" in err
+    code, _, err = _run(capsys, runs["clf"], "--prompt", "x")
+    assert code == 2 and "cannot generate" in err and "language models (gpt, rnn_lm" in err and "seq2seq" in err
+    code, _, err = _run(capsys, runs["gpt"], "--input", runs["gpt"] / "missing.txt")
+    assert code == 2 and "cannot read --input" in err
+
+
+def test_cli_eval_with_beam_search_reports_exact_match_bleu_and_chrf(runs, capsys):
+    import json
+
+    from seqlab.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(runs["s2s"])]) == 0
+    greedy = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(runs["s2s"]), "--beam", "4"]) == 0
+    beam = json.loads(capsys.readouterr().out)
+    for metrics in (greedy, beam):
+        assert 0 <= metrics["test/exact_match"] <= 1 and 0 <= metrics["test/bleu"] <= 100
+        assert 0 <= metrics["test/chrf"] <= 100
+    assert greedy["test/exact_match"] > 0.5  # the run learned to reverse
+    assert beam["test/beam"] == 4 and "test/beam" not in greedy
+    assert beam["test/exact_match"] >= greedy["test/exact_match"] - 0.1
+    assert (runs["s2s"] / "predictions-beam4.tsv").is_file() and (runs["s2s"] / "predictions.tsv").is_file()
+    assert main(["eval", str(runs["gpt"]), "--split", "val", "--beam", "3"]) == 2
+    assert "--beam applies to seq2seq runs" in capsys.readouterr().err

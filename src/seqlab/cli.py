@@ -26,6 +26,14 @@ values are read as TOML (3, 1e-3, true, "text"); bare words are strings.
 """
 
 
+GENERATE_EPILOG = """\
+examples:
+  seqlab generate runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40
+  seqlab generate runs/fra-eng --source "je suis content ." --beam 5 --num-return-sequences 3 --scores
+  seqlab generate runs/fra-eng --input sources.txt --output translations.txt --beam 5
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence models on PyTorch: train, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"seqlab {__import__('seqlab').__version__}")
@@ -50,6 +58,48 @@ def _parser() -> argparse.ArgumentParser:
                        description="Rebuild the model and data of RUN_DIR and print its metrics as JSON.")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+    p.add_argument("--beam", type=int, default=1, metavar="N",
+                   help="seq2seq runs: decode with beam search of width N (default 1: greedy)")
+    p.add_argument("--length-penalty", type=float, default=0.6, metavar="ALPHA",
+                   help="beam search ranks log P / ((5 + |Y|) / 6) ** ALPHA (default: 0.6)")
+
+    p = sub.add_parser("generate", help="write text with a language-model or seq2seq run",
+                       description="Continue a prompt (language models: gpt, rnn_lm) or translate a source "
+                                   "(seq2seq_rnn, seq2seq_transformer) with RUN_DIR's model. Greedy with "
+                                   "--temperature 0, sampling above 0, beam search with --beam N.",
+                       epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--prompt", help="text for a language model to continue")
+    given.add_argument("--source", help="text for a seq2seq model to translate")
+    given.add_argument("--input", metavar="FILE", help="one prompt or source per line, decoded in batches")
+    p.add_argument("--output", metavar="FILE", help="write the outputs here, one line per sequence "
+                   "(tab, newline, backslash written \\t, \\n, \\\\), instead of printing them")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: 200 for a language model; a seq2seq model's longest target")
+    p.add_argument("--min-new-tokens", type=int, default=0, help="no <eos> before this many tokens (default: 0)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0: greedy; > 0: sample (default: 1.0 for a language model, 0 for seq2seq and beam search)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (default 0: off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set reaching p (default 1: off)")
+    p.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min_p * the top probability (default 0)")
+    p.add_argument("--beam", type=int, default=1, metavar="N", help="beam search of width N (default 1: none)")
+    p.add_argument("--length-penalty", type=float, default=0.6, metavar="ALPHA",
+                   help="beam search ranks log P / ((5 + |Y|) / 6) ** ALPHA (default: 0.6)")
+    p.add_argument("--early-stopping", action="store_true", help="beam search: stop at N finished hypotheses")
+    p.add_argument("--num-return-sequences", type=int, default=1, metavar="N",
+                   help="outputs per input: samples, or the N best beams (default: 1)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="> 1 makes tokens already seen less likely (default 1: off)")
+    p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N", help="never repeat an N-gram (default 0: off)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a sequence once its text contains TEXT (repeatable; not with --beam)")
+    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    p.add_argument("--batch-size", type=int, default=32, help="inputs decoded together with --input (default: 32)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole prefix at every step (slow; for checking the cache)")
+    p.add_argument("--scores", action="store_true", help="also print each sequence's log-probability and score")
     p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
 
     p = sub.add_parser("forecast", help="fit AR, MLP, RNN, LSTM, GRU, Transformer forecasters on a series, compare",
@@ -171,9 +221,93 @@ def cmd_eval(args, extra: list[str], argv: list[str]) -> int:
     from .train.run import evaluate_run
 
     location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    if args.beam < 1:
+        raise ConfigError(f"--beam must be >= 1 (1: greedy), got {args.beam}")
     metrics = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, data_location=location,
-                           notify=lambda text: print(f"seqlab eval: warning: {text}", file=sys.stderr))
+                           notify=lambda text: print(f"seqlab eval: warning: {text}", file=sys.stderr),
+                           beam=args.beam, length_penalty=args.length_penalty)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))  # signatures: text
+    return 0
+
+
+# GenerationConfig's keys as seqlab generate's flags, for its error messages.
+GENERATE_FLAGS = {"max_new_tokens": "--max-new-tokens", "min_new_tokens": "--min-new-tokens",
+                  "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "min_p": "--min-p",
+                  "num_beams": "--beam", "length_penalty": "--length-penalty",
+                  "num_return_sequences": "--num-return-sequences", "repetition_penalty": "--repetition-penalty",
+                  "no_repeat_ngram_size": "--no-repeat-ngram", "stop_strings": "--stop", "seed": "--seed"}
+
+
+def cmd_generate(args, extra: list[str], argv: list[str]) -> int:
+    import warnings
+
+    from .config import parse_overrides
+    from .generate import ContextTooLong, GenerationConfig, GenerationConfigError
+    from .train.generate_run import escape, generate_texts, load_generation_run
+
+    location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    warn = lambda text: print(f"seqlab generate: warning: {text}", file=sys.stderr)  # noqa: E731
+    run = load_generation_run(args.run_dir, args.checkpoint, location, notify=warn)
+    given = "prompt" if args.prompt is not None else "source" if args.source is not None else None
+    if given is not None and given != run.reads:
+        raise ConfigError(f"{args.run_dir} is a {run.task.replace('_', ' ')} run: give --{run.reads} TEXT "
+                          f"(or --input FILE), not --{given}")
+    if args.input is not None:
+        try:
+            texts = Path(args.input).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read --input {args.input}: {getattr(err, 'strerror', None) or err}") from None
+        names = [f"{args.input}:{i + 1}" for i in range(len(texts))]
+    else:
+        texts, names = [args.prompt if given == "prompt" else args.source], [f"--{given}"]
+    lm = run.task == "language_model"
+    temperature = args.temperature if args.temperature is not None else (1.0 if lm and args.beam == 1 else 0.0)
+    try:
+        cfg = GenerationConfig(
+            max_new_tokens=args.max_new_tokens or run.default_max_new_tokens(), min_new_tokens=args.min_new_tokens,
+            temperature=temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, num_beams=args.beam,
+            length_penalty=args.length_penalty if args.beam > 1 else 0.0, early_stopping=args.early_stopping,
+            num_return_sequences=args.num_return_sequences, repetition_penalty=args.repetition_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram, stop_strings=tuple(args.stop), seed=args.seed,
+            use_cache=not args.no_cache)
+    except GenerationConfigError as err:
+        raise ConfigError(f"{GENERATE_FLAGS.get(err.key, err.key)} {err.detail}") from None
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    streaming = lm and args.output is None and args.input is None and cfg.num_beams == 1 and \
+        cfg.num_return_sequences == 1
+
+    def stream(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ContextTooLong)
+        warnings.showwarning = lambda message, *rest, **kw: warn(str(message))
+        if streaming:
+            stream(texts[0])
+        results = generate_texts(run, texts, cfg, batch_size=args.batch_size, names=names,
+                                 stream=stream if streaming else None)
+    lines = []
+    for i, (text, outputs) in enumerate(zip(texts, results)):
+        for k, out in enumerate(outputs):
+            if args.output is not None:
+                lines.append(escape(out.text) + (f"\t{out.log_prob:.4f}\t{out.score:.4f}" if args.scores else ""))
+            elif streaming:
+                print()
+            elif lm:
+                if len(texts) > 1 or len(outputs) > 1:
+                    print(f"--- {names[i] if len(texts) > 1 else 'sample'} {k + 1}")
+                print(text + out.text)
+            else:
+                print(out.text + (f"\t{out.log_prob:.4f}\t{out.score:.4f}" if args.scores else ""))
+            if args.scores and args.output is None and lm:
+                print(f"[log P = {out.log_prob:.4f}, score = {out.score:.4f}, {out.tokens} tokens]")
+    if args.output is not None:
+        from .utils import atomic_write_text
+
+        atomic_write_text(args.output, "".join(line + "\n" for line in lines))
+        print(f"{sum(len(o) for o in results)} sequences for {len(texts)} inputs written to {args.output}")
     return 0
 
 
@@ -267,7 +401,7 @@ def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "eval": cmd_eval, "forecast": cmd_forecast, "data": cmd_data,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -369,8 +369,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: di
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "last.pt",
                  data_location: dict[str, str] | None = None,
-                 notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> dict[str, float]:
+                 notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr), beam: int = 1,
+                 length_penalty: float = 0.6) -> dict[str, float]:
     """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
+
+    A seq2seq run's outputs are greedy, or beam search of width ``beam`` (ranked by
+    log P / ((5 + |Y|) / 6) ** length_penalty); predictions and scores files name the beam.
 
     For a language model, also the chain rule over the split's whole text read as one stream
     (``train.likelihood``): log_likelihood, tokens, nll_per_token, perplexity, bits_per_char.
@@ -397,11 +401,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
         raise ConfigError(f"the {split} split of {run_dir} is empty (its data config holds nothing out for it); "
                           f"evaluate another split, e.g. --split val")
     task = ckpt.get("task", "classification")
+    if beam != 1 and task != "seq2seq":
+        raise ConfigError(f"--beam applies to seq2seq runs (exact match, BLEU, chrF of decoded outputs); "
+                          f"{run_dir} is a {task} run")
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
     if task == "seq2seq":  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
-        suffix = "" if split == "test" else f"-{split}"
+        suffix = ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
         scores = seq2seq_scores(model, dataset, splits.info, device=device,
-                                predictions=Path(run_dir) / f"predictions{suffix}.tsv")
+                                predictions=Path(run_dir) / f"predictions{suffix}.tsv", beam=beam,
+                                length_penalty=length_penalty)
+        if beam > 1:
+            scores.update(beam=beam, length_penalty=length_penalty)
         atomic_write_text(Path(run_dir) / f"scores{suffix}.json",
                           json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n")
         metrics.update(scores)

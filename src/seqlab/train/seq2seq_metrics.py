@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from ..generate import generate
 from ..models.decoding import greedy_decode
 from ..utils import atomic_write
 
@@ -143,8 +144,9 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
 # -- decoding a split --------------------------------------------------------------------------
 
 def decode_split(model: torch.nn.Module, dataset, *, device: torch.device | str = "cpu",
-                 batch_size: int = 256) -> list[list[int]]:
-    """Greedy outputs of every source of a Seq2SeqDataset: ids per sentence, cut before <eos>."""
+                 batch_size: int = 256, beam: int = 1, length_penalty: float = 0.6) -> list[list[int]]:
+    """Greedy (or, with ``beam`` > 1, beam-search) outputs of every source of a Seq2SeqDataset: ids per
+    sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty."""
     eos = model.decoding_special_ids()["eos"]
     limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
     model_limit = getattr(model.config, "max_tgt_len", 0) - 1
@@ -153,7 +155,11 @@ def decode_split(model: torch.nn.Module, dataset, *, device: torch.device | str 
     out = []
     for start in range(0, len(dataset), batch_size):
         x = dataset.x[start:start + batch_size].to(device)  # (B, S)
-        ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
+        if beam > 1:
+            ids = generate(model, source=x, max_new_tokens=limit, num_beams=beam,
+                           length_penalty=length_penalty).sequences.tolist()  # (B, <= limit)
+        else:
+            ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
         out.extend(row[:row.index(eos)] if eos in row else row for row in ids)
     return out
 
@@ -170,10 +176,11 @@ def _tokens(vocab, ids: list[int]) -> list[str]:
 
 
 def seq2seq_scores(model: torch.nn.Module, dataset, info: dict, *, device: torch.device | str = "cpu",
-                   predictions: str | Path | None = None) -> dict:
-    """Decode ``dataset`` greedily and score it (see :func:`score`); write ``predictions`` if given."""
+                   predictions: str | Path | None = None, beam: int = 1, length_penalty: float = 0.6) -> dict:
+    """Decode ``dataset`` greedily (or by beam search, ``beam`` > 1) and score it (see :func:`score`);
+    write ``predictions`` if given."""
     src_vocab, tgt_vocab, sep = info["src_vocab"], info["tgt_vocab"], info.get("token_separator", "")
-    outputs = decode_split(model.to(device), dataset, device=device)
+    outputs = decode_split(model.to(device), dataset, device=device, beam=beam, length_penalty=length_penalty)
     hyps = [[tgt_vocab.itos[i] for i in ids] for ids in outputs]
     if getattr(dataset, "pairs", None) is not None:
         sources, refs = [list(s) for s, _ in dataset.pairs], [list(t) for _, t in dataset.pairs]
