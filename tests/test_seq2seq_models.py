@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from seqlab.cli import main
 from seqlab.config import ConfigError
+from seqlab.data import Vocabulary
 from seqlab.models import MODELS, Seq2SeqRNN, Seq2SeqRNNConfig, Seq2SeqTransformer, Seq2SeqTransformerConfig
 from seqlab.models.decoding import IncrementalDecoder, greedy_decode
 from seqlab.nn.alignment import Alignment
@@ -282,6 +283,10 @@ def test_model_limits_and_data_mismatches_are_named():
         cfg.check_data(info)
     with pytest.raises(ConfigError, match=r"the data has targets of up to 20 tokens but model.max_tgt_len = 12"):
         cfg.check_data({**info, "src_vocab_size": 10, "max_tgt_len": 20})
+    shared = Seq2SeqTransformerConfig(**{**cfg.__dict__, "share_embeddings": True})
+    with pytest.raises(ConfigError, match="share_embeddings = true needs one vocabulary for source and target"):
+        shared.check_data({**info, "src_vocab_size": 10, "src_vocab": Vocabulary("abcdef"),
+                           "tgt_vocab": Vocabulary("abcdeg")})
     with pytest.raises(ConfigError, match="needs a seq2seq dataset"):
         cfg.check_data({"task": "language_model"})
     with pytest.raises(ValueError, match="must be even with model.bidirectional"):

@@ -69,9 +69,6 @@ class Seq2SeqTransformerConfig:
         if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
             raise ValueError(f"rotary positions rotate pairs of features: model.d_model / model.num_heads must be "
                              f"even, got {self.d_model // self.num_heads}")
-        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
-            raise ValueError(f"model.share_embeddings needs one vocabulary, got model.src_vocab_size = "
-                             f"{self.src_vocab_size} and model.tgt_vocab_size = {self.tgt_vocab_size}")
 
     def check_data(self, info: dict) -> None:
         """Sizes as the data's; the data's longest source and target fit; one vocabulary if shared."""
@@ -108,6 +105,9 @@ class Seq2SeqTransformer(Seq2SeqModel):
             if getattr(c, key) < (1 if key == "max_src_len" else 2):
                 raise ValueError(f"model.{key} is {getattr(c, key)}: set it, or train through seqlab, which takes "
                                  f"it from the data")
+        if c.share_embeddings and c.src_vocab_size != c.tgt_vocab_size:
+            raise ValueError(f"model.share_embeddings needs one vocabulary, got model.src_vocab_size = "
+                             f"{c.src_vocab_size} and model.tgt_vocab_size = {c.tgt_vocab_size}")
         d = c.d_model
         self.src_embed = nn.Embedding(c.src_vocab_size, d)
         self.tgt_embed = self.src_embed if c.share_embeddings else nn.Embedding(c.tgt_vocab_size, d)
