@@ -1,4 +1,8 @@
-"""Training curves from a run's ``metrics.jsonl``: loss and the task metric, train and validation."""
+"""Training curves from one or several runs' ``metrics.jsonl``: loss, the task metric, gradient norm.
+
+Every figure module of seqlab.diagnostics saves through :func:`save_figure` (atomic, 100 dpi, so a
+figure of ``figsize`` (w, h) inches is a PNG of exactly 100 w x 100 h pixels).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,25 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..utils import atomic_write  # noqa: E402
+
+DPI = 100
+FIGSIZE_PER_PANEL = (4.6, 3.8)  # inches; a curves figure is panels x this
+UNITS = {"loss": "nats per target (cross-entropy) or MSE", "accuracy": "fraction correct",
+         "grad_norm": "global L2 norm before clipping", "lr": "learning rate"}
+
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl``; a half-written last line (a killed run) is skipped."""
+    out = []
     with Path(path).open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return out
 
 
 def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -22,28 +41,67 @@ def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_curves(metrics_path: str | Path, out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
-    """One panel per metric, train and validation over optimiser steps; returns the PNG's path."""
-    records = read_metrics(metrics_path)
-    present = [m for m in metrics if any(f"train/{m}" in r or f"val/{m}" in r for r in records)]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(5 * max(len(present), 1), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], present):
-        for split, style in (("train", "-"), ("val", "o-")):
-            steps, values = series(records, f"{split}/{metric}")
-            if steps:
-                ax.plot(steps, values, style, label=split, markersize=3)
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric)
+def curve_panels(records_by_run: dict[str, list[dict]], metrics: tuple[str, ...]) -> list[str]:
+    """The metrics among ``metrics`` (and the gradient norm) that some run logged."""
+    present = [m for m in metrics if any(f"train/{m}" in r or f"val/{m}" in r
+                                         for records in records_by_run.values() for r in records)]
+    if any("train/grad_norm" in r for records in records_by_run.values() for r in records):
+        present.append("grad_norm")
+    return present or ["loss"]
+
+
+def curves_figsize(panels: int) -> tuple[float, float]:
+    return (FIGSIZE_PER_PANEL[0] * panels, FIGSIZE_PER_PANEL[1])
+
+
+def plot_curves(metrics_path: str | Path, out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy"),
+                title: str = "") -> Path:
+    """One panel per metric, train and validation over optimiser steps, and the gradient norm (log
+    scale); returns the PNG's path."""
+    return plot_runs_curves({title or Path(metrics_path).parent.name: read_metrics(metrics_path)}, out_path, metrics)
+
+
+def plot_runs_curves(records_by_run: dict[str, list[dict]], out_path: str | Path,
+                     metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
+    """Curves of several runs on the same axes (one colour per run; train solid, validation dots)."""
+    panels = curve_panels(records_by_run, metrics)
+    fig, axes = plt.subplots(1, len(panels), figsize=curves_figsize(len(panels)), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    several = len(records_by_run) > 1
+    for ax, metric in zip(axes[0], panels):
+        for i, (run, records) in enumerate(records_by_run.items()):
+            prefix = f"{run}: " if several else ""
+            color = colors[i % len(colors)]
+            if metric == "grad_norm":
+                steps, values = series(records, "train/grad_norm")
+                if steps:
+                    ax.semilogy(steps, values, "-", color=color, lw=1.0, label=f"{prefix}train")
+                continue
+            for split, style in (("train", "-"), ("val", "o-")):
+                steps, values = series(records, f"{split}/{metric}")
+                if steps:
+                    ax.plot(steps, values, style, color=color, alpha=1.0 if split == "val" or not several else 0.6,
+                            label=f"{prefix}{split}", markersize=3, lw=1.2)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} ({UNITS.get(metric, 'as logged')})", fontsize=8)
+        what = "gradient norm" if metric == "grad_norm" else metric
+        ax.set_title(f"{what}" + (" (log scale)" if metric == "grad_norm" else ""), fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    names = ", ".join(records_by_run)
+    fig.suptitle(f"Training curves: {names}" if len(names) < 120 else f"Training curves of {len(records_by_run)} runs",
+                 fontsize=11)
     return save_figure(fig, out_path)
 
 
-def save_figure(fig, out_path: str | Path) -> Path:
-    """Lay out ``fig``, write it as a PNG (folders made as needed), free it; returns the path."""
-    fig.tight_layout()
+def save_figure(fig, out_path: str | Path, *, tight: bool = True) -> Path:
+    """Lay out ``fig`` (``tight``: tight_layout; else as the caller arranged it), write it as a PNG (folders
+    made as needed, atomically), free it; returns the path."""
+    if tight:
+        fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
+    atomic_write(out_path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
     plt.close(fig)
     return out_path
