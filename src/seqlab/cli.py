@@ -134,6 +134,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "info"])
     p.add_argument("name", nargs="?", help="dataset name (for info)")
 
+    p = sub.add_parser("plot", help="diagnostic figures of a run: curves, gradient flow, gates, attention, positions",
+                       description="Draw RUN_DIR's diagnostics as PNGs in RUN_DIR/plots/ (also as images in its "
+                                   "TensorBoard) and print their paths; what does not apply to the run's model is "
+                                   "skipped with one line saying why.",
+                       epilog="--data.path=... / --data.root=...: where the run's data is now, if it moved")
+    p.add_argument("run_dir")
+    p.add_argument("--what", default="all", choices=["curves", "gradflow", "gates", "attention", "posenc", "all"])
+    p.add_argument("--example", type=int, default=0, help="which example of the test split to draw (default: 0)")
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+    p.add_argument("--compare", nargs="+", default=[], metavar="OTHER_RUN",
+                   help="other run directories whose curves go on the same axes (plots/curves_compare.png)")
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a run: RUN_DIR/report.html",
+                       description="Write RUN_DIR/report.html: config, summary metrics, curves, every diagnostic that "
+                                   "applies, an interactive attention view and example outputs; no network needed.",
+                       epilog="--data.path=... / --data.root=...: where the run's data is now, if it moved")
+    p.add_argument("run_dir")
+    p.add_argument("--example", type=int, default=0, help="which example of the test split to draw (default: 0)")
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+
     p = sub.add_parser("bench", help="run a benchmark (recurrent, attention, ...)",
                        description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.",
                        epilog="benchmarks:\n" + "\n".join(f"  {name:<18} {about}" for name, about in _benchmarks()),
@@ -387,6 +407,37 @@ def cmd_data(args, extra: list[str], argv: list[str]) -> int:
     return 0
 
 
+def cmd_plot(args, extra: list[str], argv: list[str]) -> int:
+    from .config import parse_overrides
+    from .diagnostics.plots import RunDiagnostics
+
+    location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    diag = RunDiagnostics(args.run_dir, checkpoint=args.checkpoint, example=args.example, data_location=location)
+    for result in diag.plot(args.what, compare=args.compare):
+        if result.skipped:
+            print(f"skipped {result.what}: {result.skipped}")
+            continue
+        for line in result.lines:
+            print(line)
+        for path in result.paths:
+            print(path)
+    return 0
+
+
+def cmd_report(args, extra: list[str], argv: list[str]) -> int:
+    from .config import parse_overrides
+    from .diagnostics.report import build_report
+
+    location = parse_overrides(_overrides(extra, ("data",))).get("data", {})
+    path, results = build_report(args.run_dir, example=args.example, checkpoint=args.checkpoint,
+                                 data_location=location)
+    for result in results:
+        if result.skipped:
+            print(f"skipped {result.what}: {result.skipped}")
+    print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
     try:
         module = importlib.import_module(f"seqlab.bench.{args.name}")
@@ -401,7 +452,7 @@ def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "eval": cmd_eval, "forecast": cmd_forecast, "data": cmd_data,
-            "bench": cmd_bench, "generate": cmd_generate}
+            "bench": cmd_bench, "generate": cmd_generate, "plot": cmd_plot, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

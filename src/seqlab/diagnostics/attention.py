@@ -169,7 +169,7 @@ def plot_attention_maps(amap: AttentionMap, out_path: str | Path, subtitle: str 
     for layer in range(L):
         for head in range(H):
             ax = axes[layer][head]
-            im = ax.imshow(amap.weights[layer, head], cmap="Blues", vmin=0.0, vmax=top, interpolation="nearest")
+            im = ax.imshow(amap.weights[layer, head].numpy(), cmap="Blues", vmin=0.0, vmax=top, interpolation="nearest")
             _ticks(ax, amap.query_tokens, amap.key_tokens, fontsize)
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
             if head == 0:
@@ -190,7 +190,7 @@ def plot_head_entropy(maps: list[AttentionMap], out_path: str | Path, subtitle: 
     for ax, amap in zip(axes[0], maps):
         ent = head_entropy(amap)  # (L, H)
         top = math.log(len(amap.key_tokens))
-        im = ax.imshow(ent, cmap="magma", vmin=0.0, vmax=max(top, 1e-6), aspect="auto")
+        im = ax.imshow(ent.numpy(), cmap="magma", vmin=0.0, vmax=max(top, 1e-6), aspect="auto")
         for (i, j), v in _cells(ent):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if v < 0.6 * top else "black")
@@ -223,10 +223,10 @@ def plot_rollout(image: Tensor, weights: list[Tensor], grid: tuple[int, int], ou
     R = attention_rollout(weights)[example]  # (N + 1, N + 1)
     last = weights[-1][example].float().mean(0)  # (N + 1, N + 1)
     row = R[0] if pool == "cls" else R.mean(0)
-    roll = row[1:].reshape(grid).cpu()  # (h, w) patches
-    raw = (last[0] if pool == "cls" else last.mean(0))[1:].reshape(grid).cpu()
+    roll = row[1:].reshape(grid).cpu().numpy()  # (h, w) patches
+    raw = (last[0] if pool == "cls" else last.mean(0))[1:].reshape(grid).cpu().numpy()
     img = image.float().cpu()
-    img = img if img.dim() == 2 else img.permute(1, 2, 0).squeeze(-1)  # (H, W) or (H, W, C)
+    img = (img if img.dim() == 2 else img.permute(1, 2, 0).squeeze(-1)).numpy()  # (H, W) or (H, W, C)
     fig, axes = plt.subplots(1, 4, figsize=ROLLOUT_FIGSIZE)
     axes[0].imshow(img, cmap="gray_r")
     axes[0].set_title(f"input image (example {example if label is None else label})", fontsize=10)

@@ -93,7 +93,7 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     fig, axes = plt.subplots(2, ncols, figsize=FIGSIZE, squeeze=False)
     T_valid = int(mask[example].sum()) if mask is not None else record.hidden.shape[1]
     for ax, name in zip(axes[0], names):
-        g = record.gates[name][example, :T_valid].T.cpu()  # (H, T)
+        g = record.gates[name][example, :T_valid].T.cpu().numpy()  # (H, T)
         lo = -1.0 if name in TANH_GATES else 0.0
         im = ax.imshow(g, aspect="auto", cmap="RdBu_r" if lo < 0 else "viridis", vmin=lo, vmax=1.0,
                        interpolation="nearest")
@@ -118,8 +118,10 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     ax = axes[1][1]
     steps = range(T_valid)
     if record.cell is not None:
-        ax.plot(steps, record.cell[example, :T_valid].norm(dim=-1).cpu(), "o-", ms=3, label="||C_t|| (cell state)")
-    ax.plot(steps, record.hidden[example, :T_valid].norm(dim=-1).cpu(), "s-", ms=3, label="||H_t|| (hidden state)")
+        c_norm = record.cell[example, :T_valid].norm(dim=-1)  # (T,)
+        ax.plot(steps, c_norm.cpu().numpy(), "o-", ms=3, label="||C_t|| (cell state)")
+    h_norm = record.hidden[example, :T_valid].norm(dim=-1)  # (T,)
+    ax.plot(steps, h_norm.cpu().numpy(), "s-", ms=3, label="||H_t|| (hidden state)")
     ax.set_xlabel("time step t")
     ax.set_ylabel("L2 norm over units (unitless)")
     ax.set_title(("Cell-state and hidden-state" if record.cell is not None else "Hidden-state") + " norm over time",

@@ -277,7 +277,8 @@ class GradFlow:
         return {"norm": "Frobenius norm of dL/dH_t over the batch, H_t the top layer's state at step t (0-based)",
                 "loss": self.loss,
                 "decay_per_step": "factor r fitted to ||dL/dH_t|| ~ r^(T-1-t): < 1 vanishing, > 1 exploding",
-                "models": {name: {"norms": self.norms[name], "decay_per_step": self.decay[name]} for name in self.norms},
+                "models": {name: {"norms": norms, "decay_per_step": self.decay[name]}
+                           for name, norms in self.norms.items()},
                 "truncated_bptt": {"model": f"{self.cell} (trained)", "k": self.truncate,
                                    "full": self.full, "truncated": self.truncated}}
 
@@ -328,7 +329,8 @@ def plot_grad_flow(flow: GradFlow, out_path: str | Path, title: str = "") -> Pat
     ax1.set_title("Gradient flow through time" + (f": {title}" if title else ""), fontsize=10)
     ax1.grid(alpha=0.3, which="both")
     ax1.legend(fontsize=7, title="model: fitted decay per step back", title_fontsize=7)
-    for norms, label, style in ((flow.full, "full BPTT", "o-"), (flow.truncated, f"truncated, k = {flow.truncate}", "s--")):
+    for norms, label, style in ((flow.full, "full BPTT", "o-"),
+                                (flow.truncated, f"truncated, k = {flow.truncate}", "s--")):
         t, v = _positive(norms)
         ax2.semilogy(t, v, style, ms=4, label=label)
     T = len(flow.full)

@@ -64,7 +64,7 @@ def plot_positional(name: str, kind: str, table: Tensor | None, width: int, out_
     if table is not None:
         table = table[:length] if length else table
         lim = float(table.abs().max()) or 1.0
-        im = ax1.imshow(table, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        im = ax1.imshow(table.numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         ax1.set_xlabel("encoding dimension i")
         ax1.set_ylabel("position (token index)")
         ax1.set_title(f"{kind} positional encoding {where}({len(table)} positions x {width} dims)", fontsize=10)
@@ -78,7 +78,8 @@ def plot_positional(name: str, kind: str, table: Tensor | None, width: int, out_
     else:
         length = length or 64
         angles = torch.arange(length)[:, None] * (10000.0 ** (-torch.arange(0, width, 2) / width))[None]
-        im = ax1.imshow(torch.cos(angles), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        im = ax1.imshow(torch.cos(angles).numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
+                        interpolation="nearest")
         ax1.set_xlabel("feature pair i (rotated by the angle pos * theta_i)")
         ax1.set_ylabel("position (token index)")
         ax1.set_title(f"rotary encoding {where}: cos(pos * theta_i), head_dim {width}", fontsize=10)

@@ -178,7 +178,8 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
     if pred.is_file():
         from ..train.seq2seq_metrics import read_predictions
 
-        return read_predictions(pred)[:GENERATION_ROWS], f"the first rows of {pred.name} (greedy decoding of the test split)"
+        rows = read_predictions(pred)[:GENERATION_ROWS]
+        return rows, f"the first rows of {pred.name} (greedy decoding of the test split)"
     from ..models.decoding import greedy_decode
 
     model, info = diag.model, diag.info
@@ -197,7 +198,8 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
     block = getattr(diag.exp.model, "block_size", None)
     new = 64 if block is None else max(1, min(64, block - prompt_len))
     out = greedy_decode(model, prompt=x[:4, :prompt_len], max_new_tokens=new)
-    rows = [(vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False)) for i in range(len(out))]
+    rows = [(vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False))
+            for i in range(len(out))]
     return rows, f"greedy continuations ({new} tokens) of {prompt_len}-token prompts from the data"
 
 
@@ -259,8 +261,8 @@ def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "la
     parts.append(_generation_section(diag))
     page = _page(run_dir.name, "\n".join(parts))
     if len(page.encode()) > SIZE_LIMIT:
-        note = (f'<p class="skipped">this page is {len(page.encode()) / 1e6:.1f} MB, over the {SIZE_LIMIT / 1e6:.0f} MB '
-                "meant for it: its images are large</p>")
+        note = (f'<p class="skipped">this page is {len(page.encode()) / 1e6:.1f} MB, over the '
+                f"{SIZE_LIMIT / 1e6:.0f} MB meant for it: its images are large</p>")
         page = page.replace("</h1>", "</h1>" + note, 1)
     path = atomic_write_text(run_dir / "report.html", page)
     return path, results
@@ -272,7 +274,8 @@ def _head_view(maps) -> str:
         return ""
     return ('<h3 id="head-view">Interactive attention (head view)</h3>'
             "<p>Pick the attention, a layer and a head; hover a query token (left) to see what it attends to, "
-            "or a key token (right) to see what attends to it. Line and highlight strength: the weight, relative to the largest one shown.</p>"
+            "or a key token (right) to see what attends to it. Line and highlight strength: the weight, "
+            "relative to the largest one shown.</p>"
             '<div class="av-controls"><label>attention <select id="av-kind"></select></label>'
             '<label>layer <select id="av-layer"></select></label>'
             '<label>head <select id="av-head"></select></label></div>'
