@@ -36,3 +36,25 @@ def test_bench_attention_smoke(capsys):
     scaling = _rows(out, "Scaling, one forward + backward, B=1, width 4")
     assert [r[0] for r in scaling] == ["8"]  # one row per length, each point in a fresh process
     assert all(len(r) == 7 and all(re.fullmatch(number, c) for c in r[1:]) for r in scaling)
+
+
+def test_bench_generate_smoke(capsys):
+    argv = ["bench", "generate", "--size", "tiny", "--new-tokens", "6", "--sentences", "3", "--beam", "2",
+            "--beam-batch", "2", "--memory-tokens", "12", "--repeats", "1"]
+    assert main(argv) == 0  # 0: same tokens with and without the cache, same beams, cache held == preallocated
+    out = capsys.readouterr().out
+    assert out.startswith("# seqlab bench generate: torch ")
+    number = r"\d+\.\d+"
+    cache = _rows(out, "GPT greedy decoding, 6 new tokens")
+    assert [r[0] for r in cache] == ["cache", "no cache"]
+    assert all(re.fullmatch(number, c) and float(c) > 0 for r in cache for c in r[1:])
+    assert re.search(rf"cache speed-up: \*\*{number}x\*\* \(tiny size: no target applies\); same tokens: yes", out)
+    beam = _rows(out, "Beam search (beam 2")
+    assert [r[0].split(" (")[0] for r in beam] == ["batched", "one sentence at a time"]
+    assert all(re.fullmatch(number, c) and float(c) > 0 for r in beam for c in r[1:])
+    assert re.search(rf"batched speed-up: \*\*{number}x\*\* .*same outputs: yes", out)
+    memory = _rows(out, "Key/value cache memory")
+    # 1 layer x (k, v) x B=1 x 2 heads x 12 steps x d_h=8 x 4 bytes = 1536 bytes
+    assert memory[0] == ["preallocated (seqlab)", "0.001", "0.001", "0", "0"]
+    assert memory[1][3] == "11"  # a concatenating cache reallocates at every step after the first
+    assert "cache held == preallocated at every step: yes" in out

@@ -508,6 +508,25 @@ def test_decoder_caches_are_written_in_place_and_the_memory_projected_once():
     assert room == 4 * model.config.num_heads * 20 * (32 // model.config.num_heads) * 4  # B*H*max_len*d_h floats
 
 
+@pytest.mark.parametrize("filled", [3, 6])  # under half of max_len: only the filled part is copied
+def test_kv_cache_index_select_reorders_rows_and_keeps_its_room(filled):
+    from seqlab.nn import KVCache
+
+    g = torch.Generator().manual_seed(0)
+    cache = KVCache(max_len=10)
+    ks, vs = torch.randn(3, 2, filled, 4, generator=g), torch.randn(3, 2, filled, 4, generator=g)
+    for t in range(filled):
+        cache.update(ks[:, :, t:t + 1], vs[:, :, t:t + 1])
+    index = torch.tensor([2, 0, 0, 1])
+    new = cache.index_select(index)
+    assert len(new) == filled and new.max_len == 10
+    assert torch.equal(new.k, ks[index]) and torch.equal(new.v, vs[index])
+    assert torch.equal(cache.k, ks)  # the original is left as it was
+    ptr = new.k.data_ptr()
+    k, v = new.update(torch.ones(4, 2, 1, 4), torch.ones(4, 2, 1, 4))
+    assert k.shape == (4, 2, filled + 1, 4) and k.data_ptr() == ptr and torch.equal(k[:, :, :filled], ks[index])
+
+
 def test_gpt_cache_holds_prompt_plus_new_tokens_and_never_grows():
     model = tiny_gpt()
     prompt = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(0))

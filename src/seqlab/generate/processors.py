@@ -56,9 +56,9 @@ def ban(logits: torch.Tensor, ids) -> torch.Tensor:
     """Rule out the token ids ``ids`` (a list, tuple or LongTensor) in every row."""
     if len(ids) == 0:
         return logits
-    out = logits.clone()
-    out[:, torch.as_tensor(ids, dtype=torch.long, device=logits.device)] = NEG_INF
-    return out
+    mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    mask[torch.as_tensor(ids, dtype=torch.long, device=logits.device)] = True  # (V,)
+    return logits.masked_fill(mask, NEG_INF)
 
 
 def _sorted_desc(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,12 +14,13 @@ import warnings
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from ..utils import eval_mode
 from . import processors as P
 from .config import GenerationConfig
 from .uncached import Uncached, max_context
+
+NEG_INF = float("-inf")
 
 __all__ = ["ContextTooLong", "GenerationOutput", "generate", "length_penalty"]
 
@@ -166,6 +167,41 @@ class _Search:
         z = P.no_repeat_ngram(z, context, cfg.no_repeat_ngram_size)
         return P.ban(z, self.banned + (list(self.eos_ids) if t < cfg.min_new_tokens else []))
 
+    def extension_scores(self, logits: torch.Tensor, context: torch.Tensor, t: int, beam_scores: torch.Tensor):
+        """cand (R, V) with cand[r, v] = beam_scores[r] + log P'(v | row r), P' the searched distribution (after
+        the processors); and model_lp(rows, tokens), the model's own log P of chosen tokens.
+
+        ``logits`` (a fresh tensor from decode_step) is overwritten. When only banning shapes P' (fixed
+        ids, <eos> before min_new_tokens: the common case) no (R, V) copy is made: with lse' = log-sum-exp
+        over the allowed tokens and lse over all of them, log P(v) = log P'(v) + lse' - lse for allowed v.
+        """
+        cfg = self.cfg
+        logits = logits.contiguous()  # (R, V); e.g. a slice of a full forward's (R, T, V) is not
+        ids = self.banned + (list(self.eos_ids) if t < cfg.min_new_tokens else [])
+        reshaped = cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram_size > 0
+        if reshaped:
+            raw_lse = torch.logsumexp(logits, dim=-1)  # (R,)
+            z = self.process(logits, context, t)  # (R, V)
+            z = z.clone() if z is logits else z  # logits stay as they are: model_lp reads them
+        else:
+            z = logits
+            if ids:
+                index = torch.as_tensor(ids, dtype=torch.long, device=z.device)
+                banned_lse = torch.logsumexp(z[:, index], dim=-1)  # (R,), read before masking
+                z[:, index] = NEG_INF
+        # A row whose every token is ruled out has lse' = -inf; clamped, its extensions score -inf, not NaN.
+        lse = torch.logsumexp(z, dim=-1).clamp(min=torch.finfo(z.dtype).min)  # (R,)
+        cand = z.add_((beam_scores - lse)[:, None])  # (R, V), in place
+        if reshaped:
+            def model_lp(rows, toks):
+                return logits[rows, toks] - raw_lse[rows]
+        else:
+            shift = lse - (torch.logaddexp(lse, banned_lse) if ids else lse)  # lse' - lse, (R,)
+
+            def model_lp(rows, toks):
+                return cand[rows, toks] - beam_scores[rows] + shift[rows]
+        return cand, model_lp
+
     def choose(self, z: torch.Tensor, t: int, generator) -> torch.Tensor:
         """The next token of each row (R,): argmax, or a sample after temperature, top-k, top-p, min-p."""
         if bool(torch.isneginf(z).all(-1).any()):
@@ -207,10 +243,10 @@ class _Search:
             logits = logits.float()  # (R, V)
             if trace is not None:
                 trace.add(weights, parents)
-            raw = F.log_softmax(logits, dim=-1)  # (R, V): the model's own distribution
+            lse = torch.logsumexp(logits, dim=-1)  # (R,): the model's own normaliser, log sum_v exp z_v
             tokens = self.choose(self.process(logits, context, t), t, generator)  # (R,)
             out[rows, t] = tokens
-            token_lp[rows, t] = raw.gather(1, tokens[:, None]).squeeze(1)
+            token_lp[rows, t] = logits.gather(1, tokens[:, None]).squeeze(1) - lse  # log P(y_t) of the model
             lengths[rows] = t + 1
             context = torch.cat((context, tokens[:, None]), dim=1)  # (R, L + 1)
             if streamer is not None:
@@ -303,9 +339,8 @@ class _Search:
             if trace is not None:
                 trace.add(weights, parents)
             Bl = len(live)
-            raw = F.log_softmax(logits, dim=-1)  # (R, V)
-            logp = F.log_softmax(self.process(logits, context, t), dim=-1).nan_to_num(nan=-math.inf)  # (R, V)
-            cand = (beam_scores.view(-1, 1) + logp).view(Bl, K * V)  # (Bl, K*V): score of every extension
+            cand, model_lp = self.extension_scores(logits, context, t, beam_scores.view(-1))  # (R, V)
+            cand = cand.view(Bl, K * V)  # (Bl, K*V): the score of every extension of every beam
             top, idx = cand.topk(n_cand, dim=1)  # (Bl, n_cand), best first
             src = idx // V  # the beam each candidate extends
             tok = idx % V
@@ -314,7 +349,7 @@ class _Search:
             if bool(ending.any()):
                 for i, c in ending.nonzero().tolist():
                     row, v = i * K + int(src[i, c]), int(tok[i, c])
-                    lp_v = float(raw[row, v])
+                    lp_v = float(model_lp(row, v))
                     self._keep(hyps[live[i]], _Hyp(float(top[i, c]) / length_penalty(t + 1, cfg.length_penalty),
                                                    float(sum_lp[row]) + lp_v, gen[row].tolist() + [v],
                                                    token_lp[row].tolist() + [lp_v], True, (t, row)))
@@ -328,7 +363,8 @@ class _Search:
             settled = [last or self._settled(hyps[b], best[i], t + 1) for i, b in enumerate(live)]
             keep_inputs = [i for i, s in enumerate(settled) if not s]
             if last:  # out of steps: the live beams of every unsettled input join its hypotheses
-                alive_lp = sum_lp[new_src] + raw[new_src, new_tok]
+                last_lp = model_lp(new_src, new_tok)  # (R,)
+                alive_lp = sum_lp[new_src] + last_lp
                 for i, b in enumerate(live):
                     if len(hyps[b]) >= K and self._settled(hyps[b], best[i], t + 1):
                         continue
@@ -337,7 +373,7 @@ class _Search:
                         row = int(new_src[j])
                         self._keep(hyps[b], _Hyp(float(new_scores[i, k]) / length_penalty(N, cfg.length_penalty),
                                                  float(alive_lp[j]), gen[row].tolist() + [int(new_tok[j])],
-                                                 token_lp[row].tolist() + [float(raw[row, new_tok[j]])], False,
+                                                 token_lp[row].tolist() + [float(last_lp[j])], False,
                                                  (t, row)))
                 break
             if not keep_inputs:
@@ -347,7 +383,7 @@ class _Search:
                 rows_kept = (kept[:, None] * K + torch.arange(K, device=device)).view(-1)  # (Bl'*K,)
                 new_src, new_tok, new_scores = new_src[rows_kept], new_tok[rows_kept], new_scores[kept]
                 live = [live[i] for i in keep_inputs]
-            step_lp = raw[new_src, new_tok]  # (R',)
+            step_lp = model_lp(new_src, new_tok)  # (R',)
             sum_lp = sum_lp[new_src] + step_lp
             token_lp = torch.cat((token_lp[new_src], step_lp[:, None]), dim=1)
             gen = torch.cat((gen[new_src], new_tok[:, None]), dim=1)

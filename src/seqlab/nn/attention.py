@@ -73,8 +73,14 @@ class KVCache:
         """A new cache whose batch row i is this cache's row index[i] (beam search reorders rows)."""
         new = KVCache(static=self.static, max_len=self.max_len)
         if self._buffers is not None:
-            new._buffers = tuple(b.index_select(0, index) for b in self._buffers)
-            new.k, new.v = (b[:, :, :len(self)] for b in new._buffers)
+            L = len(self)
+            if 2 * L >= self.max_len:  # mostly filled: one copy of the whole buffers
+                new._buffers = tuple(b.index_select(0, index) for b in self._buffers)
+            else:  # early in a long generation: same-sized buffers, only the filled part copied
+                new._buffers = tuple(b.new_empty((len(index), *b.shape[1:])) for b in self._buffers)
+                for dst, src in zip(new._buffers, self._buffers):
+                    dst[:, :, :L] = src[:, :, :L].index_select(0, index)
+            new.k, new.v = (b[:, :, :L] for b in new._buffers)
         elif self.k is not None:
             new.k, new.v = self.k.index_select(0, index), self.v.index_select(0, index)
         return new
