@@ -296,7 +296,8 @@ class GradFlow:
 def run_grad_flow(model: nn.Module, x: Tensor, y: Tensor, *, model_cfg=None, build: Callable | None = None,
                   truncate: int | None = None, seed: int = 0) -> GradFlow:
     """The trained model's gradient flow on (x, y), fresh models of every cell on the same batch (if
-    ``model_cfg`` and ``build`` are given), and full vs truncated BPTT with k = ``truncate`` (default T / 4)."""
+    ``model_cfg`` and ``build`` are given), and full vs truncated BPTT with k = ``truncate`` (T // 4 if it is
+    not given or not below T)."""
     layers = recurrent_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no recurrent layer")
@@ -306,7 +307,7 @@ def run_grad_flow(model: nn.Module, x: Tensor, y: Tensor, *, model_cfg=None, bui
     if model_cfg is not None and build is not None:
         for name, fresh in fresh_variants(model_cfg, build, seed).items():
             norms[f"{name} (init)"] = model_grad_norms(fresh, x, y)
-    k = max(1, T // 4) if not truncate else min(truncate, T)
+    k = truncate if truncate and truncate < T else max(1, T // 4)  # a k >= T would cut nothing
     full = norms[f"{cell} (trained)"]
     with torch.no_grad(), eval_mode(model):
         what = model_loss(model, x, y)[1]

@@ -194,9 +194,9 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
         rows = [(src.decode(x[i], sep), tgt.decode(y[i], sep), tgt.decode(out[i], sep)) for i in range(len(x))]
         return rows, "greedy decoding of the first test sources"
     vocab = info["vocab"]
-    prompt_len = min(32, x.shape[1])
-    block = getattr(diag.exp.model, "block_size", None)
-    new = 64 if block is None else max(1, min(64, block - prompt_len))
+    block = getattr(diag.exp.model, "block_size", 64)  # a GPT keeps its last block_size tokens past that
+    prompt_len = max(1, min(32, x.shape[1], block // 2))
+    new = 64
     out = greedy_decode(model, prompt=x[:4, :prompt_len], max_new_tokens=new)
     rows = [(vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False))
             for i in range(len(out))]
