@@ -341,7 +341,7 @@ def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, capsys):
                       'num_encoder_layers = 1\nnum_decoder_layers = 1\n[data]\nname = "pairs"\n'
                       '[train]\nbatch_size = 16\nmax_steps = 6\neval_every = 3\ntensorboard = false\n')
     out = tmp_path / "runs"
-    assert main(["train", str(config), f"--data.path={data}", "--out", str(out), "--quiet"]) == 0
+    assert main(["train", str(config), f"--data.path={data}", "--out", str(out), "--quiet", "--train.bucket=2"]) == 0
     (run,) = out.iterdir()
     summary = json.loads((run / "summary.json").read_text())
     for key in ("test/exact_match", "test/bleu", "test/chrf", "test/token_accuracy"):
@@ -392,3 +392,20 @@ def test_pairs_tutorial_filter_unknown_tokens_and_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"sentence-pair file not found: .*eng-fra/eng-fra.txt; download "
                                         r"https://download.pytorch.org/tutorial/data.zip"):
         build_pairs(PairsConfig(path=str(tmp_path / "eng-fra" / "eng-fra.txt")))
+
+
+def test_length_bucketing_keeps_every_example_once_and_groups_similar_lengths():
+    from seqlab.train.distributed import DistributedBatchSampler
+
+    lengths = torch.randint(2, 40, (1000,), generator=torch.Generator().manual_seed(0))
+    def draw(**kw):
+        return [idx for idx, _ in DistributedBatchSampler(1000, 32, seed=0, epoch=1, drop_small_last=True, **kw)]
+    plain, bucketed = draw(), draw(lengths=lengths, bucket=8)
+    assert sorted(torch.cat(bucketed).tolist()) == list(range(1000))  # a permutation, the last batch of 8 last
+    assert [len(b) for b in bucketed] == [len(b) for b in plain]
+    spread = lambda batches: sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)  # noqa: E731
+    assert spread(plain) > 30 and spread(bucketed) < 8  # within-batch range of lengths
+    assert all(torch.equal(a, b) for a, b in zip(bucketed, draw(lengths=lengths, bucket=8)))  # (seed, epoch) decide
+    resumed = [idx for idx, _ in DistributedBatchSampler(1000, 32, seed=0, epoch=1, drop_small_last=True, skip=5,
+                                                          lengths=lengths, bucket=8)]
+    assert all(torch.equal(a, b) for a, b in zip(resumed, bucketed[5:]))

@@ -45,6 +45,11 @@ class Seq2SeqDataset(TensorSequenceDataset):
         # score the real words, so a reference with an unknown word cannot be matched by writing <unk>.
         self.pairs = pairs
 
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(N,) source plus target length of each example: what a length-bucketing sampler sorts by."""
+        return self.x_lengths + self.y_lengths
+
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Lists of ids -> (N, L_max) int64 right-padded with ``pad_id``, and lengths (N,)."""

@@ -35,6 +35,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0  # global norm; 0 disables
     grad_accum: int = 1
+    bucket: int = 0  # > 0: each batch from a pool of this many batches sorted by length (seq2seq: less padding)
     tbptt_steps: int = 0  # > 0: truncated BPTT over streams (stream tasks only)
     precision: str = "fp32"
     compile: bool = False
@@ -51,7 +52,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("epochs", "max_steps", "eval_every", "log_every", "layer_norms_every", "checkpoint_every", "warmup_steps",
-                    "tbptt_steps", "early_stopping_patience"):
+                    "tbptt_steps", "bucket", "early_stopping_patience"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:

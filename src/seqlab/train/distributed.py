@@ -79,11 +79,14 @@ class DistributedBatchSampler:
     """
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                 info: DistInfo = DistInfo(), skip: int = 0, drop_small_last: bool = False):
+                 info: DistInfo = DistInfo(), skip: int = 0, drop_small_last: bool = False,
+                 lengths: torch.Tensor | None = None, bucket: int = 0):
         self.batch_size, self.info, self.skip = batch_size, info, skip
         self.rows = batch_rows(n, batch_size, info.world_size, drop_small_last)
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         self.order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        if lengths is not None and bucket > 0:
+            self.order = bucket_by_length(self.order, lengths, batch_size, bucket, g)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -92,6 +95,21 @@ class DistributedBatchSampler:
         for b in range(self.skip, len(self.rows)):
             idx = self.order[b * self.batch_size:b * self.batch_size + self.rows[b]]
             yield (idx[self.info.rank::self.info.world_size] if self.info.enabled else idx), len(idx)
+
+
+def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, pool: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """``order`` rearranged so that each batch holds examples of similar length (less padding).
+
+    Consecutive pools of ``pool`` batches are sorted by ``lengths`` (N,), then the full batches are
+    shuffled; a smaller last batch stays last. Every index is kept exactly once.
+    """
+    size = batch_size * pool
+    order = torch.cat([chunk[torch.argsort(lengths[chunk], stable=True)] for chunk in order.split(size)])
+    n_full = len(order) // batch_size
+    blocks = order[:n_full * batch_size].view(n_full, batch_size)  # (batches, batch_size)
+    blocks = blocks[torch.randperm(n_full, generator=generator)]
+    return torch.cat([blocks.reshape(-1), order[n_full * batch_size:]])
 
 
 def shard_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:

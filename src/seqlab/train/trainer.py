@@ -297,6 +297,9 @@ def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | Non
     if cfg.tbptt_steps and not hasattr(train_set, "streams"):
         raise ValueError(f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
                          f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0")
+    if cfg.bucket and getattr(train_set, "lengths", None) is None:
+        raise ValueError(f"train.bucket={cfg.bucket} batches examples of similar length, but this dataset has no "
+                         f"per-example lengths (seq2seq datasets have them); set train.bucket=0")
     if cfg.batch_size % world_size:
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
                          f"({world_size}): it is the global batch, split evenly across them")
@@ -468,7 +471,8 @@ class Trainer:
             return
         sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
                                           epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch,
-                                          drop_small_last=True)
+                                          drop_small_last=True, bucket=self.cfg.bucket,
+                                          lengths=getattr(self.train_set, "lengths", None))
         yield from batches(self.train_set, sampler)
 
     def _layer_grad_norms(self) -> dict[str, float]:
