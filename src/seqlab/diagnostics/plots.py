@@ -67,6 +67,10 @@ class RunDiagnostics:
         if other:
             raise ConfigError(f"only the data's location can be given for an existing run (--data.path, --data.root), "
                               f"not --data.{other[0]}: its data config is the one it was trained with")
+        if checkpoint != "last.pt" and not (self.run_dir / "checkpoints" / checkpoint).is_file():  # a typo: say so
+            from ..train.run import read_run_checkpoint
+
+            read_run_checkpoint(self.run_dir, checkpoint)
         self.plots = self.run_dir / "plots"
         self.checkpoint, self.example, self.data_location = checkpoint, example, data_location
         self._loaded: tuple | None = None
