@@ -63,7 +63,7 @@ def enumerate_best(logp: torch.Tensor, max_len: int, alpha: float, count: int = 
             prev, total = BOS, 0.0
             for v in seq:
                 total, prev = total + logp[prev, v].item(), v
-            ranked.append((total / length_penalty(n, alpha), total, list(seq)))
+            ranked.append((total / ((5 + n) / 6) ** alpha, total, list(seq)))  # GNMT's lp, written out
     ranked.sort(key=lambda r: -r[0])
     return ranked[:count]
 
@@ -100,6 +100,22 @@ def test_length_penalty_changes_the_winner_and_short_beats_long_without_it():
     assert short.sequences[0, :short.lengths[0]].tolist() == [EOS]
     assert long.sequences[0, :long.lengths[0]].tolist() == enumerate_best(logp, 6, 3.0)[0][2]
     assert long.lengths[0] > 1
+
+
+def test_a_finished_hypothesis_does_not_settle_the_search_while_a_longer_one_can_still_win():
+    # [<eos>] ends first (p 0.55); [a a a a a a] (p 0.45 * 0.999^5) scores far better under lp with
+    # alpha = 3. Only a bound at the longest length (not the current one) keeps the search going.
+    logp = torch.full((4, 4), NEG_INF)
+    logp[BOS, EOS], logp[BOS, 2] = math.log(0.55), math.log(0.45)
+    logp[2, 2], logp[2, EOS] = math.log(0.999), math.log(0.001)
+    logp[3, 3] = 0.0
+    best = enumerate_best(logp, 6, 3.0)[0]
+    assert best[2] == [2] * 6
+    assert length_penalty(6, 3.0) == pytest.approx((11 / 6) ** 3)
+    for out in (beam_path(TableModel(logp), source=SOURCE, num_beams=1, max_new_tokens=6, length_penalty=3.0),
+                generate(TableModel(logp), source=SOURCE, num_beams=2, max_new_tokens=6, length_penalty=3.0)):
+        assert out.sequences[0, :out.lengths[0]].tolist() == best[2]
+        assert out.scores[0].item() == pytest.approx(best[0], abs=1e-5)
 
 
 def test_finished_hypotheses_are_kept_while_the_beams_go_on():
