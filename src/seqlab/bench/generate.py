@@ -7,11 +7,11 @@ Three tables:
    the GPT preset; its block_size is raised to hold prompt + new tokens (past block_size every
    step must re-read its window, with or without a cache). Target: >= 5x faster with the cache.
    Both must write the same tokens (checked).
-2. Beam search (``--beam`` 5) with the seq2seq Transformer over the fra-eng test set
-   (``--seq2seq-run RUN_DIR``: a trained run and its test split; otherwise an untrained model of
-   the default sizes on the pairs file's test sources, or on random sources when the file is
-   absent): sentences/s with ``--beam-batch`` sentences per search against one sentence at a
-   time. Target: >= 5x faster batched. The first sentences' outputs must agree (checked).
+2. Beam search (``--beam`` 5) with the seq2seq Transformer over the fra-eng test set: an
+   untrained model of the fra-eng preset's sizes on its test sources (random sources when the
+   pairs file is absent), or ``--seq2seq-run RUN_DIR``, a trained run and its test split:
+   sentences/s with ``--beam-batch`` sentences per search against one sentence at a time.
+   Target: >= 5x faster batched. The first sentences' outputs must agree (checked).
 3. Cache memory over a long generation (``--memory-tokens``): the bytes every layer's key/value
    buffers hold at each step, against the preallocated size (equal: no growth), and the storage
    reallocations while decoding (0); beside it, a concatenating ``KVCache`` fed the same steps.
@@ -25,7 +25,7 @@ Times are medians of ``--repeats`` interleaved rounds.
 from __future__ import annotations
 
 import argparse
-import math
+import dataclasses
 import os
 import statistics
 import sys
@@ -40,7 +40,7 @@ from ..nn.attention import KVCache
 from ..train.config import load_experiment
 
 PRESET = Path("configs/shakespeare_char_gpt.toml")  # run from the repository root
-PAIRS = Path("../shared/data/eng-fra/eng-fra.txt")  # the pairs preset's default file, from the repository root
+S2S_PRESET = Path("configs/fra_eng_transformer.toml")  # sizes and data of the beam-search table
 VOCAB = 65  # Tiny Shakespeare's characters
 TARGETS = {"cache": 5.0, "beam": 5.0}
 TINY_GPT = dict(d_model=16, num_heads=2, num_layers=1, block_size=16)
@@ -96,27 +96,33 @@ def seq2seq_setup(args, device):
         exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
         test = build_run_data(exp.data, Path(args.seq2seq_run)).test
         return model.to(device).eval(), test.x[:args.sentences], f"{args.seq2seq_run}, its test split"
-    sizes = TINY_S2S if args.size == "tiny" else {}
-    g = torch.Generator().manual_seed(0)
-    if args.size != "tiny" and PAIRS.is_file():
-        from ..data import DATASETS
+    cfg, where = Seq2SeqTransformerConfig(), "default sizes"
+    if args.size == "tiny":
+        cfg, where = Seq2SeqTransformerConfig(**TINY_S2S), "tiny sizes"
+    elif Path(args.seq2seq_config).is_file():
+        exp = load_experiment(args.seq2seq_config)
+        cfg, where = exp.model, f"{args.seq2seq_config} sizes"
+        data_file = Path(getattr(exp.data, "path", ""))
+        if data_file.is_file():
+            from ..data import build_splits
 
-        cfg = DATASETS["pairs"].config(path=str(PAIRS))
-        splits = DATASETS["pairs"].build(cfg)
-        info, x = splits.info, splits.test.x[:args.sentences]
-        src_v, tgt_v, S, U = info["src_vocab_size"], info["tgt_vocab_size"], info["max_src_len"], info["max_tgt_len"]
-        where = f"{PAIRS} test split (pairs preset defaults), untrained model"
-    else:
-        src_v, tgt_v, S, U = 64, 64, 12, 14
-        lengths = torch.randint(2, S + 1, (args.sentences,), generator=g)
-        x = torch.randint(4, src_v, (args.sentences, S), generator=g)
-        x[torch.arange(S)[None, :] >= lengths[:, None]] = 0
-        x[torch.arange(args.sentences), lengths - 1] = 2  # <eos>
-        where = "random sources, untrained model"
+            splits = build_splits(exp.data)
+            info, x = splits.info, splits.test.x[:args.sentences]
+            cfg = dataclasses.replace(cfg, dropout=0.0, **{k: info[k] for k in (
+                "src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len")})
+            torch.manual_seed(0)
+            model = Seq2SeqTransformer(cfg).to(device).eval()
+            return model, x, f"the test split of {args.seq2seq_config}'s data ({data_file.name}), untrained model"
+    g = torch.Generator().manual_seed(0)
+    src_v, tgt_v, S, U = 64, 64, 12, 14
+    lengths = torch.randint(2, S + 1, (args.sentences,), generator=g)
+    x = torch.randint(4, src_v, (args.sentences, S), generator=g)
+    x[torch.arange(S)[None, :] >= lengths[:, None]] = 0
+    x[torch.arange(args.sentences), lengths - 1] = 2  # <eos>
+    cfg = dataclasses.replace(cfg, src_vocab_size=src_v, tgt_vocab_size=tgt_v, max_src_len=S, max_tgt_len=U,
+                              dropout=0.0, share_embeddings=False)
     torch.manual_seed(0)
-    model = Seq2SeqTransformer(Seq2SeqTransformerConfig(src_vocab_size=src_v, tgt_vocab_size=tgt_v, max_src_len=S,
-                                                        max_tgt_len=U, dropout=0.0, **sizes))
-    return model.to(device).eval(), x, where
+    return Seq2SeqTransformer(cfg).to(device).eval(), x, f"random sources (vocabulary 64), {where}, untrained model"
 
 
 def bench_beam(model, x: torch.Tensor, beam: int, batch: int, repeats: int, device) -> dict:
@@ -206,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=5, help="beam width (default 5)")
     p.add_argument("--beam-batch", type=int, default=64, help="sentences per batched search (default 64)")
     p.add_argument("--sentences", type=int, default=256, help="test sentences decoded (default 256)")
-    p.add_argument("--seq2seq-run", default=None, metavar="RUN_DIR", help="a trained seq2seq_transformer run")
+    p.add_argument("--seq2seq-config", default=str(S2S_PRESET),
+                   help=f"seq2seq_transformer preset: model sizes and test sources (default {S2S_PRESET})")
+    p.add_argument("--seq2seq-run", default=None, metavar="RUN_DIR",
+                   help="a trained seq2seq_transformer run instead (its model and test split)")
     p.add_argument("--memory-tokens", type=int, default=1024, help="steps of the memory table (default 1024)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
