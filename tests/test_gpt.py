@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from seqlab.cli import main
 from seqlab.config import ConfigError
-from seqlab.data.text import CharLMDataset, WindowView
+from seqlab.data import DataError
+from seqlab.data.text import CharLMConfig, CharLMDataset, WindowView, build_char_lm
 from seqlab.models import GPT, GPTConfig, LanguageModelConfig, RNNLanguageModel
 from seqlab.models.decoding import IncrementalDecoder, greedy_decode
 from seqlab.nn import KVCache
@@ -60,12 +61,15 @@ def test_output_projection_is_the_token_embedding():
     assert untied.head.weight is not untied.embed.weight
 
 
-def test_label_smoothing_is_the_smoothed_cross_entropy():
-    model = tiny(label_smoothing=0.1).eval()
+def test_label_smoothing_while_training_plain_nll_in_eval():
+    model = tiny(label_smoothing=0.1, dropout=0.0)
     x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
-    logits, loss = model(x, y)
-    assert torch.allclose(loss, F.cross_entropy(logits.reshape(16, 11), y.reshape(16), label_smoothing=0.1))
-    assert not torch.allclose(loss, F.cross_entropy(logits.reshape(16, 11), y.reshape(16)))
+    logits, loss = model.train()(x, y)
+    log_p = F.log_softmax(logits, -1)  # (2, 8, 11): q = 0.9 one_hot(y) + 0.1 / 11
+    smoothed = -(0.9 * log_p.gather(-1, y[..., None]).squeeze(-1) + 0.1 * log_p.mean(-1)).mean()
+    assert torch.allclose(loss, smoothed, atol=1e-6)
+    _, eval_loss = model.eval()(x, y)
+    assert torch.allclose(eval_loss, -log_p.gather(-1, y[..., None]).mean(), atol=1e-6)
 
 
 def test_forward_refuses_a_context_longer_than_block_size():
@@ -252,3 +256,24 @@ def test_window_log_likelihood_scores_every_token_once():
     for context in (1, 4, 16, 202, 500):
         got = sequence_log_likelihood(model, ids, context=context)["log_likelihood"]
         assert got == pytest.approx(exact + math.log(1 / 7), abs=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["shakespeare_char_gpt.toml", "shakespeare_char_lstm.toml",
+                                    "shakespeare_char_nanogpt_cpu.toml"])
+def test_shakespeare_presets_train_on_a_given_text(preset, configs_dir, text_file, tmp_path):
+    # The presets as written (bf16 autocast included), shrunk to two steps on a small text.
+    shrink = (["--model.d_model=16", "--model.num_heads=2", "--data.num_windows=64"] if "gpt" in preset
+              else ["--model.hidden_size=16", "--train.batch_size=4", "--train.tbptt_steps=16"])
+    args = ["train", str(configs_dir / preset), f"--data.path={text_file}", "--data.seq_len=16",
+            "--train.max_steps=2", "--train.eval_every=2", "--out", str(tmp_path / "runs"), "--quiet",
+            "--train.tensorboard=false", *shrink]
+    assert main(args) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and math.isfinite(summary["best_val/loss"])
+
+
+def test_a_missing_shakespeare_text_names_where_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="text file not found: .*tinyshakespeare/input.txt; download "
+                                        "https://raw.githubusercontent.com/karpathy/char-rnn/.*input.txt"):
+        build_char_lm(CharLMConfig(path=str(tmp_path / "tinyshakespeare" / "input.txt")))

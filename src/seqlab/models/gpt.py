@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import seqlab.nn as snn
 
 from ..config import check_at_least, check_choice, check_fraction
 from ..nn.attention import KVCache
+from ..nn.losses import token_cross_entropy
 
 POSITIONS = ("learned", "rotary")
 
@@ -44,7 +44,7 @@ class GPTConfig:
     positions: str = "learned"  # "learned" (GPT-2) or "rotary" (RoPE on queries and keys)
     bias: bool = True  # biases in the linear layers and LayerNorms
     tie_weights: bool = True  # the output projection is the token embedding
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # while training only
 
     def __post_init__(self):
         check_at_least("model", self, "vocab_size", minimum=0)
@@ -125,9 +125,10 @@ class GPT(nn.Module):
         h, _ = self.stack(h)  # (B, T, d_model), causal, final LayerNorm applied
         logits = self.head(h)  # (B, T, V)
         loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T),
-                                   label_smoothing=self.config.label_smoothing)  # over B*T tokens
+        if targets is not None:  # mean over all B*T tokens (a character stream has no padding)
+            # Smoothing only while training: val and test losses stay the plain NLL in nats/token.
+            smoothing = self.config.label_smoothing if self.training else 0.0
+            loss = token_cross_entropy(logits, targets, ignore_index=None, label_smoothing=smoothing)
         return logits, loss
 
     # -- incremental decoding (seqlab.models.decoding.IncrementalDecoder) -----------------------
