@@ -1,5 +1,6 @@
 """seqlab bench attention, at the tiniest sizes: it runs through the CLI and prints its three tables."""
 
+import math
 import re
 
 from seqlab.cli import main
@@ -58,3 +59,22 @@ def test_bench_generate_smoke(capsys):
     assert memory[0] == ["preallocated (seqlab)", "0.001", "0.001", "0", "0"]
     assert memory[1][3] == "11"  # a concatenating cache reallocates at every step after the first
     assert "cache held == preallocated at every step: yes" in out
+
+
+def test_bench_gpt_smoke(capsys, configs_dir):
+    argv = ["bench", "gpt", "--config", str(configs_dir / "shakespeare_char_gpt.toml"), "--repeats", "1",
+            "--batch", "2", "--seq-len", "8", "--d-model", "16", "--heads", "2", "--layers", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# seqlab bench gpt: torch ")
+    number = r"\d+\.\d+"
+    rows = _rows(out, "GPT training step (forward + backward + AdamW), d_model=16, heads=2, layers=1")
+    assert [r[:2] for r in rows] == [[p, m] for p in ("fp32", "bf16") for m in (
+        "torch.nn.TransformerEncoderLayer", "seqlab gpt, learned positions", "seqlab gpt, rotary positions")]
+    for r in rows:
+        assert re.fullmatch(number, r[2]) and float(r[2]) > 0 and re.fullmatch(r"\d+", r[3])
+    for r in rows[1::3]:  # seqlab / torch, a finite ratio with its target (timing is not asserted)
+        ratio = re.fullmatch(rf"\*\*({number})x\*\* \(target <= 1\.10x\)", r[4])
+        assert ratio and math.isfinite(float(ratio.group(1)))
+    losses = re.search(rf"eval-mode loss \(fp32\): seqlab ({number}), torch ({number})", out)
+    assert losses and abs(float(losses.group(1)) - float(losses.group(2))) < 1e-5  # the same weights

@@ -3,14 +3,16 @@
 The reference is ``torch.nn.TransformerEncoder`` of ``torch.nn.TransformerEncoderLayer``
 (``norm_first=True``, GELU, ``batch_first``, a causal mask with ``is_causal=True``) between the
 same token embedding, learned positions, final LayerNorm and tied output projection, holding the
-same weights (the step's loss is printed for both: they must agree). One step is forward,
+same weights (the eval-mode loss is printed for both: they must agree). One step is forward,
 backward and an AdamW update (``zero_grad(set_to_none=True)`` included), on the same batch.
 Sizes default to the preset ``configs/shakespeare_char_gpt.toml`` (model, batch, window);
-the vocabulary is Tiny Shakespeare's 65 characters.
+the vocabulary is Tiny Shakespeare's 65 characters. The target compares seqlab's ``gpt`` with
+learned positions (torch has no rotary embedding); the preset's rotary ``gpt`` is timed beside
+them, in fp32 and under bf16 autocast (the preset's precision).
 
 Times are medians of interleaved rounds (one step of each model per round, who goes first
-alternating), so drift on a shared machine hits both alike. The ratio is seqlab / torch
-(target <= 1.10); tokens/s = batch * window / median step time.
+rotating), so drift on a shared machine hits all alike. The ratio is seqlab / torch (target
+<= 1.10); tokens/s = batch * window / median step time.
 
     python benchmarks/gpt.py                       # or: seqlab bench gpt
     python benchmarks/gpt.py --repeats 30 --batch 32
@@ -19,6 +21,8 @@ alternating), so drift on a shared machine hits both alike. The ratio is seqlab 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import statistics
 import sys
@@ -96,36 +100,35 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     return times
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, losses: list):
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
     def step():
-        _, loss = model(x, y)[:2]
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            _, loss = model(x, y)[:2]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
     return step
 
 
-def measure(cfg: GPTConfig, batch: int, seq_len: int, repeats: int, lr: float = 1e-3) -> dict:
+def measure(cfg: GPTConfig, batch: int, seq_len: int, repeats: int, precisions: list[str], lr: float = 1e-3) -> dict:
+    """Per precision: median seconds per step of torch, seqlab (learned positions) and seqlab (rotary)."""
     torch.manual_seed(0)
-    ours = GPT(cfg)
-    theirs = TorchGPT(cfg)
-    copy_weights(ours, theirs)
+    models = {"torch": TorchGPT(cfg), "seqlab": GPT(dataclasses.replace(cfg, positions="learned")),
+              "seqlab rotary": GPT(dataclasses.replace(cfg, positions="rotary"))}
+    copy_weights(models["seqlab"], models["torch"])
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (batch, seq_len), generator=g)
     y = torch.randint(0, cfg.vocab_size, (batch, seq_len), generator=g)
-    ours.eval(), theirs.eval()
-    with torch.no_grad():
-        loss_ours, loss_theirs = ours(x, y)[1].item(), theirs(x, y)[1].item()  # same weights: same loss
-    ours.train(), theirs.train()
-    losses: dict[str, list] = {"seqlab": [], "torch": []}
-    fns = {"seqlab": train_step(ours, torch.optim.AdamW(ours.parameters(), lr=lr), x, y, losses["seqlab"]),
-           "torch": train_step(theirs, torch.optim.AdamW(theirs.parameters(), lr=lr), x, y, losses["torch"])}
-    times = interleaved(fns, repeats)
-    t = {k: statistics.median(v) for k, v in times.items()}
-    return {"seqlab_ms": 1e3 * t["seqlab"], "torch_ms": 1e3 * t["torch"], "ratio": t["seqlab"] / t["torch"],
-            "seqlab_tok_s": batch * seq_len / t["seqlab"], "torch_tok_s": batch * seq_len / t["torch"],
-            "eval_loss": (loss_ours, loss_theirs), "params": sum(p.numel() for p in ours.parameters())}
+    with torch.no_grad():  # same weights, eval mode: the same loss
+        check = {k: models[k].eval()(x, y)[1].item() for k in ("seqlab", "torch")}
+    result = {"eval_loss": check, "params": sum(p.numel() for p in models["seqlab"].parameters())}
+    for precision in precisions:
+        fns = {}
+        for name, model in models.items():
+            opt = torch.optim.AdamW(model.train().parameters(), lr=lr)
+            fns[name] = train_step(model, opt, x, y, precision == "bf16")
+        result[precision] = {k: statistics.median(v) for k, v in interleaved(fns, repeats).items()}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("batch", "seq-len", "d-model", "heads", "layers"):
         p.add_argument(f"--{flag}", type=int, help="override the preset's value")
     p.add_argument("--dropout", type=float, help="override the preset's value")
+    p.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 autocast (default both)")
     args = p.parse_args(argv)
 
     exp = load_experiment(args.config)
@@ -147,19 +151,30 @@ def main(argv: list[str] | None = None) -> int:
     seq_len = args.seq_len or exp.data.seq_len
     cfg = GPTConfig(**{**vars(model), "vocab_size": model.vocab_size or VOCAB,
                        "block_size": max(model.block_size, seq_len), **changes})
-    r = measure(cfg, batch, seq_len, args.repeats)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    bad = [p for p in precisions if p not in ("fp32", "bf16")]
+    if bad:
+        raise SystemExit(f"--precisions takes fp32 and/or bf16, got {', '.join(bad)}")
+    r = measure(cfg, batch, seq_len, args.repeats, precisions)
     print(f"# seqlab bench gpt: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
     title = (f"GPT training step (forward + backward + AdamW), d_model={cfg.d_model}, heads={cfg.num_heads}, "
              f"layers={cfg.num_layers}, d_ff={cfg.d_ff or 4 * cfg.d_model}, dropout={cfg.dropout}, "
              f"batch={batch}, T={seq_len}, V={cfg.vocab_size}, {r['params']:,} parameters, "
              f"{args.repeats} interleaved rounds (median ms)")
     print(f"{title}\n")
-    print("| model | ms / step | tokens / s |")
-    print("|---|---|---|")
-    print(f"| torch.nn.TransformerEncoderLayer | {r['torch_ms']:.2f} | {r['torch_tok_s']:.0f} |")
-    print(f"| seqlab gpt | {r['seqlab_ms']:.2f} | {r['seqlab_tok_s']:.0f} |")
-    print(f"\nseqlab / torch: **{r['ratio']:.3f}x** (target <= {TARGET}x)")
-    print(f"same weights, eval-mode loss: seqlab {r['eval_loss'][0]:.6f}, torch {r['eval_loss'][1]:.6f}")
+    print("| precision | model | ms / step | tokens / s | / torch |")
+    print("|---|---|---|---|---|")
+    tokens = batch * seq_len
+    for precision in precisions:
+        t = r[precision]
+        for name, label in (("torch", "torch.nn.TransformerEncoderLayer"), ("seqlab", "seqlab gpt, learned positions"),
+                            ("seqlab rotary", "seqlab gpt, rotary positions")):
+            ratio = t[name] / t["torch"]
+            shown = (f"**{ratio:.3f}x** (target <= {TARGET:.2f}x)" if name == "seqlab"
+                     else "-" if name == "torch" else f"{ratio:.3f}x (no torch counterpart)")
+            print(f"| {precision} | {label} | {1e3 * t[name]:.2f} | {tokens / t[name]:.0f} | {shown} |")
+    print(f"\nsame weights, eval-mode loss (fp32): seqlab {r['eval_loss']['seqlab']:.6f}, "
+          f"torch {r['eval_loss']['torch']:.6f}")
     return 0
 
 
