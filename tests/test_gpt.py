@@ -277,3 +277,15 @@ def test_a_missing_shakespeare_text_names_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match="text file not found: .*tinyshakespeare/input.txt; download "
                                         "https://raw.githubusercontent.com/karpathy/char-rnn/.*input.txt"):
         build_char_lm(CharLMConfig(path=str(tmp_path / "tinyshakespeare" / "input.txt")))
+
+
+def test_resume_with_the_preset_whose_vocab_size_comes_from_the_data(text_file, tmp_path):
+    # The checkpoint holds the filled-in vocab_size; the config still says 0 ("from the data"):
+    # resuming with that config is not a different model.
+    exp = _experiment(text_file, max_steps=4, eval_every=2)
+    run = train_experiment(exp, out=tmp_path / "runs", argv=[], progress=False)
+    more = experiment_from_dict({**exp.to_dict(), "train": {**exp.to_dict()["train"], "max_steps": 6}})
+    assert train_experiment(more, resume=run, argv=[], progress=False) == run
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
+    assert train_experiment(None, resume=run, overrides=["--train.max_steps=8"], argv=[], progress=False) == run
+    assert json.loads((run / "summary.json").read_text())["steps"] == 8
