@@ -289,3 +289,15 @@ def test_resume_with_the_preset_whose_vocab_size_comes_from_the_data(text_file, 
     assert json.loads((run / "summary.json").read_text())["steps"] == 6
     assert train_experiment(None, resume=run, overrides=["--train.max_steps=8"], argv=[], progress=False) == run
     assert json.loads((run / "summary.json").read_text())["steps"] == 8
+
+
+def test_rnn_lm_label_smoothing_while_training_plain_nll_in_eval():
+    torch.manual_seed(0)
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, hidden_size=16, num_layers=1,
+                                                 label_smoothing=0.2))
+    x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
+    logits, loss, _ = model.train()(x, y)
+    log_p = F.log_softmax(logits, -1)  # (2, 8, 11)
+    nll = -log_p.gather(-1, y[..., None]).squeeze(-1)  # (2, 8)
+    assert torch.allclose(loss, (0.8 * nll - 0.2 * log_p.mean(-1)).mean(), atol=1e-6)
+    assert torch.allclose(model.eval()(x, y)[1], nll.mean(), atol=1e-6)

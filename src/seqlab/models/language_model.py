@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import check_at_least, check_fraction
+from ..nn.losses import token_cross_entropy
 from .recurrent import check_recurrent, recurrent_encoder
 
 
@@ -27,12 +28,13 @@ class LanguageModelConfig:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.0
+    label_smoothing: float = 0.0  # while training only
 
     def __post_init__(self):
         check_recurrent(self)
         check_at_least("model", self, "vocab_size", minimum=0)
         check_at_least("model", self, "embedding_size", "hidden_size", "num_layers")
-        check_fraction("model", self, "dropout")
+        check_fraction("model", self, "dropout", "label_smoothing")
 
 
 class RNNLanguageModel(nn.Module):
@@ -56,8 +58,9 @@ class RNNLanguageModel(nn.Module):
         h, state = self.rnn(self.embed(x), state)  # (B, T, H)
         logits = self.head(self.drop(h))  # (B, T, V)
         loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))  # over B*T tokens
+        if targets is not None:  # mean over all B*T tokens; smoothing only while training (val loss stays the NLL)
+            smoothing = self.config.label_smoothing if self.training else 0.0
+            loss = token_cross_entropy(logits, targets, ignore_index=None, label_smoothing=smoothing)
         return logits, loss, state
 
     # -- incremental decoding (seqlab.models.decoding.IncrementalDecoder) -----------------------
