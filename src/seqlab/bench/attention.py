@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -40,23 +39,10 @@ import torch.nn.functional as F
 import seqlab.nn as snn
 from seqlab.nn.functional import scaled_dot_product_attention
 
+from .timing import interleaved
+
 # Targets from the issue, as multiples of torch's time.
 TARGETS = {"sdpa fused": 1.05, "mha fused": 1.10}
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each fn, calling them round-robin (rotating who goes first)."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,6 +36,7 @@ from ..generate import generate
 from ..models import GPT, GPTConfig, Seq2SeqTransformer, Seq2SeqTransformerConfig
 from ..nn.attention import KVCache
 from ..train.config import load_experiment
+from .timing import interleaved
 
 PRESET = Path("configs/shakespeare_char_gpt.toml")  # run from the repository root
 S2S_PRESET = Path("configs/fra_eng_transformer.toml")  # sizes and data of the beam-search table
@@ -45,18 +44,6 @@ VOCAB = 65  # Tiny Shakespeare's characters
 TARGETS = {"cache": 5.0, "beam": 5.0}
 TINY_GPT = dict(d_model=16, num_heads=2, num_layers=1, block_size=16)
 TINY_S2S = dict(d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, d_ff=32)
-
-
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each fn over ``repeats`` rounds, called round-robin (who goes first alternating)."""
-    names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {n: statistics.median(v) for n, v in times.items()}
 
 
 def gpt_config(args) -> GPTConfig:
@@ -78,7 +65,7 @@ def bench_cache(cfg: GPTConfig, new_tokens: int, batch: int, repeats: int, devic
     runs = {"cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens),
             "no cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens, use_cache=False)}
     same = torch.equal(runs["cache"]().sequences, runs["no cache"]().sequences)  # also the warm-up
-    t = interleaved(runs, repeats)
+    t = interleaved(runs, repeats, warmup=0)
     return {"cfg": cfg, "seconds": t, "tok_s": {k: batch * new_tokens / v for k, v in t.items()},
             "ratio": t["no cache"] / t["cache"], "same": same, "params": sum(p.numel() for p in model.parameters())}
 
@@ -142,7 +129,7 @@ def bench_beam(model, x: torch.Tensor, beam: int, batch: int, repeats: int, devi
     a = generate(model, source=x[:check], **kw)
     b = [generate(model, source=x[i:i + 1, :lengths[i]], **kw) for i in range(check)]
     same = all(torch.equal(a.sequences[i, :a.lengths[i]], b[i].sequences[0, :b[i].lengths[0]]) for i in range(check))
-    t = interleaved({"batched": batched, "one at a time": one_at_a_time}, repeats)
+    t = interleaved({"batched": batched, "one at a time": one_at_a_time}, repeats, warmup=0)
     return {"seconds": t, "sent_s": {k: N / v for k, v in t.items()}, "ratio": t["one at a time"] / t["batched"],
             "same": same, "sentences": N, "limit": limit}
 

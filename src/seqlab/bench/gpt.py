@@ -26,9 +26,7 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 
 from ..models import GPT, GPTConfig
 from ..train.config import load_experiment
+from .timing import interleaved_times
 
 PRESET = Path("configs/shakespeare_char_gpt.toml")  # run from the repository root
 TARGET = 1.10  # seqlab / torch, from the issue
@@ -85,21 +84,6 @@ def copy_weights(ours: GPT, theirs: TorchGPT) -> None:
     theirs.encoder.norm.load_state_dict(ours.stack.norm.state_dict())
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds of each call of each fn, called round-robin (who goes first alternating)."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
@@ -127,7 +111,7 @@ def measure(cfg: GPTConfig, batch: int, seq_len: int, repeats: int, precisions: 
         for name, model in models.items():
             opt = torch.optim.AdamW(model.train().parameters(), lr=lr)
             fns[name] = train_step(model, opt, x, y, precision == "bf16")
-        result[precision] = {k: statistics.median(v) for k, v in interleaved(fns, repeats).items()}
+        result[precision] = {k: statistics.median(v) for k, v in interleaved_times(fns, repeats, warmup=2).items()}
     return result
 
 
