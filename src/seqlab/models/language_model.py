@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import check_at_least, check_fraction
 from ..nn.losses import token_cross_entropy
@@ -97,21 +96,3 @@ class RNNLanguageModel(nn.Module):
 
     def decoding_special_ids(self) -> dict:
         return {"bos": None, "eos": None, "pad": None}  # a character stream has none of them
-
-    @torch.no_grad()
-    def generate(self, prefix: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample continuations of ``prefix`` (B, T0) one token at a time -> (B, T0 + max_new_tokens)."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        logits, _, state = self(prefix)
-        out = [prefix]
-        for _ in range(max_new_tokens):
-            last = logits[:, -1] / temperature  # (B, V)
-            if top_k is not None:
-                kth = torch.topk(last, min(top_k, last.size(-1))).values[:, -1:]  # (B, 1)
-                last = last.masked_fill(last < kth, float("-inf"))
-            nxt = torch.multinomial(F.softmax(last, dim=-1), 1, generator=generator)  # (B, 1)
-            out.append(nxt)
-            logits, _, state = self(nxt, state=state)
-        return torch.cat(out, dim=1)
