@@ -41,7 +41,7 @@ class Splits(NamedTuple):
     train: Dataset
     val: Dataset
     test: Dataset
-    info: dict  # e.g. {"input_size": 8, "num_classes": 10, "task": "classification"}
+    info: dict  # e.g. {"input_size": 8, "num_classes": 10, "task": Task.CLASSIFICATION} (seqlab.task)
 
 
 def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:

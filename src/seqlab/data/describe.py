@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..task import Task
 from . import DATASETS
 
 SHADES = " .:-=+*#%@"
@@ -48,23 +49,23 @@ def describe(config) -> str:
 
 def _example(x: torch.Tensor, y: torch.Tensor, info: dict) -> list[str]:
     task = info.get("task")
-    if task == "seq2seq":
+    if task == Task.SEQ2SEQ:
         sep = info.get("token_separator", "")
         return [f"x: {info['src_vocab'].decode(x, sep)!r}", f"y: {info['tgt_vocab'].decode(y, sep)!r}"]
-    if task == "language_model":
+    if task == Task.LANGUAGE_MODEL:
         v = info["vocab"]
         return [f"x: {v.decode(x)!r}", f"y: {v.decode(y)!r}"]
-    if task == "sequence_labeling":  # copy memory
+    if task == Task.SEQUENCE_LABELING:  # copy memory
         sx = x.argmax(-1) if x.dim() == 2 else x
         return [f"x: {_symbols(sx)}", f"y: {_symbols(y)}", "(_ blank, | delimiter)"]
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return _image(x, info) + [f"label: {int(y)}"]
-    if task == "regression" and "scaler" in info:
+    if task == Task.REGRESSION and "scaler" in info:
         inv = info["scaler"].inverse
         past = ", ".join(f"{v:.4g}" for v in inv(x[-5:, 0]).tolist())
         return [f"x (last {min(5, len(x))} of tau={len(x)}, original units): ... {past}",
                 f"y: {inv(y).item():.4g}"]
-    if task == "regression" and x.shape[-1] == 2:  # adding problem
+    if task == Task.REGRESSION and x.shape[-1] == 2:  # adding problem
         marked = torch.nonzero(x[:, 1]).flatten().tolist()
         terms = " + ".join(f"{x[t, 0].item():.4f} (t={t})" for t in marked)
         return [f"marked values: {terms}", f"y: {y.item():.4f}"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..task import Task
 from ..utils import atomic_write
 from .base import DataError, Splits, TensorSequenceDataset, fingerprint, stratified_split
 
@@ -267,7 +268,7 @@ def build_mnist(cfg: MnistConfig = MnistConfig()) -> Splits:
     val_idx, train_idx = stratified_split(y, (cfg.val_fraction,), cfg.seed)
     N, T, C = x.shape
     info = {
-        "task": "classification", "metric": "accuracy",
+        "task": Task.CLASSIFICATION, "metric": "accuracy",
         "input_size": C, "seq_len": T, "num_classes": int(max(y.max(), y_test.max())) + 1,
         "input_shape": (T, C), "target_shape": (),
         "root": str(root), "view": cfg.view, "image_shape": tuple(images.shape[1:]),

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from ..task import Task
 from .base import (DataError, DataWarning, Splits, TensorSequenceDataset, check_fractions, check_positive,
                    fingerprint, read_utf8, skipped_message, split_counts)
 from .vocab import BOS, EOS, PAD, UNK, Vocabulary
@@ -86,7 +87,7 @@ def _seq2seq_info(parts: list[Seq2SeqDataset], sep: str, **extra) -> dict:
     S = max(p.x.shape[1] for p in parts)
     U = max(p.y.shape[1] for p in parts)
     return {
-        "task": "seq2seq", "metric": "cross_entropy",
+        "task": Task.SEQ2SEQ, "metric": "cross_entropy",
         "src_vocab_size": len(src), "tgt_vocab_size": len(tgt), "src_vocab": src, "tgt_vocab": tgt,
         "pad_id": src.pad_id, "bos_id": tgt.bos_id, "eos_id": tgt.eos_id,
         "input_shape": (S,), "target_shape": (U,), "max_src_len": S, "max_tgt_len": U,

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..task import Task
 from .base import (DataError, Splits, TensorSequenceDataset, check_fractions, embedded_fingerprint, fingerprint,
                    read_utf8, split_counts)
 
@@ -275,7 +276,7 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
             last = raw[t[keep] - cfg.horizon]
             baseline[f"persistence_mse_{part}"] = float(((raw[t[keep]] - last) ** 2).mean())
     info = {
-        "task": "regression", "metric": "mse",
+        "task": Task.REGRESSION, "metric": "mse",
         "input_size": 1, "output_size": 1, "seq_len": cfg.tau,
         "input_shape": (cfg.tau, 1), "target_shape": (1,),
         "tau": cfg.tau, "horizon": cfg.horizon,

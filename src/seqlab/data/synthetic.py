@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..task import Task
 from .base import Splits, TensorSequenceDataset, check_positive
 
 BLANK, DELIMITER, NUM_DATA_SYMBOLS, NUM_COPY = 0, 9, 8, 10
@@ -113,7 +114,7 @@ def build_adding(cfg: AddingConfig = AddingConfig()) -> Splits:
     sizes = (cfg.num_train, cfg.num_val, cfg.num_test)
     parts = [TensorSequenceDataset(*adding_problem(n, cfg.seq_len, rng)) for n, rng in zip(sizes, _rngs(cfg.seed))]
     info = {
-        "task": "regression", "metric": "mse",
+        "task": Task.REGRESSION, "metric": "mse",
         "input_size": 2, "seq_len": cfg.seq_len, "output_size": 1,
         "input_shape": (cfg.seq_len, 2), "target_shape": (1,),
         "baseline": {"mse": adding_baseline_mse(), "strategy": "always predict the mean, 1"},
@@ -131,7 +132,7 @@ def build_copy_memory(cfg: CopyMemoryConfig = CopyMemoryConfig()) -> Splits:
             x = torch.nn.functional.one_hot(x, COPY_VOCAB).float()  # (n, T + 20, 10)
         parts.append(TensorSequenceDataset(x, y))
     info = {
-        "task": "sequence_labeling", "metric": "cross_entropy",
+        "task": Task.SEQUENCE_LABELING, "metric": "cross_entropy",
         "seq_len": L, "num_classes": COPY_VOCAB, "vocab_size": COPY_VOCAB,
         "input_size": COPY_VOCAB if cfg.one_hot else None,
         "input_shape": (L, COPY_VOCAB) if cfg.one_hot else (L,), "target_shape": (L,),

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..task import Task
 from .base import (DataError, Splits, check_file, check_fractions, embedded_fingerprint, fingerprint, read_utf8,
                    split_counts)
 from .vocab import Vocabulary
@@ -201,7 +202,7 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
     counts = Counter(ids[:n_train].tolist())
     unigram = -sum(c / n_train * math.log(c / n_train) for c in counts.values())
     info = {
-        "task": "language_model", "metric": "cross_entropy",
+        "task": Task.LANGUAGE_MODEL, "metric": "cross_entropy",
         "vocab_size": len(vocab), "vocab": vocab, "seq_len": T,
         "input_shape": (T,), "target_shape": (T,),
         "num_chars": {"train": n_train, "val": n_val, "test": n_test},

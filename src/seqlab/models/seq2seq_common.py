@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..config import ConfigError, check_at_least, check_fraction
 from ..nn.losses import token_cross_entropy
+from ..task import Task
 
 SPECIAL_IDS = ("pad_id", "bos_id", "eos_id")  # seqlab vocabularies: <pad>=0, <bos>=1, <eos>=2, <unk>=3
 VOCAB_SIZES = ("src_vocab_size", "tgt_vocab_size")  # 0 in a config: take the data's
@@ -37,9 +38,9 @@ def check_seq2seq_config(cfg) -> None:
 
 def check_seq2seq_data(cfg, info: dict) -> None:
     """A ConfigError naming both numbers when the data's vocabularies or special ids differ from the model's."""
-    if info.get("task") != "seq2seq":
+    if info.get("task") != Task.SEQ2SEQ:
         raise ConfigError(f"model '{cfg.name}' translates sequences: it needs a seq2seq dataset (copy, reverse, "
-                          f"sort, dates, pairs), got task {info.get('task')!r}")
+                          f"sort, dates, pairs), got task '{info.get('task')}'")
     for key in (*VOCAB_SIZES, *SPECIAL_IDS):
         if key in info and getattr(cfg, key) != info[key]:
             raise ConfigError(f"model.{key} = {getattr(cfg, key)} but the data gives {info[key]}; "

@@ -41,6 +41,7 @@ from ..data import DATASETS, SeriesTooShort, TensorSequenceDataset
 from ..models import (ARModel, MLPAutoregressiveConfig, RecurrentForecasterConfig, TransformerForecasterConfig,
                       build_model)
 from ..nn.mdn import mixture_sample
+from ..task import Task
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .config import TrainConfig
 from .trainer import Trainer, TrainingInterrupted, resolve_device
@@ -239,8 +240,8 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
         raise ConfigError(err.explain("--order")) from None
     info = splits.info
     source = info.get("source", settings.data)
-    if info.get("task") != "regression":
-        raise ConfigError(f"data {settings.data!r} is not a series (task {info.get('task')!r})")
+    if info.get("task") != Task.REGRESSION:
+        raise ConfigError(f"data {settings.data!r} is not a series (task '{info.get('task')}')")
     scaler = info["scaler"]
     series = info["series"].numpy()  # (L,) float64, original units: truth and naive forecasts unrounded
     z = scaler.transform(series)  # (L,) the models' units

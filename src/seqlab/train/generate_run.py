@@ -19,13 +19,14 @@ from ..data import resolve_locations
 from ..data.seq2seq import clean, tokenize
 from ..generate import GenerationConfig, generate
 from ..models.decoding import IncrementalDecoder
+from ..task import Task
 from .config import Experiment
 from .run import build_run_data, data_file_changes, load_run
 from .seq2seq_metrics import _escape as escape  # noqa: F401  (one line of an output file)
 from .seq2seq_metrics import detokenize
 from .trainer import resolve_device
 
-GENERATIVE = {"language_model": "prompt", "seq2seq": "source"}  # task -> what it reads
+GENERATIVE = {Task.LANGUAGE_MODEL: "prompt", Task.SEQ2SEQ: "source"}  # task -> what it reads
 KINDS = "language models (gpt, rnn_lm; --prompt) and seq2seq models (seq2seq_rnn, seq2seq_transformer; --source)"
 
 
@@ -36,7 +37,7 @@ class GenerationRun:
     run_dir: Path
     exp: Experiment
     model: torch.nn.Module
-    task: str  # "language_model" or "seq2seq"
+    task: Task  # LANGUAGE_MODEL or SEQ2SEQ
     info: dict
     device: torch.device
 
@@ -46,7 +47,7 @@ class GenerationRun:
 
     def encode(self, text: str, where: str) -> list[int]:
         """Input text -> ids: a prompt's characters, or a source's tokens (as the data tokenised them) + <eos>."""
-        if self.task == "language_model":
+        if self.task == Task.LANGUAGE_MODEL:
             if not text:
                 raise ConfigError(f"{where}: a prompt needs at least one character (the model has no start token)")
             vocab = self.info["vocab"]
@@ -69,7 +70,7 @@ class GenerationRun:
 
     def decode(self, ids: list[int]) -> str:
         """Generated ids -> text (up to <eos>; <pad> and <bos> dropped)."""
-        if self.task == "language_model":
+        if self.task == Task.LANGUAGE_MODEL:
             return self.info["vocab"].decode(ids)
         vocab = self.info["tgt_vocab"]
         tokens = [vocab.itos[i] for i in ids if i not in (vocab.pad_id, vocab.bos_id)]
@@ -84,7 +85,7 @@ class GenerationRun:
 
     def default_max_new_tokens(self) -> int:
         """A language model: 200 characters; seq2seq: its limit, else twice the data's longest target."""
-        if self.task == "language_model":
+        if self.task == Task.LANGUAGE_MODEL:
             return 200
         return self.max_new_tokens_limit() or 2 * max(self.info.get("max_tgt_len", 50) - 1, 1)
 
@@ -93,7 +94,7 @@ def load_generation_run(run_dir: str | Path, checkpoint: str = "last.pt", data_l
                         notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> GenerationRun:
     """The run's model and vocabularies (rebuilt from its data), or a ConfigError for a run that cannot generate."""
     exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="generate from")
-    task = ckpt.get("task", "classification")
+    task = Task(ckpt.get("task", Task.CLASSIFICATION))
     if task not in GENERATIVE or not isinstance(model, IncrementalDecoder):
         raise ConfigError(f"{run_dir} is a {task} run (model {exp.model.name}): it cannot generate; "
                           f"seqlab generate decodes {KINDS}")
@@ -134,13 +135,13 @@ def generate_texts(run: GenerationRun, texts: list[str], cfg: GenerationConfig, 
     names = names or [f"input {i + 1}" for i in range(len(texts))]
     ids = [run.encode(text, name) for text, name in zip(texts, names)]
     results: list[list[Generated] | None] = [None] * len(texts)
-    for batch in _batches(ids, batch_size, same_length=run.task == "language_model"):
+    for batch in _batches(ids, batch_size, same_length=run.task == Task.LANGUAGE_MODEL):
         rows = [ids[i] for i in batch]
         streamer = None
         if stream is not None and len(texts) == 1 and cfg.num_beams == 1 and cfg.num_return_sequences == 1:
             streamer = lambda _, tokens: stream(run.decode(tokens.tolist()))  # noqa: E731
         x = _pad(rows, run.device)  # (B, L)
-        inputs = {"prompt": x} if run.task == "language_model" else {"source": x}
+        inputs = {"prompt": x} if run.task == Task.LANGUAGE_MODEL else {"source": x}
         out = generate(run.model, config=cfg, decode=run.decode, streamer=streamer, **inputs)
         n = cfg.num_return_sequences
         seqs, lengths = out.sequences.tolist(), out.lengths.tolist()

@@ -21,6 +21,7 @@ import torch
 from ..config import ConfigError, dump_toml, from_dict, merge, parse_overrides, to_dict, toml_value
 from ..data import DATASETS, LOCATION_KEYS, DataError, Splits, build_splits, resolve_locations
 from ..models import build_model
+from ..task import Task
 from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
@@ -234,7 +235,7 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     is_main = int(os.environ.get("RANK", "0")) == 0
     for message in splits.info.get("messages", []) if is_main else []:
         notify(message)  # what the data layer filled or skipped, said once
-    task = splits.info.get("task", "classification")
+    task = Task(splits.info.get("task", Task.CLASSIFICATION))
     device = resolve_device(exp.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     try:  # settings that cannot work with this data are the user's to fix: before any file is written
@@ -251,7 +252,7 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
                           dist_info=dist_info, device=device,
                           checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
-                                                    "train_config": configs["train"], "task": task,
+                                                    "train_config": configs["train"], "task": task.value,
                                                     "data_files": files})
         for event, fns in (callbacks or {}).items():
             for fn in fns:
@@ -295,9 +296,9 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         summary["data/missing_values_filled"] = splits.info.get("filled", 0)
     summary.update({"params": count_parameters(model), "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
                     best_key: fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
-                    "task": task, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size,
+                    "task": task.value, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size,
                     "data_files": files})
-    if task == "seq2seq" and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
+    if task == Task.SEQ2SEQ and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
         scores = seq2seq_scores(trainer.model, splits.test, splits.info, device=trainer.device,
                                 predictions=run_dir / "predictions.tsv")
         summary.update({f"test/{k}": v for k, v in scores.items()})
@@ -400,12 +401,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     if len(dataset) == 0:
         raise ConfigError(f"the {split} split of {run_dir} is empty (its data config holds nothing out for it); "
                           f"evaluate another split, e.g. --split val")
-    task = ckpt.get("task", "classification")
-    if beam != 1 and task != "seq2seq":
+    task = Task(ckpt.get("task", Task.CLASSIFICATION))
+    if beam != 1 and task != Task.SEQ2SEQ:
         raise ConfigError(f"--beam applies to seq2seq runs (exact match, BLEU, chrF of decoded outputs); "
                           f"{run_dir} is a {task} run")
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
-    if task == "seq2seq":  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
+    if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
         suffix = ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
         scores = seq2seq_scores(model, dataset, splits.info, device=device,
                                 predictions=Path(run_dir) / f"predictions{suffix}.tsv", beam=beam,
@@ -415,7 +416,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
         atomic_write_text(Path(run_dir) / f"scores{suffix}.json",
                           json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n")
         metrics.update(scores)
-    if task == "language_model" and hasattr(dataset, "ids"):
+    if task == Task.LANGUAGE_MODEL and hasattr(dataset, "ids"):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
         first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
         # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.

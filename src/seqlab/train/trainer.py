@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from ..config import ConfigError
 from ..nn import detach_state
+from ..task import Task
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, shard_rows
@@ -55,27 +56,27 @@ def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tupl
             yield tuple(default_collate([dataset[int(i)] for i in idx]))
 
 
-ACCURACY_TASKS = ("classification", "sequence_labeling")
+ACCURACY_TASKS = (Task.CLASSIFICATION, Task.SEQUENCE_LABELING)
 
 
-def task_metrics(task: str, output: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+def task_metrics(task: Task | str, output: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sums over a batch (not means) of the task's metrics, so they pool over a dataset.
 
     classification: output (B, C), y (B,); sequence_labeling: output (B, T, C), y (B, T), and
     each example counts its fraction of correct steps.
     """
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return {"accuracy": (output.argmax(-1) == y).sum()}
-    if task == "sequence_labeling":
+    if task == Task.SEQUENCE_LABELING:
         return {"accuracy": (output.argmax(-1) == y).float().mean(-1).sum()}
     return {}
 
 
-def task_metric_names(task: str) -> tuple[str, ...]:
+def task_metric_names(task: Task | str) -> tuple[str, ...]:
     return ("loss", "accuracy") if task in ACCURACY_TASKS else ("loss",)
 
 
-def default_metric(task: str) -> str:
+def default_metric(task: Task | str) -> str:
     """The validation metric that picks best.pt and drives early stopping."""
     return "accuracy" if task in ACCURACY_TASKS else "loss"
 
@@ -89,7 +90,7 @@ def _call(model, x, y, state=None, stream: bool = False):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: str, batch_size: int = 256,
+def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batch_size: int = 256,
              device: torch.device | str = "cpu", dist_info: DistInfo = DistInfo()) -> dict[str, float]:
     """Mean loss and task metrics over ``dataset`` in eval mode (train mode is restored after).
 
@@ -291,7 +292,7 @@ def _catch_signals(flag: dict[str, int]):
             signal.signal(s, h)
 
 
-def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: str,
+def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: Task | str,
                     world_size: int = 1) -> None:
     """Settings that cannot work with this data, found before anything is written or trained."""
     if cfg.tbptt_steps and not hasattr(train_set, "streams"):
@@ -304,7 +305,7 @@ def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | Non
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
                          f"({world_size}): it is the global batch, split evenly across them")
     if cfg.metric and cfg.metric not in task_metric_names(task):
-        raise ValueError(f"train.metric={cfg.metric!r} is not measured for task {task!r}; "
+        raise ValueError(f"train.metric={cfg.metric!r} is not measured for task '{task}'; "
                          f"choose one of {', '.join(task_metric_names(task))}")
     if len(train_set) == 0:
         raise ValueError("the training split is empty")
@@ -318,11 +319,11 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, *,
-                 task: str, run_dir: str | Path | None = None, progress: bool = True,
+                 task: Task | str, run_dir: str | Path | None = None, progress: bool = True,
                  checkpoint_extra: Callable[[], dict[str, Any]] | None = None, dist_info: DistInfo = DistInfo(),
                  device: torch.device | None = None):
         check_trainable(cfg, train_set, val_set, task, dist_info.world_size)
-        self.cfg, self.task, self.dist = cfg, task, dist_info
+        self.cfg, self.task, self.dist = cfg, Task(task), dist_info
         self.device = device or resolve_device(cfg.device, dist_info.local_rank)
         self.model = model.to(self.device)
         self.train_set = train_set
