@@ -327,27 +327,32 @@ def test_detokenize_and_predictions_round_trip(tmp_path):
 
 # -- end to end through the CLI, on a user's own Hangul file ---------------------------------------
 
-def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, capsys):
+def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, configs_dir, capsys):
+    # The fra-eng preset, shrunk, on a user's own Korean -> English file (3 columns).
     words = {"고양이": "cat", "개": "dog", "사과": "apple", "물": "water", "책": "book"}
     g = torch.Generator().manual_seed(0)
     lines = []
     for i in range(120):
         picked = [list(words)[int(j)] for j in torch.randint(0, 5, (1 + i % 3,), generator=g)]
-        lines.append(" ".join(picked) + "\t" + " ".join(words[w] for w in picked) + "\tCC-BY")  # 3 columns
+        lines.append(" ".join(picked) + "\t" + " ".join(words[w] for w in picked) + "\tCC-BY")
     data = tmp_path / "kor-eng.tsv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = tmp_path / "tiny.toml"
-    config.write_text('[model]\nname = "seq2seq_transformer"\nd_model = 16\nnum_heads = 2\nd_ff = 32\n'
-                      'num_encoder_layers = 1\nnum_decoder_layers = 1\n[data]\nname = "pairs"\n'
-                      '[train]\nbatch_size = 16\nmax_steps = 6\neval_every = 3\ntensorboard = false\n')
+    preset = str(configs_dir / "fra_eng_transformer.toml")
+    shrink = ["--model.d_model=16", "--model.num_heads=2", "--model.d_ff=32", "--model.num_encoder_layers=1",
+              "--model.num_decoder_layers=1", "--train.max_steps=6", "--train.eval_every=3", "--train.bucket=2",
+              "--train.batch_size=16", "--train.tensorboard=false", "--quiet"]
+    assert main(["train", preset, f"--data.path={data}", "--out", str(tmp_path / "refused"), *shrink]) == 2
+    assert "set --data.tutorial_filter=false" in capsys.readouterr().err  # no "i am ..." pairs in this file
+    user = [f"--data.path={data}", "--data.tutorial_filter=false", "--data.swap=false"]
     out = tmp_path / "runs"
-    assert main(["train", str(config), f"--data.path={data}", "--out", str(out), "--quiet", "--train.bucket=2"]) == 0
+    assert main(["train", preset, *user, "--out", str(out), *shrink]) == 0
     (run,) = out.iterdir()
     summary = json.loads((run / "summary.json").read_text())
     for key in ("test/exact_match", "test/bleu", "test/chrf", "test/token_accuracy"):
         assert isinstance(summary[key], float)
     assert 0 <= summary["test/exact_match"] <= 1 and 0 <= summary["test/bleu"] <= 100
-    assert "version:" in summary["test/bleu_signature"]
+    assert "version:" in summary["sacrebleu_signatures"]["test/bleu"]
+    assert "nc:6" in summary["sacrebleu_signatures"]["test/chrf"]
     rows = sm.read_predictions(run / "predictions.tsv")
     assert len(rows) == 12 and all(r[0].split(" ")[0] in words for r in rows)  # 10% of 120, Hangul sources
     assert all(r[1] == " ".join(words[w] for w in r[0].split(" ")) for r in rows)
@@ -356,7 +361,10 @@ def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["test/exact_match"] == pytest.approx(summary["test/exact_match"])
     assert evaluated["test/bleu"] == pytest.approx(summary["test/bleu"])
-    assert evaluated["test/chrf_signature"] == summary["test/chrf_signature"]
+    assert evaluated["test/chrf_signature"] == summary["sacrebleu_signatures"]["test/chrf"]
+    capsys.readouterr()
+    assert main(["runs", str(out)]) == 0  # seqlab runs tabulates a seq2seq run (its first test metric)
+    assert f"exact_match {summary['test/exact_match']:.4f}" in capsys.readouterr().out
     assert sm.read_predictions(run / "predictions.tsv") == rows
 
 

@@ -414,7 +414,9 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
         messages.append(f"{cfg.path}: " + skipped_message(skipped[reason], report.num_lines, reason))
         tokenized = kept
     if not tokenized:
-        raise DataError(f"{cfg.path}: no pairs left after filtering ({'; '.join(messages)}); raise data.max_len")
+        fixes = (["set --data.tutorial_filter=false (it keeps only English-first pairs starting \"i am\", "
+                  "\"he is\", ...)"] if cfg.tutorial_filter else []) + (["raise data.max_len"] if cfg.max_len else [])
+        raise DataError(f"{cfg.path}: no pairs left after filtering ({'; '.join(messages)}); {' or '.join(fixes)}")
     order = torch.randperm(len(tokenized), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     if cfg.max_pairs and cfg.max_pairs < len(order):
         messages.append(f"kept {cfg.max_pairs:,} of {len(order):,} pairs (data.max_pairs)")

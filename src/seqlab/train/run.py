@@ -301,6 +301,8 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     if task == Task.SEQ2SEQ and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
         scores = seq2seq_scores(trainer.model, splits.test, splits.info, device=trainer.device,
                                 predictions=run_dir / "predictions.tsv")
+        # Numbers under test/ (seqlab runs tabulates them); the texts saying how BLEU and chrF were computed apart.
+        summary["sacrebleu_signatures"] = {f"test/{m}": scores.pop(f"{m}_signature") for m in ("bleu", "chrf")}
         summary.update({f"test/{k}": v for k, v in scores.items()})
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return run_dir
