@@ -16,7 +16,7 @@ import torch
 
 from ..config import ConfigError
 from ..data import resolve_locations
-from ..data.seq2seq import clean, tokenize
+from ..data.seq2seq import PairsConfig, clean, tokenize
 from ..generate import GenerationConfig, generate
 from ..models.decoding import IncrementalDecoder
 from ..task import Task
@@ -57,7 +57,7 @@ class GenerationRun:
                                   f"({len(vocab)} characters of its training text)")
             return vocab.encode(list(text))
         cfg = self.exp.data
-        if hasattr(cfg, "tokenize"):  # a sentence-pair file: cleaned and tokenised as in training
+        if isinstance(cfg, PairsConfig):  # a sentence-pair file: cleaned and tokenised as in training
             tokens = tokenize(clean(text, cfg.lowercase, cfg.normalize), cfg.tokenize)
         else:
             tokens = list(text) if self.info.get("token_separator", "") == "" else text.split()

@@ -25,6 +25,7 @@ from ..task import Task
 from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
+from .contracts import ChecksData, ContextWindow, FixedInputShape, TokenIds
 from .distributed import init_distributed, shutdown
 from .likelihood import sequence_log_likelihood, unigram_probs
 from .seq2seq_metrics import seq2seq_scores
@@ -69,9 +70,9 @@ def fill_from_data(model_cfg, values: dict[str, Any]):
 def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
     """The model's declared input size, classes, vocabulary and window length must match what the data gives.
 
-    A model config whose examples have a fixed shape (a ViT's images) exposes it as ``input_shape``
-    (no batch dim), compared with the data's ``info["input_shape"]``; its ``settings_for_input(shape)``,
-    if it has one, names the keys to set.
+    A model config whose examples have a fixed shape (a ViT's images: ``contracts.FixedInputShape``)
+    exposes it as ``input_shape`` (no batch dim), compared with the data's ``info["input_shape"]``;
+    its ``settings_for_input(shape)`` names the keys to set.
     """
     for key in ("input_size", "num_classes", "vocab_size", "tau"):
         if key in info and hasattr(exp.model, key) and getattr(exp.model, key) != info[key]:
@@ -80,17 +81,17 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
                 fix += " (or 0 to take it from the data)"
             raise ConfigError(f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives "
                               f"{info[key]}; {fix}")
-    if hasattr(exp.model, "check_data"):  # the model's own checks (seq2seq: vocabularies, special ids, lengths)
+    if isinstance(exp.model, ChecksData):  # the model's own checks (seq2seq: vocabularies, special ids, lengths)
         exp.model.check_data(info)
-    block = getattr(exp.model, "block_size", None)
+    block = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
     if block is not None and info.get("seq_len", 0) > block:
         raise ConfigError(f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
                           f"model.block_size = {block} tokens; set --data.seq_len={block} "
                           f"or --model.block_size={info['seq_len']}")
-    expected, given = getattr(exp.model, "input_shape", None), info.get("input_shape")
-    if expected is not None and given is not None and tuple(expected) != tuple(given):
-        given = tuple(given)
-        fix = exp.model.settings_for_input(given) if hasattr(exp.model, "settings_for_input") else {}
+    given = info.get("input_shape")
+    if isinstance(exp.model, FixedInputShape) and given is not None and tuple(exp.model.input_shape) != tuple(given):
+        expected, given = exp.model.input_shape, tuple(given)
+        fix = exp.model.settings_for_input(given)
         now = ", ".join(f"model.{k} = {toml_value(getattr(exp.model, k))}" for k in fix)
         message = (f"model '{exp.model.name}' reads examples of shape {tuple(expected)}"
                    + (f" ({now})" if now else "") + f" but data '{exp.data.name}' gives {given}; ")
@@ -296,8 +297,8 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         summary["data/missing_values_filled"] = splits.info.get("filled", 0)
     summary.update({"params": count_parameters(model), "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
                     best_key: fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
-                    "task": task.value, "model": exp.model.name, "data": exp.data.name, "processes": dist_info.world_size,
-                    "data_files": files})
+                    "task": task.value, "model": exp.model.name, "data": exp.data.name,
+                    "processes": dist_info.world_size, "data_files": files})
     if task == Task.SEQ2SEQ and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
         scores = seq2seq_scores(trainer.model, splits.test, splits.info, device=trainer.device,
                                 predictions=run_dir / "predictions.tsv")
@@ -418,12 +419,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
         atomic_write_text(Path(run_dir) / f"scores{suffix}.json",
                           json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n")
         metrics.update(scores)
-    if task == Task.LANGUAGE_MODEL and hasattr(dataset, "ids"):
+    if task == Task.LANGUAGE_MODEL and isinstance(dataset, TokenIds):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
         first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
         # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
-        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device,
-                                               context=getattr(exp.model, "block_size", None)))
+        context = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
+        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device, context=context))
     return {**split_metrics(model, splits, split, task, metrics, device), "seconds": time.perf_counter() - start}
 
 

@@ -20,13 +20,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from ..config import ConfigError
 from ..nn import detach_state
 from ..task import Task
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
+from .contracts import HasLengths, Streams, batches, call_model
 from .distributed import DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, shard_rows
 from .optim import build_optimizer, lr_factor
 
@@ -42,19 +43,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "mps" and not has_mps:
         raise ConfigError("train.device=mps but MPS is not available; use train.device=cpu or auto")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-
-
-def batches(dataset: Dataset, sampler: DistributedBatchSampler) -> Iterator[tuple[torch.Tensor, ...]]:
-    """``(x, y)`` (this process's rows) for each index batch of ``sampler``.
-
-    In-memory datasets (with ``.tensors``) are sliced with the index tensor: no per-sample Python.
-    """
-    tensors = getattr(dataset, "tensors", None)
-    for idx, _ in sampler:
-        if tensors is not None:
-            yield tuple(t[idx] for t in tensors)
-        else:
-            yield tuple(default_collate([dataset[int(i)] for i in idx]))
 
 
 ACCURACY_TASKS = (Task.CLASSIFICATION, Task.SEQUENCE_LABELING)
@@ -82,14 +70,6 @@ def default_metric(task: Task | str) -> str:
     return "accuracy" if task in ACCURACY_TASKS else "loss"
 
 
-def _call(model, x, y, state=None, stream: bool = False):
-    """(output, loss, state) for stream models, (output, loss, None) for the rest."""
-    if stream:
-        return model(x, y, state=state)
-    output, loss = model(x, y)[:2]
-    return output, loss, None
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batch_size: int = 256,
              device: torch.device | str = "cpu", dist_info: DistInfo = DistInfo()) -> dict[str, float]:
@@ -108,7 +88,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batc
         if len(x) == 0:
             continue
         x, y = x.to(device), y.to(device)
-        output, loss, _ = _call(model, x, y)
+        output, loss, _ = call_model(model, x, y)
         sums = {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}
         totals += torch.stack([*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)])
     model.train(was_training)
@@ -273,10 +253,10 @@ def _catch_signals(flag: dict[str, int]):
 def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: Task | str,
                     world_size: int = 1) -> None:
     """Settings that cannot work with this data, found before anything is written or trained."""
-    if cfg.tbptt_steps and not hasattr(train_set, "streams"):
+    if cfg.tbptt_steps and not isinstance(train_set, Streams):
         raise ValueError(f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
                          f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0")
-    if cfg.bucket and getattr(train_set, "lengths", None) is None:
+    if cfg.bucket and not isinstance(train_set, HasLengths):
         raise ValueError(f"train.bucket={cfg.bucket} batches examples of similar length, but this dataset has no "
                          f"per-example lengths (seq2seq datasets have them); set train.bucket=0")
     if cfg.batch_size % world_size:
@@ -448,10 +428,10 @@ class Trainer:
                 x, y = chunks[i]  # (B, t) each: row b continues row b of the previous chunk
                 yield shard_rows(x, self.dist), shard_rows(y, self.dist)
             return
+        lengths = self.train_set.lengths if isinstance(self.train_set, HasLengths) else None
         sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
                                           epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch,
-                                          drop_small_last=True, bucket=self.cfg.bucket,
-                                          lengths=getattr(self.train_set, "lengths", None))
+                                          drop_small_last=True, bucket=self.cfg.bucket, lengths=lengths)
         yield from batches(self.train_set, sampler)
 
     def _layer_grad_norms(self) -> dict[str, float]:
@@ -486,7 +466,7 @@ class Trainer:
                         epoch_done = self.batch_in_epoch >= self.batches_per_epoch
                         x, y = x.to(self.device), y.to(self.device)
                         with autocast:
-                            output, loss, state = _call(self.net, x, y, self.stream_state, self.stream)
+                            output, loss, state = call_model(self.net, x, y, self.stream_state, self.stream)
                         if self.stream:
                             self.stream_state = detach_state(state)  # truncated BPTT: no gradient past here
                         # Each (micro-)batch's mean loss weighted by its share of the step's rows (times
