@@ -1,4 +1,4 @@
-"""Imports point one way: nn <- models <- generate <- train <- experiments <- diagnostics <- bench <- cli (STYLE.md, point 3).
+"""Imports point one way: nn <- models <- generate <- train <- experiments <- diagnostics <- bench <- cli (STYLE.md 3).
 
 ``data`` sits beside ``models``: neither imports the other. ``config``, ``utils`` and ``task`` are the floor
 that every layer may use. The test reads every module's imports (top-level and inside functions)
