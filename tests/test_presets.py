@@ -54,7 +54,7 @@ def test_per_step_classifier_labels_every_step():
 
 
 def test_sequence_labeling_accuracy_is_per_example_fraction_of_steps():
-    from seqlab.train.trainer import task_metrics
+    from seqlab.train.metrics import task_metrics
 
     output = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
                            [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])  # (B=2, T=4, C=2)

@@ -8,7 +8,7 @@ import torch
 from seqlab.cli import main
 from seqlab.data import DATASETS, build_splits
 from seqlab.task import Task
-from seqlab.train.trainer import default_metric, task_metric_names
+from seqlab.train.metrics import default_metric, task_metric_names
 
 
 @pytest.mark.parametrize("name, task", [

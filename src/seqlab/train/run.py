@@ -28,8 +28,9 @@ from .config import Experiment, experiment_from_dict
 from .contracts import ChecksData, ContextWindow, FixedInputShape, TokenIds
 from .distributed import init_distributed, shutdown
 from .likelihood import sequence_log_likelihood, unigram_probs
+from .metrics import evaluate
 from .seq2seq_metrics import seq2seq_scores
-from .trainer import Trainer, check_trainable, evaluate, resolve_device
+from .trainer import Trainer, check_trainable, resolve_device
 
 
 def check_run_name(name: str) -> None:

@@ -29,6 +29,7 @@ from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .contracts import HasLengths, Streams, batches, call_model
 from .distributed import DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, shard_rows
+from .metrics import ACCURACY_TASKS, default_metric, evaluate, task_metric_names, task_metrics
 from .optim import build_optimizer, lr_factor
 
 
@@ -43,64 +44,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "mps" and not has_mps:
         raise ConfigError("train.device=mps but MPS is not available; use train.device=cpu or auto")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-
-
-ACCURACY_TASKS = (Task.CLASSIFICATION, Task.SEQUENCE_LABELING)
-
-
-def task_metrics(task: Task | str, output: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sums over a batch (not means) of the task's metrics, so they pool over a dataset.
-
-    classification: output (B, C), y (B,); sequence_labeling: output (B, T, C), y (B, T), and
-    each example counts its fraction of correct steps.
-    """
-    if task == Task.CLASSIFICATION:
-        return {"accuracy": (output.argmax(-1) == y).sum()}
-    if task == Task.SEQUENCE_LABELING:
-        return {"accuracy": (output.argmax(-1) == y).float().mean(-1).sum()}
-    return {}
-
-
-def task_metric_names(task: Task | str) -> tuple[str, ...]:
-    return ("loss", "accuracy") if task in ACCURACY_TASKS else ("loss",)
-
-
-def default_metric(task: Task | str) -> str:
-    """The validation metric that picks best.pt and drives early stopping."""
-    return "accuracy" if task in ACCURACY_TASKS else "loss"
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batch_size: int = 256,
-             device: torch.device | str = "cpu", dist_info: DistInfo = DistInfo()) -> dict[str, float]:
-    """Mean loss and task metrics over ``dataset`` in eval mode (train mode is restored after).
-
-    The mean is per example (for sequence targets, of the per-token mean loss). Under torchrun each
-    process evaluates its share of every batch and the sums are pooled, so all agree exactly.
-    """
-    was_training = model.training
-    model.eval()
-    names = task_metric_names(task)
-    dtype = _sum_dtype(device)
-    totals = torch.zeros(len(names) + 1, dtype=dtype, device=device)  # metric sums, then count
-    sampler = DistributedBatchSampler(len(dataset), batch_size, seed=0, epoch=0, shuffle=False, info=dist_info)
-    for x, y in batches(dataset, sampler):
-        if len(x) == 0:
-            continue
-        x, y = x.to(device), y.to(device)
-        output, loss, _ = call_model(model, x, y)
-        sums = {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}
-        totals += torch.stack([*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)])
-    model.train(was_training)
-    all_reduce(totals, dist_info)
-    if totals[-1] == 0:
-        raise ValueError("cannot evaluate on an empty dataset")
-    return {k: (v / totals[-1]).item() for k, v in zip(names, totals[:-1])}
-
-
-def _sum_dtype(device: torch.device | str) -> torch.dtype:
-    """float64 for sums of metrics, except on MPS, which has none."""
-    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 def rng_state() -> dict[str, Any]:
