@@ -278,7 +278,7 @@ def test_compile_trains_like_eager(tmp_path, configs_dir):
 def test_progress_plain_lines_off_a_terminal_and_a_bar_on_one():
     import io
 
-    from seqlab.train.trainer import Progress
+    from seqlab.train.reporting import Progress
 
     plain = io.StringIO()
     p = Progress(200, stream=plain)
