@@ -1,12 +1,15 @@
-"""Checkpoints: plain dicts of tensors and primitives, written atomically, loaded with weights_only=True."""
+"""Checkpoints: plain dicts of tensors and primitives (RNG states included), written atomically, loaded with
+weights_only=True."""
 
 from __future__ import annotations
 
 import io
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..utils import atomic_write
@@ -38,3 +41,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

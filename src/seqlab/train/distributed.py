@@ -1,4 +1,5 @@
-"""DistributedDataParallel set-up for runs started by ``torchrun`` (gloo on CPU, nccl on CUDA).
+"""The device of a run, and DistributedDataParallel set-up for runs started by ``torchrun`` (gloo on CPU,
+nccl on CUDA).
 
 ``torchrun --nproc_per_node N -m seqlab train CONFIG`` sets RANK, WORLD_SIZE and LOCAL_RANK; a
 plain ``seqlab train`` leaves them unset and runs as a single process (world size 1).
@@ -18,6 +19,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from ..config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -32,6 +35,20 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``train.device`` (auto, cpu, cuda, mps) as a device; CUDA device ``local_rank`` under torchrun."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    if name == "mps" and not has_mps:
+        raise ConfigError("train.device=mps but MPS is not available; use train.device=cpu or auto")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def init_distributed(device: torch.device) -> DistInfo:

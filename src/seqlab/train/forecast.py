@@ -44,7 +44,8 @@ from ..nn.mdn import mixture_sample
 from ..task import Task
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .config import TrainConfig
-from .trainer import Trainer, TrainingInterrupted, resolve_device
+from .distributed import resolve_device
+from .trainer import Trainer, TrainingInterrupted
 
 NAIVE = "naive"
 INTERVAL_MODEL = "lstm_mdn"

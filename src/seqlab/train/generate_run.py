@@ -21,10 +21,10 @@ from ..generate import GenerationConfig, generate
 from ..models.decoding import IncrementalDecoder
 from ..task import Task
 from .config import Experiment
+from .distributed import resolve_device
 from .run import build_run_data, data_file_changes, load_run
 from .seq2seq_metrics import _escape as escape  # noqa: F401  (one line of an output file)
 from .seq2seq_metrics import detokenize
-from .trainer import resolve_device
 
 GENERATIVE = {Task.LANGUAGE_MODEL: "prompt", Task.SEQ2SEQ: "source"}  # task -> what it reads
 KINDS = "language models (gpt, rnn_lm; --prompt) and seq2seq models (seq2seq_rnn, seq2seq_transformer; --source)"

@@ -26,11 +26,11 @@ from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Experiment, experiment_from_dict
 from .contracts import ChecksData, ContextWindow, FixedInputShape, TokenIds
-from .distributed import init_distributed, shutdown
+from .distributed import init_distributed, resolve_device, shutdown
 from .likelihood import sequence_log_likelihood, unigram_probs
 from .metrics import evaluate
 from .seq2seq_metrics import seq2seq_scores
-from .trainer import Trainer, check_trainable, resolve_device
+from .trainer import Trainer, check_trainable
 
 
 def check_run_name(name: str) -> None:

@@ -9,61 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import ConfigError
 from ..nn import detach_state
 from ..task import Task
-from .checkpoint import save_checkpoint
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .contracts import HasLengths, Streams, batches, call_model
-from .distributed import DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, shard_rows
+from .distributed import (DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, resolve_device,
+                          shard_rows)
 from .metrics import ACCURACY_TASKS, default_metric, evaluate, task_metric_names
 from .optim import build_optimizer, lr_factor
 from .reporting import LogWindow, MetricsLog, Progress
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        return torch.device("mps") if has_mps else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    if name == "mps" and not has_mps:
-        raise ConfigError("train.device=mps but MPS is not available; use train.device=cpu or auto")
-    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as plain values (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(),
-             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class TrainingInterrupted(Exception):
