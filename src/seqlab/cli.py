@@ -154,6 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--example", type=int, default=0, help="which example of the test split to draw (default: 0)")
     p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
 
+    p = sub.add_parser("compare", help="train rnn, lstm, gru, transformer on one task and budget, tabulate",
+                       description="Train each model family on CONFIG's task, data and step budget, over several "
+                                   "seeds, into ordinary run directories OUT/runs/<family>-seed<s>-<time>/; write "
+                                   "OUT/compare.md (a markdown table), OUT/compare.json and OUT/curves.png (their "
+                                   "validation curves). Run it again to continue an interrupted compare.",
+                       epilog="overrides: --section.key=value change CONFIG for every family, e.g. --data.seq_len=200",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="preset TOML file; its [model] is kept for the family it belongs to")
+    p.add_argument("--models", default="rnn,lstm,gru,transformer",
+                   help="comma-separated families from rnn, lstm, gru, transformer (default: all four)")
+    p.add_argument("--budget-steps", type=int, default=None, metavar="N",
+                   help="optimiser steps per run (default: the config's train.max_steps or epochs)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per family, train.seed + 0, 1, ... (default: 3)")
+    p.add_argument("--match", default="params", choices=["params", "hidden"],
+                   help="params: widths chosen so parameter counts are near the first family's (default); "
+                        "hidden: every family at the first family's hidden size / d_model")
+    p.add_argument("--out", default=None, help="output folder (default: compare/<config name>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("bench", help="run a benchmark (recurrent, attention, ...)",
                        description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.",
                        epilog="benchmarks:\n" + "\n".join(f"  {name:<18} {about}" for name, about in _benchmarks()),
@@ -438,6 +457,38 @@ def cmd_report(args, extra: list[str], argv: list[str]) -> int:
     return 0
 
 
+def cmd_compare(args, extra: list[str], argv: list[str]) -> int:
+    from .diagnostics.curves import plot_validation_curves
+    from .experiments.compare import markdown_table, parse_families, plan_compare, plan_lines, run_compare, write_compare
+    from .train.config import load_experiment
+    from .train.trainer import NonFiniteLoss, TrainingInterrupted
+
+    exp = load_experiment(args.config, _overrides(extra, ("model", "data", "train")))
+    plan = plan_compare(exp, parse_families(args.models), seeds=args.seeds, match=args.match,
+                        budget_steps=args.budget_steps)
+    out = Path(args.out) if args.out is not None else Path("compare") / Path(args.config).stem
+    print(f"{plan.budget()}, {len(plan.seeds)} seeds, into {out}")
+    for line in plan_lines(plan):
+        print(line, flush=True)
+    try:
+        result = run_compare(plan, out, argv=argv, progress=not args.quiet,
+                             log=lambda text: print(text, file=sys.stderr, flush=True))
+    except TrainingInterrupted as stop:
+        print(f"seqlab compare: interrupted by {signal.Signals(stop.signum).name} at step {stop.step}; finished runs "
+              f"are kept and this one resumes from its checkpoint: run the same command again", file=sys.stderr)
+        return 128 + stop.signum
+    except NonFiniteLoss as err:
+        print(f"seqlab compare: failed: {err}", file=sys.stderr)
+        return 1
+    paths = write_compare(result, out)
+    png = plot_validation_curves({f"{f.member.family} ({f.member.params:,} params)": f.runs for f in result.families},
+                                 out / "curves.png")
+    print()
+    print(markdown_table(result))
+    print(f"{paths['table']}\n{paths['json']}\n{png}")
+    return 0
+
+
 def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
     try:
         module = importlib.import_module(f"seqlab.bench.{args.name}")
@@ -452,7 +503,8 @@ def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "eval": cmd_eval, "forecast": cmd_forecast, "data": cmd_data,
-            "bench": cmd_bench, "generate": cmd_generate, "plot": cmd_plot, "report": cmd_report}
+            "bench": cmd_bench, "generate": cmd_generate, "plot": cmd_plot, "report": cmd_report,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,27 @@ def plot_runs_curves(records_by_run: dict[str, list[dict]], out_path: str | Path
     return save_figure(fig, out_path)
 
 
+def mean_validation_records(metrics_paths: list[str | Path]) -> list[dict]:
+    """The ``val/`` values of several runs' ``metrics.jsonl`` averaged at each step that every run
+    validated at (seeds of one model: one curve); the train values are left out."""
+    per_run = [{r["step"]: {k: v for k, v in r.items() if k.startswith("val/")} for r in read_metrics(p)
+                if any(k.startswith("val/") for k in r)} for p in metrics_paths]
+    steps = sorted(set.intersection(*(set(run) for run in per_run))) if per_run else []
+    out = []
+    for step in steps:
+        keys = set.intersection(*(set(run[step]) for run in per_run))
+        out.append({"step": step, **{k: sum(run[step][k] for run in per_run) / len(per_run) for k in sorted(keys)}})
+    return out
+
+
+def plot_validation_curves(runs_by_label: dict[str, list[str | Path]], out_path: str | Path,
+                           metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
+    """One validation curve per label on the same axes, the mean of its runs (run directories)."""
+    records = {label: mean_validation_records([Path(run) / "metrics.jsonl" for run in runs])
+               for label, runs in runs_by_label.items()}
+    return plot_runs_curves(records, out_path, metrics)
+
+
 def save_figure(fig, out_path: str | Path, *, tight: bool = True) -> Path:
     """Lay out ``fig`` (``tight``: tight_layout; else as the caller arranged it), write it as a PNG (folders
     made as needed, atomically), free it; returns the path."""
