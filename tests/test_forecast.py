@@ -9,10 +9,10 @@ from seqlab.cli import main
 from seqlab.config import ConfigError
 from seqlab.data import CsvSeriesConfig, SunspotsConfig, build_sunspots
 from seqlab.data.series import build_series_csv
+from seqlab.experiments import forecast
+from seqlab.experiments.forecast import ForecastSettings, iterate, markdown_table, run_forecast, train_forecaster
 from seqlab.models import ARModel
 from seqlab.nn.mdn import MixtureParams
-from seqlab.train import forecast
-from seqlab.train.forecast import ForecastSettings, iterate, markdown_table, run_forecast, train_forecaster
 
 TINY = dict(budget_steps=6, batch_size=16, samples=20)
 

@@ -362,7 +362,7 @@ def cmd_forecast(args, extra: list[str], argv: list[str]) -> int:
 
     from .config import parse_overrides
     from .diagnostics.forecast_plot import plot_forecast
-    from .train.forecast import ForecastInterrupted, ForecastSettings, markdown_table, run_forecast, write_forecast
+    from .experiments.forecast import ForecastInterrupted, ForecastSettings, markdown_table, run_forecast, write_forecast
 
     data_overrides = parse_overrides(_overrides(extra, ("data",))).get("data", {})
     if args.threads < 0:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..train.forecast import NAIVE, ForecastResult  # noqa: E402
+from ..experiments.forecast import NAIVE, ForecastResult  # noqa: E402
 from .curves import save_figure  # noqa: E402
 
 

@@ -43,9 +43,9 @@ from ..models import (ARModel, MLPAutoregressiveConfig, RecurrentForecasterConfi
 from ..nn.mdn import mixture_sample
 from ..task import Task
 from ..utils import atomic_write_text, count_parameters, set_seed
-from .config import TrainConfig
-from .distributed import resolve_device
-from .trainer import Trainer, TrainingInterrupted
+from ..train.config import TrainConfig
+from ..train.distributed import resolve_device
+from ..train.trainer import Trainer, TrainingInterrupted
 
 NAIVE = "naive"
 INTERVAL_MODEL = "lstm_mdn"
