@@ -3,6 +3,10 @@
 Recurrent stream models (truncated BPTT) are called as ``model(x, y, state=state)`` and return
 ``(output, loss, state)``. Everything else a run needs (where files go, what is printed) is passed
 in; the loop itself never looks inside the model.
+
+Around the loop, one module a job: ``optim`` (optimiser, learning-rate schedule), ``metrics`` (task
+metrics, ``evaluate``), ``reporting`` (metrics.jsonl, TensorBoard, progress), ``contracts`` (what
+it asks of datasets and models), ``checkpoint`` (files, RNG states), ``distributed`` (device, torchrun).
 """
 
 from __future__ import annotations
