@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--match", default="params", choices=["params", "hidden"],
                    help="params: widths chosen so parameter counts are near the first family's (default); "
                         "hidden: every family at the first family's hidden size / d_model")
-    p.add_argument("--out", default=None, help="output folder (default: compare/<config name>)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/compare-<config name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("bench", help="run a benchmark (recurrent, attention, ...)",
@@ -459,14 +459,15 @@ def cmd_report(args, extra: list[str], argv: list[str]) -> int:
 
 def cmd_compare(args, extra: list[str], argv: list[str]) -> int:
     from .diagnostics.curves import plot_validation_curves
-    from .experiments.compare import markdown_table, parse_families, plan_compare, plan_lines, run_compare, write_compare
+    from .experiments.compare import (markdown_table, parse_families, plan_compare, plan_lines, run_compare,
+                                      write_compare)
     from .train.config import load_experiment
     from .train.trainer import NonFiniteLoss, TrainingInterrupted
 
     exp = load_experiment(args.config, _overrides(extra, ("model", "data", "train")))
     plan = plan_compare(exp, parse_families(args.models), seeds=args.seeds, match=args.match,
                         budget_steps=args.budget_steps)
-    out = Path(args.out) if args.out is not None else Path("compare") / Path(args.config).stem
+    out = Path(args.out) if args.out is not None else Path("runs") / f"compare-{Path(args.config).stem}"
     print(f"{plan.budget()}, {len(plan.seeds)} seeds, into {out}")
     for line in plan_lines(plan):
         print(line, flush=True)
@@ -481,8 +482,9 @@ def cmd_compare(args, extra: list[str], argv: list[str]) -> int:
         print(f"seqlab compare: failed: {err}", file=sys.stderr)
         return 1
     paths = write_compare(result, out)
-    png = plot_validation_curves({f"{f.member.family} ({f.member.params:,} params)": f.runs for f in result.families},
-                                 out / "curves.png")
+    seeds = f", mean of {len(plan.seeds)} seeds" if len(plan.seeds) > 1 else ""
+    png = plot_validation_curves({f"{f.member.family} ({f.member.params:,} params{seeds})": f.runs
+                                  for f in result.families}, out / "curves.png")
     print()
     print(markdown_table(result))
     print(f"{paths['table']}\n{paths['json']}\n{png}")

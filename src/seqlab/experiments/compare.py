@@ -290,7 +290,12 @@ def find_run(runs_root: Path, name: str, exp: Experiment) -> tuple[Path | None, 
     found = sorted(p for p in runs_root.glob(f"{name}-*") if (p / "config.toml").is_file())  # oldest first
     finished = [p for p in found if (p / "summary.json").is_file()]
     unfinished = [p for p in found if (p / "checkpoints" / "last.pt").is_file()]
-    run, state = (finished[-1], "finished") if finished else (unfinished[-1], "unfinished") if unfinished else (None, "new")
+    if finished:
+        run, state = finished[-1], "finished"
+    elif unfinished:
+        run, state = unfinished[-1], "unfinished"
+    else:
+        run, state = None, "new"
     if run is not None:
         stored = load_toml(run / "config.toml")
         planned = {"model": exp.model, "data": exp.data, "train": exp.train}
