@@ -16,7 +16,7 @@ $(VENV)/.stamp-run: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -e .
 	touch $@
 
-# The test extra adds pytest and statsmodels (the reference of a parity test).
+# The test extra adds pytest, ruff, and statsmodels (the reference of a parity test).
 $(VENV)/.stamp-test: $(VENV)/.stamp-run
 	$(PIP) -e '.[dev]'
 	touch $@
@@ -24,7 +24,10 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-run
 demo: $(VENV)/.stamp-run
 	$(VENV)/bin/seqlab train configs/digits_lstm.toml
 
+# ruff first (lint, then the format check), so CI fails on either before the tests run.
 test: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(PY) -m pytest -q
 
 # The edit-test loop: everything but the tests marked slow. `make test` still runs all of them.

@@ -1,4 +1,7 @@
-"""Attention vs torch and its scaling with length: ``python benchmarks/attention.py --help`` (same as ``seqlab bench attention``)."""
+"""Attention vs torch and its scaling with length.
+
+``python benchmarks/attention.py --help`` (same as ``seqlab bench attention``).
+"""
 
 import sys
 

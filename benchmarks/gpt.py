@@ -1,4 +1,7 @@
-"""GPT training step vs torch's TransformerEncoderLayer: ``python benchmarks/gpt.py --help`` (same as ``seqlab bench gpt``)."""
+"""GPT training step vs torch's TransformerEncoderLayer.
+
+``python benchmarks/gpt.py --help`` (same as ``seqlab bench gpt``).
+"""
 
 import sys
 

@@ -1,6 +1,6 @@
 """Draws docs/attention_masks.png, the picture of seqlab's mask convention in docs/attention.md.
 
-    PYTHONPATH=src python docs/make_attention_masks.py
+PYTHONPATH=src python docs/make_attention_masks.py
 """
 
 from pathlib import Path
@@ -32,16 +32,26 @@ for ax, (title, allowed, stored) in zip(axes, panels):
     ax.imshow(allowed.int().numpy(), cmap=cmap, vmin=0, vmax=1)
     for i in range(T):
         for j in range(T):
-            ax.text(j, i, "T" if stored[i, j] else "F", ha="center", va="center", fontsize=7,
-                    color="white" if allowed[i, j] else "black")
+            ax.text(
+                j,
+                i,
+                "T" if stored[i, j] else "F",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if allowed[i, j] else "black",
+            )
     ax.set_title(title, fontsize=8)
     ax.set_xticks(range(T))
     ax.set_yticks(range(T))
     ax.tick_params(labelsize=7)
     ax.set_xlabel("key j", fontsize=8)
 axes[0].set_ylabel("query i", fontsize=8)
-fig.suptitle("blue: query i may attend to key j. seqlab stores True there (a float mask is added instead); "
-             "torch's MultiheadAttention stores False", fontsize=9)
+fig.suptitle(
+    "blue: query i may attend to key j. seqlab stores True there (a float mask is added instead); "
+    "torch's MultiheadAttention stores False",
+    fontsize=9,
+)
 fig.tight_layout(rect=(0, 0.02, 1, 0.93))
 out = Path(__file__).with_name("attention_masks.png")
 fig.savefig(out, dpi=80)

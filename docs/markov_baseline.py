@@ -5,9 +5,15 @@ Run: PYTHONPATH=src python docs/markov_baseline.py
 
 from seqlab.data import CharLMConfig, build_char_lm
 from seqlab.models import MarkovModel
+
 sp = build_char_lm(CharLMConfig())
 v = sp.info["vocab"]
-dec = lambda ids: v.decode(ids.tolist())
+
+
+def dec(ids):
+    return v.decode(ids.tolist())
+
+
 train, val, test = dec(sp.train.ids), dec(sp.val.ids), dec(sp.test.ids)
 print(len(train), len(val), len(test), len(v))
 print("| order | alpha | val bits/char | test bits/char | test perplexity |")

@@ -16,6 +16,7 @@ def sunspots_float64() -> np.ndarray:
 
 # -- AR(tau) -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", [1, 3, 9])
 def test_ar_matches_statsmodels_autoreg_on_sunspots(order):
     sm = pytest.importorskip("statsmodels.api", reason="statsmodels is the reference (pip install -e .[dev])")
@@ -60,14 +61,20 @@ def test_ar_predict_is_the_least_squares_formula_and_accepts_trainer_windows():
     assert abs(resid @ s[1:-1]) < 1e-6 * np.abs(s).sum()
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: ARModel(0), "order must be an integer >= 1, got 0"),
-    (lambda: ARModel(3).fit(np.arange(6.0)), "a series of 6 values is too short for AR(3): need at least"),
-    (lambda: ARModel(2).fit(np.ones((4, 3))), "expected a 1-D series of shape (L,), got shape (4, 3)"),
-    (lambda: ARModel(2).fit(np.array([1.0, np.nan, 2, 3, 4, 5])), "series contains NaN"),
-    (lambda: ARModel(2).predict(np.ones((1, 2))), "ARModel is not fitted"),
-    (lambda: ARModel(2).fit(np.arange(10.0) ** 2).predict(np.ones((4, 3))), "expected windows of shape (N, 2) or (N, 2, 1), got (4, 3)"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: ARModel(0), "order must be an integer >= 1, got 0"),
+        (lambda: ARModel(3).fit(np.arange(6.0)), "a series of 6 values is too short for AR(3): need at least"),
+        (lambda: ARModel(2).fit(np.ones((4, 3))), "expected a 1-D series of shape (L,), got shape (4, 3)"),
+        (lambda: ARModel(2).fit(np.array([1.0, np.nan, 2, 3, 4, 5])), "series contains NaN"),
+        (lambda: ARModel(2).predict(np.ones((1, 2))), "ARModel is not fitted"),
+        (
+            lambda: ARModel(2).fit(np.arange(10.0) ** 2).predict(np.ones((4, 3))),
+            "expected windows of shape (N, 2) or (N, 2, 1), got (4, 3)",
+        ),
+    ],
+)
 def test_ar_errors(call, message):
     with pytest.raises((ValueError, RuntimeError)) as err:
         call()
@@ -79,6 +86,7 @@ def test_ar_errors(call, message):
 # followed by something), N(b) = 1 (the final b is not). Unigrams over all 5 symbols: a 3, b 2.
 #   order 1, alpha 1:  P(a|a) = 2/5, P(b|a) = 3/5, P(a|b) = 2/3, P(b|b) = 1/3
 #   first symbol (order 0): P(a) = 4/7, P(b) = 3/7
+
 
 def test_markov_counts_and_probabilities_by_hand():
     m = MarkovModel(1, alpha=1.0).fit("abaab")
@@ -134,7 +142,7 @@ def test_markov_log_likelihood_is_the_sum_of_conditionals():
     text = "to be or not to be that is the question"
     m = MarkovModel(3, alpha=0.3).fit(text)
     held = "not to be or to be"
-    by_steps = sum(math.log(m.prob(x, held[max(0, t - 3):t])) for t, x in enumerate(held))
+    by_steps = sum(math.log(m.prob(x, held[max(0, t - 3) : t])) for t, x in enumerate(held))
     assert m.log_likelihood(held) == pytest.approx(by_steps, abs=1e-10)
 
 

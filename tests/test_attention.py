@@ -9,7 +9,6 @@ import seqlab.nn as snn
 from seqlab.nn import masks
 from seqlab.nn.functional import scaled_dot_product_attention as sdpa
 
-
 TOL = 1e-5
 
 
@@ -129,7 +128,9 @@ def test_sdpa_errors_name_the_shapes():
     q, k, v = _qkv(T_q=5, T_k=7)
     with pytest.raises(ValueError, match=r"attn_mask of shape \(4, 7\) does not broadcast .* \(2, 3, 5, 7\)"):
         sdpa(q, k, v, attn_mask=torch.ones(4, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"key and value must have the same length .*key \(2, 3, 7, 8\), value \(2, 3, 6, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"key and value must have the same length .*key \(2, 3, 7, 8\), value \(2, 3, 6, 8\)"
+    ):
         sdpa(q, k, v[:, :, :6])
     with pytest.raises(ValueError, match=r"share d_k .*query \(2, 3, 5, 8\), key \(2, 3, 7, 4\)"):
         sdpa(q, k[..., :4], v)
@@ -155,7 +156,9 @@ def test_causal_mask_values_and_offset():
 
 def test_padding_masks_from_lengths():
     assert masks.padding_mask(torch.tensor([3, 1, 0]), 4).tolist() == [
-        [True, True, True, False], [True, False, False, False], [False, False, False, False],
+        [True, True, True, False],
+        [True, False, False, False],
+        [False, False, False, False],
     ]
     assert masks.padding_mask(torch.tensor([2, 1])).shape == (2, 2)
     assert masks.key_padding_mask(torch.tensor([2, 1]), 3).shape == (2, 1, 1, 3)
@@ -232,12 +235,14 @@ def test_mha_from_torch_parity(batch_first, mask):
         torch_kwargs["attn_mask"] = torch.ones(T, T, dtype=torch.bool).triu(1)  # True = ignore the future
         # torch's two masks through the converter, in place of our own
         our_kwargs["attn_mask"] = masks.from_torch_mha(torch_kwargs["attn_mask"], torch_kwargs["key_padding_mask"])
-        assert torch.equal(our_kwargs["attn_mask"],
-                           masks.combine(masks.causal_mask(T), masks.key_padding_mask(lengths, T)))
+        assert torch.equal(
+            our_kwargs["attn_mask"], masks.combine(masks.causal_mask(T), masks.key_padding_mask(lengths, T))
+        )
 
     out_t, w_t = theirs(x, x, x, need_weights=True, average_attn_weights=False, **torch_kwargs)
-    out_o, w_o = ours(x, x, x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False),
-                      need_weights=True)
+    out_o, w_o = ours(
+        x, x, x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False), need_weights=True
+    )
     assert out_o.shape == x.shape and w_o.shape == (B, 4, T, T)
     assert (out_o - out_t).abs().max().item() <= TOL
     assert (w_o - w_t).abs().max().item() <= TOL
@@ -247,8 +252,9 @@ def test_mha_from_torch_parity(batch_first, mask):
     out_o, _ = ours(x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False))
     gy = torch.randn_like(out_t)
     g_t = torch.autograd.grad(out_t, [x, theirs.in_proj_weight, theirs.out_proj.weight], gy)
-    g_o = torch.autograd.grad(out_o, [x, ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight,
-                                      ours.out_proj.weight], gy)
+    g_o = torch.autograd.grad(
+        out_o, [x, ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight, ours.out_proj.weight], gy
+    )
     assert (g_o[0] - g_t[0]).abs().max().item() <= TOL
     assert (torch.cat(g_o[1:4]) - g_t[1]).abs().max().item() <= TOL
     assert (g_o[4] - g_t[2]).abs().max().item() <= TOL
@@ -315,7 +321,9 @@ def test_mha_errors_name_the_shapes():
         mha(torch.randn(2, 4, 6))
     with pytest.raises(ValueError, match=r"same batch size and length: key \(2, 5, 8\), value \(2, 3, 8\)"):
         mha(x, torch.randn(2, 5, 8), torch.randn(2, 3, 8))
-    with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 4\) does not fit \(B, heads, T_q, T_k\) = \(2, 2, 4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"attn_mask of shape \(3, 4\) does not fit \(B, heads, T_q, T_k\) = \(2, 2, 4, 4\)"
+    ):
         mha(x, attn_mask=torch.ones(3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"attn_mask of shape \(2, 3, 4, 4\) does not fit"):
         mha(x, attn_mask=torch.ones(2, 3, 4, 4, dtype=torch.bool))
@@ -364,7 +372,7 @@ def test_mha_key_padding_mask_with_a_cache_and_bad_shapes():
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])  # row 1: the last two keys ignored
     full, _ = mha(x, is_causal=True, key_padding_mask=pad)
     cache = snn.KVCache()
-    steps = [mha(x[:, t:t + 1], is_causal=True, cache=cache, key_padding_mask=pad[:, :t + 1])[0] for t in range(5)]
+    steps = [mha(x[:, t : t + 1], is_causal=True, cache=cache, key_padding_mask=pad[:, : t + 1])[0] for t in range(5)]
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
     with pytest.raises(ValueError, match=r"key_padding_mask must be \(B, T_k\) = \(2, 5\), got \(2, 1, 1, 5\)"):
         mha(x, key_padding_mask=masks.key_padding_mask(torch.tensor([5, 3]), 5))
@@ -392,7 +400,7 @@ def test_kv_cache_decoding_equals_one_causal_pass(rotary, chunk):
     cache = snn.KVCache()
     steps = []
     for t in range(0, 7, chunk):
-        out, _ = mha(x[:, t:t + chunk], is_causal=True, cache=cache)
+        out, _ = mha(x[:, t : t + chunk], is_causal=True, cache=cache)
         steps.append(out)
     assert len(cache) == 7 and cache.k.shape == (2, 4, 7, 4)
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL

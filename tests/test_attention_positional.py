@@ -75,6 +75,8 @@ def test_rope_rotates_pairs_and_keeps_norms():
         assert y[t].tolist() == pytest.approx(expected, abs=1e-6)
     z = torch.randn(2, 3, 5, 4)
     assert torch.allclose(rope(z).norm(dim=-1), z.norm(dim=-1), atol=1e-6)
-    assert torch.allclose(rope(z, offset=2)[..., :1, :], rope(torch.cat([z[..., :2, :], z], -2))[..., 2:3, :], atol=1e-6)
+    assert torch.allclose(
+        rope(z, offset=2)[..., :1, :], rope(torch.cat([z[..., :2, :], z], -2))[..., 2:3, :], atol=1e-6
+    )
     with pytest.raises(ValueError, match="even head_dim, got 5"):
         snn.RotaryEmbedding(5)

@@ -11,7 +11,7 @@ def _rows(text: str, title: str) -> list[list[str]]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
     table = []
-    for line in lines[start + 2:]:  # the title, then a blank line
+    for line in lines[start + 2 :]:  # the title, then a blank line
         if not line.startswith("|"):
             break
         table.append([c.strip() for c in line.strip("|").split("|")])
@@ -20,9 +20,30 @@ def _rows(text: str, title: str) -> list[list[str]]:
 
 
 def test_bench_attention_smoke(capsys):
-    argv = ["bench", "attention", "--repeats", "1", "--batch", "1", "--heads", "1", "--seq-len", "4",
-            "--head-dim", "2", "--lengths", "8", "--scaling-batch", "1", "--scaling-width", "4",
-            "--scaling-heads", "1", "--scaling-repeats", "1"]
+    argv = [
+        "bench",
+        "attention",
+        "--repeats",
+        "1",
+        "--batch",
+        "1",
+        "--heads",
+        "1",
+        "--seq-len",
+        "4",
+        "--head-dim",
+        "2",
+        "--lengths",
+        "8",
+        "--scaling-batch",
+        "1",
+        "--scaling-width",
+        "4",
+        "--scaling-heads",
+        "1",
+        "--scaling-repeats",
+        "1",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("# seqlab bench attention: torch ")
@@ -40,8 +61,24 @@ def test_bench_attention_smoke(capsys):
 
 
 def test_bench_generate_smoke(capsys):
-    argv = ["bench", "generate", "--size", "tiny", "--new-tokens", "6", "--sentences", "3", "--beam", "2",
-            "--beam-batch", "2", "--memory-tokens", "12", "--repeats", "1"]
+    argv = [
+        "bench",
+        "generate",
+        "--size",
+        "tiny",
+        "--new-tokens",
+        "6",
+        "--sentences",
+        "3",
+        "--beam",
+        "2",
+        "--beam-batch",
+        "2",
+        "--memory-tokens",
+        "12",
+        "--repeats",
+        "1",
+    ]
     assert main(argv) == 0  # 0: same tokens with and without the cache, same beams, cache held == preallocated
     out = capsys.readouterr().out
     assert out.startswith("# seqlab bench generate: torch ")
@@ -62,15 +99,34 @@ def test_bench_generate_smoke(capsys):
 
 
 def test_bench_gpt_smoke(capsys, configs_dir):
-    argv = ["bench", "gpt", "--config", str(configs_dir / "shakespeare_char_gpt.toml"), "--repeats", "1",
-            "--batch", "2", "--seq-len", "8", "--d-model", "16", "--heads", "2", "--layers", "1"]
+    argv = [
+        "bench",
+        "gpt",
+        "--config",
+        str(configs_dir / "shakespeare_char_gpt.toml"),
+        "--repeats",
+        "1",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--d-model",
+        "16",
+        "--heads",
+        "2",
+        "--layers",
+        "1",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("# seqlab bench gpt: torch ")
     number = r"\d+\.\d+"
     rows = _rows(out, "GPT training step (forward + backward + AdamW), d_model=16, heads=2, layers=1")
-    assert [r[:2] for r in rows] == [[p, m] for p in ("fp32", "bf16") for m in (
-        "torch.nn.TransformerEncoderLayer", "seqlab gpt, learned positions", "seqlab gpt, rotary positions")]
+    assert [r[:2] for r in rows] == [
+        [p, m]
+        for p in ("fp32", "bf16")
+        for m in ("torch.nn.TransformerEncoderLayer", "seqlab gpt, learned positions", "seqlab gpt, rotary positions")
+    ]
     for r in rows:
         assert re.fullmatch(number, r[2]) and float(r[2]) > 0 and re.fullmatch(r"\d+", r[3])
     for r in rows[1::3]:  # seqlab / torch, a finite ratio with its target (timing is not asserted)

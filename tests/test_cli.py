@@ -25,8 +25,15 @@ def test_demo_shrunk_writes_every_file(tmp_path, configs_dir, capsys):
     assert main(argv) == 0
     run = _only_run(tmp_path)
     assert run.name.startswith("digits-rnn_classifier-")
-    for rel in ("config.toml", "command.txt", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
-                "checkpoints/best.pt", "plots/curves.png"):
+    for rel in (
+        "config.toml",
+        "command.txt",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "plots/curves.png",
+    ):
         assert (run / rel).is_file(), rel
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["test/accuracy"] <= 1.0
@@ -54,12 +61,15 @@ def test_demo_shrunk_writes_every_file(tmp_path, configs_dir, capsys):
     assert evaluated["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--train.lrr=0.1"], "unknown key 'train.lrr' for TrainConfig; valid keys: batch_size,"),
-    (["--train.lr=fast"], "train.lr: expected float, got 'fast' (str)"),
-    (["--model.num_layers=2.5"], "model.num_layers: expected int, got 2.5 (float)"),
-    (["--bogus"], "unrecognised argument '--bogus'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--train.lrr=0.1"], "unknown key 'train.lrr' for TrainConfig; valid keys: batch_size,"),
+        (["--train.lr=fast"], "train.lr: expected float, got 'fast' (str)"),
+        (["--model.num_layers=2.5"], "model.num_layers: expected int, got 2.5 (float)"),
+        (["--bogus"], "unrecognised argument '--bogus'"),
+    ],
+)
 def test_config_errors_exit_2_with_message(tmp_path, configs_dir, capsys, args, message):
     assert main(["train", str(configs_dir / "digits_lstm.toml"), *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -78,10 +88,16 @@ def test_missing_files_exit_2(tmp_path, capsys):
 @pytest.mark.slow
 def test_console_script_exit_status_and_help(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "seqlab", "train", str(tmp_path / "missing.toml")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqlab", "train", str(tmp_path / "missing.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"seqlab train: error: config file not found: {tmp_path / 'missing.toml'}"]
+    assert proc.stderr.strip().splitlines() == [
+        f"seqlab train: error: config file not found: {tmp_path / 'missing.toml'}"
+    ]
     proc = subprocess.run([sys.executable, "-m", "seqlab", "--help"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0
     for command in ("train", "eval", "data", "bench"):

@@ -16,15 +16,38 @@ from seqlab.experiments.compare import parse_families, plan_compare
 from seqlab.train.config import load_experiment
 
 # Shrunk so that the four runs (2 families x 2 seeds) train in a few seconds on one core.
-SHRINK = ["--budget-steps", "4", "--train.eval_every=2", "--train.log_every=2", "--train.tensorboard=false",
-          "--model.hidden_size=64", "--quiet"]
-HEADER = ["family", "model", "width", "params", "test/accuracy (mean ± std over 2 seeds)", "train seconds (mean)",
-          "steps/s (mean)"]
+SHRINK = [
+    "--budget-steps",
+    "4",
+    "--train.eval_every=2",
+    "--train.log_every=2",
+    "--train.tensorboard=false",
+    "--model.hidden_size=64",
+    "--quiet",
+]
+HEADER = [
+    "family",
+    "model",
+    "width",
+    "params",
+    "test/accuracy (mean ± std over 2 seeds)",
+    "train seconds (mean)",
+    "steps/s (mean)",
+]
 
 
 def compare_args(configs_dir: Path, out: Path, models: str = "lstm,transformer", seeds: int = 2) -> list[str]:
-    return ["compare", str(configs_dir / "digits_lstm.toml"), "--models", models, "--seeds", str(seeds),
-            "--out", str(out), *SHRINK]
+    return [
+        "compare",
+        str(configs_dir / "digits_lstm.toml"),
+        "--models",
+        models,
+        "--seeds",
+        str(seeds),
+        "--out",
+        str(out),
+        *SHRINK,
+    ]
 
 
 def table_rows(markdown: str) -> list[list[str]]:
@@ -77,8 +100,10 @@ def test_mean_validation_records_average_the_seeds(compared):
     runs = sorted((compared / "runs").glob("lstm-seed*"))
     mean = mean_validation_records([run / "metrics.jsonl" for run in runs])
     assert [r["step"] for r in mean] == [2, 4] and all("train/loss" not in r for r in mean)
-    at_4 = [next(r["val/loss"] for r in read_metrics(run / "metrics.jsonl") if r["step"] == 4 and "val/loss" in r)
-            for run in runs]
+    at_4 = [
+        next(r["val/loss"] for r in read_metrics(run / "metrics.jsonl") if r["step"] == 4 and "val/loss" in r)
+        for run in runs
+    ]
     assert mean[1]["val/loss"] == pytest.approx(sum(at_4) / 2)
 
 
@@ -165,12 +190,23 @@ def test_a_changed_plan_in_the_same_out_is_refused(compared, configs_dir, capsys
     assert "train.max_steps: run 4, now 5" in err and "another --out" in err
 
 
-@pytest.mark.parametrize("config, models, message", [
-    ("digits_lstm.toml", "lstm,mlp", "unknown model family 'mlp' in --models; families: rnn, lstm, gru, transformer"),
-    ("copy_lstm.toml", "lstm,transformer", "model family 'transformer' has no model for sequence_labeling data "
-                                           "'copy_memory'; families that do: rnn, lstm, gru"),
-    ("charlm_lstm.toml", "lstm,transformer", "give --train.tbptt_steps=0"),
-])
+@pytest.mark.parametrize(
+    "config, models, message",
+    [
+        (
+            "digits_lstm.toml",
+            "lstm,mlp",
+            "unknown model family 'mlp' in --models; families: rnn, lstm, gru, transformer",
+        ),
+        (
+            "copy_lstm.toml",
+            "lstm,transformer",
+            "model family 'transformer' has no model for sequence_labeling data "
+            "'copy_memory'; families that do: rnn, lstm, gru",
+        ),
+        ("charlm_lstm.toml", "lstm,transformer", "give --train.tbptt_steps=0"),
+    ],
+)
 def test_a_family_without_a_model_exits_2(tmp_path, configs_dir, capsys, config, models, message):
     assert main(["compare", str(configs_dir / config), "--models", models, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

@@ -30,13 +30,16 @@ def test_unknown_key_names_key_and_valid_keys():
     assert "valid keys: dims, flag, name, note, rate, size" in msg
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("size", "4", "model.size: expected int, got '4' (str)"),
-    ("size", 1.5, "model.size: expected int, got 1.5 (float)"),
-    ("rate", True, "model.rate: expected float, got True (bool)"),
-    ("flag", 1, "model.flag: expected bool, got 1 (int)"),
-    ("dims", 3, "model.dims: expected a list of int, got 3"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("size", "4", "model.size: expected int, got '4' (str)"),
+        ("size", 1.5, "model.size: expected int, got 1.5 (float)"),
+        ("rate", True, "model.rate: expected float, got True (bool)"),
+        ("flag", 1, "model.flag: expected bool, got 1 (int)"),
+        ("dims", 3, "model.dims: expected a list of int, got 3"),
+    ],
+)
 def test_wrong_type_names_key_type_and_value(key, value, expected):
     with pytest.raises(ConfigError) as err:
         from_dict(Toy, {key: value}, "model")
@@ -54,7 +57,9 @@ def test_parse_value_reads_toml_else_string():
 
 def test_parse_overrides_groups_by_section():
     assert parse_overrides(["--train.lr=0.1", "--model.cell=gru", "--train.epochs=2"]) == {
-        "train": {"lr": 0.1, "epochs": 2}, "model": {"cell": "gru"}}
+        "train": {"lr": 0.1, "epochs": 2},
+        "model": {"cell": "gru"},
+    }
     with pytest.raises(ConfigError, match="expected --section.key=value"):
         parse_overrides(["--trainlr=0.1"])
 

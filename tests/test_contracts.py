@@ -10,37 +10,60 @@ import torch
 from torch.utils.data import Dataset
 
 from seqlab.data import DATASETS, TensorSequenceDataset, build_splits
-from seqlab.models import (ClassifierConfig, GPTConfig, LanguageModelConfig, Seq2SeqRNNConfig, Seq2SeqTransformerConfig,
-                           ViTConfig)
+from seqlab.models import (
+    ClassifierConfig,
+    GPTConfig,
+    LanguageModelConfig,
+    Seq2SeqRNNConfig,
+    Seq2SeqTransformerConfig,
+    ViTConfig,
+)
 from seqlab.train.config import TrainConfig
-from seqlab.train.contracts import (ChecksData, ContextWindow, FixedInputShape, HasLengths, InMemory, Streams, TokenIds,
-                                    batches)
+from seqlab.train.contracts import (
+    ChecksData,
+    ContextWindow,
+    FixedInputShape,
+    HasLengths,
+    InMemory,
+    Streams,
+    TokenIds,
+    batches,
+)
 from seqlab.train.distributed import DistributedBatchSampler
 from seqlab.train.trainer import check_trainable
 
 PROTOCOLS = (InMemory, Streams, HasLengths, TokenIds)
 
 
-@pytest.mark.parametrize("name, has", [
-    ("digits", {InMemory}),
-    ("copy_memory", {InMemory}),
-    ("copy", {InMemory, HasLengths}),
-    ("char_lm", {InMemory, Streams, TokenIds}),
-    ("sine", {InMemory}),
-])
+@pytest.mark.parametrize(
+    "name, has",
+    [
+        ("digits", {InMemory}),
+        ("copy_memory", {InMemory}),
+        ("copy", {InMemory, HasLengths}),
+        ("char_lm", {InMemory, Streams, TokenIds}),
+        ("sine", {InMemory}),
+    ],
+)
 def test_datasets_offer_what_the_engine_uses(name, has):
     train = build_splits(DATASETS[name].config()).train
     assert {p for p in PROTOCOLS if isinstance(train, p)} == has
 
 
-@pytest.mark.parametrize("config, has", [
-    (ClassifierConfig(input_size=3, num_classes=2), set()),
-    (LanguageModelConfig(vocab_size=5), set()),
-    (GPTConfig(vocab_size=5), {ContextWindow}),
-    (ViTConfig(image_size=8, patch_size=4, num_classes=2, d_model=8, depth=1, num_heads=2, d_ff=8), {FixedInputShape}),
-    (Seq2SeqRNNConfig(), {ChecksData}),
-    (Seq2SeqTransformerConfig(), {ChecksData}),
-])
+@pytest.mark.parametrize(
+    "config, has",
+    [
+        (ClassifierConfig(input_size=3, num_classes=2), set()),
+        (LanguageModelConfig(vocab_size=5), set()),
+        (GPTConfig(vocab_size=5), {ContextWindow}),
+        (
+            ViTConfig(image_size=8, patch_size=4, num_classes=2, d_model=8, depth=1, num_heads=2, d_ff=8),
+            {FixedInputShape},
+        ),
+        (Seq2SeqRNNConfig(), {ChecksData}),
+        (Seq2SeqTransformerConfig(), {ChecksData}),
+    ],
+)
 def test_model_configs_offer_their_checks(config, has):
     assert {p for p in (ChecksData, ContextWindow, FixedInputShape) if isinstance(config, p)} == has
 

@@ -6,13 +6,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
 
 from seqlab.config import from_dict
-from seqlab.data import DATASETS, DataError, MnistConfig, build_mnist, mnist, read_idx
-from seqlab.data import idx
+from seqlab.data import DATASETS, DataError, MnistConfig, build_mnist, idx, mnist, read_idx
 
 H, W = 5, 7
 
@@ -89,7 +87,9 @@ def test_wrong_magic_is_an_error_naming_file_expected_and_found(root):
     img_stem, lbl_stem = idx.FILES["test"]
     # labels where images are expected
     (root / img_stem).write_bytes(idx_bytes(np.zeros(20), 2049))
-    with pytest.raises(DataError, match=re.escape(f"{root / img_stem}: wrong magic number: expected 2051 (0x00000803), found 2049")):
+    with pytest.raises(
+        DataError, match=re.escape(f"{root / img_stem}: wrong magic number: expected 2051 (0x00000803), found 2049")
+    ):
         mnist(root, "test")
 
 
@@ -98,8 +98,13 @@ def test_truncated_file_is_an_error_with_expected_and_found_lengths(root):
     data = idx_bytes(make_set(20, 1)[0], 2051)
     (root / img_stem).write_bytes(data[:-5])
     expected = 16 + 20 * H * W
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / img_stem}: truncated: the header says 20 x {H} x {W}, so expected {expected:,} bytes, found {expected - 5:,}")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            f"{root / img_stem}: truncated: the header says 20 x {H} x {W}, "
+            f"so expected {expected:,} bytes, found {expected - 5:,}"
+        ),
+    ):
         mnist(root, "test")
 
 
@@ -113,8 +118,12 @@ def test_corrupt_gzip_is_an_error_naming_the_file(root):
 def test_image_and_label_count_mismatch(root):
     img_stem, lbl_stem = idx.FILES["test"]
     (root / lbl_stem).write_bytes(idx_bytes(np.zeros(19), 2049))
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / img_stem} holds 20 images but {root / lbl_stem} holds 19 labels: expected the same count")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            f"{root / img_stem} holds 20 images but {root / lbl_stem} holds 19 labels: expected the same count"
+        ),
+    ):
         mnist(root, "test")
 
 
@@ -137,6 +146,7 @@ def test_read_idx_returns_the_stored_array(tmp_path):
 
 
 # --- download, served from file:// mirrors the test writes ------------------------------------------
+
 
 def make_mirror(path, split, gz_level=9):
     """A mirror folder with the split's two .gz files, and the content checksums of what it serves."""

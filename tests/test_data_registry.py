@@ -29,8 +29,22 @@ SMALL = {
 def test_every_dataset_is_listed_with_a_description():
     listed = list_datasets()
     assert [name for name, _ in listed] == list(DATASETS)
-    assert {"digits", "mnist", "adding", "copy_memory", "copy", "reverse", "sort", "dates", "pairs", "char_lm",
-            "sunspots", "co2", "sine", "series_csv"} == set(DATASETS)
+    assert {
+        "digits",
+        "mnist",
+        "adding",
+        "copy_memory",
+        "copy",
+        "reverse",
+        "sort",
+        "dates",
+        "pairs",
+        "char_lm",
+        "sunspots",
+        "co2",
+        "sine",
+        "series_csv",
+    } == set(DATASETS)
     assert all(desc and "\n" not in desc for _, desc in listed)
     for name, entry in DATASETS.items():
         assert entry.config().name == name  # the config's default name selects its own entry
@@ -43,15 +57,23 @@ def file_values(tmp_path):
     for prefix, n in (("train", 30), ("t10k", 10)):
         images = np.arange(n * 16, dtype=np.uint8).reshape(n, 4, 4)
         labels = (np.arange(n) % 10).astype(np.uint8)
-        for stem, magic, arr in ((f"{prefix}-images-idx3-ubyte", 2051, images), (f"{prefix}-labels-idx1-ubyte", 2049, labels)):
+        for stem, magic, arr in (
+            (f"{prefix}-images-idx3-ubyte", 2051, images),
+            (f"{prefix}-labels-idx1-ubyte", 2049, labels),
+        ):
             head = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
             (root / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
     pairs = tmp_path / "pairs.txt"
-    pairs.write_text("Go.\tVa !\nHi.\tSalut !\nbad line\nRun!\tCours !\nWow!\tÇa alors !\nFire!\tAu feu !\n", encoding="utf-8")
+    pairs.write_text(
+        "Go.\tVa !\nHi.\tSalut !\nbad line\nRun!\tCours !\nWow!\tÇa alors !\nFire!\tAu feu !\n", encoding="utf-8"
+    )
     csv = tmp_path / "s.csv"
     csv.write_text("t,v\n" + "".join(f"{i},{i % 7}\n" for i in range(60)))
-    return {"mnist": {"root": str(root), "val_fraction": 0.2}, "pairs": {"path": str(pairs), "val_fraction": 0.2, "test_fraction": 0.2},
-            "series_csv": {"path": str(csv), "tau": 3}}
+    return {
+        "mnist": {"root": str(root), "val_fraction": 0.2},
+        "pairs": {"path": str(pairs), "val_fraction": 0.2, "test_fraction": 0.2},
+        "series_csv": {"path": str(csv), "tau": 3},
+    }
 
 
 def test_describe_every_dataset(file_values):

@@ -9,8 +9,19 @@ import pytest
 import torch
 
 from seqlab.config import ConfigError, from_dict
-from seqlab.data import (DATASETS, CopyConfig, DataError, DataWarning, DatesConfig, PairsConfig, ReverseConfig,
-                         SortConfig, Vocabulary, read_pairs, tokenize)
+from seqlab.data import (
+    DATASETS,
+    CopyConfig,
+    DataError,
+    DataWarning,
+    DatesConfig,
+    PairsConfig,
+    ReverseConfig,
+    SortConfig,
+    Vocabulary,
+    read_pairs,
+    tokenize,
+)
 from seqlab.data.seq2seq import DATE_FORMATS, DATE_MAX, DATE_MIN, build_dates, build_pairs, build_symbol_task
 
 
@@ -44,12 +55,18 @@ def test_symbol_tasks_targets_and_layout(cfg_cls, fn):
     assert splits.info["src_vocab_size"] == 10
     again = build_symbol_task(cfg)
     assert torch.equal(again.test.x, splits.test.x)
-    assert not torch.equal(build_symbol_task(cfg_cls(num_symbols=6, min_len=2, max_len=7, num_train=300,
-                                                     num_val=20, num_test=20, seed=2)).test.x, splits.test.x)
+    assert not torch.equal(
+        build_symbol_task(
+            cfg_cls(num_symbols=6, min_len=2, max_len=7, num_train=300, num_val=20, num_test=20, seed=2)
+        ).test.x,
+        splits.test.x,
+    )
 
 
 def test_symbol_config_validation_goes_through_from_dict():
-    with pytest.raises(ConfigError, match=r"\[data\] data.min_len and data.max_len must satisfy 1 <= min_len <= max_len, got 5 and 3"):
+    with pytest.raises(
+        ConfigError, match=r"\[data\] data.min_len and data.max_len must satisfy 1 <= min_len <= max_len, got 5 and 3"
+    ):
         from_dict(DATASETS["reverse"].config, {"min_len": 5, "max_len": 3}, "data")
     assert from_dict(DATASETS["sort"].config, {}, "data").name == "sort"
 
@@ -112,16 +129,22 @@ def test_read_pairs_counts_and_warns_about_skipped_lines(tmp_path):
         report = read_pairs(path)
     assert report.num_lines == 10 and len(report.pairs) == 7
     assert report.skipped == {"blank": 1, "fewer than 2 fields": 1, "empty source or target": 1}
-    assert str(record[0].message) == (f"{path}: skipped 1 of 10 lines: fewer than 2 fields; "
-                                      f"{path}: skipped 1 of 10 lines: empty source or target")
+    assert str(record[0].message) == (
+        f"{path}: skipped 1 of 10 lines: fewer than 2 fields; {path}: skipped 1 of 10 lines: empty source or target"
+    )
     assert report.pairs[1] == ("Hi.", "Salut !")
     assert read_pairs(write(tmp_path, PAIRS[:3], "ok.txt"), swap=True).pairs[0] == ("Va !", "Go.")
 
 
 def test_on_bad_line_error_names_file_and_line(tmp_path):
     path = write(tmp_path, PAIRS)
-    with pytest.raises(DataError, match=re.escape(
-            f"{path}:5: expected source<TAB>target[<TAB>attribution], found 1 field (fewer than 2 fields): 'no tab on this line'")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            f"{path}:5: expected source<TAB>target[<TAB>attribution], "
+            f"found 1 field (fewer than 2 fields): 'no tab on this line'"
+        ),
+    ):
         read_pairs(path, on_bad_line="error")
 
 
@@ -166,8 +189,9 @@ def test_pairs_lowercase_normalisation_and_tokenisation(tmp_path):
     v = nfc.info["tgt_vocab"]
     targets = {v.decode(y) for y in nfc.train.y}
     assert "café au lait." in targets and "こんにちは。" in targets and "va !" in targets
-    raw = build(tmp_path, max_len=0, val_fraction=0.0, test_fraction=0.0, tokenize="char",
-                normalize="none", lowercase=False)
+    raw = build(
+        tmp_path, max_len=0, val_fraction=0.0, test_fraction=0.0, tokenize="char", normalize="none", lowercase=False
+    )
     raw_targets = {raw.info["tgt_vocab"].decode(y) for y in raw.train.y}
     assert unicodedata.normalize("NFD", "Café au lait.") in raw_targets and "Va !" in raw_targets
     words = build(tmp_path, max_len=0, val_fraction=0.0, test_fraction=0.0)

@@ -31,7 +31,9 @@ def test_co2_missing_weeks_are_interpolated_and_counted():
     info = build_co2(CO2Config()).info
     assert info["filled"] == 59
     assert info["messages"] == ["embedded:co2.csv: filled 59 missing weeks (of 2,284) by linear interpolation"]
-    with pytest.raises(DataError, match=re.escape("embedded:co2.csv:8: missing or NaN value (59 of 2,284 values are missing)")):
+    with pytest.raises(
+        DataError, match=re.escape("embedded:co2.csv:8: missing or NaN value (59 of 2,284 values are missing)")
+    ):
         build_co2(CO2Config(missing="error"))
 
 
@@ -63,7 +65,9 @@ def test_split_is_chronological_and_scaler_fitted_on_train_only():
     assert torch.allclose(info["inverse"](splits.val.x[0, :, 0].double()), raw[136:140], atol=1e-5)
     assert float(scaler.transform(raw[:140].double()).mean()) == pytest.approx(0.0, abs=1e-6)
     assert abs(float(scaler.transform(raw[140:].double()).mean())) > 0.1  # val/test not used in the fit
-    minmax = build_sine(SineConfig(length=200, tau=4, val_fraction=0.2, test_fraction=0.1, noise=0.0, normalize="minmax"))
+    minmax = build_sine(
+        SineConfig(length=200, tau=4, val_fraction=0.2, test_fraction=0.1, noise=0.0, normalize="minmax")
+    )
     z = minmax.info["scaler"].transform(raw[:140])
     assert float(z.min()) == pytest.approx(0.0, abs=1e-6) and float(z.max()) == pytest.approx(1.0, abs=1e-6)
 
@@ -72,7 +76,7 @@ def test_persistence_baseline_is_in_original_units():
     splits = build_sine(SineConfig(length=300, tau=3, seed=2))
     raw = splits.info["series"]
     n_train, n_val_end = splits.info["split_index"]
-    expected = float(((raw[n_train:n_val_end] - raw[n_train - 1:n_val_end - 1]) ** 2).mean())
+    expected = float(((raw[n_train:n_val_end] - raw[n_train - 1 : n_val_end - 1]) ** 2).mean())
     assert splits.info["baseline"]["persistence_mse_val"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -111,7 +115,9 @@ def test_csv_bad_cells_and_rows_name_the_line(tmp_path):
     path = write_csv(tmp_path, ["0,1", "1,2"])
     with pytest.raises(DataError, match=re.escape(f"{path}: no column 'co2'; found columns t, value")):
         build_series_csv(CsvSeriesConfig(path=str(path), column="co2"))
-    with pytest.raises(DataError, match="a series of 2 values leaves 2 for training, fewer than tau \\+ horizon \\+ 1 = 12"):
+    with pytest.raises(
+        DataError, match="a series of 2 values leaves 2 for training, fewer than tau \\+ horizon \\+ 1 = 12"
+    ):
         build_series_csv(CsvSeriesConfig(path=str(path)))
 
 
@@ -122,5 +128,5 @@ def test_windows_cover_every_target_once():
     ys = torch.cat([inv(ds.y[:, 0].double()) for ds in (splits.train, splits.val, splits.test)])
     assert torch.allclose(ys, raw[12:], atol=1e-3)
     xs = inv(splits.train.x[:, :, 0].double())
-    assert torch.allclose(xs[:, -1], raw[9:9 + len(xs)], atol=1e-3)
+    assert torch.allclose(xs[:, -1], raw[9 : 9 + len(xs)], atol=1e-3)
     assert math.isclose(splits.info["scaler"].inverse(splits.info["scaler"].transform(42.0)), 42.0)

@@ -37,7 +37,9 @@ def test_adding_splits_are_deterministic_and_independent_of_sizes():
     b = build_adding(AddingConfig(seq_len=30, num_train=80, num_val=20, num_test=20, seed=3))
     c = build_adding(AddingConfig(seq_len=30, num_train=50, num_val=20, num_test=20, seed=4))
     assert torch.equal(a.val.x, b.val.x) and torch.equal(a.test.x, b.test.x)  # test does not move with num_train
-    assert torch.equal(a.train.x, build_adding(AddingConfig(seq_len=30, num_train=50, num_val=20, num_test=20, seed=3)).train.x)
+    assert torch.equal(
+        a.train.x, build_adding(AddingConfig(seq_len=30, num_train=50, num_val=20, num_test=20, seed=3)).train.x
+    )
     assert not torch.equal(a.test.x, c.test.x)
     assert not torch.equal(a.train.x[:20], a.val.x)
     assert a.info["input_shape"] == (30, 2) and a.info["target_shape"] == (1,)
@@ -51,9 +53,9 @@ def test_copy_memory_layout(T):
     data = x[:, :10]
     assert int(data.min()) >= 1 and int(data.max()) <= 8
     assert torch.equal(x[:, T + 9], torch.full((300,), 9))  # the delimiter after T - 1 blanks
-    rest = torch.cat([x[:, 10:T + 9], x[:, T + 10:]], 1)
+    rest = torch.cat([x[:, 10 : T + 9], x[:, T + 10 :]], 1)
     assert int(rest.abs().sum()) == 0  # blanks everywhere else
-    assert int(y[:, :T + 10].abs().sum()) == 0 and torch.equal(y[:, T + 10:], data)
+    assert int(y[:, : T + 10].abs().sum()) == 0 and torch.equal(y[:, T + 10 :], data)
 
 
 def test_copy_memory_baseline_matches_formula():
@@ -62,8 +64,8 @@ def test_copy_memory_baseline_matches_formula():
     L = T + 20
     # The memoryless strategy: blank with probability 1 for the first T + 10 steps, then 1/8 each.
     p = torch.zeros(L, 10)
-    p[:T + 10, 0] = 1.0
-    p[T + 10:, 1:9] = 1 / 8
+    p[: T + 10, 0] = 1.0
+    p[T + 10 :, 1:9] = 1 / 8
     ce = float(-torch.log(p[torch.arange(L), y]).mean())
     formula = 10 * math.log(8) / (T + 20)
     assert ce == pytest.approx(formula, rel=1e-6)

@@ -26,7 +26,7 @@ def test_windows_are_next_character_pairs_within_their_part(text_file):
     n = len(TEXT)
     n_val = n_test = round(0.1 * n)
     assert info["num_chars"] == {"train": n - n_val - n_test, "val": n_val, "test": n_test}
-    parts = (TEXT[:n - n_val - n_test], TEXT[n - n_val - n_test:n - n_test], TEXT[n - n_test:])
+    parts = (TEXT[: n - n_val - n_test], TEXT[n - n_val - n_test : n - n_test], TEXT[n - n_test :])
     for ds, part in zip((splits.train, splits.val, splits.test), parts):
         assert ds.x.shape[1:] == (16,) and ds.x.dtype == torch.int64
         assert v.decode(ds.ids) == part
@@ -35,7 +35,7 @@ def test_windows_are_next_character_pairs_within_their_part(text_file):
             assert xs[1:] == ys[:-1] and xs + ys[-1] in part
     assert len(splits.train) == (len(parts[0]) - 1) // 16
     # val and test: consecutive, non-overlapping windows
-    assert v.decode(splits.val.x.reshape(-1)) == parts[1][:16 * len(splits.val)]
+    assert v.decode(splits.val.x.reshape(-1)) == parts[1][: 16 * len(splits.val)]
     assert len(splits.val) == (len(parts[1]) - 1) // 16
 
 
@@ -65,8 +65,8 @@ def test_tbptt_chunks_continue_each_stream():
         assert torch.equal(xs[i + 1][:, 0], xs[i][:, -1] + 1) and torch.equal(xs[i + 1][:, 0], ys[i][:, -1])
     for b in range(B):
         stream = torch.cat([x[b] for x in xs])
-        assert torch.equal(stream, ids[b * L:(b + 1) * L - 1])
-        assert torch.equal(torch.cat([y[b] for y in ys]), ids[b * L + 1:(b + 1) * L])
+        assert torch.equal(stream, ids[b * L : (b + 1) * L - 1])
+        assert torch.equal(torch.cat([y[b] for y in ys]), ids[b * L + 1 : (b + 1) * L])
     with pytest.raises(IndexError):
         chunks[len(chunks)]
 
@@ -76,14 +76,17 @@ def test_split_streams_cover_the_part(text_file):
     chunks = splits.train.streams(3, 10)
     L = len(splits.train.ids) // 3
     row = torch.cat([chunks[i][0][1] for i in range(len(chunks))])
-    assert torch.equal(row, splits.train.ids[L:2 * L - 1])
+    assert torch.equal(row, splits.train.ids[L : 2 * L - 1])
 
 
 def test_embedded_sample_is_the_default():
     text = load_sample_text()
     assert text.startswith("First Citizen:") and len(text) == 40105
     splits = build_char_lm(CharLMConfig(seq_len=32))
-    assert splits.info["vocab_size"] == len(set(text)) and len(splits.train) == (splits.info["num_chars"]["train"] - 1) // 32
+    assert (
+        splits.info["vocab_size"] == len(set(text))
+        and len(splits.train) == (splits.info["num_chars"]["train"] - 1) // 32
+    )
 
 
 def test_bad_text_files(tmp_path):
@@ -97,5 +100,7 @@ def test_bad_text_files(tmp_path):
         build_char_lm(CharLMConfig(path=str(empty)))
     short = tmp_path / "short.txt"
     short.write_text("abcdefghijklmnopqrstuvwxyz" * 2)
-    with pytest.raises(DataError, match=re.escape(f"{short}: the train part has 42 characters, expected at least seq_len + 1 = 65")):
+    with pytest.raises(
+        DataError, match=re.escape(f"{short}: the train part has 42 characters, expected at least seq_len + 1 = 65")
+    ):
         build_char_lm(CharLMConfig(path=str(short), seq_len=64, val_fraction=0.1, test_fraction=0.1))

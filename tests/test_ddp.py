@@ -25,8 +25,15 @@ from seqlab.cli import main
 
 # Batch 128 over 1,259 training images: 9 full batches and one of 107 rows (54 + 53 per process),
 # so the run crosses an epoch boundary through an uneven last batch.
-ARGS = ["--train.max_steps=12", "--train.batch_size=128", "--train.eval_every=5", "--train.log_every=1",
-        "--model.hidden_size=16", "--train.tensorboard=false", "--train.device=cpu"]
+ARGS = [
+    "--train.max_steps=12",
+    "--train.batch_size=128",
+    "--train.eval_every=5",
+    "--train.log_every=1",
+    "--model.hidden_size=16",
+    "--train.tensorboard=false",
+    "--train.device=cpu",
+]
 
 DEADLINE_S = 180  # a 2-process run takes 10-30 s on a loaded 2-core machine
 
@@ -61,7 +68,9 @@ def _signal_all(pids, signum) -> None:
             pass
 
 
-def run_with_deadline(cmd: list[str], log: Path, timeout: float = DEADLINE_S, env: dict | None = None) -> tuple[int, str]:
+def run_with_deadline(
+    cmd: list[str], log: Path, timeout: float = DEADLINE_S, env: dict | None = None
+) -> tuple[int, str]:
     """Run ``cmd`` with its output in ``log``; (exit status, output), or fail the test after ``timeout`` s."""
     env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
     with log.open("w") as out:
@@ -83,8 +92,17 @@ def run_with_deadline(cmd: list[str], log: Path, timeout: float = DEADLINE_S, en
 
 def torchrun(tmp_path: Path, *args: str, name: str = "torchrun") -> tuple[int, str]:
     """``torchrun --standalone --nproc_per_node=2 -m seqlab ARGS`` under a deadline: (exit status, output)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "--local-addr=127.0.0.1", "-m", "seqlab", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "--local-addr=127.0.0.1",
+        "-m",
+        "seqlab",
+        *args,
+    ]
     env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"}  # workers use the agent's store: no port is chosen twice
     loopback = _loopback_interface()
     if loopback:
@@ -94,10 +112,12 @@ def torchrun(tmp_path: Path, *args: str, name: str = "torchrun") -> tuple[int, s
 
 def test_a_run_past_its_deadline_fails_with_its_output_and_leaves_nothing_behind(tmp_path):
     """The deadline itself: a child in a session of its own (as torchrun's workers are) is killed too."""
-    script = ("import subprocess, sys, time\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
-              "print('waiting with child', child.pid, flush=True)\n"
-              "time.sleep(60)\n")
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+        "print('waiting with child', child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
     with pytest.raises(pytest.fail.Exception) as failure:
         run_with_deadline([sys.executable, "-c", script], tmp_path / "hang.log", timeout=3)
     message = str(failure.value)
@@ -130,8 +150,11 @@ def test_two_processes_equal_one(tmp_path, configs_dir):
     b = torch.load(two / "checkpoints/last.pt", weights_only=True)["model"]
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), k
-    loss = lambda run: [r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())  # noqa: E731
-                        if "train/loss" in r]
+
+    def loss(run):
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [r["train/loss"] for r in map(json.loads, lines) if "train/loss" in r]
+
     # The logged loss is the global batch's (summed over both processes), step by step.
     assert len(loss(two)) == 12
     assert max(abs(x - y) for x, y in zip(loss(one), loss(two))) <= 1e-5
@@ -145,14 +168,25 @@ def test_two_processes_equal_one(tmp_path, configs_dir):
 def test_non_finite_loss_is_reported_once_by_rank_0(tmp_path, configs_dir):
     """An absurd learning rate overflows the weights at step 2; rank 0, which wrote step 1's checkpoint, says so."""
     out = tmp_path / "runs"
-    rc, output = torchrun(tmp_path, "train", str(configs_dir / "digits_lstm.toml"), *ARGS, "--train.lr=3e37",
-                          "--train.grad_clip=0", "--train.warmup_steps=0", "--train.checkpoint_every=1",
-                          "--out", str(out), "--quiet")
+    rc, output = torchrun(
+        tmp_path,
+        "train",
+        str(configs_dir / "digits_lstm.toml"),
+        *ARGS,
+        "--train.lr=3e37",
+        "--train.grad_clip=0",
+        "--train.warmup_steps=0",
+        "--train.checkpoint_every=1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert rc == 1, output[-6000:]
     (run,) = out.iterdir()
     reports = [line for line in output.splitlines() if "non-finite" in line]
     assert reports == [
         "seqlab train: failed: the loss or gradient became non-finite at step 2; stopped at step 2; the last good "
         f"checkpoint, {run / 'checkpoints' / 'last.pt'} (step 1), was kept. Try a lower train.lr, train.grad_clip, "
-        "or train.precision=fp32"], output[-6000:]
+        "or train.precision=fp32"
+    ], output[-6000:]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 1

@@ -27,8 +27,14 @@ from seqlab.diagnostics.gates import record_gates, saturation
 from seqlab.diagnostics.gradflow import FIGSIZE as GRADFLOW_FIGSIZE
 from seqlab.diagnostics.gradflow import fit_decay, layer_grad_norms, model_grad_norms, unroll, unrolled
 from seqlab.diagnostics.posenc import FIGSIZE as POSENC_FIGSIZE
-from seqlab.models import (GPT, ClassifierConfig, GPTConfig, SequenceClassifier, Seq2SeqTransformer,
-                           Seq2SeqTransformerConfig)
+from seqlab.models import (
+    GPT,
+    ClassifierConfig,
+    GPTConfig,
+    Seq2SeqTransformer,
+    Seq2SeqTransformerConfig,
+    SequenceClassifier,
+)
 
 LAYERS = {
     "rnn_tanh": lambda: snn.RNN(3, 5, num_layers=2, batch_first=True),
@@ -63,11 +69,11 @@ def _direct_grad_norms(layer, x, readout) -> list[float]:
     T = x.shape[1]
     norms = []
     for t in range(T):
-        _, state = layer(x[:, :t + 1])
+        _, state = layer(x[:, : t + 1])
         h, c = (state[0][-1:], state[1][-1:]) if isinstance(state, tuple) else (state[-1:], None)  # (1, B, H)
         h = h.detach().requires_grad_()
         if t + 1 < T:
-            _, rest = layer(x[:, t + 1:], h if c is None else (h, c.detach()))
+            _, rest = layer(x[:, t + 1 :], h if c is None else (h, c.detach()))
             h_T = rest[0][-1] if isinstance(rest, tuple) else rest[-1]  # (B, H)
         else:
             h_T = h[0]
@@ -111,8 +117,8 @@ def test_vanishing_gradient_tanh_rnn_against_lstm_with_forget_bias_one():
         rnn.weight_hh_l0.mul_(0.5)  # small recurrent weights: spectral radius well below 1
     lstm = snn.LSTM(4, H, batch_first=True).double()
     with torch.no_grad():  # forget-gate bias 1 (block f of i, f, g, o), as Jozefowicz et al. 2015 advise
-        lstm.bias_ih_l0[H:2 * H] = 1.0
-        lstm.bias_hh_l0[H:2 * H] = 0.0
+        lstm.bias_ih_l0[H : 2 * H] = 1.0
+        lstm.bias_hh_l0[H : 2 * H] = 0.0
     x = torch.randn(8, T, 4, dtype=torch.float64)
     loss = lambda out, state: out[:, -1].sum()  # noqa: E731  read at the last step: distance d = T - 1 - t
     ratio = {}
@@ -185,9 +191,20 @@ def test_head_entropy_in_nats():
 
 def test_seq2seq_transformer_maps_kinds_and_masks():
     torch.manual_seed(5)
-    model = Seq2SeqTransformer(Seq2SeqTransformerConfig(src_vocab_size=9, tgt_vocab_size=9, max_src_len=8,
-                                                        max_tgt_len=8, d_model=16, num_heads=2, d_ff=32,
-                                                        num_encoder_layers=2, num_decoder_layers=1, dropout=0.0))
+    model = Seq2SeqTransformer(
+        Seq2SeqTransformerConfig(
+            src_vocab_size=9,
+            tgt_vocab_size=9,
+            max_src_len=8,
+            max_tgt_len=8,
+            d_model=16,
+            num_heads=2,
+            d_ff=32,
+            num_encoder_layers=2,
+            num_decoder_layers=1,
+            dropout=0.0,
+        )
+    )
     x = torch.tensor([[4, 5, 6, 2, 0], [7, 2, 0, 0, 0]])
     y = torch.tensor([[1, 6, 5, 4, 2], [1, 7, 2, 0, 0]])
     _, _, weights = model.eval()(x, y, need_weights=True)
@@ -221,11 +238,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     configs = Path(__file__).resolve().parent.parent / "configs"
     out = tmp_path_factory.mktemp("runs")
     trained = {}
-    for name, preset, extra in (("lstm", "digits_lstm.toml", ["--model.hidden_size=8"]),
-                                ("vit", "digits_vit.toml", ["--model.d_model=8", "--model.depth=2",
-                                                            "--model.num_heads=2", "--model.d_ff=16"])):
-        assert main(["train", str(configs / preset), *SHRINK, *extra, "--out", str(out), "--name", name,
-                     "--quiet"]) == 0
+    for name, preset, extra in (
+        ("lstm", "digits_lstm.toml", ["--model.hidden_size=8"]),
+        ("vit", "digits_vit.toml", ["--model.d_model=8", "--model.depth=2", "--model.num_heads=2", "--model.d_ff=16"]),
+    ):
+        assert (
+            main(["train", str(configs / preset), *SHRINK, *extra, "--out", str(out), "--name", name, "--quiet"]) == 0
+        )
         trained[name] = next(out.glob(f"{name}-*"))
     return trained
 
@@ -242,16 +261,24 @@ def px(figsize) -> tuple[int, int]:
 
 
 EXPECTED = {  # run -> --what -> {file: (width, height) in pixels}; None: skipped
-    "lstm": {"curves": {"curves.png": px(curves_figsize(3))},
-             "gradflow": {"gradflow.png": px(GRADFLOW_FIGSIZE)},
-             "gates": {"gates.png": px(GATES_FIGSIZE)},
-             "attention": None, "posenc": None},
-    "vit": {"curves": {"curves.png": px(curves_figsize(3))},
-            "gradflow": None, "gates": None,
-            "attention": {"attention_vit.png": px(att.attention_figsize(2, 2, 17)),
-                          "attention_entropy.png": px(att.ENTROPY_FIGSIZE),
-                          "attention_rollout.png": px(att.ROLLOUT_FIGSIZE)},
-            "posenc": {"posenc_learned.png": px(POSENC_FIGSIZE)}},
+    "lstm": {
+        "curves": {"curves.png": px(curves_figsize(3))},
+        "gradflow": {"gradflow.png": px(GRADFLOW_FIGSIZE)},
+        "gates": {"gates.png": px(GATES_FIGSIZE)},
+        "attention": None,
+        "posenc": None,
+    },
+    "vit": {
+        "curves": {"curves.png": px(curves_figsize(3))},
+        "gradflow": None,
+        "gates": None,
+        "attention": {
+            "attention_vit.png": px(att.attention_figsize(2, 2, 17)),
+            "attention_entropy.png": px(att.ENTROPY_FIGSIZE),
+            "attention_rollout.png": px(att.ROLLOUT_FIGSIZE),
+        },
+        "posenc": {"posenc_learned.png": px(POSENC_FIGSIZE)},
+    },
 }
 
 
@@ -270,8 +297,14 @@ def test_every_plot_command_writes_pngs_of_the_expected_size(runs, run, capsys):
     if run == "lstm":
         flow = json.loads((run_dir / "plots" / "gradflow.json").read_text())
         models = flow["models"]
-        assert set(models) == {"lstm (trained)", "rnn_tanh (init)", "rnn_relu (init)", "lstm (init)", "gru (init)",
-                               "layernorm_lstm (init)"}
+        assert set(models) == {
+            "lstm (trained)",
+            "rnn_tanh (init)",
+            "rnn_relu (init)",
+            "lstm (init)",
+            "gru (init)",
+            "layernorm_lstm (init)",
+        }
         assert all(len(m["norms"]) == 8 and m["decay_per_step"] > 0 for m in models.values())  # 8 rows per digit
         assert flow["truncated_bptt"]["truncated"][:6] == [0.0] * 6  # k = 8 // 4 = 2: steps 0..5 get nothing
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -294,8 +327,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Injected into a copy of the page: collect script errors, then hover the third query token and write
 # what the page shows into a <pre id="test-result"> that --dump-dom returns.
-PROBE_HEAD = "<script>window.__errors = []; window.addEventListener('error', function (e) { " \
-             "window.__errors.push(String(e.message)); });</script>"
+PROBE_HEAD = (
+    "<script>window.__errors = []; window.addEventListener('error', function (e) { "
+    "window.__errors.push(String(e.message)); });</script>"
+)
 PROBE_TAIL = """<script>
 var r = {errors: window.__errors, tokens: document.querySelectorAll('.av-token').length,
          layers: document.querySelectorAll('#av-layer option').length,
@@ -317,11 +352,27 @@ document.body.appendChild(pre);
 
 
 def _chromium_dom(page: Path, tmp_path: Path) -> tuple[str, str]:
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-                           "--window-size=1400,1000", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1400,1000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout, proc.stderr
 

@@ -19,10 +19,16 @@ def test_split_is_stratified_disjoint_and_seeded():
     assert not torch.equal(a.train.x, c.train.x)
     counts = torch.bincount(a.test.y, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # 20% of each class (174-183 images per class)
-    assert a.info == {"task": "classification", "metric": "accuracy", "input_size": 8, "seq_len": 8,
-                      "num_classes": 10, "input_shape": (8, 8), "target_shape": (),
-                      "files": {"embedded": {"path": "embedded:digits.csv.gz", "size": None,
-                                             "sha256": DIGITS_SHA256}}}
+    assert a.info == {
+        "task": "classification",
+        "metric": "accuracy",
+        "input_size": 8,
+        "seq_len": 8,
+        "num_classes": 10,
+        "input_shape": (8, 8),
+        "target_shape": (),
+        "files": {"embedded": {"path": "embedded:digits.csv.gz", "size": None, "sha256": DIGITS_SHA256}},
+    }
 
 
 def test_pixel_view():

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from seqlab.cli import main
 from seqlab.config import ConfigError
 from seqlab.data import CsvSeriesConfig, SunspotsConfig, build_sunspots
@@ -48,12 +49,12 @@ def test_metrics_shape_naive_values_and_ar_beats_naive(sunspots_result):
     assert list(r.targets) == list(range(263, 309)) and r.split_index == (217, 263)
     s = r.series
     for h in (1, 5, 10):
-        err = s[263:] - s[263 - h:309 - h]  # naive: the value h years before
-        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-12)
+        err = s[263:] - s[263 - h : 309 - h]  # naive: the value h years before
+        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
         assert r.metrics["naive"][h]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
     assert r.metrics["ar"][1]["rmse"] < r.metrics["naive"][1]["rmse"]
     assert r.metrics["ar"][1]["mae"] < r.metrics["naive"][1]["mae"]
-    for h, (lo, hi) in r.band.items():
+    for lo, hi in r.band.values():
         assert lo.shape == hi.shape == (46,) and (lo <= hi).all()
     table = markdown_table(r).splitlines()
     assert table[0] == "| model | h=1 RMSE | h=1 MAE | h=5 RMSE | h=5 MAE | h=10 RMSE | h=10 MAE |"
@@ -67,9 +68,9 @@ def test_ar_forecasts_are_iterated_from_the_true_window(sunspots_result):
     scaler = info["scaler"]
     z = scaler.transform(r.series)
     ar = ARModel(9).fit(z[:217])
-    for i, t in enumerate([263, 280, 308]):
+    for t in [263, 280, 308]:
         for h in (1, 5, 10):
-            expected = scaler.inverse(ar.forecast(z[:t - h + 1], h)[-1])
+            expected = scaler.inverse(ar.forecast(z[: t - h + 1], h)[-1])
             assert r.predictions["ar"][h][t - 263] == pytest.approx(expected, rel=1e-9)
 
 
@@ -87,11 +88,11 @@ def test_network_forecasts_are_the_model_on_relative_windows_fed_back(sunspots_f
         return float(y[0, 0]) + w[-1]
 
     for t in (263, 290, 308):
-        w = z[t - 9:t]
+        w = z[t - 9 : t]
         # 1e-5 in the model's units: it runs in float32, batched there and one window at a time here
         tol = 1e-5 * scaler.scale
         assert r.predictions[name][1][t - 263] == pytest.approx(scaler.inverse(step(w)), abs=tol)
-        w = z[t - 13:t - 4]  # the window ending 5 steps before t
+        w = z[t - 13 : t - 4]  # the window ending 5 steps before t
         for _ in range(4):
             w = np.append(w[1:], step(w))  # slide: drop the oldest, append its own prediction
         assert r.predictions[name][5][t - 263] == pytest.approx(scaler.inverse(step(w)), abs=tol)
@@ -118,8 +119,9 @@ def test_band_edges_are_the_predictive_quantiles(monkeypatch):
     mu, sigma = 0.1, 0.5
     fake = GaussianDrift(mu, sigma)
     monkeypatch.setattr(forecast, "train_forecaster", lambda name, *a, **k: (fake, {"params": 0}))
-    r = run_forecast(ForecastSettings(models=("ar",), horizons=(1, 3), samples=20000, interval=0.8,
-                                      budget_steps=1, seed=0))
+    r = run_forecast(
+        ForecastSettings(models=("ar",), horizons=(1, 3), samples=20000, interval=0.8, budget_steps=1, seed=0)
+    )
     scaler = build_sunspots(SunspotsConfig(tau=9)).info["scaler"]
     z = scaler.transform(r.series)
     for h in (1, 3):
@@ -146,8 +148,23 @@ def test_iterate_feeds_predictions_back():
 
 
 def test_cli_forecast_writes_json_table_and_figure(tmp_path, capsys):
-    argv = ["forecast", "--data", "sine", "--models", "ar,lstm", "--order", "4", "--horizons", "1,3",
-            "--budget-steps", "5", "--out", str(tmp_path), "--quiet", "--data.length=300"]
+    argv = [
+        "forecast",
+        "--data",
+        "sine",
+        "--models",
+        "ar,lstm",
+        "--order",
+        "4",
+        "--horizons",
+        "1,3",
+        "--budget-steps",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--data.length=300",
+    ]
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "forecast.json").read_text())
     assert list(metrics) == ["naive", "ar", "lstm", "lstm_mdn"]
@@ -162,9 +179,25 @@ def test_cli_forecast_writes_json_table_and_figure(tmp_path, capsys):
 
 
 def test_cli_forecast_without_validation_keeps_the_final_weights(tmp_path, capsys):
-    argv = ["forecast", "--data", "sine", "--models", "lstm", "--order", "4", "--horizons", "1",
-            "--budget-steps", "3", "--interval-model", "none", "--out", str(tmp_path), "--data.length=200",
-            "--data.val_fraction=0.0"]
+    argv = [
+        "forecast",
+        "--data",
+        "sine",
+        "--models",
+        "lstm",
+        "--order",
+        "4",
+        "--horizons",
+        "1",
+        "--budget-steps",
+        "3",
+        "--interval-model",
+        "none",
+        "--out",
+        str(tmp_path),
+        "--data.length=200",
+        "--data.val_fraction=0.0",
+    ]
     assert main(argv) == 0
     info = json.loads((tmp_path / "forecast_info.json").read_text())
     assert info["split"] == {"train": 170, "val": 0, "test": 30, "length": 200}
@@ -175,22 +208,29 @@ def test_cli_forecast_without_validation_keeps_the_final_weights(tmp_path, capsy
 
 
 def test_forecast_on_co2_follows_the_level():
-    r = run_forecast(ForecastSettings(data="co2", models=("ar", "lstm"), order=8, horizons=(1, 2),
-                                      interval_model="", **TINY))
+    r = run_forecast(
+        ForecastSettings(data="co2", models=("ar", "lstm"), order=8, horizons=(1, 2), interval_model="", **TINY)
+    )
     assert list(r.metrics) == ["naive", "ar", "lstm"] and r.band == {}
     # ppmv: the test part is above every training value; relative windows keep forecasts near it.
     assert r.metrics["ar"][1]["rmse"] < r.metrics["naive"][1]["rmse"] < 1.0
     assert r.metrics["lstm"][2]["rmse"] < 3.0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(models=("ar", "arima")), "unknown model 'arima' in --models; valid: ar, mlp_ar"),
-    (dict(data="digits"), "--data must be a series dataset (sunspots, co2, sine, series_csv), got 'digits'"),
-    (dict(horizons=(0, 5)), "--horizons must be integers >= 1, got 0,5"),
-    (dict(interval_model="lstm"), "--interval-model 'lstm' has no predictive distribution"),
-    (dict(data_overrides=(("tau", 3),)), "set the window with --order (tau)"),
-    (dict(order=200, horizons=(70,)), "the largest horizon (70) plus --order (200) reaches before the series starts"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(models=("ar", "arima")), "unknown model 'arima' in --models; valid: ar, mlp_ar"),
+        (dict(data="digits"), "--data must be a series dataset (sunspots, co2, sine, series_csv), got 'digits'"),
+        (dict(horizons=(0, 5)), "--horizons must be integers >= 1, got 0,5"),
+        (dict(interval_model="lstm"), "--interval-model 'lstm' has no predictive distribution"),
+        (dict(data_overrides=(("tau", 3),)), "set the window with --order (tau)"),
+        (
+            dict(order=200, horizons=(70,)),
+            "the largest horizon (70) plus --order (200) reaches before the series starts",
+        ),
+    ],
+)
 def test_settings_errors(kwargs, message):
     with pytest.raises(ConfigError) as err:
         run_forecast(ForecastSettings(**{**TINY, **kwargs}))
@@ -204,10 +244,17 @@ def test_cli_forecast_usage_errors(capsys, tmp_path):
     assert "unrecognised argument '--model.hidden_size=3'" in capsys.readouterr().err
 
 
-
 def test_sunspots_preset_trains_and_evaluates_through_the_cli(tmp_path, configs_dir, capsys):
-    argv = ["train", str(configs_dir / "sunspots_lstm.toml"), "--train.max_steps=10", "--train.eval_every=5",
-            "--train.tensorboard=false", "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "train",
+        str(configs_dir / "sunspots_lstm.toml"),
+        "--train.max_steps=10",
+        "--train.eval_every=5",
+        "--train.tensorboard=false",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert main(argv) == 0
     run = next(tmp_path.iterdir())
     assert run.name.startswith("sunspots-rnn_forecaster-")
@@ -223,8 +270,9 @@ def test_sunspots_preset_trains_and_evaluates_through_the_cli(tmp_path, configs_
 @pytest.mark.parametrize("model", ["mlp_ar", "transformer_forecaster"])
 def test_window_length_mismatch_is_a_config_error(model, tmp_path, capsys):
     preset = tmp_path / "p.toml"
-    preset.write_text(f'[model]\nname = "{model}"\ntau = 5\n\n[data]\nname = "sunspots"\ntau = 9\n\n'
-                      f'[train]\nmax_steps = 1\n')
+    preset.write_text(
+        f'[model]\nname = "{model}"\ntau = 5\n\n[data]\nname = "sunspots"\ntau = 9\n\n[train]\nmax_steps = 1\n'
+    )
     assert main(["train", str(preset), "--out", str(tmp_path / "runs")]) == 2
     assert "model.tau = 5 but data 'sunspots' gives 9; set --model.tau=9" in capsys.readouterr().err
 
@@ -235,13 +283,22 @@ def test_large_valued_series_keeps_its_digits(tmp_path):
     values = 1e8 + np.cumsum(rng.normal(0.0, 3.0, size=120)) + 0.25  # steps of a few units
     path = tmp_path / "big.csv"
     path.write_text("t,value\n" + "\n".join(f"{i},{float(v)!r}" for i, v in enumerate(values)) + "\n")
-    r = run_forecast(ForecastSettings(data="series_csv", models=("ar",), order=3, horizons=(1, 2), interval_model="",
-                                      data_overrides=(("path", str(path)),), **TINY))
+    r = run_forecast(
+        ForecastSettings(
+            data="series_csv",
+            models=("ar",),
+            order=3,
+            horizons=(1, 2),
+            interval_model="",
+            data_overrides=(("path", str(path)),),
+            **TINY,
+        )
+    )
     assert r.series.dtype == np.float64 and np.array_equal(r.series, values)
     n_train, test_start = r.split_index
     for h in (1, 2):
-        err = values[test_start:] - values[test_start - h:len(values) - h]
-        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-9)
+        err = values[test_start:] - values[test_start - h : len(values) - h]
+        assert r.metrics["naive"][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-9)
         assert r.metrics["naive"][h]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-9)
     scaler = build_series_csv(CsvSeriesConfig(path=str(path), tau=3)).info["scaler"]
     z = scaler.transform(values)

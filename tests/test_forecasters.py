@@ -5,8 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from seqlab.config import to_dict
-from seqlab.models import (MODELS, MLPAutoregressiveConfig, RecurrentForecasterConfig, TransformerForecasterConfig,
-                           build_model)
+from seqlab.models import (
+    MODELS,
+    MLPAutoregressiveConfig,
+    RecurrentForecasterConfig,
+    TransformerForecasterConfig,
+    build_model,
+)
 from seqlab.nn.mdn import mixture_nll
 
 CONFIGS = [
@@ -76,26 +81,46 @@ def test_mlp_ar_learns_a_nonlinear_recursion():
     assert model(x, y)[1].item() < 0.1 * linear_mse
 
 
-@pytest.mark.parametrize("cfg,x_shape,message", [
-    (MLPAutoregressiveConfig(tau=6), (2, 5, 1), "expected windows (B, 6, 1) (model.tau = 6), got shape (2, 5, 1)"),
-    (RecurrentForecasterConfig(), (2, 5), "expected windows (B, tau, 1), got shape (2, 5)"),
-    (TransformerForecasterConfig(tau=4), (2, 5, 1), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 5, 1)"),
-    # A shorter window would fit the position table, but the model was trained on tau steps.
-    (TransformerForecasterConfig(tau=4), (2, 3, 1), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 3, 1)"),
-    (MLPAutoregressiveConfig(tau=4), (2, 4, 2), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 4, 2)"),
-])
+@pytest.mark.parametrize(
+    "cfg,x_shape,message",
+    [
+        (MLPAutoregressiveConfig(tau=6), (2, 5, 1), "expected windows (B, 6, 1) (model.tau = 6), got shape (2, 5, 1)"),
+        (RecurrentForecasterConfig(), (2, 5), "expected windows (B, tau, 1), got shape (2, 5)"),
+        (
+            TransformerForecasterConfig(tau=4),
+            (2, 5, 1),
+            "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 5, 1)",
+        ),
+        # A shorter window would fit the position table, but the model was trained on tau steps.
+        (
+            TransformerForecasterConfig(tau=4),
+            (2, 3, 1),
+            "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 3, 1)",
+        ),
+        (MLPAutoregressiveConfig(tau=4), (2, 4, 2), "expected windows (B, 4, 1) (model.tau = 4), got shape (2, 4, 2)"),
+    ],
+)
 def test_shape_errors(cfg, x_shape, message):
     with pytest.raises(ValueError) as err:
         build_model(cfg)(torch.randn(*x_shape))
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda: RecurrentForecasterConfig(cell="lstmx"), "model.cell must be one of rnn, lstm, gru, layernorm_lstm, got 'lstmx'"),
-    (lambda: MLPAutoregressiveConfig(num_components=-1), "model.num_components must be >= 0"),
-    (lambda: TransformerForecasterConfig(d_model=10, num_heads=4), "model.d_model (10) must be divisible by model.num_heads (4)"),
-    (lambda: MLPAutoregressiveConfig(activation="gelu"), "model.activation must be one of relu, tanh, got 'gelu'"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (
+            lambda: RecurrentForecasterConfig(cell="lstmx"),
+            "model.cell must be one of rnn, lstm, gru, layernorm_lstm, got 'lstmx'",
+        ),
+        (lambda: MLPAutoregressiveConfig(num_components=-1), "model.num_components must be >= 0"),
+        (
+            lambda: TransformerForecasterConfig(d_model=10, num_heads=4),
+            "model.d_model (10) must be divisible by model.num_heads (4)",
+        ),
+        (lambda: MLPAutoregressiveConfig(activation="gelu"), "model.activation must be one of relu, tanh, got 'gelu'"),
+    ],
+)
 def test_config_errors(make, message):
     with pytest.raises(ValueError) as err:
         make()

@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from seqlab.config import ConfigError
-from seqlab.generate import (ContextTooLong, GenerationConfig, GenerationConfigError, Uncached, generate,
-                             length_penalty)
+from seqlab.generate import ContextTooLong, GenerationConfig, GenerationConfigError, Uncached, generate, length_penalty
 from seqlab.generate import processors as P
-from seqlab.models import (GPT, GPTConfig, LanguageModelConfig, RNNLanguageModel, Seq2SeqRNN, Seq2SeqRNNConfig,
-                           Seq2SeqTransformer, Seq2SeqTransformerConfig)
+from seqlab.models import (
+    GPT,
+    GPTConfig,
+    LanguageModelConfig,
+    RNNLanguageModel,
+    Seq2SeqRNN,
+    Seq2SeqRNNConfig,
+    Seq2SeqTransformer,
+    Seq2SeqTransformerConfig,
+)
 from seqlab.models.decoding import greedy_decode
 
 BOS, EOS = 0, 1
@@ -22,6 +29,7 @@ NEG_INF = float("-inf")
 
 
 # -- a model whose probabilities are set by hand ----------------------------------------------------
+
 
 class TableModel:
     """P(y_t | y_{t-1}) from a fixed (V, V) log-probability table; <bos> = 0 (never predicted), <eos> = 1."""
@@ -77,10 +85,11 @@ def test_wide_beam_finds_the_best_sequence_by_enumeration(alpha, seed):
     # V = 5 (<bos>, <eos>, 3 words), up to 5 tokens: 4 + 16 + ... sequences; width 4**4 keeps every prefix.
     logp = random_table(5, seed)
     best = enumerate_best(logp, 5, alpha, count=3)
-    out = generate(TableModel(logp), source=SOURCE, num_beams=256, num_return_sequences=3, max_new_tokens=5,
-                   length_penalty=alpha)
+    out = generate(
+        TableModel(logp), source=SOURCE, num_beams=256, num_return_sequences=3, max_new_tokens=5, length_penalty=alpha
+    )
     for m, (score, total, seq) in enumerate(best):
-        assert out.sequences[m, :out.lengths[m]].tolist() == seq
+        assert out.sequences[m, : out.lengths[m]].tolist() == seq
         assert out.scores[m].item() == pytest.approx(score, abs=1e-5)
         assert out.log_probs[m].item() == pytest.approx(total, abs=1e-5)
         assert out.token_log_probs[m].sum().item() == pytest.approx(total, abs=1e-5)
@@ -97,8 +106,8 @@ def test_length_penalty_changes_the_winner_and_short_beats_long_without_it():
     model = TableModel(logp)
     short = generate(model, source=SOURCE, num_beams=4, max_new_tokens=6, length_penalty=0.0)
     long = generate(model, source=SOURCE, num_beams=4, max_new_tokens=6, length_penalty=3.0)
-    assert short.sequences[0, :short.lengths[0]].tolist() == [EOS]
-    assert long.sequences[0, :long.lengths[0]].tolist() == enumerate_best(logp, 6, 3.0)[0][2]
+    assert short.sequences[0, : short.lengths[0]].tolist() == [EOS]
+    assert long.sequences[0, : long.lengths[0]].tolist() == enumerate_best(logp, 6, 3.0)[0][2]
     assert long.lengths[0] > 1
 
 
@@ -112,9 +121,11 @@ def test_a_finished_hypothesis_does_not_settle_the_search_while_a_longer_one_can
     best = enumerate_best(logp, 6, 3.0)[0]
     assert best[2] == [2] * 6
     assert length_penalty(6, 3.0) == pytest.approx((11 / 6) ** 3)
-    for out in (beam_path(TableModel(logp), source=SOURCE, num_beams=1, max_new_tokens=6, length_penalty=3.0),
-                generate(TableModel(logp), source=SOURCE, num_beams=2, max_new_tokens=6, length_penalty=3.0)):
-        assert out.sequences[0, :out.lengths[0]].tolist() == best[2]
+    for out in (
+        beam_path(TableModel(logp), source=SOURCE, num_beams=1, max_new_tokens=6, length_penalty=3.0),
+        generate(TableModel(logp), source=SOURCE, num_beams=2, max_new_tokens=6, length_penalty=3.0),
+    ):
+        assert out.sequences[0, : out.lengths[0]].tolist() == best[2]
         assert out.scores[0].item() == pytest.approx(best[0], abs=1e-5)
 
 
@@ -126,7 +137,7 @@ def test_finished_hypotheses_are_kept_while_the_beams_go_on():
     logp[2, 2], logp[2, 3] = math.log(0.5), math.log(0.5)
     logp[3, 2], logp[3, 3] = math.log(0.5), math.log(0.5)
     out = generate(TableModel(logp), source=SOURCE, num_beams=2, num_return_sequences=2, max_new_tokens=4)
-    assert out.sequences[0, :out.lengths[0]].tolist() == [EOS] and bool(out.finished[0])
+    assert out.sequences[0, : out.lengths[0]].tolist() == [EOS] and bool(out.finished[0])
     assert out.log_probs[0].item() == pytest.approx(math.log(0.5))
     assert out.log_probs[1].item() == pytest.approx(math.log(0.3) + 3 * math.log(0.5))
     assert not bool(out.finished[1])  # ran out of steps
@@ -160,8 +171,9 @@ def beam_path(model, *, source=None, source_lengths=None, prompt=None, **setting
     if isinstance(model, torch.nn.Module):
         model.eval()
     with torch.no_grad():
-        state, first = model.begin_decoding(source=source, source_lengths=source_lengths, prompt=prompt,
-                                            max_new_tokens=cfg.max_new_tokens)
+        state, first = model.begin_decoding(
+            source=source, source_lengths=source_lengths, prompt=prompt, max_new_tokens=cfg.max_new_tokens
+        )
         context = prompt if prompt is not None else first.new_zeros(first.shape[0], 0)
         return _Search(model, cfg, eos, banned, special["pad"], model.vocab_size).beam(state, first, context)
 
@@ -187,18 +199,39 @@ def test_min_new_tokens_masks_eos_until_then():
 
 # -- beam width 1 == greedy on real models --------------------------------------------------------
 
+
 def tiny_gpt(positions="learned", block_size=80, seed=0) -> GPT:
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=11, block_size=block_size, d_model=32, num_heads=4, num_layers=2, dropout=0.1,
-                         positions=positions))
+    return GPT(
+        GPTConfig(
+            vocab_size=11,
+            block_size=block_size,
+            d_model=32,
+            num_heads=4,
+            num_layers=2,
+            dropout=0.1,
+            positions=positions,
+        )
+    )
 
 
 def tiny_transformer(positions="sinusoidal", seed=0, norm_first=True) -> Seq2SeqTransformer:
     torch.manual_seed(seed)
-    return Seq2SeqTransformer(Seq2SeqTransformerConfig(src_vocab_size=13, tgt_vocab_size=12, max_src_len=9,
-                                                       max_tgt_len=70, d_model=32, num_heads=4, d_ff=64,
-                                                       num_encoder_layers=2, num_decoder_layers=2,
-                                                       positions=positions, norm_first=norm_first))
+    return Seq2SeqTransformer(
+        Seq2SeqTransformerConfig(
+            src_vocab_size=13,
+            tgt_vocab_size=12,
+            max_src_len=9,
+            max_tgt_len=70,
+            d_model=32,
+            num_heads=4,
+            d_ff=64,
+            num_encoder_layers=2,
+            num_decoder_layers=2,
+            positions=positions,
+            norm_first=norm_first,
+        )
+    )
 
 
 def tiny_seq2seq_rnn(seed=0) -> Seq2SeqRNN:
@@ -232,19 +265,32 @@ def test_beam_width_one_equals_greedy_on_gpt_and_seq2seq():
 
 # -- the config ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("settings, key", [
-    ({"top_p": 0.0, "temperature": 1.0}, "top_p"), ({"top_p": 1.5, "temperature": 1.0}, "top_p"),
-    ({"temperature": -0.1}, "temperature"), ({"num_beams": 0}, "num_beams"), ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"min_new_tokens": 5, "max_new_tokens": 4}, "min_new_tokens"), ({"top_k": -1, "temperature": 1.0}, "top_k"),
-    ({"min_p": 1.5, "temperature": 1.0}, "min_p"), ({"repetition_penalty": 0.0}, "repetition_penalty"),
-    ({"no_repeat_ngram_size": -2}, "no_repeat_ngram_size"), ({"num_return_sequences": 0}, "num_return_sequences"),
-    ({"num_beams": 2, "num_return_sequences": 3}, "num_return_sequences"),
-    ({"num_return_sequences": 2}, "num_return_sequences"),  # greedy: every copy the same
-    ({"num_beams": 3, "temperature": 0.7}, "temperature"), ({"top_k": 5}, "top_k"),  # a filter without sampling
-    ({"banned_ids": (-1,)}, "banned_ids"), ({"stop_strings": ("",)}, "stop_strings"),
-    ({"num_beams": 2, "stop_strings": ("x",)}, "stop_strings"), ({"temperature": float("nan")}, "temperature"),
-    ({"max_new_tokens": 2.5}, "max_new_tokens"),
-])
+
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        ({"top_p": 0.0, "temperature": 1.0}, "top_p"),
+        ({"top_p": 1.5, "temperature": 1.0}, "top_p"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"num_beams": 0}, "num_beams"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"min_new_tokens": 5, "max_new_tokens": 4}, "min_new_tokens"),
+        ({"top_k": -1, "temperature": 1.0}, "top_k"),
+        ({"min_p": 1.5, "temperature": 1.0}, "min_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"no_repeat_ngram_size": -2}, "no_repeat_ngram_size"),
+        ({"num_return_sequences": 0}, "num_return_sequences"),
+        ({"num_beams": 2, "num_return_sequences": 3}, "num_return_sequences"),
+        ({"num_return_sequences": 2}, "num_return_sequences"),  # greedy: every copy the same
+        ({"num_beams": 3, "temperature": 0.7}, "temperature"),
+        ({"top_k": 5}, "top_k"),  # a filter without sampling
+        ({"banned_ids": (-1,)}, "banned_ids"),
+        ({"stop_strings": ("",)}, "stop_strings"),
+        ({"num_beams": 2, "stop_strings": ("x",)}, "stop_strings"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"max_new_tokens": 2.5}, "max_new_tokens"),
+    ],
+)
 def test_a_bad_setting_is_an_error_naming_its_key(settings, key):
     with pytest.raises(ConfigError) as err:
         GenerationConfig(**settings)
@@ -261,6 +307,7 @@ def test_good_settings_pass_and_generate_takes_them_by_keyword():
 
 # -- the processors -------------------------------------------------------------------------------------
 
+
 def test_top_k_keeps_exactly_k_when_logits_tie_and_prefers_lower_ids():
     logits = torch.tensor([[1.0, 3.0, 2.0, 2.0, 2.0, 0.5]])
     kept = P.top_k(logits, 3)
@@ -272,7 +319,9 @@ def test_top_k_keeps_exactly_k_when_logits_tie_and_prefers_lower_ids():
     assert (torch.isfinite(P.top_k(ties, 4)).sum(-1) == 4).all()
 
 
-@pytest.mark.parametrize("p, expect", [(0.5, [0]), (0.51, [0, 1]), (0.8, [0, 1]), (0.81, [0, 1, 2]), (1.0, [0, 1, 2, 3])])
+@pytest.mark.parametrize(
+    "p, expect", [(0.5, [0]), (0.51, [0, 1]), (0.8, [0, 1]), (0.81, [0, 1, 2]), (1.0, [0, 1, 2, 3])]
+)
 def test_top_p_keeps_the_smallest_set_reaching_p(p, expect):
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     perm = torch.tensor([2, 0, 3, 1])  # shuffled vocabulary order: probs[:, perm]
@@ -290,7 +339,7 @@ def test_top_p_minimal_nucleus_on_random_rows():
         for row in range(50):
             n = int(kept[row].sum())
             top = probs[row].sort(descending=True).values
-            assert top[:n].sum() >= p - 1e-12 and (n == 1 or top[:n - 1].sum() < p)
+            assert top[:n].sum() >= p - 1e-12 and (n == 1 or top[: n - 1].sum() < p)
             if n < 30:
                 assert probs[row][kept[row]].min() >= probs[row][~kept[row]].max()
 
@@ -338,11 +387,15 @@ def test_no_repeat_ngram_never_emits_a_repeated_ngram(n, settings):
     plain = generate(gpt, prompt=prompt, max_new_tokens=steps, **settings)
     for row in range(out.sequences.shape[0]):
         seq = torch.cat((prompt[row // out.num_return_sequences], out.sequences[row])).tolist()
-        grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+        grams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
         assert len(grams) == len(set(grams))
-    assert any(len(set(tuple(s[i:i + n]) for i in range(len(s) - n + 1))) < len(s) - n + 1
-               for s in (torch.cat((prompt[r // plain.num_return_sequences], plain.sequences[r])).tolist()
-                         for r in range(plain.sequences.shape[0])))  # the rule had something to do
+    assert any(
+        len(set(tuple(s[i : i + n]) for i in range(len(s) - n + 1))) < len(s) - n + 1
+        for s in (
+            torch.cat((prompt[r // plain.num_return_sequences], plain.sequences[r])).tolist()
+            for r in range(plain.sequences.shape[0])
+        )
+    )  # the rule had something to do
 
 
 def test_banned_ids_are_never_generated():
@@ -365,6 +418,7 @@ def test_repetition_penalty_reduces_repeats_in_greedy_output():
 
 
 # -- sampling ---------------------------------------------------------------------------------------------
+
 
 def test_same_seed_same_sample_and_another_seed_another():
     gpt = tiny_gpt()
@@ -401,11 +455,10 @@ def test_stop_strings_and_eos_ids_end_a_sequence():
     decode = lambda ids: "".join(letters[i] for i in ids)  # noqa: E731
     row = plain.sequences[0].tolist()
     stop = decode(row[5:7])
-    out = generate(gpt, prompt=prompt, max_new_tokens=30, temperature=1.0, seed=3, stop_strings=(stop,),
-                   decode=decode)
-    text = decode(out.sequences[0, :out.lengths[0]].tolist())
+    out = generate(gpt, prompt=prompt, max_new_tokens=30, temperature=1.0, seed=3, stop_strings=(stop,), decode=decode)
+    text = decode(out.sequences[0, : out.lengths[0]].tolist())
     assert text.endswith(stop) and stop not in text[:-1] and out.finished[0]
-    assert text == decode(row)[:len(text)]
+    assert text == decode(row)[: len(text)]
     eos = generate(gpt, prompt=prompt, max_new_tokens=30, eos_ids=(row[0],), temperature=1.0, seed=3)
     assert eos.lengths[0] == 1 and eos.finished[0]
     with pytest.raises(ValueError, match="decode"):
@@ -416,12 +469,19 @@ def test_streamer_sees_every_token_as_it_is_generated():
     gpt = tiny_gpt()
     prompt = torch.randint(0, 11, (2, 3), generator=torch.Generator().manual_seed(0))
     seen = [[], []]
-    out = generate(gpt, prompt=prompt, max_new_tokens=12, temperature=1.0, seed=0,
-                   streamer=lambda rows, toks: [seen[r].append(t) for r, t in zip(rows.tolist(), toks.tolist())])
+    out = generate(
+        gpt,
+        prompt=prompt,
+        max_new_tokens=12,
+        temperature=1.0,
+        seed=0,
+        streamer=lambda rows, toks: [seen[r].append(t) for r, t in zip(rows.tolist(), toks.tolist())],
+    )
     assert seen == out.sequences.tolist()
 
 
 # -- cached == uncached -------------------------------------------------------------------------------------
+
 
 def _step_both(model, reference, steps, g, **inputs):
     """Feed the same random tokens to the cached model and to the uncached reference; the worst logit gap."""
@@ -498,13 +558,14 @@ def test_batched_beam_search_equals_one_input_at_a_time():
     kw = dict(max_new_tokens=20, num_beams=4, num_return_sequences=2, length_penalty=0.6)
     batch = generate(model, source=src, source_lengths=lengths, **kw)
     for b in range(5):
-        one = generate(model, source=src[b:b + 1, :lengths[b]], **kw)
+        one = generate(model, source=src[b : b + 1, : lengths[b]], **kw)
         T = one.sequences.shape[1]
-        assert torch.equal(batch.sequences[2 * b:2 * b + 2, :T], one.sequences)
-        assert torch.allclose(batch.scores[2 * b:2 * b + 2], one.scores, atol=1e-4)
+        assert torch.equal(batch.sequences[2 * b : 2 * b + 2, :T], one.sequences)
+        assert torch.allclose(batch.scores[2 * b : 2 * b + 2], one.scores, atol=1e-4)
 
 
 # -- the key/value caches -------------------------------------------------------------------------------------
+
 
 def test_decoder_caches_are_written_in_place_and_the_memory_projected_once():
     model = tiny_transformer().eval()
@@ -532,7 +593,7 @@ def test_kv_cache_index_select_reorders_rows_and_keeps_its_room(filled):
     cache = KVCache(max_len=10)
     ks, vs = torch.randn(3, 2, filled, 4, generator=g), torch.randn(3, 2, filled, 4, generator=g)
     for t in range(filled):
-        cache.update(ks[:, :, t:t + 1], vs[:, :, t:t + 1])
+        cache.update(ks[:, :, t : t + 1], vs[:, :, t : t + 1])
     index = torch.tensor([2, 0, 0, 1])
     new = cache.index_select(index)
     assert len(new) == filled and new.max_len == 10
@@ -571,8 +632,15 @@ def test_a_prompt_longer_than_the_context_is_cut_from_the_left_with_a_warning():
 def test_attention_weights_per_step_follow_each_returned_hypothesis():
     model = tiny_transformer()
     src, lengths = sources(B=2)
-    out = generate(model, source=src, source_lengths=lengths, max_new_tokens=10, num_beams=3,
-                   num_return_sequences=2, output_attentions=True)
+    out = generate(
+        model,
+        source=src,
+        source_lengths=lengths,
+        max_new_tokens=10,
+        num_beams=3,
+        num_return_sequences=2,
+        output_attentions=True,
+    )
     S = src.shape[1]
     for m in range(4):
         steps = out.attentions[m]
@@ -580,7 +648,7 @@ def test_attention_weights_per_step_follow_each_returned_hypothesis():
         for t, w in enumerate(steps):
             assert w["cross"].shape == (4, S)
             assert torch.allclose(w["cross"].sum(-1), torch.ones(4), atol=1e-5)
-            assert (w["cross"][:, lengths[m // 2]:] == 0).all()  # padding gets no weight
+            assert (w["cross"][:, lengths[m // 2] :] == 0).all()  # padding gets no weight
             assert [x.shape for x in w["self"]] == [(4, t + 1)] * 2
     greedy = generate(model, source=src, source_lengths=lengths, max_new_tokens=10, output_attentions=True)
     assert [len(a) for a in greedy.attentions] == greedy.lengths.tolist()
@@ -595,11 +663,22 @@ def _train(tmp, model: dict, data: dict, steps: int):
     from seqlab.train.config import experiment_from_dict
     from seqlab.train.run import train_experiment
 
-    exp = experiment_from_dict({
-        "model": model, "data": data,
-        "train": {"batch_size": 16, "lr": 3e-3, "max_steps": steps, "eval_every": steps, "log_every": steps,
-                  "tensorboard": False, "layer_norms_every": 0, "seed": 0},
-    })
+    exp = experiment_from_dict(
+        {
+            "model": model,
+            "data": data,
+            "train": {
+                "batch_size": 16,
+                "lr": 3e-3,
+                "max_steps": steps,
+                "eval_every": steps,
+                "log_every": steps,
+                "tensorboard": False,
+                "layer_norms_every": 0,
+                "seed": 0,
+            },
+        }
+    )
     return train_experiment(exp, out=tmp, argv=[], progress=False)
 
 
@@ -610,15 +689,47 @@ def runs(tmp_path_factory):
     text = tmp / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     torch.set_num_threads(1)
-    gpt = _train(tmp, {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
-                 {"name": "char_lm", "path": str(text), "seq_len": 32, "num_windows": 1600, "val_fraction": 0.1,
-                  "test_fraction": 0.0}, 100)
-    s2s = _train(tmp, {"name": "seq2seq_transformer", "d_model": 32, "num_heads": 2, "num_encoder_layers": 1,
-                       "num_decoder_layers": 1, "d_ff": 64, "dropout": 0.0},
-                 {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 50,
-                  "num_test": 50}, 300)
-    clf = _train(tmp, {"name": "rnn_classifier", "cell": "gru", "input_size": 8, "hidden_size": 8, "num_classes": 10},
-                 {"name": "digits", "view": "rows"}, 2)
+    gpt = _train(
+        tmp,
+        {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
+        {
+            "name": "char_lm",
+            "path": str(text),
+            "seq_len": 32,
+            "num_windows": 1600,
+            "val_fraction": 0.1,
+            "test_fraction": 0.0,
+        },
+        100,
+    )
+    s2s = _train(
+        tmp,
+        {
+            "name": "seq2seq_transformer",
+            "d_model": 32,
+            "num_heads": 2,
+            "num_encoder_layers": 1,
+            "num_decoder_layers": 1,
+            "d_ff": 64,
+            "dropout": 0.0,
+        },
+        {
+            "name": "reverse",
+            "num_symbols": 5,
+            "min_len": 1,
+            "max_len": 5,
+            "num_train": 2000,
+            "num_val": 50,
+            "num_test": 50,
+        },
+        300,
+    )
+    clf = _train(
+        tmp,
+        {"name": "rnn_classifier", "cell": "gru", "input_size": 8, "hidden_size": 8, "num_classes": 10},
+        {"name": "digits", "view": "rows"},
+        2,
+    )
     return {"gpt": gpt, "s2s": s2s, "clf": clf}
 
 
@@ -637,8 +748,9 @@ def test_cli_greedy_continues_the_prompt_and_streams_it(runs, capsys):
     assert out.startswith("to be or not to be, that")
     assert len(out.rstrip("\n")) == len("to be or") + 20
     code, cached, _ = _run(capsys, runs["gpt"], "--prompt", "that is", "--temperature", "0", "--max-new-tokens", 30)
-    code, uncached, _ = _run(capsys, runs["gpt"], "--prompt", "that is", "--temperature", "0", "--max-new-tokens",
-                             30, "--no-cache")
+    code, uncached, _ = _run(
+        capsys, runs["gpt"], "--prompt", "that is", "--temperature", "0", "--max-new-tokens", 30, "--no-cache"
+    )
     assert cached == uncached
 
 
@@ -663,7 +775,7 @@ def test_cli_repetition_flags(runs, capsys):
     plain = _run(capsys, *base)[1].rstrip("\n")
     assert "to be, that" in plain[5:]
     ngram = _run(capsys, *base, "--no-repeat-ngram", 4)[1].rstrip("\n")
-    grams = [ngram[i:i + 4] for i in range(len(ngram) - 3)]
+    grams = [ngram[i : i + 4] for i in range(len(ngram) - 3)]
     assert len(grams) == len(set(grams)) and ngram != plain
     assert _run(capsys, *base, "--repetition-penalty", 5.0)[1] != plain + "\n"
     beam = _run(capsys, *base, "--beam", 3, "--num-return-sequences", 2, "--scores")[1]
@@ -690,26 +802,31 @@ def test_cli_translates_sources_with_beams_and_files(runs, capsys, tmp_path):
     assert len(lines) == 4
     for line, source in zip(lines, ["abc", "edcba", "ab", "a"]):  # same as one at a time
         assert line == _run(capsys, run, "--source", source, "--beam", 3)[1].rstrip("\n")
-    assert _run(capsys, run, "--source", "abcde", "--max-new-tokens", 2)[1].rstrip("\n") == \
-        _run(capsys, run, "--source", "abcde")[1][:2]
+    assert (
+        _run(capsys, run, "--source", "abcde", "--max-new-tokens", 2)[1].rstrip("\n")
+        == _run(capsys, run, "--source", "abcde")[1][:2]
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("--prompt", "x", "--top-p", 1.5), "--top-p must be in (0, 1]"),
-    (("--prompt", "x", "--temperature", -1), "--temperature must be >= 0"),
-    (("--prompt", "x", "--beam", 0), "--beam must be >= 1"),
-    (("--prompt", "x", "--beam", 2, "--num-return-sequences", 3), "--num-return-sequences must be <= num_beams"),
-    (("--prompt", "x", "--temperature", 0, "--top-k", 5), "--top-k filters the sampled distribution"),
-    (("--prompt", "x", "--repetition-penalty", 0), "--repetition-penalty must be > 0"),
-    (("--prompt", "x", "--no-repeat-ngram", -1), "--no-repeat-ngram must be >= 0"),
-    (("--prompt", "x", "--max-new-tokens", 0), "--max-new-tokens must be >= 1"),
-    (("--prompt", "Z@"), "not in the model's vocabulary"),
-    (("--prompt", ""), "at least one character"),
-    (("--source", "abc"), "give --prompt TEXT"),
-    (("--prompt", "x", "--input", "f"), "not allowed with argument"),
-    (("--prompt", "x", "--batch-size", 0), "--batch-size must be >= 1"),
-    (("--prompt", "x", "--top-k", "many"), "invalid int value"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--prompt", "x", "--top-p", 1.5), "--top-p must be in (0, 1]"),
+        (("--prompt", "x", "--temperature", -1), "--temperature must be >= 0"),
+        (("--prompt", "x", "--beam", 0), "--beam must be >= 1"),
+        (("--prompt", "x", "--beam", 2, "--num-return-sequences", 3), "--num-return-sequences must be <= num_beams"),
+        (("--prompt", "x", "--temperature", 0, "--top-k", 5), "--top-k filters the sampled distribution"),
+        (("--prompt", "x", "--repetition-penalty", 0), "--repetition-penalty must be > 0"),
+        (("--prompt", "x", "--no-repeat-ngram", -1), "--no-repeat-ngram must be >= 0"),
+        (("--prompt", "x", "--max-new-tokens", 0), "--max-new-tokens must be >= 1"),
+        (("--prompt", "Z@"), "not in the model's vocabulary"),
+        (("--prompt", ""), "at least one character"),
+        (("--source", "abc"), "give --prompt TEXT"),
+        (("--prompt", "x", "--input", "f"), "not allowed with argument"),
+        (("--prompt", "x", "--batch-size", 0), "--batch-size must be >= 1"),
+        (("--prompt", "x", "--top-k", "many"), "invalid int value"),
+    ],
+)
 def test_cli_bad_flags_exit_2_naming_the_flag(runs, capsys, argv, message):
     code, _, err = _run(capsys, runs["gpt"], *argv)
     assert code == 2 and message in err, err

@@ -34,7 +34,7 @@ def test_changing_token_t_plus_1_leaves_logits_up_to_t_unchanged(positions):
         x2 = x.clone()
         x2[:, t + 1] = (x[:, t + 1] + 1) % 11
         a, b = model(x)[0], model(x2)[0]  # (2, 12, 11)
-        assert (a[:, :t + 1] - b[:, :t + 1]).abs().max() <= 1e-6
+        assert (a[:, : t + 1] - b[:, : t + 1]).abs().max() <= 1e-6
         assert (a[:, t + 1] - b[:, t + 1]).abs().max() > 1e-3  # and the changed position does see it
 
 
@@ -55,7 +55,8 @@ def test_output_projection_is_the_token_embedding():
     model = tiny()
     assert model.head.weight is model.embed.weight
     assert sum(p.numel() for p in model.parameters()) == sum(
-        p.numel() for n, p in model.named_parameters() if n != "head.weight")  # counted once
+        p.numel() for n, p in model.named_parameters() if n != "head.weight"
+    )  # counted once
     untied = tiny(tie_weights=False)
     assert untied.head.weight is not untied.embed.weight
 
@@ -77,6 +78,7 @@ def test_forward_refuses_a_context_longer_than_block_size():
 
 
 # -- decoding -----------------------------------------------------------------------------------
+
 
 def _uncached_logits(model, context, block_size=None):
     """The last step's logits of a full forward over (the last block_size tokens of) context."""
@@ -146,14 +148,15 @@ def test_greedy_decode_extends_the_prompt_with_argmax_tokens():
     context = prompt
     for t in range(6):  # each token is the argmax after everything before it
         assert torch.equal(out[:, t], _uncached_logits(model, context).argmax(-1))
-        context = torch.cat((context, out[:, t:t + 1]), dim=1)
+        context = torch.cat((context, out[:, t : t + 1]), dim=1)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_rnn_lm_cached_decoding_equals_the_uncached_forward(cell):
     torch.manual_seed(0)
-    model = RNNLanguageModel(LanguageModelConfig(cell=cell, vocab_size=11, embedding_size=8, hidden_size=16,
-                                                 num_layers=2)).eval()
+    model = RNNLanguageModel(
+        LanguageModelConfig(cell=cell, vocab_size=11, embedding_size=8, hidden_size=16, num_layers=2)
+    ).eval()
     assert isinstance(model, IncrementalDecoder)
     g = torch.Generator().manual_seed(3)
     prompt = torch.randint(0, 11, (3, 5), generator=g)
@@ -171,6 +174,7 @@ def test_rnn_lm_cached_decoding_equals_the_uncached_forward(cell):
 
 
 # -- data, training, checkpoints ----------------------------------------------------------------
+
 
 def test_window_view_cuts_the_windows_it_is_asked_for():
     ids = torch.arange(100)
@@ -194,13 +198,29 @@ def text_file(tmp_path):
 
 
 def _experiment(text_file, **train):
-    return experiment_from_dict({
-        "model": {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
-        "data": {"name": "char_lm", "path": str(text_file), "seq_len": 32, "num_windows": 1600,
-                 "val_fraction": 0.1, "test_fraction": 0.0},
-        "train": {"batch_size": 16, "lr": 3e-3, "max_steps": 100, "eval_every": 50, "log_every": 50,
-                  "tensorboard": False, "layer_norms_every": 0, **train},
-    })
+    return experiment_from_dict(
+        {
+            "model": {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
+            "data": {
+                "name": "char_lm",
+                "path": str(text_file),
+                "seq_len": 32,
+                "num_windows": 1600,
+                "val_fraction": 0.1,
+                "test_fraction": 0.0,
+            },
+            "train": {
+                "batch_size": 16,
+                "lr": 3e-3,
+                "max_steps": 100,
+                "eval_every": 50,
+                "log_every": 50,
+                "tensorboard": False,
+                "layer_norms_every": 0,
+                **train,
+            },
+        }
+    )
 
 
 def test_trains_on_a_tiny_text_and_round_trips_its_checkpoint(text_file, tmp_path, capsys):
@@ -257,15 +277,29 @@ def test_window_log_likelihood_scores_every_token_once():
         assert got == pytest.approx(exact + math.log(1 / 7), abs=1e-9)
 
 
-@pytest.mark.parametrize("preset", ["shakespeare_char_gpt.toml", "shakespeare_char_lstm.toml",
-                                    "shakespeare_char_nanogpt_cpu.toml"])
+@pytest.mark.parametrize(
+    "preset", ["shakespeare_char_gpt.toml", "shakespeare_char_lstm.toml", "shakespeare_char_nanogpt_cpu.toml"]
+)
 def test_shakespeare_presets_train_on_a_given_text(preset, configs_dir, text_file, tmp_path):
     # The presets as written (bf16 autocast included), shrunk to two steps on a small text.
-    shrink = (["--model.d_model=16", "--model.num_heads=2", "--data.num_windows=64"] if "gpt" in preset
-              else ["--model.hidden_size=16", "--train.batch_size=4", "--train.tbptt_steps=16"])
-    args = ["train", str(configs_dir / preset), f"--data.path={text_file}", "--data.seq_len=16",
-            "--train.max_steps=2", "--train.eval_every=2", "--out", str(tmp_path / "runs"), "--quiet",
-            "--train.tensorboard=false", *shrink]
+    shrink = (
+        ["--model.d_model=16", "--model.num_heads=2", "--data.num_windows=64"]
+        if "gpt" in preset
+        else ["--model.hidden_size=16", "--train.batch_size=4", "--train.tbptt_steps=16"]
+    )
+    args = [
+        "train",
+        str(configs_dir / preset),
+        f"--data.path={text_file}",
+        "--data.seq_len=16",
+        "--train.max_steps=2",
+        "--train.eval_every=2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--quiet",
+        "--train.tensorboard=false",
+        *shrink,
+    ]
     assert main(args) == 0
     (run,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text())
@@ -273,8 +307,11 @@ def test_shakespeare_presets_train_on_a_given_text(preset, configs_dir, text_fil
 
 
 def test_a_missing_shakespeare_text_names_where_to_get_it(tmp_path):
-    with pytest.raises(DataError, match="text file not found: .*tinyshakespeare/input.txt; download "
-                                        "https://raw.githubusercontent.com/karpathy/char-rnn/.*input.txt"):
+    with pytest.raises(
+        DataError,
+        match="text file not found: .*tinyshakespeare/input.txt; download "
+        "https://raw.githubusercontent.com/karpathy/char-rnn/.*input.txt",
+    ):
         build_char_lm(CharLMConfig(path=str(tmp_path / "tinyshakespeare" / "input.txt")))
 
 
@@ -292,8 +329,9 @@ def test_resume_with_the_preset_whose_vocab_size_comes_from_the_data(text_file, 
 
 def test_rnn_lm_label_smoothing_while_training_plain_nll_in_eval():
     torch.manual_seed(0)
-    model = RNNLanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, hidden_size=16, num_layers=1,
-                                                 label_smoothing=0.2))
+    model = RNNLanguageModel(
+        LanguageModelConfig(vocab_size=11, embedding_size=8, hidden_size=16, num_layers=1, label_smoothing=0.2)
+    )
     x, y = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
     logits, loss, _ = model.train()(x, y)
     log_p = F.log_softmax(logits, -1)  # (2, 8, 11)

@@ -16,8 +16,22 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "seqlab"
 
 # Lower rank = lower layer. A module may import its own layer or any layer of a lower rank,
 # except that layers of the same rank (data and models) may not import each other.
-RANK = {"config": 0, "utils": 0, "task": 0, "nn": 1, "data": 2, "models": 2, "generate": 3, "train": 4,
-        "experiments": 4.5, "diagnostics": 5, "bench": 6, "cli": 7, "__main__": 8, "__init__": 8}
+RANK = {
+    "config": 0,
+    "utils": 0,
+    "task": 0,
+    "nn": 1,
+    "data": 2,
+    "models": 2,
+    "generate": 3,
+    "train": 4,
+    "experiments": 4.5,
+    "diagnostics": 5,
+    "bench": 6,
+    "cli": 7,
+    "__main__": 8,
+    "__init__": 8,
+}
 
 
 def _layer(module: str) -> str:
@@ -66,10 +80,14 @@ def _violations() -> list[str]:
             if other == own:
                 continue
             if other not in RANK or own not in RANK:
-                bad.append(f"{path.relative_to(SRC.parent)}:{line} imports {target}: layer {other!r} or "
-                           f"{own!r} has no rank in tests/test_layering.py; give it one")
+                bad.append(
+                    f"{path.relative_to(SRC.parent)}:{line} imports {target}: layer {other!r} or "
+                    f"{own!r} has no rank in tests/test_layering.py; give it one"
+                )
             elif RANK[other] >= RANK[own]:
-                bad.append(f"{path.relative_to(SRC.parent)}:{line}: {own} imports {target} ({other} is not below {own})")
+                bad.append(
+                    f"{path.relative_to(SRC.parent)}:{line}: {own} imports {target} ({other} is not below {own})"
+                )
     return bad
 
 
@@ -78,12 +96,15 @@ def test_imports_point_down_the_layers():
     assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from ..train.trainer import Trainer\n", "seqlab.train.trainer"),
-    ("from .. import data\n", "seqlab.data"),
-    ("import seqlab.cli\n", "seqlab.cli"),
-    ("def f():\n    from ..diagnostics import curves\n", "seqlab.diagnostics"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from ..train.trainer import Trainer\n", "seqlab.train.trainer"),
+        ("from .. import data\n", "seqlab.data"),
+        ("import seqlab.cli\n", "seqlab.cli"),
+        ("def f():\n    from ..diagnostics import curves\n", "seqlab.diagnostics"),
+    ],
+)
 def test_the_checker_sees_relative_absolute_and_nested_imports(tmp_path, monkeypatch, source, expected):
     # A file placed as seqlab/nn/x.py: each of these imports must be resolved and reported upward.
     fake_src = tmp_path / "seqlab"

@@ -17,8 +17,9 @@ from seqlab.utils import log_likelihood_summary
 
 def _tiny_lm(vocab_size: int = 7) -> RNNLanguageModel:
     torch.manual_seed(0)
-    return RNNLanguageModel(LanguageModelConfig(cell="gru", vocab_size=vocab_size, embedding_size=4, hidden_size=8,
-                                                num_layers=1))
+    return RNNLanguageModel(
+        LanguageModelConfig(cell="gru", vocab_size=vocab_size, embedding_size=4, hidden_size=8, num_layers=1)
+    )
 
 
 def test_log_likelihood_is_the_sum_of_one_step_conditionals():
@@ -29,7 +30,7 @@ def test_log_likelihood_is_the_sum_of_one_step_conditionals():
     model.eval()
     state, by_steps = None, math.log(first[ids[0]].item())
     for t in range(1, len(ids)):
-        logits, _, state = model(ids[t - 1:t][None], state=state)
+        logits, _, state = model(ids[t - 1 : t][None], state=state)
         by_steps += F.log_softmax(logits[0, -1].double(), -1)[ids[t]].item()
     model.train()
     for chunk in (1, 5, 64):  # chunking with a carried state changes nothing
@@ -65,9 +66,20 @@ def test_a_uniform_model_has_perplexity_V_and_log2_V_bits():
 
 
 def test_seqlab_eval_reports_the_chain_rule_for_a_trained_char_lm(tmp_path, configs_dir, capsys):
-    argv = ["train", str(configs_dir / "charlm_lstm.toml"), "--train.max_steps=4", "--train.eval_every=4",
-            "--model.hidden_size=16", "--model.embedding_size=8", "--data.seq_len=16", "--train.tbptt_steps=16",
-            "--train.tensorboard=false", "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "train",
+        str(configs_dir / "charlm_lstm.toml"),
+        "--train.max_steps=4",
+        "--train.eval_every=4",
+        "--model.hidden_size=16",
+        "--model.embedding_size=8",
+        "--data.seq_len=16",
+        "--train.tbptt_steps=16",
+        "--train.tensorboard=false",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert main(argv) == 0
     run = next(tmp_path.iterdir())
     summary = json.loads((run / "summary.json").read_text())
@@ -97,8 +109,21 @@ def test_seqlab_eval_reports_the_chain_rule_for_a_trained_char_lm(tmp_path, conf
 
 
 def test_eval_of_a_classifier_is_unchanged(tmp_path, configs_dir, capsys):
-    assert main(["train", str(configs_dir / "digits_lstm.toml"), "--train.max_steps=2", "--model.hidden_size=8",
-                 "--train.tensorboard=false", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(configs_dir / "digits_lstm.toml"),
+                "--train.max_steps=2",
+                "--model.hidden_size=8",
+                "--train.tensorboard=false",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(next(tmp_path.iterdir()))]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"test/loss", "test/accuracy", "seconds"}
@@ -113,7 +138,12 @@ def test_errors():
 
 def test_the_shared_summary_guards_the_exp_overflow():
     r = log_likelihood_summary(-800.0, 1)  # exp(800) overflows a float
-    assert r == {"log_likelihood": -800.0, "tokens": 1, "nll_per_token": 800.0, "perplexity": math.inf,
-                 "bits_per_char": pytest.approx(800.0 / math.log(2), rel=1e-15)}
+    assert r == {
+        "log_likelihood": -800.0,
+        "tokens": 1,
+        "nll_per_token": 800.0,
+        "perplexity": math.inf,
+        "bits_per_char": pytest.approx(800.0 / math.log(2), rel=1e-15),
+    }
     r = log_likelihood_summary(-6.0, 4)
     assert r["perplexity"] == pytest.approx(math.exp(1.5), rel=1e-15) and r["nll_per_token"] == 1.5

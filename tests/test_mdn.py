@@ -8,8 +8,15 @@ import pytest
 import torch
 
 import seqlab.nn as snn
-from seqlab.nn.mdn import (MixtureParams, mixture_cdf, mixture_mean, mixture_nll, mixture_quantile,
-                           mixture_sample, mixture_variance)
+from seqlab.nn.mdn import (
+    MixtureParams,
+    mixture_cdf,
+    mixture_mean,
+    mixture_nll,
+    mixture_quantile,
+    mixture_sample,
+    mixture_variance,
+)
 
 
 def direct_nll(log_w, mu, sigma, y) -> np.ndarray:
@@ -32,7 +39,13 @@ def test_head_shapes_and_constraints(batch, D, K):
     assert (p.scales >= head.min_scale).all()
     y = torch.randn(*batch, D)
     assert head.nll(p, y).shape == batch
-    assert head.mean(p).shape == head.variance(p).shape == head.sample(p).shape == head.quantile(p, 0.3).shape == (*batch, D)
+    assert (
+        head.mean(p).shape
+        == head.variance(p).shape
+        == head.sample(p).shape
+        == head.quantile(p, 0.3).shape
+        == (*batch, D)
+    )
 
 
 def test_nll_matches_the_direct_formula_in_float64():
@@ -73,10 +86,11 @@ def test_nll_is_finite_for_far_targets_and_tiny_scales():
 
 
 def test_mean_variance_and_samples_agree():
-    p = MixtureParams(torch.log(torch.tensor([[0.25, 0.75]])), torch.tensor([[[-2.0], [2.0]]]),
-                      torch.tensor([[[0.5], [1.0]]]))
+    p = MixtureParams(
+        torch.log(torch.tensor([[0.25, 0.75]])), torch.tensor([[[-2.0], [2.0]]]), torch.tensor([[[0.5], [1.0]]])
+    )
     assert mixture_mean(p).item() == pytest.approx(0.25 * -2 + 0.75 * 2)
-    var = 0.25 * (0.25 + 4) + 0.75 * (1 + 4) - 1.0 ** 2
+    var = 0.25 * (0.25 + 4) + 0.75 * (1 + 4) - 1.0**2
     assert mixture_variance(p).item() == pytest.approx(var)
     g = torch.Generator().manual_seed(0)
     rep = MixtureParams(*(t.expand(40_000, *t.shape[1:]) for t in p))
@@ -90,7 +104,9 @@ def test_mean_variance_and_samples_agree():
 
 
 def test_quantiles_invert_the_cdf():
-    one = MixtureParams(torch.zeros(3, 1), torch.tensor([[[0.0]], [[5.0]], [[-1.0]]]), torch.tensor([[[1.0]], [[2.0]], [[0.1]]]))
+    one = MixtureParams(
+        torch.zeros(3, 1), torch.tensor([[[0.0]], [[5.0]], [[-1.0]]]), torch.tensor([[[1.0]], [[2.0]], [[0.1]]])
+    )
     normal = torch.distributions.Normal(one.means[:, 0], one.scales[:, 0])
     for q in (0.1, 0.5, 0.9):
         torch.testing.assert_close(mixture_quantile(one, q), normal.icdf(torch.tensor(q)), atol=1e-5, rtol=1e-5)
@@ -139,10 +155,13 @@ def test_bimodal_target_recovers_both_modes_and_beats_one_gaussian():
             assert mdn.quantile(p, 0.1).item() < x0 - 0.9 and mdn.quantile(p, 0.9).item() > x0 + 0.9
 
 
-@pytest.mark.parametrize("args,message", [
-    ((0, 1, 2), "in_features must be >= 1, got 0"),
-    ((3, 1, 0), "num_components must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((0, 1, 2), "in_features must be >= 1, got 0"),
+        ((3, 1, 0), "num_components must be >= 1, got 0"),
+    ],
+)
 def test_head_errors(args, message):
     with pytest.raises(ValueError, match=message):
         snn.MixtureDensityHead(*args)

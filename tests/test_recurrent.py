@@ -160,7 +160,7 @@ def test_same_parameters_and_default_init_as_torch(mode):
     # Same registration order and U(-1/sqrt(H), 1/sqrt(H)), so the same seed gives the same values.
     for (_, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
         assert p.shape == q.shape and torch.equal(p, q)
-    bound = H ** -0.5
+    bound = H**-0.5
     assert all(p.abs().max() <= bound for p in ours.parameters())
 
 
@@ -198,8 +198,9 @@ CELLS = {
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
-@pytest.mark.parametrize("bias,batched,with_h0", [(True, True, True), (False, True, False),
-                                                   (True, False, True), (False, False, False)])
+@pytest.mark.parametrize(
+    "bias,batched,with_h0", [(True, True, True), (False, True, False), (True, False, True), (False, False, False)]
+)
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_cell_parity_with_torch(cell, bias, batched, with_h0, impl):
     scls, tcls, extra = CELLS[cell]
@@ -220,14 +221,16 @@ def test_cell_parity_with_torch(cell, bias, batched, with_h0, impl):
         assert a.shape == b.shape and _max_diff(a, b) <= TOL
     inputs = [x, *(_states(hx) if hx is not None else ())]
     weights = [torch.randn(t.shape, generator=gen) for t in out]
-    g_ref = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, out_ref)),
-                                list(theirs.parameters()) + inputs)
+    g_ref = torch.autograd.grad(
+        sum((w * t).sum() for w, t in zip(weights, out_ref)), list(theirs.parameters()) + inputs
+    )
     g = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, out)), list(ours.parameters()) + inputs)
     for a, b in zip(g, g_ref):
         assert _max_diff(a, b) <= TOL
 
 
 # ---- errors say what was expected and what was got, in torch's words where torch has them ----
+
 
 def _torch_message(fn):
     with pytest.raises(Exception) as info:
@@ -243,8 +246,7 @@ def test_error_messages_match_torch(impl):
     x = torch.randn(T, B, I)
     bad_state = (torch.zeros(1, B, H), torch.zeros(2, B, H))
     bad_cell = (torch.zeros(2, B, H), torch.zeros(2, B + 1, H))
-    for call in (lambda m: m(x_wrong_features), lambda m: m(x_4d), lambda m: m(x, bad_state),
-                 lambda m: m(x, bad_cell)):
+    for call in (lambda m: m(x_wrong_features), lambda m: m(x_4d), lambda m: m(x, bad_state), lambda m: m(x, bad_cell)):
         assert _torch_message(lambda: call(ours)) == _torch_message(lambda: call(theirs))
     with pytest.raises(RuntimeError, match=r"Expected 5, got 6"):
         ours(x_wrong_features)

@@ -23,10 +23,14 @@ def _outputs_and_grads(module, x, hx):
     return (y, h_n, c_n), torch.autograd.grad(loss, list(module.parameters()))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: snn.LayerNormLSTM(3, 4, batch_first=True),
-    lambda: snn.LSTM(3, 4, batch_first=True, recurrent_dropout=0.3),  # "fused" falls back to its own loop
-], ids=["layernorm_lstm", "lstm_recurrent_dropout"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: snn.LayerNormLSTM(3, 4, batch_first=True),
+        lambda: snn.LSTM(3, 4, batch_first=True, recurrent_dropout=0.3),  # "fused" falls back to its own loop
+    ],
+    ids=["layernorm_lstm", "lstm_recurrent_dropout"],
+)
 def test_compiled_equals_eager(make):
     torch.manual_seed(0)
     module = make().train()

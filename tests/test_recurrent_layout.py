@@ -55,8 +55,9 @@ def _spy_paths(monkeypatch, layer) -> list[str]:
 
 
 @pytest.mark.parametrize("cls, kwargs, training, grad, gates, dtype, batch, expected", CASES)
-def test_select_path_decides_and_forward_runs_it(monkeypatch, cls, kwargs, training, grad, gates, dtype, batch,
-                                                 expected):
+def test_select_path_decides_and_forward_runs_it(
+    monkeypatch, cls, kwargs, training, grad, gates, dtype, batch, expected
+):
     layer = cls(3, 4, num_layers=2, **kwargs).to(dtype).train(training)
     x = torch.randn(5, batch, 3, dtype=dtype)
     with torch.set_grad_enabled(grad):
@@ -101,8 +102,10 @@ def test_every_private_torch_call_is_in_torch_internals():
                 found.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
     assert found == []
     internals = (SRC / "nn" / "recurrent" / "torch_internals.py").read_text(encoding="utf-8")
-    assert all(name in internals for name in ("_VF.lstm", "torch.ops.mkldnn._linear_pointwise",
-                                              "torch._cudnn_rnn_flatten_weight"))
+    assert all(
+        name in internals
+        for name in ("_VF.lstm", "torch.ops.mkldnn._linear_pointwise", "torch._cudnn_rnn_flatten_weight")
+    )
 
 
 # Every name seqlab/nn/recurrent.py defined or imported from seqlab before it became a package.
@@ -125,8 +128,7 @@ def test_old_module_names_still_import():
         recurrent._fused_lstm_gates  # noqa: B018
 
 
-@pytest.mark.parametrize("cls", [snn.RNN, snn.LSTM, snn.GRU, snn.LayerNormLSTM, snn.RNNCell, snn.LSTMCell,
-                                 snn.GRUCell])
+@pytest.mark.parametrize("cls", [snn.RNN, snn.LSTM, snn.GRU, snn.LayerNormLSTM, snn.RNNCell, snn.LSTMCell, snn.GRUCell])
 def test_help_shows_the_shape_contract(cls):
     """help(seqlab.nn.LSTM) etc. show Inputs / Outputs with the symbols defined, as torch's do."""
     text = pydoc.render_doc(cls, renderer=pydoc.plaintext)

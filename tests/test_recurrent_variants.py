@@ -62,8 +62,17 @@ def _run_impls(variant, dropout, recurrent_dropout, packed, dtype=torch.float32,
     results = {}
     for impl in ("reference", "fused_own", "fused"):
         torch.manual_seed(0)
-        layer = cls(n_in, n_hid, num_layers=2, bidirectional=bidirectional, batch_first=True, dropout=dropout,
-                    recurrent_dropout=recurrent_dropout, impl=impl, **extra).to(dtype)
+        layer = cls(
+            n_in,
+            n_hid,
+            num_layers=2,
+            bidirectional=bidirectional,
+            batch_first=True,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            impl=impl,
+            **extra,
+        ).to(dtype)
         torch.manual_seed(7)  # the dropout masks
         inp = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
         with torch.set_grad_enabled(grad):
@@ -127,8 +136,9 @@ def test_variational_dropout_uses_one_mask_per_sequence():
     h, c = torch.zeros(B, H), torch.zeros(B, H)
     outs = []
     for t in range(T):
-        step = snn.lstm_step(x[t], h, c, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
-                             lstm.bias_hh_l0, recurrent_mask=mask)
+        step = snn.lstm_step(
+            x[t], h, c, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0, recurrent_mask=mask
+        )
         h, c = step.h, step.c
         outs.append(h)
     assert _diff(y, torch.stack(outs)) <= TOL and _diff(h_n[0], h) <= TOL and _diff(c_n[0], c) <= TOL
@@ -156,8 +166,11 @@ def test_layernorm_lstm_matches_the_paper_equations_in_float64():
     y, (h_n, c_n) = ln(x)
     h = c = torch.zeros(B, H, dtype=torch.float64)
     for t in range(T):
-        a = (_layer_norm64(x[t] @ ln.weight_ih_l0.T, ln.ln_ih_weight_l0, None)
-             + _layer_norm64(h @ ln.weight_hh_l0.T, ln.ln_hh_weight_l0, None) + ln.bias_l0)
+        a = (
+            _layer_norm64(x[t] @ ln.weight_ih_l0.T, ln.ln_ih_weight_l0, None)
+            + _layer_norm64(h @ ln.weight_hh_l0.T, ln.ln_hh_weight_l0, None)
+            + ln.bias_l0
+        )
         i, f, g, o = a.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(_layer_norm64(c, ln.ln_cell_weight_l0, ln.ln_cell_bias_l0))
@@ -184,8 +197,18 @@ def test_gradcheck_reference_steps_float64():
     torch.manual_seed(0)
     d = dict(dtype=torch.float64, requires_grad=True)
     x, h, c = torch.randn(2, I, **d), torch.randn(2, H, **d), torch.randn(2, H, **d)
-    w4, u4, b4, b4b = torch.randn(4 * H, I, **d), torch.randn(4 * H, H, **d), torch.randn(4 * H, **d), torch.randn(4 * H, **d)
-    w3, u3, b3, b3b = torch.randn(3 * H, I, **d), torch.randn(3 * H, H, **d), torch.randn(3 * H, **d), torch.randn(3 * H, **d)
+    w4, u4, b4, b4b = (
+        torch.randn(4 * H, I, **d),
+        torch.randn(4 * H, H, **d),
+        torch.randn(4 * H, **d),
+        torch.randn(4 * H, **d),
+    )
+    w3, u3, b3, b3b = (
+        torch.randn(3 * H, I, **d),
+        torch.randn(3 * H, H, **d),
+        torch.randn(3 * H, **d),
+        torch.randn(3 * H, **d),
+    )
     w1, u1, b1 = torch.randn(H, I, **d), torch.randn(H, H, **d), torch.randn(H, **d)
     w_hr, h_p = torch.randn(3, H, **d), torch.randn(2, 3, **d)
     u4p = torch.randn(4 * H, 3, **d)
@@ -260,7 +283,7 @@ def test_lengths_equals_running_each_sequence_alone(impl):
     y, h_n = gru(x, lengths=torch.tensor(lengths))
     assert y.shape == (B, T, 2 * H)
     for b, n in enumerate(lengths):
-        y_b, h_b = gru(x[b:b + 1, :n])
+        y_b, h_b = gru(x[b : b + 1, :n])
         assert _diff(y[b, :n], y_b[0]) <= TOL and _diff(h_n[:, b], h_b[:, 0]) <= TOL
         assert y[b, n:].abs().max() == 0 if n < T else True
 
@@ -301,8 +324,9 @@ def test_classifier_cells_and_impls_agree(cell):
     models = {}
     for impl in ("fused", "reference"):
         torch.manual_seed(0)
-        models[impl] = SequenceClassifier(ClassifierConfig(cell=cell, impl=impl, input_size=I, hidden_size=H,
-                                                           num_layers=2, bidirectional=True))
+        models[impl] = SequenceClassifier(
+            ClassifierConfig(cell=cell, impl=impl, input_size=I, hidden_size=H, num_layers=2, bidirectional=True)
+        )
     x, targets = torch.randn(B, T, I), torch.tensor([0, 3, 9])
     logits, loss = models["fused"](x, targets)
     logits_ref, loss_ref = models["reference"](x, targets)
@@ -320,7 +344,9 @@ def test_classifier_config_errors():
         from_dict(ClassifierConfig, {"cell": "tcn"}, "model")
     with pytest.raises(ConfigError, match="model.impl must be one of fused, fused_own, reference, got 'fast'"):
         from_dict(ClassifierConfig, {"impl": "fast"}, "model")
-    cfg = from_dict(ClassifierConfig, {"cell": "layernorm_lstm", "impl": "reference", "recurrent_dropout": 0.1}, "model")
+    cfg = from_dict(
+        ClassifierConfig, {"cell": "layernorm_lstm", "impl": "reference", "recurrent_dropout": 0.1}, "model"
+    )
     model = SequenceClassifier(cfg)
     assert isinstance(model.rnn, snn.LayerNormLSTM) and model.rnn.impl == "reference"
     assert model.rnn.recurrent_dropout == 0.1
@@ -456,13 +482,14 @@ def test_zero_length_and_empty_batch(variant, impl):
     H_out = extra.get("proj_size", H)
     y, s = layer(torch.randn(0, T, I))
     assert y.shape == (0, T, 2 * H_out)
-    assert [tuple(t.shape) for t in _states(s)] == [(4, 0, H_out), (4, 0, H)][:len(_states(s))]
+    assert [tuple(t.shape) for t in _states(s)] == [(4, 0, H_out), (4, 0, H)][: len(_states(s))]
     if variant != "layernorm_lstm":
         theirs = getattr(nn, cls.__name__)(I, H, num_layers=2, bidirectional=True, batch_first=True, **extra)
         y_t, s_t = theirs(torch.randn(0, T, I))
         assert y.shape == y_t.shape and [t.shape for t in _states(s)] == [t.shape for t in _states(s_t)]
-    grads = torch.autograd.grad((y.sum() + sum(t.sum() for t in _states(s))), list(layer.parameters()),
-                                allow_unused=True)
+    grads = torch.autograd.grad(
+        (y.sum() + sum(t.sum() for t in _states(s))), list(layer.parameters()), allow_unused=True
+    )
     assert all(g is None or g.abs().max() == 0 for g in grads)
 
 
@@ -486,7 +513,7 @@ def test_onednn_probe_falls_back_when_an_op_fails(monkeypatch):
     assert torch_internals._ONEDNN_LINEAR is False  # probed once, remembered
     for variant in ("lstm", "gru", "layernorm_lstm"):
         results = _run_impls(variant, 0.0, 0.0, packed=False)
-        (y0, s0, g0), (y, s, g) = results["reference"], results["fused_own"]
+        (y0, s0, _), (y, s, _) = results["reference"], results["fused_own"]
         assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))
 
 
@@ -536,8 +563,11 @@ def test_double_backward_on_own_path_says_what_to_use(cls, impl):
     x = torch.randn(T, B, I, requires_grad=True)
     layer = cls(I, H, impl=impl)
     (g,) = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match=r"double backward is not supported by seqlab's own fused "
-                                           r"recurrence .*Use impl='reference'"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"double backward is not supported by seqlab's own fused "
+        r"recurrence .*Use impl='reference'",
+    ):
         g.pow(2).sum().backward()
     ours, theirs = snn.LSTM(I, H, impl="reference"), nn.LSTM(I, H)
     theirs.load_state_dict(ours.state_dict())

@@ -7,8 +7,13 @@ import pytest
 
 from seqlab.cli import main
 
-TINY_DIGITS = ["--train.max_steps=2", "--train.eval_every=1", "--model.hidden_size=8", "--train.tensorboard=false",
-               "--quiet"]
+TINY_DIGITS = [
+    "--train.max_steps=2",
+    "--train.eval_every=1",
+    "--model.hidden_size=8",
+    "--train.tensorboard=false",
+    "--quiet",
+]
 
 
 def _error(capsys) -> str:
@@ -22,8 +27,10 @@ def test_resume_of_a_run_that_died_before_its_first_checkpoint(tmp_path, capsys)
     run.mkdir()
     (run / "config.toml").write_text('[model]\nname = "rnn_classifier"\n')  # written before training starts
     assert main(["train", "--resume", str(run)]) == 2
-    assert _error(capsys) == (f"seqlab train: error: {run} has no checkpoint yet (the run stopped before writing "
-                              f"its first one); nothing to resume")
+    assert _error(capsys) == (
+        f"seqlab train: error: {run} has no checkpoint yet (the run stopped before writing "
+        f"its first one); nothing to resume"
+    )
     assert main(["eval", str(run)]) == 2
     assert _error(capsys).endswith("nothing to evaluate")
 
@@ -33,8 +40,9 @@ def test_unknown_checkpoint_lists_the_ones_there(tmp_path, configs_dir, capsys):
     (run,) = tmp_path.iterdir()
     capsys.readouterr()
     assert main(["eval", str(run), "--checkpoint", "nope.pt"]) == 2
-    assert _error(capsys) == (f"seqlab eval: error: {run} has no checkpoints/nope.pt; "
-                              f"checkpoints there: best.pt, last.pt")
+    assert _error(capsys) == (
+        f"seqlab eval: error: {run} has no checkpoints/nope.pt; checkpoints there: best.pt, last.pt"
+    )
 
 
 def test_out_that_cannot_be_created_is_a_usage_error(tmp_path, configs_dir, capsys):
@@ -59,22 +67,52 @@ def test_run_name_may_not_escape_out(tmp_path, configs_dir, capsys):
 def test_series_too_short_names_the_file_and_the_commands_option(tmp_path, configs_dir, capsys):
     csv = tmp_path / "short.csv"
     csv.write_text("t,v\n" + "".join(f"{i},{i % 3}\n" for i in range(12)))
-    assert main(["forecast", "--data", "series_csv", f"--data.path={csv}", "--models", "ar",
-                 "--interval-model", "none", "--out", str(tmp_path / "fc")]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "--data",
+                "series_csv",
+                f"--data.path={csv}",
+                "--models",
+                "ar",
+                "--interval-model",
+                "none",
+                "--out",
+                str(tmp_path / "fc"),
+            ]
+        )
+        == 2
+    )
     err = _error(capsys)
-    assert err.startswith(f"seqlab forecast: error: {csv}: a series of 12 values leaves 8 for training, fewer than "
-                          f"tau + horizon + 1 = 11 (tau = 9)")
+    assert err.startswith(
+        f"seqlab forecast: error: {csv}: a series of 12 values leaves 8 for training, fewer than "
+        f"tau + horizon + 1 = 11 (tau = 9)"
+    )
     assert "lower --order" in err and "--data.tau" not in err
-    assert main(["train", str(configs_dir / "sunspots_lstm.toml"), "--data.name=series_csv", f"--data.path={csv}",
-                 "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(configs_dir / "sunspots_lstm.toml"),
+                "--data.name=series_csv",
+                f"--data.path={csv}",
+                "--out",
+                str(tmp_path / "runs"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = _error(capsys)
     assert err.startswith(f"seqlab train: error: {csv}: a series of 12 values") and "lower --data.tau" in err
 
 
 def test_data_info_without_a_name_lists_the_datasets(capsys):
     assert main(["data", "info"]) == 2
-    assert _error(capsys).startswith("seqlab data: error: give a dataset name: seqlab data info NAME, one of "
-                                     "adding, char_lm, co2,")
+    assert _error(capsys).startswith(
+        "seqlab data: error: give a dataset name: seqlab data info NAME, one of adding, char_lm, co2,"
+    )
 
 
 @pytest.mark.parametrize("name", ["char_lm", "series_csv", "pairs"])
@@ -88,8 +126,12 @@ def test_pairs_skipped_lines_are_reported_once_without_a_python_warning(tmp_path
     pairs.write_text("Go.\tVa !\nHi.\tSalut !\nbad line\nRun!\tCours !\nWow!\tÇa alors !\nFire!\tAu feu !\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["data", "info", "pairs", f"--data.path={pairs}", "--data.val_fraction=0.2",
-                     "--data.test_fraction=0.2"]) == 0
+        assert (
+            main(
+                ["data", "info", "pairs", f"--data.path={pairs}", "--data.val_fraction=0.2", "--data.test_fraction=0.2"]
+            )
+            == 0
+        )
     assert caught == []
     out = capsys.readouterr().out
     assert out.count("skipped 1 of 6 lines: fewer than 2 fields") == 1
@@ -107,5 +149,6 @@ def test_bench_help_lists_the_benchmarks(capsys):
 
 def test_commands_without_overrides_say_so(tmp_path, capsys):
     assert main(["runs", str(tmp_path), "--data.path=x"]) == 2
-    assert _error(capsys) == ("seqlab runs: error: unrecognised argument '--data.path=x'; this command takes no "
-                              "--section.key=value overrides")
+    assert _error(capsys) == (
+        "seqlab runs: error: unrecognised argument '--data.path=x'; this command takes no --section.key=value overrides"
+    )

@@ -52,9 +52,17 @@ def test_training_outlives_a_closed_output_pipe(tmp_path, configs_dir, closed):
     """`seqlab train ... | head -2` (stdout) and `... 2>&1 | head -2` (both): the run still ends complete."""
     out = tmp_path / "runs"
     both = closed == "stdout_and_stderr"
-    proc = _seqlab("train", str(configs_dir / "digits_lstm.toml"), *TRAIN, "--train.max_steps=300",
-                   "--train.log_every=5", "--out", str(out), stdout=subprocess.PIPE,
-                   stderr=subprocess.STDOUT if both else subprocess.DEVNULL)
+    proc = _seqlab(
+        "train",
+        str(configs_dir / "digits_lstm.toml"),
+        *TRAIN,
+        "--train.max_steps=300",
+        "--train.log_every=5",
+        "--out",
+        str(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if both else subprocess.DEVNULL,
+    )
     if both:  # the progress lines come through the pipe: read two, as head -2 does, then go away
         lines = [proc.stdout.readline() for _ in range(2)]
         assert all(line.startswith("step ") for line in lines), lines
@@ -74,9 +82,18 @@ def test_training_outlives_a_closed_output_pipe(tmp_path, configs_dir, closed):
 def test_sighup_saves_a_checkpoint_and_exits_129(tmp_path, configs_dir):
     """A closed terminal or ssh session (SIGHUP) stops training as SIGTERM does."""
     out = tmp_path / "runs"
-    proc = _seqlab("train", str(configs_dir / "digits_lstm.toml"), *TRAIN, "--train.max_steps=1000000",
-                   "--train.eval_every=0", "--train.epochs=1", "--out", str(out),
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _seqlab(
+        "train",
+        str(configs_dir / "digits_lstm.toml"),
+        *TRAIN,
+        "--train.max_steps=1000000",
+        "--train.eval_every=0",
+        "--train.epochs=1",
+        "--out",
+        str(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for_a_logged_step(out, proc)
     proc.send_signal(signal.SIGHUP)
     _, stderr = _finish(proc)
@@ -103,9 +120,20 @@ def test_a_closed_terminal_stops_training_with_a_checkpoint(tmp_path, configs_di
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = _seqlab("train", str(configs_dir / "digits_lstm.toml"), *TRAIN, "--train.max_steps=1000000",
-                   "--train.eval_every=0", "--train.epochs=1", "--out", str(out),
-                   stdin=slave, stdout=slave, stderr=slave, preexec_fn=on_the_terminal)
+    proc = _seqlab(
+        "train",
+        str(configs_dir / "digits_lstm.toml"),
+        *TRAIN,
+        "--train.max_steps=1000000",
+        "--train.eval_every=0",
+        "--train.epochs=1",
+        "--out",
+        str(out),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=on_the_terminal,
+    )
     os.close(slave)
     try:
         shown = b""
@@ -125,8 +153,21 @@ def test_a_closed_terminal_stops_training_with_a_checkpoint(tmp_path, configs_di
 def test_ctrl_c_in_forecast_keeps_the_finished_models(tmp_path):
     """Ctrl-C while the LSTM trains: exit 130, one line, and forecast.json with naive and the finished AR."""
     out = tmp_path / "fc"
-    proc = _seqlab("forecast", "--data", "sine", "--models", "ar,lstm", "--interval-model", "none",
-                   "--budget-steps", "1000000", "--out", str(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _seqlab(
+        "forecast",
+        "--data",
+        "sine",
+        "--models",
+        "ar,lstm",
+        "--interval-model",
+        "none",
+        "--budget-steps",
+        "1000000",
+        "--out",
+        str(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first = proc.stderr.readline()  # "ar: 10 parameters, fitted in ..." once AR is done; then the LSTM trains
     assert first.startswith("ar: "), first + _finish(proc)[1]
     time.sleep(0.5)
@@ -135,7 +176,8 @@ def test_ctrl_c_in_forecast_keeps_the_finished_models(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == [
         f"seqlab forecast: interrupted by SIGINT while fitting lstm; wrote naive and the finished models (ar) to "
-        f"{out / 'forecast.json'}"]
+        f"{out / 'forecast.json'}"
+    ]
     metrics = json.loads((out / "forecast.json").read_text())
     assert list(metrics) == ["naive", "ar"]
     assert all(metrics["ar"][h]["rmse"] > 0 for h in ("1", "5", "10"))
@@ -154,11 +196,24 @@ def _run_dir(root, name, summary=None):
 
 
 def test_runs_skips_damaged_summaries_and_lists_the_rest(tmp_path, capsys):
-    good = {"task": "classification", "model": "rnn_classifier", "params": 1834, "steps": 30, "seconds": 1.5,
-            "test/loss": 1.25, "test/accuracy": 0.5, "best_val/accuracy": 0.6}
+    good = {
+        "task": "classification",
+        "model": "rnn_classifier",
+        "params": 1834,
+        "steps": 30,
+        "seconds": 1.5,
+        "test/loss": 1.25,
+        "test/accuracy": 0.5,
+        "best_val/accuracy": 0.6,
+    }
     _run_dir(tmp_path, "a-good", json.dumps(good))
-    damaged = {"b-cut": '{"task": "classification", "par', "c-list": "[]", "d-null": "null", "e-text": '"done"',
-               "f-wrong": '{"params": "many"}'}
+    damaged = {
+        "b-cut": '{"task": "classification", "par',
+        "c-list": "[]",
+        "d-null": "null",
+        "e-text": '"done"',
+        "f-wrong": '{"params": "many"}',
+    }
     for name, text in damaged.items():
         _run_dir(tmp_path, name, text)
     unfinished = _run_dir(tmp_path, "g-killed")

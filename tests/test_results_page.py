@@ -84,11 +84,14 @@ def unknown_commands(text: str) -> list[str]:
         for match in COMMAND.finditer(code):
             command, argument = match.groups()
             if command not in COMMANDS:
-                problems.append(f"line {number}: `seqlab {command}` is not a command; commands: "
-                                f"{', '.join(sorted(COMMANDS))}")
+                problems.append(
+                    f"line {number}: `seqlab {command}` is not a command; commands: {', '.join(sorted(COMMANDS))}"
+                )
             elif command == "bench" and argument and argument not in benchmarks and argument.islower():
-                problems.append(f"line {number}: `seqlab bench {argument}`: no such benchmark; "
-                                f"benchmarks: {', '.join(sorted(benchmarks))}")
+                problems.append(
+                    f"line {number}: `seqlab bench {argument}`: no such benchmark; "
+                    f"benchmarks: {', '.join(sorted(benchmarks))}"
+                )
     return problems
 
 
@@ -105,23 +108,32 @@ def test_results_page_quotes_only_existing_commands():
     assert unknown_commands(text) == []
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n", ["line 3: 3 cells, the header has 2"]),
-    ("| a | b |\n| 1 | 2 |\n", ["line 1: a table without a delimiter row (|---|---|) under its header"]),
-    ("| a | b |\n|:--|--:|\n| `x \\| y` | 2 |\n\n```\n| not | a table\n```\n", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n", ["line 3: 3 cells, the header has 2"]),
+        ("| a | b |\n| 1 | 2 |\n", ["line 1: a table without a delimiter row (|---|---|) under its header"]),
+        ("| a | b |\n|:--|--:|\n| `x \\| y` | 2 |\n\n```\n| not | a table\n```\n", []),
+    ],
+)
 def test_table_check_finds_a_broken_table(text, expected):
     assert table_problems(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Run `seqlab trian configs/x.toml`.", ["line 1: `seqlab trian` is not a command"]),
-    ("```\nOMP_NUM_THREADS=1 seqlab evaluate RUN\n```\n", ["line 2: `seqlab evaluate` is not a command"]),
-    ("`seqlab bench recurent --quick`", ["line 1: `seqlab bench recurent`: no such benchmark"]),
-    ("```\nseqlab data list   # the datasets seqlab knows\n```\n", []),
-    ("`seqlab train x.toml && seqlab runs`, ``python -m seqlab compare c.toml``, `seqlab --version`, "
-     "seqlab frobnicate outside code, `src/seqlab/cli.py`, `seqlab.cli.COMMANDS`", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Run `seqlab trian configs/x.toml`.", ["line 1: `seqlab trian` is not a command"]),
+        ("```\nOMP_NUM_THREADS=1 seqlab evaluate RUN\n```\n", ["line 2: `seqlab evaluate` is not a command"]),
+        ("`seqlab bench recurent --quick`", ["line 1: `seqlab bench recurent`: no such benchmark"]),
+        ("```\nseqlab data list   # the datasets seqlab knows\n```\n", []),
+        (
+            "`seqlab train x.toml && seqlab runs`, ``python -m seqlab compare c.toml``, `seqlab --version`, "
+            "seqlab frobnicate outside code, `src/seqlab/cli.py`, `seqlab.cli.COMMANDS`",
+            [],
+        ),
+    ],
+)
 def test_command_check_finds_a_command_that_does_not_exist(text, expected):
     problems = unknown_commands(text)
     assert [p.split(";")[0] for p in problems] == expected

@@ -14,8 +14,16 @@ import torch
 from seqlab.cli import main
 
 # Two layers with dropout (RNG in the loop), 10 batches per epoch, so step 13 is mid-epoch 2.
-OVERRIDES = ["--train.max_steps=30", "--train.batch_size=128", "--train.checkpoint_every=13", "--train.eval_every=10",
-             "--model.num_layers=2", "--model.dropout=0.3", "--model.hidden_size=32", "--train.tensorboard=false"]
+OVERRIDES = [
+    "--train.max_steps=30",
+    "--train.batch_size=128",
+    "--train.checkpoint_every=13",
+    "--train.eval_every=10",
+    "--model.num_layers=2",
+    "--model.dropout=0.3",
+    "--model.hidden_size=32",
+    "--train.tensorboard=false",
+]
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
@@ -43,8 +51,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, ca
     assert main(["train", config, *OVERRIDES, "--out", str(tmp_path / "straight"), "--quiet"]) == 0
     (straight,) = (tmp_path / "straight").iterdir()
 
-    proc = subprocess.run([sys.executable, "-c", KILLER, config, str(tmp_path / "k"), "13", *OVERRIDES],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, config, str(tmp_path / "k"), "13", *OVERRIDES], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     (killed,) = (tmp_path / "k").iterdir()
     assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"] == 13
@@ -68,10 +77,25 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, configs_dir, ca
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_and_says_how_to_resume(tmp_path, configs_dir, signum):
     out = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(configs_dir / "digits_lstm.toml"),
-                             "--train.max_steps=1000000", "--train.eval_every=0", "--train.epochs=1",
-                             "--train.tensorboard=false", "--model.hidden_size=16", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seqlab",
+            "train",
+            str(configs_dir / "digits_lstm.toml"),
+            "--train.max_steps=1000000",
+            "--train.eval_every=0",
+            "--train.epochs=1",
+            "--train.tensorboard=false",
+            "--model.hidden_size=16",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until training has logged a step
         metrics = list(out.glob("*/metrics.jsonl"))
@@ -82,7 +106,10 @@ def test_signal_saves_and_says_how_to_resume(tmp_path, configs_dir, signum):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, stderr
     (run,) = out.iterdir()
-    assert f"interrupted by {signal.Signals(signum).name}" in stderr and f"resume with: seqlab train --resume {run}" in stderr
+    assert (
+        f"interrupted by {signal.Signals(signum).name}" in stderr
+        and f"resume with: seqlab train --resume {run}" in stderr
+    )
     assert "Traceback" not in stderr
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] >= 10
@@ -94,8 +121,21 @@ def test_signal_saves_and_says_how_to_resume(tmp_path, configs_dir, signum):
 
 def test_resume_refuses_other_model_config(tmp_path, configs_dir, capsys):
     config = str(configs_dir / "digits_lstm.toml")
-    assert main(["train", config, "--train.max_steps=2", "--model.hidden_size=16", "--out", str(tmp_path),
-                 "--quiet", "--train.tensorboard=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                config,
+                "--train.max_steps=2",
+                "--model.hidden_size=16",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+                "--train.tensorboard=false",
+            ]
+        )
+        == 0
+    )
     (run,) = tmp_path.iterdir()
     before = (run / "checkpoints" / "last.pt").read_bytes()
     assert main(["train", config, "--resume", str(run), "--model.hidden_size=32"]) == 2
@@ -122,14 +162,38 @@ def test_resume_refuses_code_carrying_checkpoint(tmp_path, capsys):
 
 
 def test_runs_table(tmp_path, configs_dir, capsys):
-    assert main(["train", str(configs_dir / "digits_lstm.toml"), "--train.max_steps=3", "--model.hidden_size=8",
-                 "--out", str(tmp_path), "--quiet", "--train.tensorboard=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(configs_dir / "digits_lstm.toml"),
+                "--train.max_steps=3",
+                "--model.hidden_size=8",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+                "--train.tensorboard=false",
+            ]
+        )
+        == 0
+    )
     (run,) = tmp_path.iterdir()
     summary = json.loads((run / "summary.json").read_text())
     capsys.readouterr()
     assert main(["runs", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "task", "model", "params", "steps", "best", "val", "test", "baseline", "seconds"]
+    assert lines[0].split() == [
+        "name",
+        "task",
+        "model",
+        "params",
+        "steps",
+        "best",
+        "val",
+        "test",
+        "baseline",
+        "seconds",
+    ]
     row = lines[1].split()
     assert row[:5] == [run.name, "classification", "rnn_classifier", f"{summary['params']:,}", "3"]
     assert row[5:7] == ["accuracy", f"{summary['best_val/accuracy']:.4f}"]
@@ -143,6 +207,7 @@ def _crash_at(step):
     def crash(trainer):
         if trainer.step == step:
             raise Crash  # like a kill: nothing after this step is saved
+
     return crash
 
 
@@ -150,9 +215,18 @@ def test_tbptt_language_model_resumes_exactly(tmp_path, configs_dir):
     from seqlab.train.config import load_experiment
     from seqlab.train.run import train_experiment
 
-    args = ["--train.max_steps=10", "--train.checkpoint_every=4", "--train.eval_every=0", "--train.log_every=1",
-            "--train.batch_size=8", "--train.tbptt_steps=16", "--model.hidden_size=16", "--model.embedding_size=8",
-            "--train.tensorboard=false", "--data.seq_len=16"]
+    args = [
+        "--train.max_steps=10",
+        "--train.checkpoint_every=4",
+        "--train.eval_every=0",
+        "--train.log_every=1",
+        "--train.batch_size=8",
+        "--train.tbptt_steps=16",
+        "--model.hidden_size=16",
+        "--model.embedding_size=8",
+        "--train.tensorboard=false",
+        "--data.seq_len=16",
+    ]
     exp = load_experiment(configs_dir / "charlm_lstm.toml", args)
     straight = train_experiment(exp, out=tmp_path / "a", argv=[], progress=False)
     with pytest.raises(Crash):
@@ -164,8 +238,11 @@ def test_tbptt_language_model_resumes_exactly(tmp_path, configs_dir):
     a, b = _weights(straight), _weights(resumed)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
-    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()
-             if "train/loss" in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (resumed / "metrics.jsonl").read_text().splitlines()
+        if "train/loss" in line
+    ]
     assert steps == list(range(1, 11))  # steps 5 and 6 of the crashed session were dropped, not repeated
 
 
@@ -173,17 +250,36 @@ def test_resume_applies_and_announces_changed_train_settings(tmp_path, configs_d
     from seqlab.train.config import load_experiment
     from seqlab.train.run import train_experiment
 
-    exp = load_experiment(configs_dir / "digits_lstm.toml", ["--train.max_steps=4", "--model.hidden_size=8",
-                                                             "--train.tensorboard=false", "--train.schedule=constant", "--train.log_every=1",
-                                                             "--train.warmup_steps=0"])
+    exp = load_experiment(
+        configs_dir / "digits_lstm.toml",
+        [
+            "--train.max_steps=4",
+            "--model.hidden_size=8",
+            "--train.tensorboard=false",
+            "--train.schedule=constant",
+            "--train.log_every=1",
+            "--train.warmup_steps=0",
+        ],
+    )
     run = train_experiment(exp, out=tmp_path, argv=[], progress=False)
     notes = []
-    train_experiment(None, resume=run, overrides=["--train.max_steps=6", "--train.lr=0.5"], argv=[], progress=False,
-                     notify=notes.append)
-    assert notes == [f"resuming {run} at step 4 with changed settings:\n"
-                     "  train.lr: checkpoint 0.005, now 0.5\n  train.max_steps: checkpoint 4, now 6"]
-    lrs = {r["step"]: r["train/lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-           if "train/lr" in r}
+    train_experiment(
+        None,
+        resume=run,
+        overrides=["--train.max_steps=6", "--train.lr=0.5"],
+        argv=[],
+        progress=False,
+        notify=notes.append,
+    )
+    assert notes == [
+        f"resuming {run} at step 4 with changed settings:\n"
+        "  train.lr: checkpoint 0.005, now 0.5\n  train.max_steps: checkpoint 4, now 6"
+    ]
+    lrs = {
+        r["step"]: r["train/lr"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "train/lr" in r
+    }
     assert lrs[4] == pytest.approx(0.005) and lrs[5] == pytest.approx(0.5) and lrs[6] == pytest.approx(0.5)
 
 

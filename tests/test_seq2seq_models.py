@@ -19,25 +19,80 @@ from seqlab.train import seq2seq_metrics as sm
 V = 10  # <pad> <bos> <eos> <unk> + 6 symbols (ids 4..9)
 
 SMALL = {
-    "gru_additive": lambda: Seq2SeqRNN(Seq2SeqRNNConfig(src_vocab_size=V, tgt_vocab_size=V, embedding_size=16,
-                                                        hidden_size=32, dropout=0.0)),
-    "lstm_general_2layers": lambda: Seq2SeqRNN(Seq2SeqRNNConfig(cell="lstm", attention="general", num_layers=2,
-                                                                src_vocab_size=V, tgt_vocab_size=V, embedding_size=16,
-                                                                hidden_size=32, dropout=0.0)),
-    "gru_dot_unidirectional": lambda: Seq2SeqRNN(Seq2SeqRNNConfig(attention="dot", bidirectional=False,
-                                                                  input_feeding=False, src_vocab_size=V,
-                                                                  tgt_vocab_size=V, embedding_size=16, hidden_size=32,
-                                                                  dropout=0.0)),
-    "transformer_preln_sinusoidal": lambda: Seq2SeqTransformer(Seq2SeqTransformerConfig(
-        src_vocab_size=V, tgt_vocab_size=V, max_src_len=12, max_tgt_len=12, d_model=32, num_heads=2, d_ff=64,
-        num_encoder_layers=1, num_decoder_layers=1, dropout=0.0)),
-    "transformer_postln_rotary_shared": lambda: Seq2SeqTransformer(Seq2SeqTransformerConfig(
-        src_vocab_size=V, tgt_vocab_size=V, max_src_len=12, max_tgt_len=12, d_model=32, num_heads=2, d_ff=64,
-        num_encoder_layers=1, num_decoder_layers=2, dropout=0.0, norm_first=False, positions="rotary",
-        share_embeddings=True)),
-    "transformer_learned_untied": lambda: Seq2SeqTransformer(Seq2SeqTransformerConfig(
-        src_vocab_size=V, tgt_vocab_size=V, max_src_len=12, max_tgt_len=12, d_model=32, num_heads=2, d_ff=64,
-        num_encoder_layers=1, num_decoder_layers=1, dropout=0.0, positions="learned", tie_output=False)),
+    "gru_additive": lambda: Seq2SeqRNN(
+        Seq2SeqRNNConfig(src_vocab_size=V, tgt_vocab_size=V, embedding_size=16, hidden_size=32, dropout=0.0)
+    ),
+    "lstm_general_2layers": lambda: Seq2SeqRNN(
+        Seq2SeqRNNConfig(
+            cell="lstm",
+            attention="general",
+            num_layers=2,
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            embedding_size=16,
+            hidden_size=32,
+            dropout=0.0,
+        )
+    ),
+    "gru_dot_unidirectional": lambda: Seq2SeqRNN(
+        Seq2SeqRNNConfig(
+            attention="dot",
+            bidirectional=False,
+            input_feeding=False,
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            embedding_size=16,
+            hidden_size=32,
+            dropout=0.0,
+        )
+    ),
+    "transformer_preln_sinusoidal": lambda: Seq2SeqTransformer(
+        Seq2SeqTransformerConfig(
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            max_src_len=12,
+            max_tgt_len=12,
+            d_model=32,
+            num_heads=2,
+            d_ff=64,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
+            dropout=0.0,
+        )
+    ),
+    "transformer_postln_rotary_shared": lambda: Seq2SeqTransformer(
+        Seq2SeqTransformerConfig(
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            max_src_len=12,
+            max_tgt_len=12,
+            d_model=32,
+            num_heads=2,
+            d_ff=64,
+            num_encoder_layers=1,
+            num_decoder_layers=2,
+            dropout=0.0,
+            norm_first=False,
+            positions="rotary",
+            share_embeddings=True,
+        )
+    ),
+    "transformer_learned_untied": lambda: Seq2SeqTransformer(
+        Seq2SeqTransformerConfig(
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            max_src_len=12,
+            max_tgt_len=12,
+            d_model=32,
+            num_heads=2,
+            d_ff=64,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
+            dropout=0.0,
+            positions="learned",
+            tie_output=False,
+        )
+    ),
 }
 
 
@@ -50,20 +105,21 @@ def reverse_batch(n: int, seed: int, min_len: int = 2, max_len: int = 5):
     for i, L in enumerate(lengths.tolist()):
         s = torch.randint(4, 10, (L,), generator=g)
         x[i, :L], x[i, L] = s, 2
-        y[i, 0], y[i, 1:L + 1], y[i, L + 1] = 1, s.flip(0), 2
+        y[i, 0], y[i, 1 : L + 1], y[i, L + 1] = 1, s.flip(0), 2
     return x, y
 
 
 def targets_of(y: torch.Tensor) -> list[list[int]]:
     """The target ids of each row of y: after <bos>, up to <eos>."""
-    return [row[1:row.index(2)] for row in y.tolist()]
+    return [row[1 : row.index(2)] for row in y.tolist()]
 
 
 def outputs_of(out: torch.Tensor) -> list[list[int]]:
-    return [row[:row.index(2)] if 2 in row else row for row in out.tolist()]
+    return [row[: row.index(2)] if 2 in row else row for row in out.tolist()]
 
 
 # -- attention scorers, float64 and by hand -------------------------------------------------------
+
 
 def test_dot_and_general_scores_match_hand_computation():
     keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]], dtype=torch.float64)  # (1, 3, 2)
@@ -108,6 +164,7 @@ def test_additive_score_matches_hand_computation_and_steps_match_a_sequence():
 
 # -- loss ----------------------------------------------------------------------------------------
 
+
 def test_token_cross_entropy_ignores_padding_and_smooths_labels():
     logits = torch.tensor([[[2.0, 0.0, 1.0], [0.5, 0.5, 3.0], [9.0, -9.0, 9.0]]], dtype=torch.float64)
     targets = torch.tensor([[2, 1, 0]])  # the last position is padding
@@ -127,17 +184,19 @@ def test_label_smoothing_only_while_training():
     x, y = reverse_batch(4, 0)
     model.eval()
     logits, loss = model(x, y)
-    y_out = y[:, 1:logits.shape[1] + 1]  # the batch's own target columns
+    y_out = y[:, 1 : logits.shape[1] + 1]  # the batch's own target columns
     assert torch.allclose(loss, F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0))
     model.train()
     logits_train, smoothed = model(x, y)  # dropout 0: the same outputs
     assert torch.allclose(logits_train, logits)
-    assert torch.allclose(smoothed, F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0,
-                                                    label_smoothing=0.2))
+    assert torch.allclose(
+        smoothed, F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0, label_smoothing=0.2)
+    )
     assert not torch.allclose(smoothed, loss)
 
 
 # -- the models ------------------------------------------------------------------------------------
+
 
 def test_both_models_are_registered_and_implement_the_decoding_contract():
     assert MODELS["seq2seq_rnn"] == (Seq2SeqRNNConfig, Seq2SeqRNN)
@@ -156,7 +215,7 @@ def test_trains_on_a_tiny_reverse_task(name):
     x, y = reverse_batch(256, 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2 if "gru" in name else 3e-3)
     first = None
-    for step in range(120):
+    for _ in range(120):
         i = torch.randint(0, 256, (32,))
         _, loss = model(x[i], y[i])
         opt.zero_grad()
@@ -219,8 +278,10 @@ def test_padding_does_not_change_a_sentence_outputs(name):
         alone, _ = model(short_x, short_y)  # (1, 3, V)
         batch, _ = model(x, y)  # (2, 8, V)
         assert (batch[0, :3] - alone[0]).abs().max() <= 1e-5
-        assert torch.equal(greedy_decode(model, source=short_x, max_new_tokens=8)[0, :3],
-                           greedy_decode(model, source=x, max_new_tokens=8)[0, :3])
+        assert torch.equal(
+            greedy_decode(model, source=short_x, max_new_tokens=8)[0, :3],
+            greedy_decode(model, source=x, max_new_tokens=8)[0, :3],
+        )
 
 
 def test_reorder_state_selects_and_duplicates_rows():
@@ -277,16 +338,25 @@ def test_model_limits_and_data_mismatches_are_named():
     with pytest.raises(ValueError, match=r"source ids must be in 0..9"):
         model(torch.tensor([[12, 2]]), torch.tensor([[1, 2]]))
     cfg = model.config
-    info = {"task": "seq2seq", "src_vocab_size": 11, "tgt_vocab_size": 10, "pad_id": 0, "bos_id": 1, "eos_id": 2,
-            "max_src_len": 12, "max_tgt_len": 12}
+    info = {
+        "task": "seq2seq",
+        "src_vocab_size": 11,
+        "tgt_vocab_size": 10,
+        "pad_id": 0,
+        "bos_id": 1,
+        "eos_id": 2,
+        "max_src_len": 12,
+        "max_tgt_len": 12,
+    }
     with pytest.raises(ConfigError, match=r"model.src_vocab_size = 10 but the data gives 11"):
         cfg.check_data(info)
     with pytest.raises(ConfigError, match=r"the data has targets of up to 20 tokens but model.max_tgt_len = 12"):
         cfg.check_data({**info, "src_vocab_size": 10, "max_tgt_len": 20})
     shared = Seq2SeqTransformerConfig(**{**cfg.__dict__, "share_embeddings": True})
     with pytest.raises(ConfigError, match="share_embeddings = true needs one vocabulary for source and target"):
-        shared.check_data({**info, "src_vocab_size": 10, "src_vocab": Vocabulary("abcdef"),
-                           "tgt_vocab": Vocabulary("abcdeg")})
+        shared.check_data(
+            {**info, "src_vocab_size": 10, "src_vocab": Vocabulary("abcdef"), "tgt_vocab": Vocabulary("abcdeg")}
+        )
     with pytest.raises(ConfigError, match="needs a seq2seq dataset"):
         cfg.check_data({"task": "language_model"})
     with pytest.raises(ValueError, match="must be even with model.bidirectional"):
@@ -294,6 +364,7 @@ def test_model_limits_and_data_mismatches_are_named():
 
 
 # -- metrics and predictions.tsv ---------------------------------------------------------------------
+
 
 def test_exact_match_token_accuracy_and_bleu_by_hand():
     hyps = [["a", "b", "c", "d"], ["x", "y"], ["p"]]
@@ -318,14 +389,18 @@ def test_detokenize_and_predictions_round_trip(tmp_path):
     assert sm.detokenize(["i", "'", "m", "cold", "."], " ") == "i'm cold."
     assert sm.detokenize(["peut", "-", "être", "(", "oui", ")", "!"], " ") == "peut-être (oui)!"
     assert sm.detokenize(list("2026-11-21"), "") == "2026-11-21"
-    rows = [("나는 학생이다", "i am a student.", "i am student."), ("tab\there", "new\nline", "back\\slash \\t"),
-            ("", "x", "")]
+    rows = [
+        ("나는 학생이다", "i am a student.", "i am student."),
+        ("tab\there", "new\nline", "back\\slash \\t"),
+        ("", "x", ""),
+    ]
     path = sm.write_predictions(tmp_path / "predictions.tsv", rows)
     assert path.read_text(encoding="utf-8").splitlines()[0] == "source\treference\thypothesis"
     assert sm.read_predictions(path) == rows
 
 
 # -- end to end through the CLI, on a user's own Hangul file ---------------------------------------
+
 
 def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, configs_dir, capsys):
     # The fra-eng preset, shrunk, on a user's own Korean -> English file (3 columns).
@@ -338,9 +413,19 @@ def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, configs_dir, capsys
     data = tmp_path / "kor-eng.tsv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     preset = str(configs_dir / "fra_eng_transformer.toml")
-    shrink = ["--model.d_model=16", "--model.num_heads=2", "--model.d_ff=32", "--model.num_encoder_layers=1",
-              "--model.num_decoder_layers=1", "--train.max_steps=6", "--train.eval_every=3", "--train.bucket=2",
-              "--train.batch_size=16", "--train.tensorboard=false", "--quiet"]
+    shrink = [
+        "--model.d_model=16",
+        "--model.num_heads=2",
+        "--model.d_ff=32",
+        "--model.num_encoder_layers=1",
+        "--model.num_decoder_layers=1",
+        "--train.max_steps=6",
+        "--train.eval_every=3",
+        "--train.bucket=2",
+        "--train.batch_size=16",
+        "--train.tensorboard=false",
+        "--quiet",
+    ]
     assert main(["train", preset, f"--data.path={data}", "--out", str(tmp_path / "refused"), *shrink]) == 2
     assert "set --data.tutorial_filter=false" in capsys.readouterr().err  # no "i am ..." pairs in this file
     user = [f"--data.path={data}", "--data.tutorial_filter=false", "--data.swap=false"]
@@ -369,8 +454,14 @@ def test_cli_train_and_eval_on_a_hangul_pairs_file(tmp_path, configs_dir, capsys
 
 
 def test_cli_refuses_a_vocabulary_that_is_not_the_data_one(tmp_path, configs_dir, capsys):
-    args = ["train", str(configs_dir / "reverse_transformer.toml"), "--model.src_vocab_size=5", "--data.num_train=64",
-            "--out", str(tmp_path)]
+    args = [
+        "train",
+        str(configs_dir / "reverse_transformer.toml"),
+        "--model.src_vocab_size=5",
+        "--data.num_train=64",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "model.src_vocab_size = 5 but the data gives 14; set --model.src_vocab_size=14" in err
@@ -379,17 +470,27 @@ def test_cli_refuses_a_vocabulary_that_is_not_the_data_one(tmp_path, configs_dir
 
 # -- sentence pairs: the tutorial's subset, unknown words, a missing file ---------------------------
 
+
 def test_pairs_tutorial_filter_unknown_tokens_and_missing_file(tmp_path):
     from seqlab.data import DataError
     from seqlab.data.seq2seq import PairsConfig, build_pairs
 
-    lines = ["I'm cold.\tJ'ai froid.", "He is tall.\tIl est grand.", "Go.\tVa !", "They're here.\tIls sont là.",
-             "I am so very very very very very very tired.\tJe suis très fatigué.", "We are here.\tNous sommes ici.",
-             "You are here.\tVous êtes ici."]
+    lines = [
+        "I'm cold.\tJ'ai froid.",
+        "He is tall.\tIl est grand.",
+        "Go.\tVa !",
+        "They're here.\tIls sont là.",
+        "I am so very very very very very very tired.\tJe suis très fatigué.",
+        "We are here.\tNous sommes ici.",
+        "You are here.\tVous êtes ici.",
+    ]
     path = tmp_path / "eng-fra.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    splits = build_pairs(PairsConfig(path=str(path), swap=True, tutorial_filter=True, max_len=0, min_freq=2,
-                                     val_fraction=0.0, test_fraction=0.0))
+    splits = build_pairs(
+        PairsConfig(
+            path=str(path), swap=True, tutorial_filter=True, max_len=0, min_freq=2, val_fraction=0.0, test_fraction=0.0
+        )
+    )
     info = splits.info
     # kept: i m / he is / they re / we are / you are; "Go." has no prefix; the tired one has 10 words (< 10 needed)
     assert len(splits.train) == 5
@@ -397,8 +498,11 @@ def test_pairs_tutorial_filter_unknown_tokens_and_missing_file(tmp_path):
     assert sorted(t[0] for _, t in splits.train.pairs) == ["he", "i", "they", "we", "you"]  # French -> English
     unknown = [m for m in info["messages"] if "source tokens" in m][0]
     assert "read as <unk>" in unknown and "'froid' (1)" in unknown  # seen once, data.min_freq = 2
-    with pytest.raises(DataError, match=r"sentence-pair file not found: .*eng-fra/eng-fra.txt; download "
-                                        r"https://download.pytorch.org/tutorial/data.zip"):
+    with pytest.raises(
+        DataError,
+        match=r"sentence-pair file not found: .*eng-fra/eng-fra.txt; download "
+        r"https://download.pytorch.org/tutorial/data.zip",
+    ):
         build_pairs(PairsConfig(path=str(tmp_path / "eng-fra" / "eng-fra.txt")))
 
 
@@ -406,14 +510,20 @@ def test_length_bucketing_keeps_every_example_once_and_groups_similar_lengths():
     from seqlab.train.distributed import DistributedBatchSampler
 
     lengths = torch.randint(2, 40, (1000,), generator=torch.Generator().manual_seed(0))
+
     def draw(**kw):
         return [idx for idx, _ in DistributedBatchSampler(1000, 32, seed=0, epoch=1, drop_small_last=True, **kw)]
+
     plain, bucketed = draw(), draw(lengths=lengths, bucket=8)
     assert sorted(torch.cat(bucketed).tolist()) == list(range(1000))  # a permutation, the last batch of 8 last
     assert [len(b) for b in bucketed] == [len(b) for b in plain]
     spread = lambda batches: sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)  # noqa: E731
     assert spread(plain) > 30 and spread(bucketed) < 8  # within-batch range of lengths
     assert all(torch.equal(a, b) for a, b in zip(bucketed, draw(lengths=lengths, bucket=8)))  # (seed, epoch) decide
-    resumed = [idx for idx, _ in DistributedBatchSampler(1000, 32, seed=0, epoch=1, drop_small_last=True, skip=5,
-                                                          lengths=lengths, bucket=8)]
+    resumed = [
+        idx
+        for idx, _ in DistributedBatchSampler(
+            1000, 32, seed=0, epoch=1, drop_small_last=True, skip=5, lengths=lengths, bucket=8
+        )
+    ]
     assert all(torch.equal(a, b) for a, b in zip(resumed, bucketed[5:]))

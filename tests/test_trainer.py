@@ -28,7 +28,7 @@ class Streams(TensorSequenceDataset):
     def streams(self, batch_size: int, bptt: int):
         L = len(self.ids) // batch_size
         rows = self.ids[: batch_size * L].view(batch_size, L)  # (B, L)
-        return [(rows[:, i:i + bptt], rows[:, i + 1:i + 1 + bptt]) for i in range(0, L - 1, bptt)]
+        return [(rows[:, i : i + bptt], rows[:, i + 1 : i + 1 + bptt]) for i in range(0, L - 1, bptt)]
 
 
 def _lm(seed=0):
@@ -61,10 +61,13 @@ def test_tbptt_carries_state_and_cuts_gradient():
     # The same two SGD steps by hand: chunk 1 starts from chunk 0's state with the graph cut.
     opt = torch.optim.SGD(reference.parameters(), lr=0.5)
     _, loss, state = reference(*chunks[0])
-    loss.backward(); opt.step(); opt.zero_grad()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
     assert torch.allclose(state[0].detach(), h, atol=1e-6)  # the carried state is chunk 0's final state
     _, loss, _ = reference(chunks[1][0], chunks[1][1], state=tuple(s.detach() for s in state))
-    loss.backward(); opt.step()
+    loss.backward()
+    opt.step()
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         assert torch.allclose(p, q, atol=1e-6), name
 
@@ -72,7 +75,9 @@ def test_tbptt_carries_state_and_cuts_gradient():
     full = _lm()
     opt = torch.optim.SGD(full.parameters(), lr=0.5)
     _, loss, state = full(*chunks[0])
-    loss.backward(); opt.step(); opt.zero_grad()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
     _, loss0, state = full(*chunks[0])
     _, loss1, _ = full(chunks[1][0], chunks[1][1], state=state)
     loss1.backward()
@@ -155,8 +160,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_early_stopping_and_best_checkpoint(tmp_path):
     data = _toy()
-    cfg = TrainConfig(batch_size=8, max_steps=200, eval_every=1, early_stopping_patience=3, lr=1e-9,
-                      tensorboard=False, layer_norms_every=0)
+    cfg = TrainConfig(
+        batch_size=8,
+        max_steps=200,
+        eval_every=1,
+        early_stopping_patience=3,
+        lr=1e-9,
+        tensorboard=False,
+        layer_norms_every=0,
+    )
     trainer = Trainer(Linear(), cfg, data, data, task="classification", run_dir=tmp_path, progress=False)
     result = trainer.fit()
     # With lr ~ 0 the validation accuracy never changes: the first evaluation sets the best, the
@@ -211,12 +223,25 @@ def test_same_seed_same_run_on_cpu(tmp_path, configs_dir):
     from seqlab.train.config import load_experiment
     from seqlab.train.run import train_experiment
 
-    args = ["--train.max_steps=6", "--model.hidden_size=8", "--model.num_layers=2", "--model.dropout=0.5",
-            "--train.tensorboard=false"]
-    runs = [train_experiment(load_experiment(configs_dir / "digits_lstm.toml", args), out=tmp_path / str(i),
-                             argv=[], progress=False) for i in range(2)]
-    other = train_experiment(load_experiment(configs_dir / "digits_lstm.toml", [*args, "--train.seed=1"]),
-                             out=tmp_path / "other", argv=[], progress=False)
+    args = [
+        "--train.max_steps=6",
+        "--model.hidden_size=8",
+        "--model.num_layers=2",
+        "--model.dropout=0.5",
+        "--train.tensorboard=false",
+    ]
+    runs = [
+        train_experiment(
+            load_experiment(configs_dir / "digits_lstm.toml", args), out=tmp_path / str(i), argv=[], progress=False
+        )
+        for i in range(2)
+    ]
+    other = train_experiment(
+        load_experiment(configs_dir / "digits_lstm.toml", [*args, "--train.seed=1"]),
+        out=tmp_path / "other",
+        argv=[],
+        progress=False,
+    )
     a, b, c = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (*runs, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
@@ -226,9 +251,15 @@ def test_checkpoint_at_each_evaluation_by_default(tmp_path):
     seen = {}
     cfg = TrainConfig(batch_size=8, max_steps=12, eval_every=5, tensorboard=False, layer_norms_every=0)
     trainer = Trainer(Linear(), cfg, _toy(), _toy(), task="classification", run_dir=tmp_path, progress=False)
-    trainer.add_callback("on_step_end", lambda t: seen.setdefault(
-        t.step, load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
-        if (tmp_path / "checkpoints" / "last.pt").exists() else None))
+    trainer.add_callback(
+        "on_step_end",
+        lambda t: seen.setdefault(
+            t.step,
+            load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
+            if (tmp_path / "checkpoints" / "last.pt").exists()
+            else None,
+        ),
+    )
     trainer.fit()
     assert [seen[k] for k in (4, 5, 9, 10, 11)] == [None, 5, 5, 10, 10]
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 12
@@ -240,8 +271,15 @@ def test_per_epoch_evaluation_and_early_stopping(tmp_path):
     Trainer(Linear(), cfg, _toy(), _toy(), task="classification", run_dir=tmp_path, progress=False).fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val/loss" in r] == [4, 8, 12]
-    cfg = TrainConfig(batch_size=8, epochs=50, eval_every=0, early_stopping_patience=2, lr=1e-9,
-                      tensorboard=False, layer_norms_every=0)
+    cfg = TrainConfig(
+        batch_size=8,
+        epochs=50,
+        eval_every=0,
+        early_stopping_patience=2,
+        lr=1e-9,
+        tensorboard=False,
+        layer_norms_every=0,
+    )
     result = Trainer(Linear(), cfg, _toy(), _toy(), task="classification", progress=False).fit()
     assert result["stopped_early"] and result["steps"] == 12  # best at epoch 1, no better at 2 and 3
 
@@ -268,8 +306,13 @@ def test_compile_trains_like_eager(tmp_path, configs_dir):
     runs, nets = {}, {}
     for compile_ in (False, True):
         exp = load_experiment(configs_dir / "digits_lstm.toml", [*args, f"--train.compile={str(compile_).lower()}"])
-        runs[compile_] = train_experiment(exp, out=tmp_path / str(compile_), argv=[], progress=False, callbacks={
-            "on_step_end": [lambda t, c=compile_: nets.setdefault(c, type(t.net).__name__)]})
+        runs[compile_] = train_experiment(
+            exp,
+            out=tmp_path / str(compile_),
+            argv=[],
+            progress=False,
+            callbacks={"on_step_end": [lambda t, c=compile_: nets.setdefault(c, type(t.net).__name__)]},
+        )
     assert nets == {False: "SequenceClassifier", True: "OptimizedModule"}
     eager, compiled = (load_checkpoint(runs[c] / "checkpoints" / "last.pt")["model"] for c in (False, True))
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-5) for k in eager)
@@ -309,8 +352,9 @@ def test_partial_accumulation_group_steps_like_one_batch(small, accum, big):
     cfg = dict(epochs=1, optimizer="sgd", momentum=0.0, lr=0.5, **FAST)
     a, b = Linear(), Linear()
     Trainer(a, TrainConfig(batch_size=big, **cfg), data, None, task="classification", progress=False).fit()
-    t = Trainer(b, TrainConfig(batch_size=small, grad_accum=accum, **cfg), data, None, task="classification",
-                progress=False)
+    t = Trainer(
+        b, TrainConfig(batch_size=small, grad_accum=accum, **cfg), data, None, task="classification", progress=False
+    )
     assert t.total_steps == 2
     t.fit()
     assert torch.allclose(a.lin.weight, b.lin.weight, atol=1e-6) and torch.allclose(a.lin.bias, b.lin.bias, atol=1e-6)
@@ -322,12 +366,18 @@ def test_distributed_sampler_drops_a_last_batch_too_small_to_share():
     assert batch_rows(9, 4) == [4, 4, 1]
     assert batch_rows(9, 4, world_size=2, drop_small_last=True) == [4, 4]
     assert batch_rows(10, 4, world_size=2, drop_small_last=True) == [4, 4, 2]
-    shards = [list(DistributedBatchSampler(9, 4, seed=0, epoch=0, info=DistInfo(r, 2), drop_small_last=True))
-              for r in range(2)]
+    shards = [
+        list(DistributedBatchSampler(9, 4, seed=0, epoch=0, info=DistInfo(r, 2), drop_small_last=True))
+        for r in range(2)
+    ]
     assert [len(s) for s in shards] == [2, 2]
     rows = torch.cat([idx for s in shards for idx, _ in s]).sort().values
     order = DistributedBatchSampler(9, 4, seed=0, epoch=0).order
     assert torch.equal(rows, order[:8].sort().values)  # both processes together cover the first 8
     assert all(n == 4 for s in shards for _, n in s)
     # Evaluation keeps everything: empty shards are allowed there.
-    assert [n for _, n in DistributedBatchSampler(9, 4, seed=0, epoch=0, shuffle=False, info=DistInfo(1, 2))] == [4, 4, 1]
+    assert [n for _, n in DistributedBatchSampler(9, 4, seed=0, epoch=0, shuffle=False, info=DistInfo(1, 2))] == [
+        4,
+        4,
+        1,
+    ]

@@ -7,7 +7,6 @@ import torch.nn as nn
 import seqlab.nn as snn
 from seqlab.nn import masks
 
-
 TOL = 1e-5
 D, H, FF = 16, 4, 24
 
@@ -36,8 +35,11 @@ def _grads(out, params, gy):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
     torch.manual_seed(0)
-    theirs = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.1, activation=activation,
-                                                   batch_first=batch_first, norm_first=norm_first))
+    theirs = _randomise(
+        nn.TransformerEncoderLayer(
+            D, H, FF, dropout=0.1, activation=activation, batch_first=batch_first, norm_first=norm_first
+        )
+    )
     ours = snn.TransformerEncoderLayer.from_torch(theirs)
     assert not ours.training and ours.norm_first == norm_first and ours.ff.activation == activation
     assert ours.batch_first == batch_first  # the torch layer's layout, (T, B, E) unless batch_first
@@ -66,19 +68,33 @@ def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_decoder_layer_from_torch_parity(norm_first, batch_first):
     torch.manual_seed(1)
-    theirs = _randomise(nn.TransformerDecoderLayer(D, H, FF, dropout=0.1, activation="gelu",
-                                                   batch_first=batch_first, norm_first=norm_first))
+    theirs = _randomise(
+        nn.TransformerDecoderLayer(
+            D, H, FF, dropout=0.1, activation="gelu", batch_first=batch_first, norm_first=norm_first
+        )
+    )
     ours = snn.TransformerDecoderLayer.from_torch(theirs)
     assert ours.batch_first == batch_first
     x = torch.randn(2, 6, D, requires_grad=True)
     memory = torch.randn(2, 4, D, requires_grad=True)
     mem_lengths = torch.tensor([4, 2])
 
-    out_t = _bt(theirs(_bt(x, batch_first), _bt(memory, batch_first),
-                       tgt_mask=nn.Transformer.generate_square_subsequent_mask(6), tgt_is_causal=True,
-                       memory_key_padding_mask=~masks.padding_mask(mem_lengths, 4)), batch_first)
-    out_o, w = ours(_bt(x, batch_first), _bt(memory, batch_first), memory_mask=masks.key_padding_mask(mem_lengths, 4),
-                    need_weights=True)
+    out_t = _bt(
+        theirs(
+            _bt(x, batch_first),
+            _bt(memory, batch_first),
+            tgt_mask=nn.Transformer.generate_square_subsequent_mask(6),
+            tgt_is_causal=True,
+            memory_key_padding_mask=~masks.padding_mask(mem_lengths, 4),
+        ),
+        batch_first,
+    )
+    out_o, w = ours(
+        _bt(x, batch_first),
+        _bt(memory, batch_first),
+        memory_mask=masks.key_padding_mask(mem_lengths, 4),
+        need_weights=True,
+    )
     out_o = _bt(out_o, batch_first)
     assert (out_o - out_t).abs().max().item() <= TOL
     w_self, w_cross = w
@@ -118,8 +134,9 @@ def test_from_torch_keeps_a_sequence_first_layout_with_masks():
         assert (out_o - out_t).abs().max().item() <= TOL
         tgt_mask = nn.Transformer.generate_square_subsequent_mask(T + 1)
         out_t = dec_t(tgt, memory, tgt_mask=tgt_mask, tgt_is_causal=True, memory_key_padding_mask=mem_pad)
-        out_o, (w_self, w_cross) = dec(tgt, memory, memory_mask=masks.from_torch_mha(key_padding_mask=mem_pad),
-                                       need_weights=True)
+        out_o, (w_self, w_cross) = dec(
+            tgt, memory, memory_mask=masks.from_torch_mha(key_padding_mask=mem_pad), need_weights=True
+        )
         assert out_o.shape == (T + 1, B, D)
         assert (out_o - out_t).abs().max().item() <= TOL
         assert w_self.shape == (B, H, T + 1, T + 1) and w_cross.shape == (B, H, T + 1, S)  # batch first, as torch's
@@ -137,8 +154,12 @@ def test_from_torch_batch_first_override():
         out_o, _ = enc(src)
         assert (out_o - enc_t(src.transpose(0, 1)).transpose(0, 1)).abs().max().item() <= TOL
         out_o, _ = dec(src, memory)
-        out_t = dec_t(src.transpose(0, 1), memory.transpose(0, 1), tgt_is_causal=True,
-                      tgt_mask=nn.Transformer.generate_square_subsequent_mask(5)).transpose(0, 1)
+        out_t = dec_t(
+            src.transpose(0, 1),
+            memory.transpose(0, 1),
+            tgt_is_causal=True,
+            tgt_mask=nn.Transformer.generate_square_subsequent_mask(5),
+        ).transpose(0, 1)
         assert (out_o - out_t).abs().max().item() <= TOL
     # and a batch-first torch layer asked for the sequence-first layout
     bf_t = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True), 6)
@@ -201,7 +222,7 @@ def test_decoder_only_stack_incremental_decoding_equals_full_pass(rotary):
     x = torch.randn(2, 6, D)
     full, _ = gpt(x)
     caches = gpt.new_caches()
-    steps = [gpt(x[:, t:t + 1], caches=caches)[0] for t in range(6)]
+    steps = [gpt(x[:, t : t + 1], caches=caches)[0] for t in range(6)]
     assert all(len(c) == 6 for c in caches)
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
 
@@ -212,7 +233,7 @@ def test_decoder_layer_incremental_decoding_with_memory_cache():
     x, memory = torch.randn(2, 5, D), torch.randn(2, 3, D)
     full, _ = layer(x, memory)
     cache, memory_cache = snn.KVCache(), snn.KVCache(static=True)
-    steps = [layer(x[:, t:t + 1], memory, cache=cache, memory_cache=memory_cache)[0] for t in range(5)]
+    steps = [layer(x[:, t : t + 1], memory, cache=cache, memory_cache=memory_cache)[0] for t in range(5)]
     assert len(cache) == 5 and len(memory_cache) == 3
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
 
@@ -225,13 +246,15 @@ def test_transformer_incremental_decoding_equals_one_causal_pass(norm_first, chu
     src, tgt = torch.randn(2, 4, D), torch.randn(2, 5, D)  # S != T: the cross-attention's keys are the source's
     full, _ = model(src, tgt)
     caches, memory_caches = model.decoder.new_caches(), model.decoder.new_memory_caches()
-    steps = [model(src, tgt[:, t:t + chunk], caches=caches, memory_caches=memory_caches)[0] for t in range(0, 5, chunk)]
+    steps = [
+        model(src, tgt[:, t : t + chunk], caches=caches, memory_caches=memory_caches)[0] for t in range(0, 5, chunk)
+    ]
     assert all(len(c) == 5 for c in caches) and all(c.static and len(c) == 4 for c in memory_caches)
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
     # The decoder alone, given the memory, the same.
     memory, _ = model.encoder(src)
     caches = model.decoder.new_caches()
-    steps = [model.decoder(tgt[:, t:t + 1], memory, caches=caches)[0] for t in range(5)]
+    steps = [model.decoder(tgt[:, t : t + 1], memory, caches=caches)[0] for t in range(5)]
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
 
 

@@ -12,22 +12,23 @@ from seqlab.config import ConfigError, from_dict, load_toml, to_dict
 from seqlab.models import MODELS, build_model
 from seqlab.models.vit import ViT, ViTConfig
 
-
 SMALL = dict(image_size=8, patch_size=2, num_classes=10, d_model=16, depth=2, num_heads=2, d_ff=32)
 
 
 def test_patchify_matches_the_einops_pattern():
     # 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', written as loops
-    model = ViT(image_size=(4, 6), patch_size=(2, 3), num_classes=3, d_model=8, depth=1, num_heads=2,
-                d_ff=8, channels=2)
+    model = ViT(
+        image_size=(4, 6), patch_size=(2, 3), num_classes=3, d_model=8, depth=1, num_heads=2, d_ff=8, channels=2
+    )
     x = torch.arange(2 * 2 * 4 * 6, dtype=torch.float32).reshape(2, 2, 4, 6)
     patches = model.patchify(x)
     assert patches.shape == (2, 4, 12)  # (4/2) * (6/3) patches of 2*3*2 values
     for b in range(2):
         for h in range(2):
             for w in range(2):
-                expected = [x[b, c, h * 2 + p1, w * 3 + p2].item()
-                            for p1 in range(2) for p2 in range(3) for c in range(2)]
+                expected = [
+                    x[b, c, h * 2 + p1, w * 3 + p2].item() for p1 in range(2) for p2 in range(3) for c in range(2)
+                ]
                 assert patches[b, h * 2 + w].tolist() == expected
 
 
@@ -110,14 +111,26 @@ def test_config_input_shape_and_the_settings_that_read_a_shape():
     assert cfg.settings_for_input((64,)) == {}
 
 
-@pytest.mark.parametrize("override,message", [
-    ("--model.image_size=16", "model 'vit' reads examples of shape (16, 16) (model.image_size = 16) but data "
-                              "'digits' gives (8, 8); set --model.image_size=8"),
-    ("--model.channels=3", "model 'vit' reads examples of shape (3, 8, 8) (model.channels = 3) but data "
-                           "'digits' gives (8, 8); set --model.channels=1"),
-    ("--data.view=pixels", "model 'vit' reads examples of shape (8, 8) (model.image_size = 8) but data "
-                           "'digits' gives (64, 1); set --model.image_size=[64,1]"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "--model.image_size=16",
+            "model 'vit' reads examples of shape (16, 16) (model.image_size = 16) but data "
+            "'digits' gives (8, 8); set --model.image_size=8",
+        ),
+        (
+            "--model.channels=3",
+            "model 'vit' reads examples of shape (3, 8, 8) (model.channels = 3) but data "
+            "'digits' gives (8, 8); set --model.channels=1",
+        ),
+        (
+            "--data.view=pixels",
+            "model 'vit' reads examples of shape (8, 8) (model.image_size = 8) but data "
+            "'digits' gives (64, 1); set --model.image_size=[64,1]",
+        ),
+    ],
+)
 def test_cli_refuses_an_image_shape_the_data_does_not_give(override, message, configs_dir, tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["train", str(configs_dir / "digits_vit.toml"), override, "--out", str(out)]) == 2
@@ -142,8 +155,15 @@ def test_attention_weights_are_computed_in_eval_mode_and_the_mode_is_restored():
 
 
 def test_digits_vit_preset_trains_end_to_end_through_the_cli(configs_dir, tmp_path, capsys):
-    argv = ["train", str(configs_dir / "digits_vit.toml"), "--train.max_steps=2", "--train.tensorboard=false",
-            "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "train",
+        str(configs_dir / "digits_vit.toml"),
+        "--train.max_steps=2",
+        "--train.tensorboard=false",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert main(argv) == 0
     run = next(tmp_path.iterdir())
     assert run.name.startswith("digits-vit-")

@@ -12,8 +12,9 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,13 +83,11 @@ def from_dict(cls: type, values: Mapping[str, Any], section: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         key = unknown[0]
-        raise ConfigError(
-            f"unknown key '{section}.{key}' for {cls.__name__}; valid keys: "
-            + ", ".join(sorted(fields))
-        )
+        raise ConfigError(f"unknown key '{section}.{key}' for {cls.__name__}; valid keys: " + ", ".join(sorted(fields)))
     kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -173,6 +172,7 @@ def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 # -- checks for __post_init__: each raises ValueError("section.key must be ..., got ...") ----------
+
 
 def check_choice(section: str, cfg, key: str, choices) -> None:
     if getattr(cfg, key) not in choices:

@@ -7,9 +7,10 @@ import math
 import os
 import random
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,9 +44,13 @@ def log_likelihood_summary(log_likelihood: float, tokens: int) -> dict[str, floa
     """log P (nats) of ``tokens`` scored tokens -> log_likelihood, tokens, nll_per_token = -log P / tokens,
     perplexity = exp(NLL) and bits_per_char = NLL / ln 2."""
     nll = -log_likelihood / tokens
-    return {"log_likelihood": log_likelihood, "tokens": tokens, "nll_per_token": nll,
-            "perplexity": math.exp(nll) if nll < 700 else math.inf,  # exp overflows a float beyond ~709.78
-            "bits_per_char": nll / math.log(2)}
+    return {
+        "log_likelihood": log_likelihood,
+        "tokens": tokens,
+        "nll_per_token": nll,
+        "perplexity": math.exp(nll) if nll < 700 else math.inf,  # exp overflows a float beyond ~709.78
+        "bits_per_char": nll / math.log(2),
+    }
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:

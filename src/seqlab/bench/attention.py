@@ -63,11 +63,16 @@ def bench_sdpa(B: int, H: int, T: int, d: int, repeats: int) -> str:
         }
         with torch.no_grad():
             t = interleaved(fns, repeats)
-        rows.append([
-            "causal" if causal else "full", f"{t['torch'] * 1e3:.2f}", f"{t['fused'] * 1e3:.2f}",
-            f"**{t['fused'] / t['torch']:.3f}x** (target <= {TARGETS['sdpa fused']}x)",
-            f"{t['reference'] * 1e3:.2f}", f"{t['reference'] / t['torch']:.2f}x",
-        ])
+        rows.append(
+            [
+                "causal" if causal else "full",
+                f"{t['torch'] * 1e3:.2f}",
+                f"{t['fused'] * 1e3:.2f}",
+                f"**{t['fused'] / t['torch']:.3f}x** (target <= {TARGETS['sdpa fused']}x)",
+                f"{t['reference'] * 1e3:.2f}",
+                f"{t['reference'] / t['torch']:.2f}x",
+            ]
+        )
     title = f"SDPA forward, B={B}, heads={H}, T={T}, d={d}, {repeats} interleaved rounds (median ms)"
     header = ["mask", "torch", "seqlab fused", "fused / torch", "seqlab reference", "reference / torch"]
     return f"{title}\n\n{_table(header, rows)}"
@@ -85,6 +90,7 @@ def bench_mha(B: int, H: int, T: int, d: int, repeats: int) -> str:
 
     rows = []
     for causal in (False, True):
+
         def run_torch():
             kw = {"attn_mask": causal_ignore, "is_causal": True} if causal else {}
             out, _ = theirs(x, x, x, need_weights=False, **kw)
@@ -94,16 +100,24 @@ def bench_mha(B: int, H: int, T: int, d: int, repeats: int) -> str:
             def step():
                 out, _ = module(x, is_causal=causal)
                 out.sum().backward()
+
             return step
 
         t = interleaved({"torch": run_torch, "fused": run(fused), "reference": run(reference)}, repeats)
-        rows.append([
-            "causal" if causal else "full", f"{t['torch'] * 1e3:.1f}", f"{t['fused'] * 1e3:.1f}",
-            f"**{t['fused'] / t['torch']:.3f}x** (target <= {TARGETS['mha fused']}x)",
-            f"{t['reference'] * 1e3:.1f}", f"{t['reference'] / t['torch']:.2f}x",
-        ])
-    title = (f"MultiHeadAttention forward + backward, B={B}, T={T}, d_model={d_model}, heads={H}, "
-             f"{repeats} interleaved rounds (median ms)")
+        rows.append(
+            [
+                "causal" if causal else "full",
+                f"{t['torch'] * 1e3:.1f}",
+                f"{t['fused'] * 1e3:.1f}",
+                f"**{t['fused'] / t['torch']:.3f}x** (target <= {TARGETS['mha fused']}x)",
+                f"{t['reference'] * 1e3:.1f}",
+                f"{t['reference'] / t['torch']:.2f}x",
+            ]
+        )
+    title = (
+        f"MultiHeadAttention forward + backward, B={B}, T={T}, d_model={d_model}, heads={H}, "
+        f"{repeats} interleaved rounds (median ms)"
+    )
     header = ["mask", "nn.MultiheadAttention", "seqlab fused", "fused / torch", "seqlab reference", "reference / torch"]
     return f"{title}\n\n{_table(header, rows)}"
 
@@ -134,6 +148,7 @@ def scaling_point(kind: str, T: int, B: int, width: int, heads: int, repeats: in
         def step():
             out, _ = model(x)  # (B, T, width)
             out.sum().backward()
+
     x = torch.randn(B, T, width, requires_grad=True)
     linux = os.path.exists("/proc/self/clear_refs")
     if linux:
@@ -153,8 +168,13 @@ def scaling_point(kind: str, T: int, B: int, width: int, heads: int, repeats: in
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {"kind": kind, "T": T, "seconds": statistics.median(times), "peak_mib": peak_kib / 1024,
-            "memory_method": "VmHWM" if linux else "ru_maxrss"}
+    return {
+        "kind": kind,
+        "T": T,
+        "seconds": statistics.median(times),
+        "peak_mib": peak_kib / 1024,
+        "memory_method": "VmHWM" if linux else "ru_maxrss",
+    }
 
 
 def bench_scaling(lengths: list[int], B: int, width: int, heads: int, repeats: int) -> str:
@@ -163,14 +183,23 @@ def bench_scaling(lengths: list[int], B: int, width: int, heads: int, repeats: i
     for T in lengths:
         n = max(1, min(repeats, (repeats * 256) // T))  # fewer rounds where one step takes seconds
         for kind in kinds:
-            cmd = [sys.executable, "-m", "seqlab.bench.attention", "--child",
-                   json.dumps({"kind": kind, "T": T, "B": B, "width": width, "heads": heads, "repeats": n})]
+            cmd = [
+                sys.executable,
+                "-m",
+                "seqlab.bench.attention",
+                "--child",
+                json.dumps({"kind": kind, "T": T, "B": B, "width": width, "heads": heads, "repeats": n}),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if proc.returncode:
                 raise RuntimeError(f"scaling point {kind} T={T} failed:\n{proc.stderr}")
             results[kind, T] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"  T={T:5d} {kinds[kind]:22s} {results[kind, T]['seconds'] * 1e3:9.1f} ms "
-                  f"{results[kind, T]['peak_mib']:9.1f} MiB", file=sys.stderr, flush=True)
+            print(
+                f"  T={T:5d} {kinds[kind]:22s} {results[kind, T]['seconds'] * 1e3:9.1f} ms "
+                f"{results[kind, T]['peak_mib']:9.1f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
     rows = []
     for T in lengths:
         row = [str(T)]
@@ -180,9 +209,11 @@ def bench_scaling(lengths: list[int], B: int, width: int, heads: int, repeats: i
         rows.append(row)
     header = ["T"] + [f"{name} {unit}" for name in kinds.values() for unit in ("ms", "MiB")]
     method = next(iter(results.values()))["memory_method"]
-    title = (f"Scaling, one forward + backward, B={B}, width {width} (attention: {heads} heads, no mask; "
-             f"LSTM: hidden {width}); time = median ms, memory = peak MiB above the step's start "
-             f"({method}, first call in a fresh process)")
+    title = (
+        f"Scaling, one forward + backward, B={B}, width {width} (attention: {heads} heads, no mask; "
+        f"LSTM: hidden {width}); time = median ms, memory = peak MiB above the step's start "
+        f"({method}, first call in a fresh process)"
+    )
     return f"{title}\n\n{_table(header, rows)}"
 
 
@@ -204,22 +235,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(scaling_point(spec["kind"], spec["T"], spec["B"], spec["width"], spec["heads"],
-                                       spec["repeats"])))
+        print(
+            json.dumps(scaling_point(spec["kind"], spec["T"], spec["B"], spec["width"], spec["heads"], spec["repeats"]))
+        )
         return 0
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    print(f"# seqlab bench attention: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs\n")
+    print(
+        f"# seqlab bench attention: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs\n"
+    )
     if "sdpa" not in skip:
         print(bench_sdpa(args.batch, args.heads, args.seq_len, args.head_dim, args.repeats), end="\n\n", flush=True)
     if "mha" not in skip:
-        print(bench_mha(args.batch, args.heads, args.seq_len, args.head_dim, max(3, args.repeats // 2)),
-              end="\n\n", flush=True)
+        print(
+            bench_mha(args.batch, args.heads, args.seq_len, args.head_dim, max(3, args.repeats // 2)),
+            end="\n\n",
+            flush=True,
+        )
     lengths = [int(t) for t in args.lengths.split(",") if t.strip()]
     if "scaling" not in skip and lengths:
-        print(bench_scaling(lengths, args.scaling_batch, args.scaling_width, args.scaling_heads,
-                            args.scaling_repeats), flush=True)
+        print(
+            bench_scaling(lengths, args.scaling_batch, args.scaling_width, args.scaling_heads, args.scaling_repeats),
+            flush=True,
+        )
     return 0
 
 

@@ -57,20 +57,30 @@ def gpt_config(args) -> GPTConfig:
 
 # -- 1. cache vs no cache -----------------------------------------------------------------------
 
+
 def bench_cache(cfg: GPTConfig, new_tokens: int, batch: int, repeats: int, device) -> dict:
     cfg = GPTConfig(**{**vars(cfg), "block_size": max(cfg.block_size, 1 + new_tokens)})
     torch.manual_seed(0)
     model = GPT(cfg).to(device).eval()
     prompt = torch.randint(0, cfg.vocab_size, (batch, 1), generator=torch.Generator().manual_seed(0)).to(device)
-    runs = {"cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens),
-            "no cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens, use_cache=False)}
+    runs = {
+        "cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens),
+        "no cache": lambda: generate(model, prompt=prompt, max_new_tokens=new_tokens, use_cache=False),
+    }
     same = torch.equal(runs["cache"]().sequences, runs["no cache"]().sequences)  # also the warm-up
     t = interleaved(runs, repeats, warmup=0)
-    return {"cfg": cfg, "seconds": t, "tok_s": {k: batch * new_tokens / v for k, v in t.items()},
-            "ratio": t["no cache"] / t["cache"], "same": same, "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "cfg": cfg,
+        "seconds": t,
+        "tok_s": {k: batch * new_tokens / v for k, v in t.items()},
+        "ratio": t["no cache"] / t["cache"],
+        "same": same,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 # -- 2. batched beam search vs one sentence at a time -------------------------------------------
+
 
 def seq2seq_setup(args, device):
     """(model, sources (N, S) right-padded, where they came from)."""
@@ -82,7 +92,7 @@ def seq2seq_setup(args, device):
         exp, model, _ = load_run(args.seq2seq_run)
         exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
         test = build_run_data(exp.data, Path(args.seq2seq_run)).test
-        return model.to(device).eval(), test.x[:args.sentences], f"{args.seq2seq_run}, its test split"
+        return model.to(device).eval(), test.x[: args.sentences], f"{args.seq2seq_run}, its test split"
     cfg, where = Seq2SeqTransformerConfig(), "default sizes"
     if args.size == "tiny":
         cfg, where = Seq2SeqTransformerConfig(**TINY_S2S), "tiny sizes"
@@ -94,9 +104,12 @@ def seq2seq_setup(args, device):
             from ..data import build_splits
 
             splits = build_splits(exp.data)
-            info, x = splits.info, splits.test.x[:args.sentences]
-            cfg = dataclasses.replace(cfg, dropout=0.0, **{k: info[k] for k in (
-                "src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len")})
+            info, x = splits.info, splits.test.x[: args.sentences]
+            cfg = dataclasses.replace(
+                cfg,
+                dropout=0.0,
+                **{k: info[k] for k in ("src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len")},
+            )
             torch.manual_seed(0)
             model = Seq2SeqTransformer(cfg).to(device).eval()
             return model, x, f"the test split of {args.seq2seq_config}'s data ({data_file.name}), untrained model"
@@ -106,8 +119,15 @@ def seq2seq_setup(args, device):
     x = torch.randint(4, src_v, (args.sentences, S), generator=g)
     x[torch.arange(S)[None, :] >= lengths[:, None]] = 0
     x[torch.arange(args.sentences), lengths - 1] = 2  # <eos>
-    cfg = dataclasses.replace(cfg, src_vocab_size=src_v, tgt_vocab_size=tgt_v, max_src_len=S, max_tgt_len=U,
-                              dropout=0.0, share_embeddings=False)
+    cfg = dataclasses.replace(
+        cfg,
+        src_vocab_size=src_v,
+        tgt_vocab_size=tgt_v,
+        max_src_len=S,
+        max_tgt_len=U,
+        dropout=0.0,
+        share_embeddings=False,
+    )
     torch.manual_seed(0)
     return Seq2SeqTransformer(cfg).to(device).eval(), x, f"random sources (vocabulary 64), {where}, untrained model"
 
@@ -120,21 +140,28 @@ def bench_beam(model, x: torch.Tensor, beam: int, batch: int, repeats: int, devi
     kw = dict(num_beams=beam, max_new_tokens=limit, length_penalty=0.6)
 
     def batched():
-        return [generate(model, source=x[i:i + batch], **kw) for i in range(0, N, batch)]
+        return [generate(model, source=x[i : i + batch], **kw) for i in range(0, N, batch)]
 
     def one_at_a_time():
-        return [generate(model, source=x[i:i + 1, :lengths[i]], **kw) for i in range(N)]
+        return [generate(model, source=x[i : i + 1, : lengths[i]], **kw) for i in range(N)]
 
     check = min(N, 8)
     a = generate(model, source=x[:check], **kw)
-    b = [generate(model, source=x[i:i + 1, :lengths[i]], **kw) for i in range(check)]
-    same = all(torch.equal(a.sequences[i, :a.lengths[i]], b[i].sequences[0, :b[i].lengths[0]]) for i in range(check))
+    b = [generate(model, source=x[i : i + 1, : lengths[i]], **kw) for i in range(check)]
+    same = all(torch.equal(a.sequences[i, : a.lengths[i]], b[i].sequences[0, : b[i].lengths[0]]) for i in range(check))
     t = interleaved({"batched": batched, "one at a time": one_at_a_time}, repeats, warmup=0)
-    return {"seconds": t, "sent_s": {k: N / v for k, v in t.items()}, "ratio": t["one at a time"] / t["batched"],
-            "same": same, "sentences": N, "limit": limit}
+    return {
+        "seconds": t,
+        "sent_s": {k: N / v for k, v in t.items()},
+        "ratio": t["one at a time"] / t["batched"],
+        "same": same,
+        "sentences": N,
+        "limit": limit,
+    }
 
 
 # -- 3. cache memory ----------------------------------------------------------------------------
+
 
 def _held_bytes(caches) -> int:
     """Bytes of the distinct storages behind every cache's keys and values."""
@@ -153,7 +180,9 @@ def bench_memory(cfg: GPTConfig, tokens: int, device) -> dict:
     model = GPT(cfg).to(device).eval()
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
     d_h = cfg.d_model // cfg.num_heads
-    prealloc = cfg.num_layers * 2 * 1 * cfg.num_heads * tokens * d_h * 4  # layers x (k, v) x B x H x max_len x d_h x fp32
+    prealloc = (
+        cfg.num_layers * 2 * 1 * cfg.num_heads * tokens * d_h * 4
+    )  # layers x (k, v) x B x H x max_len x d_h x fp32
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -179,30 +208,48 @@ def bench_memory(cfg: GPTConfig, tokens: int, device) -> dict:
             copied += 2 * concat.k.numel() * 4
         concat.update(step, step)
         concat_reallocs += before is not None and concat.k.data_ptr() != before
-    return {"tokens": tokens, "prealloc": prealloc, "held_max": max(held), "held_first": held[0],
-            "reallocations": reallocations, "cuda_peak": cuda_peak,
-            "concat_copied": copied * cfg.num_layers, "concat_reallocs": concat_reallocs * cfg.num_layers,
-            "concat_final": _held_bytes([concat]) * cfg.num_layers}
+    return {
+        "tokens": tokens,
+        "prealloc": prealloc,
+        "held_max": max(held),
+        "held_first": held[0],
+        "reallocations": reallocations,
+        "cuda_peak": cuda_peak,
+        "concat_copied": copied * cfg.num_layers,
+        "concat_reallocs": concat_reallocs * cfg.num_layers,
+        "concat_final": _held_bytes([concat]) * cfg.num_layers,
+    }
 
 
 def _mb(n: float) -> str:
-    return f"{n / 2 ** 20:.3f}"
+    return f"{n / 2**20:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="seqlab bench generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(PRESET), help=f"GPT preset the sizes come from (default {PRESET})")
-    p.add_argument("--size", default="preset", choices=["preset", "tiny"],
-                   help="tiny: minute models for a smoke test (no target applies)")
+    p.add_argument(
+        "--size",
+        default="preset",
+        choices=["preset", "tiny"],
+        help="tiny: minute models for a smoke test (no target applies)",
+    )
     p.add_argument("--new-tokens", type=int, default=256, help="greedy tokens for the cache table (default 256)")
     p.add_argument("--batch", type=int, default=1, help="prompts decoded together in the cache table (default 1)")
     p.add_argument("--beam", type=int, default=5, help="beam width (default 5)")
     p.add_argument("--beam-batch", type=int, default=64, help="sentences per batched search (default 64)")
     p.add_argument("--sentences", type=int, default=256, help="test sentences decoded (default 256)")
-    p.add_argument("--seq2seq-config", default=str(S2S_PRESET),
-                   help=f"seq2seq_transformer preset: model sizes and test sources (default {S2S_PRESET})")
-    p.add_argument("--seq2seq-run", default=None, metavar="RUN_DIR",
-                   help="a trained seq2seq_transformer run instead (its model and test split)")
+    p.add_argument(
+        "--seq2seq-config",
+        default=str(S2S_PRESET),
+        help=f"seq2seq_transformer preset: model sizes and test sources (default {S2S_PRESET})",
+    )
+    p.add_argument(
+        "--seq2seq-run",
+        default=None,
+        metavar="RUN_DIR",
+        help="a trained seq2seq_transformer run instead (its model and test split)",
+    )
     p.add_argument("--memory-tokens", type=int, default=1024, help="steps of the memory table (default 1024)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -212,15 +259,19 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
     device = torch.device(args.device)
     targets = args.size != "tiny"
-    print(f"# seqlab bench generate: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, device {device}\n")
+    print(
+        f"# seqlab bench generate: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, device {device}\n"
+    )
 
     cfg = gpt_config(args)
     c = bench_cache(cfg, args.new_tokens, args.batch, args.repeats, device)
     g = c["cfg"]
-    print(f"GPT greedy decoding, {args.new_tokens} new tokens after a 1-token prompt, batch {args.batch}, "
-          f"d_model={g.d_model}, heads={g.num_heads}, layers={g.num_layers}, positions={g.positions}, "
-          f"block_size={g.block_size}, {c['params']:,} parameters, {args.repeats} interleaved rounds (median)\n")
+    print(
+        f"GPT greedy decoding, {args.new_tokens} new tokens after a 1-token prompt, batch {args.batch}, "
+        f"d_model={g.d_model}, heads={g.num_heads}, layers={g.num_layers}, positions={g.positions}, "
+        f"block_size={g.block_size}, {c['params']:,} parameters, {args.repeats} interleaved rounds (median)\n"
+    )
     print("| decoding | seconds | tokens / s |")
     print("|---|---|---|")
     for k in ("cache", "no cache"):
@@ -231,15 +282,21 @@ def main(argv: list[str] | None = None) -> int:
     model, x, where = seq2seq_setup(args, device)
     b = bench_beam(model, x, args.beam, args.beam_batch, args.repeats, device)
     m = model.config
-    print(f"Beam search (beam {args.beam}, length penalty 0.6, up to {b['limit']} tokens), seq2seq_transformer "
-          f"d_model={m.d_model}, heads={m.num_heads}, layers={m.num_encoder_layers}+{m.num_decoder_layers}, "
-          f"{b['sentences']} sentences of {where}, {args.repeats} interleaved rounds (median)\n")
+    print(
+        f"Beam search (beam {args.beam}, length penalty 0.6, up to {b['limit']} tokens), seq2seq_transformer "
+        f"d_model={m.d_model}, heads={m.num_heads}, layers={m.num_encoder_layers}+{m.num_decoder_layers}, "
+        f"{b['sentences']} sentences of {where}, {args.repeats} interleaved rounds (median)\n"
+    )
     print("| decoding | seconds | sentences / s |")
     print("|---|---|---|")
-    print(f"| batched ({args.beam_batch} sentences x {args.beam} beams per forward) | {b['seconds']['batched']:.3f} "
-          f"| {b['sent_s']['batched']:.1f} |")
-    print(f"| one sentence at a time ({args.beam} beams per forward) | {b['seconds']['one at a time']:.3f} "
-          f"| {b['sent_s']['one at a time']:.1f} |")
+    print(
+        f"| batched ({args.beam_batch} sentences x {args.beam} beams per forward) | {b['seconds']['batched']:.3f} "
+        f"| {b['sent_s']['batched']:.1f} |"
+    )
+    print(
+        f"| one sentence at a time ({args.beam} beams per forward) | {b['seconds']['one at a time']:.3f} "
+        f"| {b['sent_s']['one at a time']:.1f} |"
+    )
     target = f" (target >= {TARGETS['beam']}x)" if targets else " (tiny size: no target applies)"
     print(f"\nbatched speed-up: **{b['ratio']:.2f}x**{target}; same outputs: {'yes' if b['same'] else 'NO'}\n")
 
@@ -248,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| cache | preallocated MiB | held MiB (max over steps) | reallocations | MiB copied |")
     print("|---|---|---|---|---|")
     print(f"| preallocated (seqlab) | {_mb(r['prealloc'])} | {_mb(r['held_max'])} | {r['reallocations']} | 0 |")
-    print(f"| concatenating (KVCache without max_len) | - | {_mb(r['concat_final'])} | {r['concat_reallocs']} "
-          f"| {_mb(r['concat_copied'])} |")
+    print(
+        f"| concatenating (KVCache without max_len) | - | {_mb(r['concat_final'])} | {r['concat_reallocs']} "
+        f"| {_mb(r['concat_copied'])} |"
+    )
     equal = r["held_max"] == r["prealloc"] == r["held_first"]
     print(f"\ncache held == preallocated at every step: {'yes' if equal else 'NO'}")
     if r["cuda_peak"] is not None:

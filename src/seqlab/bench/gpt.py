@@ -50,10 +50,12 @@ class TorchGPT(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, d)
         self.pos = nn.Parameter(torch.zeros(cfg.block_size, d))
         self.drop = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(d, cfg.num_heads, d_ff, cfg.dropout, activation="gelu", batch_first=True,
-                                           norm_first=True, bias=cfg.bias)
-        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, norm=nn.LayerNorm(d, bias=cfg.bias),
-                                             enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.num_heads, d_ff, cfg.dropout, activation="gelu", batch_first=True, norm_first=True, bias=cfg.bias
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, cfg.num_layers, norm=nn.LayerNorm(d, bias=cfg.bias), enable_nested_tensor=False
+        )
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight
 
@@ -78,8 +80,12 @@ def copy_weights(ours: GPT, theirs: TorchGPT) -> None:
         if a.q_proj.bias is not None:
             layer.self_attn.in_proj_bias.copy_(torch.cat((a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)))
             layer.self_attn.out_proj.bias.copy_(a.out_proj.bias)
-        for dst, src in ((layer.linear1, mine.ff.linear1), (layer.linear2, mine.ff.linear2),
-                         (layer.norm1, mine.norm1), (layer.norm2, mine.norm2)):
+        for dst, src in (
+            (layer.linear1, mine.ff.linear1),
+            (layer.linear2, mine.ff.linear2),
+            (layer.norm1, mine.norm1),
+            (layer.norm2, mine.norm2),
+        ):
             dst.load_state_dict(src.state_dict())
     theirs.encoder.norm.load_state_dict(ours.stack.norm.state_dict())
 
@@ -91,14 +97,18 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
     return step
 
 
 def measure(cfg: GPTConfig, batch: int, seq_len: int, repeats: int, precisions: list[str], lr: float = 1e-3) -> dict:
     """Per precision: median seconds per step of torch, seqlab (learned positions) and seqlab (rotary)."""
     torch.manual_seed(0)
-    models = {"torch": TorchGPT(cfg), "seqlab": GPT(dataclasses.replace(cfg, positions="learned")),
-              "seqlab rotary": GPT(dataclasses.replace(cfg, positions="rotary"))}
+    models = {
+        "torch": TorchGPT(cfg),
+        "seqlab": GPT(dataclasses.replace(cfg, positions="learned")),
+        "seqlab rotary": GPT(dataclasses.replace(cfg, positions="rotary")),
+    }
     copy_weights(models["seqlab"], models["torch"])
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (batch, seq_len), generator=g)
@@ -129,36 +139,62 @@ def main(argv: list[str] | None = None) -> int:
     model = exp.model
     if not isinstance(model, GPTConfig):
         raise SystemExit(f"{args.config} is not a gpt preset (model.name = {model.name!r})")
-    changes = {k: v for k, v in (("d_model", args.d_model), ("num_heads", args.heads), ("num_layers", args.layers),
-                                 ("dropout", args.dropout)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (
+            ("d_model", args.d_model),
+            ("num_heads", args.heads),
+            ("num_layers", args.layers),
+            ("dropout", args.dropout),
+        )
+        if v is not None
+    }
     batch = args.batch or exp.train.batch_size
     seq_len = args.seq_len or exp.data.seq_len
-    cfg = GPTConfig(**{**vars(model), "vocab_size": model.vocab_size or VOCAB,
-                       "block_size": max(model.block_size, seq_len), **changes})
+    cfg = GPTConfig(
+        **{
+            **vars(model),
+            "vocab_size": model.vocab_size or VOCAB,
+            "block_size": max(model.block_size, seq_len),
+            **changes,
+        }
+    )
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     bad = [p for p in precisions if p not in ("fp32", "bf16")]
     if bad:
         raise SystemExit(f"--precisions takes fp32 and/or bf16, got {', '.join(bad)}")
     r = measure(cfg, batch, seq_len, args.repeats, precisions)
     print(f"# seqlab bench gpt: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
-    title = (f"GPT training step (forward + backward + AdamW), d_model={cfg.d_model}, heads={cfg.num_heads}, "
-             f"layers={cfg.num_layers}, d_ff={cfg.d_ff or 4 * cfg.d_model}, dropout={cfg.dropout}, "
-             f"batch={batch}, T={seq_len}, V={cfg.vocab_size}, {r['params']:,} parameters, "
-             f"{args.repeats} interleaved rounds (median ms)")
+    title = (
+        f"GPT training step (forward + backward + AdamW), d_model={cfg.d_model}, heads={cfg.num_heads}, "
+        f"layers={cfg.num_layers}, d_ff={cfg.d_ff or 4 * cfg.d_model}, dropout={cfg.dropout}, "
+        f"batch={batch}, T={seq_len}, V={cfg.vocab_size}, {r['params']:,} parameters, "
+        f"{args.repeats} interleaved rounds (median ms)"
+    )
     print(f"{title}\n")
     print("| precision | model | ms / step | tokens / s | / torch |")
     print("|---|---|---|---|---|")
     tokens = batch * seq_len
     for precision in precisions:
         t = r[precision]
-        for name, label in (("torch", "torch.nn.TransformerEncoderLayer"), ("seqlab", "seqlab gpt, learned positions"),
-                            ("seqlab rotary", "seqlab gpt, rotary positions")):
+        for name, label in (
+            ("torch", "torch.nn.TransformerEncoderLayer"),
+            ("seqlab", "seqlab gpt, learned positions"),
+            ("seqlab rotary", "seqlab gpt, rotary positions"),
+        ):
             ratio = t[name] / t["torch"]
-            shown = (f"**{ratio:.3f}x** (target <= {TARGET:.2f}x)" if name == "seqlab"
-                     else "-" if name == "torch" else f"{ratio:.3f}x (no torch counterpart)")
+            shown = (
+                f"**{ratio:.3f}x** (target <= {TARGET:.2f}x)"
+                if name == "seqlab"
+                else "-"
+                if name == "torch"
+                else f"{ratio:.3f}x (no torch counterpart)"
+            )
             print(f"| {precision} | {label} | {1e3 * t[name]:.2f} | {tokens / t[name]:.0f} | {shown} |")
-    print(f"\nsame weights, eval-mode loss (fp32): seqlab {r['eval_loss']['seqlab']:.6f}, "
-          f"torch {r['eval_loss']['torch']:.6f}")
+    print(
+        f"\nsame weights, eval-mode loss (fp32): seqlab {r['eval_loss']['seqlab']:.6f}, "
+        f"torch {r['eval_loss']['torch']:.6f}"
+    )
     return 0
 
 

@@ -20,8 +20,8 @@ import argparse
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -39,8 +39,7 @@ class Size:
     num_layers: int
 
     def __str__(self) -> str:
-        return (f"B={self.batch}, T={self.steps}, I={self.input_size}, "
-                f"H={self.hidden_size}, L={self.num_layers}")
+        return f"B={self.batch}, T={self.steps}, I={self.input_size}, H={self.hidden_size}, L={self.num_layers}"
 
 
 SIZES = {
@@ -97,6 +96,7 @@ def same_size_gemm(size: Size, gates: int) -> Callable[[], None]:
     def run():
         for a, b in mats:
             torch.mm(a, b)
+
     return run
 
 
@@ -119,6 +119,7 @@ def measure(size: Size, cell: str, passes: list[str], repeats: int, warmup: int,
         def run():
             with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
                 layer(x)
+
         return run
 
     def forward_backward(layer, onednn: bool):
@@ -128,6 +129,7 @@ def measure(size: Size, cell: str, passes: list[str], repeats: int, warmup: int,
                 out.sum().backward()
             for p in layer.parameters():
                 p.grad = None
+
         return run
 
     makers = {"forward": forward, "forward+backward": forward_backward}
@@ -153,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqlab bench recurrent", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="small,large", help=f"comma list of {', '.join(SIZES)}")
     parser.add_argument("--cell", default="lstm", choices=sorted(GATES))
-    parser.add_argument("--impls", default="fused,fused_own,reference,layernorm",
-                        help="comma list of fused, fused_own, reference, layernorm (LSTM only)")
+    parser.add_argument(
+        "--impls",
+        default="fused,fused_own,reference,layernorm",
+        help="comma list of fused, fused_own, reference, layernorm (LSTM only)",
+    )
     parser.add_argument("--passes", default="forward,forward+backward")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
     parser.add_argument("--warmup", type=int, default=2)
@@ -169,11 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     impls = args.impls.split(",")
     gates = GATES[args.cell]
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cell={args.cell}, "
-          f"median of {args.repeats} interleaved rounds")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cell={args.cell}, "
+        f"median of {args.repeats} interleaved rounds"
+    )
     print()
-    print("| size | pass | implementation | median ms | x torch.nn | target | x torch.nn oneDNN off "
-          "| GFLOP/s | same-size GEMM GFLOP/s |")
+    print(
+        "| size | pass | implementation | median ms | x torch.nn | target | x torch.nn oneDNN off "
+        "| GFLOP/s | same-size GEMM GFLOP/s |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     missed, checked = [], 0
     for size in sizes:
@@ -191,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                     target_text += " (missed)"
                     missed.append(f"{size.name} {pass_name} {name}: {ratio:.2f}x > {target:.2f}x")
                 # LayerNormLSTM does extra normalisation work; its GFLOP/s counts only the multiplies.
-                print(f"| {size.name} ({size}) | {pass_name} | {name} | {seconds * 1e3:.1f} | {ratio:.2f} "
-                      f"| {target_text} | {seconds / base_aten:.2f} | {flops / seconds / 1e9:.1f} | {gemm_gflops:.1f} |")
+                print(
+                    f"| {size.name} ({size}) | {pass_name} | {name} | {seconds * 1e3:.1f} | {ratio:.2f} "
+                    f"| {target_text} | {seconds / base_aten:.2f} | {flops / seconds / 1e9:.1f} | {gemm_gflops:.1f} |"
+                )
     print()
     if not checked:
         print(f"no targets at these sizes (they are set for {' and '.join(TARGET_SIZES)})")

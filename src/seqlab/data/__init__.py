@@ -11,18 +11,40 @@ text for the CLI.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from .base import DataError, DataWarning, Splits, TensorSequenceDataset, fingerprint, read_utf8, stratified_split
 from .digits import DigitsConfig, digits, load_digits_arrays
 from .idx import MnistConfig, build_mnist, mnist, read_idx, resolve_root
-from .seq2seq import (CopyConfig, DatesConfig, PairsConfig, ReverseConfig, Seq2SeqDataset, SortConfig,
-                      build_dates, build_pairs, build_symbol_task, read_pairs, tokenize)
-from .series import (CO2Config, CsvSeriesConfig, Scaler, SeriesTooShort, SineConfig, SunspotsConfig, ar_windows,
-                     build_co2, build_series_csv, build_sine, build_sunspots)
-from .synthetic import (AddingConfig, CopyMemoryConfig, adding_problem, build_adding, build_copy_memory,
-                        copy_memory)
+from .seq2seq import (
+    CopyConfig,
+    DatesConfig,
+    PairsConfig,
+    ReverseConfig,
+    Seq2SeqDataset,
+    SortConfig,
+    build_dates,
+    build_pairs,
+    build_symbol_task,
+    read_pairs,
+    tokenize,
+)
+from .series import (
+    CO2Config,
+    CsvSeriesConfig,
+    Scaler,
+    SeriesTooShort,
+    SineConfig,
+    SunspotsConfig,
+    ar_windows,
+    build_co2,
+    build_series_csv,
+    build_sine,
+    build_sunspots,
+)
+from .synthetic import AddingConfig, CopyMemoryConfig, adding_problem, build_adding, build_copy_memory, copy_memory
 from .text import CharLMConfig, CharLMDataset, StreamChunks, batchify, build_char_lm
 from .vocab import Vocabulary
 
@@ -35,24 +57,46 @@ class DatasetEntry(NamedTuple):
 
 DATASETS: dict[str, DatasetEntry] = {
     "digits": DatasetEntry(DigitsConfig, digits, "8x8 handwritten digits (embedded), 8 rows of 8 pixels, 10 classes"),
-    "mnist": DatasetEntry(MnistConfig, build_mnist,
-                          "MNIST-format IDX images (MNIST, Fashion-MNIST, KMNIST via data.root) as 28 rows, 784 pixels or permuted pixels"),
-    "adding": DatasetEntry(AddingConfig, build_adding,
-                           "adding problem: sum the two marked values of a length-T sequence (baseline MSE 1/6)"),
-    "copy_memory": DatasetEntry(CopyMemoryConfig, build_copy_memory,
-                                "copy memory: recall 10 symbols after T steps (baseline CE 10 ln 8 / (T + 20))"),
+    "mnist": DatasetEntry(
+        MnistConfig,
+        build_mnist,
+        "MNIST-format IDX images (MNIST, Fashion-MNIST, KMNIST via data.root) "
+        "as 28 rows, 784 pixels or permuted pixels",
+    ),
+    "adding": DatasetEntry(
+        AddingConfig,
+        build_adding,
+        "adding problem: sum the two marked values of a length-T sequence (baseline MSE 1/6)",
+    ),
+    "copy_memory": DatasetEntry(
+        CopyMemoryConfig,
+        build_copy_memory,
+        "copy memory: recall 10 symbols after T steps (baseline CE 10 ln 8 / (T + 20))",
+    ),
     "copy": DatasetEntry(CopyConfig, build_symbol_task, "seq2seq: copy a random letter string of variable length"),
-    "reverse": DatasetEntry(ReverseConfig, build_symbol_task, "seq2seq: reverse a random letter string of variable length"),
+    "reverse": DatasetEntry(
+        ReverseConfig, build_symbol_task, "seq2seq: reverse a random letter string of variable length"
+    ),
     "sort": DatasetEntry(SortConfig, build_symbol_task, "seq2seq: sort a random letter string of variable length"),
-    "dates": DatasetEntry(DatesConfig, build_dates,
-                          "seq2seq: written dates in 20 formats -> ISO 2026-11-21, character level"),
-    "pairs": DatasetEntry(PairsConfig, build_pairs,
-                          "seq2seq: sentence pairs from a Tatoeba-layout file (source<TAB>target), word or char level"),
-    "char_lm": DatasetEntry(CharLMConfig, build_char_lm,
-                            "character-level language model over a UTF-8 text (embedded Shakespeare sample by default)"),
-    "sunspots": DatasetEntry(SunspotsConfig, build_sunspots, "yearly sunspot activity 1700-2008 (embedded), AR(tau) windows"),
-    "co2": DatasetEntry(CO2Config, build_co2,
-                        "weekly Mauna Loa CO2 1958-2001 (embedded, missing weeks interpolated), AR(tau) windows"),
+    "dates": DatasetEntry(
+        DatesConfig, build_dates, "seq2seq: written dates in 20 formats -> ISO 2026-11-21, character level"
+    ),
+    "pairs": DatasetEntry(
+        PairsConfig,
+        build_pairs,
+        "seq2seq: sentence pairs from a Tatoeba-layout file (source<TAB>target), word or char level",
+    ),
+    "char_lm": DatasetEntry(
+        CharLMConfig,
+        build_char_lm,
+        "character-level language model over a UTF-8 text (embedded Shakespeare sample by default)",
+    ),
+    "sunspots": DatasetEntry(
+        SunspotsConfig, build_sunspots, "yearly sunspot activity 1700-2008 (embedded), AR(tau) windows"
+    ),
+    "co2": DatasetEntry(
+        CO2Config, build_co2, "weekly Mauna Loa CO2 1958-2001 (embedded, missing weeks interpolated), AR(tau) windows"
+    ),
     "sine": DatasetEntry(SineConfig, build_sine, "noisy sine wave sin(0.01 t) + N(0, 0.2^2), AR(tau) windows"),
     "series_csv": DatasetEntry(CsvSeriesConfig, build_series_csv, "one column of any CSV file, AR(tau) windows"),
 }
@@ -81,12 +125,48 @@ def resolve_locations(cfg):
 from .describe import describe, list_datasets  # noqa: E402  (describe reads DATASETS)
 
 __all__ = [
-    "AddingConfig", "CO2Config", "CharLMConfig", "CharLMDataset", "CopyConfig", "CopyMemoryConfig",
-    "CsvSeriesConfig", "DATASETS", "DataError", "DataWarning", "DatasetEntry", "DatesConfig", "DigitsConfig",
-    "LOCATION_KEYS", "MnistConfig", "PairsConfig", "ReverseConfig", "Scaler", "Seq2SeqDataset", "SeriesTooShort",
-    "SineConfig", "SortConfig",
-    "Splits", "StreamChunks", "SunspotsConfig", "TensorSequenceDataset", "Vocabulary", "adding_problem",
-    "ar_windows", "batchify", "build_splits", "copy_memory", "describe", "digits", "fingerprint", "list_datasets",
-    "load_digits_arrays", "mnist", "read_idx", "read_pairs", "read_utf8", "resolve_locations", "stratified_split",
+    "AddingConfig",
+    "CO2Config",
+    "CharLMConfig",
+    "CharLMDataset",
+    "CopyConfig",
+    "CopyMemoryConfig",
+    "CsvSeriesConfig",
+    "DATASETS",
+    "DataError",
+    "DataWarning",
+    "DatasetEntry",
+    "DatesConfig",
+    "DigitsConfig",
+    "LOCATION_KEYS",
+    "MnistConfig",
+    "PairsConfig",
+    "ReverseConfig",
+    "Scaler",
+    "Seq2SeqDataset",
+    "SeriesTooShort",
+    "SineConfig",
+    "SortConfig",
+    "Splits",
+    "StreamChunks",
+    "SunspotsConfig",
+    "TensorSequenceDataset",
+    "Vocabulary",
+    "adding_problem",
+    "ar_windows",
+    "batchify",
+    "build_splits",
+    "copy_memory",
+    "describe",
+    "digits",
+    "fingerprint",
+    "list_datasets",
+    "load_digits_arrays",
+    "mnist",
+    "read_idx",
+    "read_pairs",
+    "read_utf8",
+    "resolve_locations",
+    "stratified_split",
     "tokenize",
 ]

@@ -54,7 +54,7 @@ def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: i
         start = 0
         for p, frac in enumerate(fractions):
             n = int(round(frac * len(idx)))
-            parts[p].append(idx[start:start + n])
+            parts[p].append(idx[start : start + n])
             start += n
         parts[-1].append(idx[start:])
     # Shuffle within each part so classes are interleaved, deterministically.

@@ -22,13 +22,28 @@ def describe(config) -> str:
     splits = DATASETS[config.name].build(config)
     info = splits.info
     lines = [f"{config.name}: {DATASETS[config.name].description}"]
-    lines.append("splits: " + ", ".join(f"{part} {len(ds):,}" for part, ds in
-                                         zip(("train", "val", "test"), (splits.train, splits.val, splits.test))))
+    lines.append(
+        "splits: "
+        + ", ".join(
+            f"{part} {len(ds):,}" for part, ds in zip(("train", "val", "test"), (splits.train, splits.val, splits.test))
+        )
+    )
     x0, y0 = splits.train[0]
     lines.append(f"task: {info.get('task')}" + (f", metric: {info['metric']}" if info.get("metric") else ""))
-    lines.append(f"one example: x {tuple(x0.shape)} {str(x0.dtype).removeprefix('torch.')}, "
-                 f"y {tuple(y0.shape)} {str(y0.dtype).removeprefix('torch.')}")
-    for key in ("input_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size", "tau", "horizon", "filled"):
+    lines.append(
+        f"one example: x {tuple(x0.shape)} {str(x0.dtype).removeprefix('torch.')}, "
+        f"y {tuple(y0.shape)} {str(y0.dtype).removeprefix('torch.')}"
+    )
+    for key in (
+        "input_size",
+        "num_classes",
+        "vocab_size",
+        "src_vocab_size",
+        "tgt_vocab_size",
+        "tau",
+        "horizon",
+        "filled",
+    ):
         if info.get(key) is not None:
             lines.append(f"{key}: {info[key]:,}" if isinstance(info[key], int) else f"{key}: {info[key]}")
     if "scaler" in info:
@@ -63,8 +78,7 @@ def _example(x: torch.Tensor, y: torch.Tensor, info: dict) -> list[str]:
     if task == Task.REGRESSION and "scaler" in info:
         inv = info["scaler"].inverse
         past = ", ".join(f"{v:.4g}" for v in inv(x[-5:, 0]).tolist())
-        return [f"x (last {min(5, len(x))} of tau={len(x)}, original units): ... {past}",
-                f"y: {inv(y).item():.4g}"]
+        return [f"x (last {min(5, len(x))} of tau={len(x)}, original units): ... {past}", f"y: {inv(y).item():.4g}"]
     if task == Task.REGRESSION and x.shape[-1] == 2:  # adding problem
         marked = torch.nonzero(x[:, 1]).flatten().tolist()
         terms = " + ".join(f"{x[t, 0].item():.4f} (t={t})" for t in marked)
@@ -99,5 +113,7 @@ def _image(x: torch.Tensor, info: dict) -> list[str]:
         return [f"x: {pixels[:10].tolist()} ..."]
     img = pixels.reshape(H, W)  # (H, W)
     hi = float(img.max()) or 1.0
-    return ["".join(SHADES[min(int(v / hi * (len(SHADES) - 1) + 0.5), len(SHADES) - 1)] for v in row.tolist())
-            for row in img]
+    return [
+        "".join(SHADES[min(int(v / hi * (len(SHADES) - 1) + 0.5), len(SHADES) - 1)] for v in row.tolist())
+        for row in img
+    ]

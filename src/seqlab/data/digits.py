@@ -60,7 +60,14 @@ def digits(cfg: DigitsConfig = DigitsConfig()) -> Splits:
     y = torch.from_numpy(labels)
     test_idx, val_idx, train_idx = stratified_split(y, (cfg.test_fraction, cfg.val_fraction), cfg.seed)
     make = lambda idx: TensorSequenceDataset(x[idx], y[idx])  # noqa: E731
-    info = {"task": Task.CLASSIFICATION, "metric": "accuracy", "input_size": x.shape[-1], "seq_len": x.shape[1],
-            "num_classes": 10, "input_shape": tuple(x.shape[1:]), "target_shape": (),
-            "files": {"embedded": embedded_fingerprint("digits.csv.gz", DIGITS_SHA256)}}
+    info = {
+        "task": Task.CLASSIFICATION,
+        "metric": "accuracy",
+        "input_size": x.shape[-1],
+        "seq_len": x.shape[1],
+        "num_classes": 10,
+        "input_shape": tuple(x.shape[1:]),
+        "target_shape": (),
+        "files": {"embedded": embedded_fingerprint("digits.csv.gz", DIGITS_SHA256)},
+    }
     return Splits(make(train_idx), make(val_idx), make(test_idx), info)

@@ -98,7 +98,7 @@ def parse_idx(data: bytes, expected_magic: int, where: str) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{where}: truncated header: expected {header} bytes for {ndim} dimensions, found {len(data)}")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
         shape = " x ".join(map(str, dims))
@@ -135,7 +135,9 @@ def download(root: str | Path, stems: list[str], mirrors=MNIST_MIRRORS, checksum
     out = []
     for stem in stems:
         if stem not in checksums:
-            raise DataError(f"no checksum known for {stem}: cannot verify a download; put the file into {root}/ yourself")
+            raise DataError(
+                f"no checksum known for {stem}: cannot verify a download; put the file into {root}/ yourself"
+            )
         failures = []
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + stem + ".gz"
@@ -154,14 +156,16 @@ def download(root: str | Path, stems: list[str], mirrors=MNIST_MIRRORS, checksum
             break
         else:
             raise DataError(
-                f"could not download {stem}.gz:\n  " + "\n  ".join(failures)
+                f"could not download {stem}.gz:\n  "
+                + "\n  ".join(failures)
                 + f"\nOffline? {_missing_message(root, stems, mirrors)}"
             )
     return out
 
 
-def load_arrays(root: str | Path, split: str = "train", download_missing: bool = False,
-                mirrors=MNIST_MIRRORS) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    root: str | Path, split: str = "train", download_missing: bool = False, mirrors=MNIST_MIRRORS
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, rows, cols) uint8 and labels (N,) uint8 of ``split`` from the IDX files in ``root``."""
     if split not in FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -170,8 +174,10 @@ def load_arrays(root: str | Path, split: str = "train", download_missing: bool =
     missing = [s for s in stems if _find(root, s) is None]
     if missing:
         if not download_missing:
-            raise DataError(f"IDX files not found in {root}: missing {', '.join(missing)}(.gz); "
-                            + _missing_message(root, missing, mirrors))
+            raise DataError(
+                f"IDX files not found in {root}: missing {', '.join(missing)}(.gz); "
+                + _missing_message(root, missing, mirrors)
+            )
         download(root, missing, mirrors)
     img_path, lbl_path = _find(root, stems[0]), _find(root, stems[1])
     images = read_idx(img_path, IMAGES_MAGIC)
@@ -207,8 +213,9 @@ def to_sequences(images: np.ndarray, view: str = "rows", permutation_seed: int =
     return x
 
 
-def mnist(root: str | Path = "", split: str = "train", view: str = "rows", download: bool = False,
-          permutation_seed: int = 0) -> TensorSequenceDataset:
+def mnist(
+    root: str | Path = "", split: str = "train", view: str = "rows", download: bool = False, permutation_seed: int = 0
+) -> TensorSequenceDataset:
     """MNIST-format ``split`` ("train" or "test") from the IDX files in ``root``, as a Dataset.
 
     ``ds[i] -> (x, y)``: x (28, 28) for rows or (784, 1) for pixels/permuted, float in [0, 1];
@@ -234,7 +241,8 @@ def resolve_root(root: str | Path, split: str = "train", download: bool = False)
         return _cache_root()
     tried = ", ".join(str(p) for p in default_roots())
     raise DataError(
-        f"MNIST files not found (looked in {tried}); put {', '.join(f'{s}.gz' for s in FILES['train'] + FILES['test'])} "
+        f"MNIST files not found (looked in {tried}); "
+        f"put {', '.join(f'{s}.gz' for s in FILES['train'] + FILES['test'])} "
         f"into one of them, set --data.root=DIR, or pass --data.download=true"
     )
 
@@ -263,15 +271,24 @@ def build_mnist(cfg: MnistConfig = MnistConfig()) -> Splits:
     splits = {}
     for split in ("train", "test"):
         images, labels = load_arrays(root, split, cfg.download)
-        splits[split] = (to_sequences(images, cfg.view, cfg.permutation_seed), torch.from_numpy(labels.astype(np.int64)))
+        splits[split] = (
+            to_sequences(images, cfg.view, cfg.permutation_seed),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
     (x, y), (x_test, y_test) = splits["train"], splits["test"]
     val_idx, train_idx = stratified_split(y, (cfg.val_fraction,), cfg.seed)
     N, T, C = x.shape
     info = {
-        "task": Task.CLASSIFICATION, "metric": "accuracy",
-        "input_size": C, "seq_len": T, "num_classes": int(max(y.max(), y_test.max())) + 1,
-        "input_shape": (T, C), "target_shape": (),
-        "root": str(root), "view": cfg.view, "image_shape": tuple(images.shape[1:]),
+        "task": Task.CLASSIFICATION,
+        "metric": "accuracy",
+        "input_size": C,
+        "seq_len": T,
+        "num_classes": int(max(y.max(), y_test.max())) + 1,
+        "input_shape": (T, C),
+        "target_shape": (),
+        "root": str(root),
+        "view": cfg.view,
+        "image_shape": tuple(images.shape[1:]),
         "files": {stem: fingerprint(_find(root, stem)) for split in ("train", "test") for stem in FILES[split]},
     }
     if cfg.view == "permuted":

@@ -18,27 +18,47 @@ import re
 import unicodedata
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from ..task import Task
-from .base import (DataError, DataWarning, Splits, TensorSequenceDataset, check_fractions, check_positive,
-                   fingerprint, read_utf8, skipped_message, split_counts)
+from .base import (
+    DataError,
+    DataWarning,
+    Splits,
+    TensorSequenceDataset,
+    check_fractions,
+    check_positive,
+    fingerprint,
+    read_utf8,
+    skipped_message,
+    split_counts,
+)
 from .vocab import BOS, EOS, PAD, UNK, Vocabulary
 
-LAYOUT = ("x (N, S): source ids + <eos>, right-padded with <pad>=0; y (N, U): <bos> + target ids + <eos>, "
-          "right-padded; lengths = (ids != 0).sum(-1); teacher forcing: y[:, :-1] -> y[:, 1:]")
+LAYOUT = (
+    "x (N, S): source ids + <eos>, right-padded with <pad>=0; y (N, U): <bos> + target ids + <eos>, "
+    "right-padded; lengths = (ids != 0).sum(-1); teacher forcing: y[:, :-1] -> y[:, 1:]"
+)
 
 
 class Seq2SeqDataset(TensorSequenceDataset):
     """Padded source ids x (N, S) and target ids y (N, U), with their lengths and vocabularies."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, x_lengths: torch.Tensor, y_lengths: torch.Tensor,
-                 src_vocab: Vocabulary, tgt_vocab: Vocabulary, pairs: Sequence | None = None):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_lengths: torch.Tensor,
+        y_lengths: torch.Tensor,
+        src_vocab: Vocabulary,
+        tgt_vocab: Vocabulary,
+        pairs: Sequence | None = None,
+    ):
         super().__init__(x, y)
         self.x_lengths, self.y_lengths = x_lengths, y_lengths
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
@@ -57,12 +77,13 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, t
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
     out = torch.full((len(seqs), int(lengths.max()) if len(seqs) else 0), pad_id, dtype=torch.int64)
     for i, s in enumerate(seqs):
-        out[i, :len(s)] = torch.tensor(s, dtype=torch.int64)
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
     return out, lengths
 
 
-def encode_pairs(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], src_vocab: Vocabulary,
-                 tgt_vocab: Vocabulary) -> Seq2SeqDataset:
+def encode_pairs(
+    pairs: Sequence[tuple[Sequence[str], Sequence[str]]], src_vocab: Vocabulary, tgt_vocab: Vocabulary
+) -> Seq2SeqDataset:
     """Token pairs -> a padded :class:`Seq2SeqDataset` (see the module docstring for the layout)."""
     x, x_len = pad([src_vocab.encode(s, eos=True) for s, _ in pairs], src_vocab.pad_id)
     y, y_len = pad([tgt_vocab.encode(t, bos=True, eos=True) for _, t in pairs], tgt_vocab.pad_id)
@@ -78,8 +99,10 @@ def unknown_message(counts: Counter, what: str, show: int = 12) -> str:
     """``"7 source tokens (3 distinct) ... read as <unk>: 'ça' (4), 'été' (2), 'où' (1)"``."""
     listed = ", ".join(f"{tok!r} ({n})" for tok, n in counts.most_common(show))
     more = f", ... and {len(counts) - show:,} more" if len(counts) > show else ""
-    return (f"{sum(counts.values()):,} {what} ({len(counts):,} distinct) are not in the vocabulary and read as "
-            f"<unk>: {listed}{more}")
+    return (
+        f"{sum(counts.values()):,} {what} ({len(counts):,} distinct) are not in the vocabulary and read as "
+        f"<unk>: {listed}{more}"
+    )
 
 
 def _seq2seq_info(parts: list[Seq2SeqDataset], sep: str, **extra) -> dict:
@@ -87,11 +110,22 @@ def _seq2seq_info(parts: list[Seq2SeqDataset], sep: str, **extra) -> dict:
     S = max(p.x.shape[1] for p in parts)
     U = max(p.y.shape[1] for p in parts)
     return {
-        "task": Task.SEQ2SEQ, "metric": "cross_entropy",
-        "src_vocab_size": len(src), "tgt_vocab_size": len(tgt), "src_vocab": src, "tgt_vocab": tgt,
-        "pad_id": src.pad_id, "bos_id": tgt.bos_id, "eos_id": tgt.eos_id,
-        "input_shape": (S,), "target_shape": (U,), "max_src_len": S, "max_tgt_len": U,
-        "token_separator": sep, "layout": LAYOUT, **extra,
+        "task": Task.SEQ2SEQ,
+        "metric": "cross_entropy",
+        "src_vocab_size": len(src),
+        "tgt_vocab_size": len(tgt),
+        "src_vocab": src,
+        "tgt_vocab": tgt,
+        "pad_id": src.pad_id,
+        "bos_id": tgt.bos_id,
+        "eos_id": tgt.eos_id,
+        "input_shape": (S,),
+        "target_shape": (U,),
+        "max_src_len": S,
+        "max_tgt_len": U,
+        "token_separator": sep,
+        "layout": LAYOUT,
+        **extra,
     }
 
 
@@ -120,8 +154,10 @@ class SymbolTaskConfig:
         if not 1 <= self.num_symbols <= len(SYMBOLS):
             raise ValueError(f"data.num_symbols must be in 1..{len(SYMBOLS)}, got {self.num_symbols}")
         if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"data.min_len and data.max_len must satisfy 1 <= min_len <= max_len, "
-                             f"got {self.min_len} and {self.max_len}")
+            raise ValueError(
+                f"data.min_len and data.max_len must satisfy 1 <= min_len <= max_len, "
+                f"got {self.min_len} and {self.max_len}"
+            )
         check_positive(self, "num_train", "num_val", "num_test")
 
 
@@ -140,8 +176,9 @@ class SortConfig(SymbolTaskConfig):
     name: str = "sort"
 
 
-def symbol_pairs(task: str, n: int, num_symbols: int, min_len: int, max_len: int,
-                 rng: np.random.Generator) -> list[tuple[list[str], list[str]]]:
+def symbol_pairs(
+    task: str, n: int, num_symbols: int, min_len: int, max_len: int, rng: np.random.Generator
+) -> list[tuple[list[str], list[str]]]:
     lengths = rng.integers(min_len, max_len + 1, size=n)
     symbols = np.array(list(SYMBOLS[:num_symbols]))
     out = []
@@ -152,18 +189,32 @@ def symbol_pairs(task: str, n: int, num_symbols: int, min_len: int, max_len: int
 
 
 def build_symbol_task(cfg: SymbolTaskConfig) -> Splits:
-    vocab = Vocabulary(SYMBOLS[:cfg.num_symbols])
+    vocab = Vocabulary(SYMBOLS[: cfg.num_symbols])
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(3)]
     sizes = (cfg.num_train, cfg.num_val, cfg.num_test)
-    parts = [encode_pairs(symbol_pairs(cfg.name, n, cfg.num_symbols, cfg.min_len, cfg.max_len, rng), vocab, vocab)
-             for n, rng in zip(sizes, rngs)]
+    parts = [
+        encode_pairs(symbol_pairs(cfg.name, n, cfg.num_symbols, cfg.min_len, cfg.max_len, rng), vocab, vocab)
+        for n, rng in zip(sizes, rngs)
+    ]
     return Splits(*parts, _seq2seq_info(parts, "", extra_metric="exact_match"))
 
 
 # --- dates ---------------------------------------------------------------------------------------
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -176,26 +227,26 @@ def _ordinal(n: int) -> str:
 # Every all-numeric format with slashes is month first (US); day first uses dots or dashes with
 # a named month, so no string is ambiguous. Two-digit years stand for 1950..2049.
 DATE_FORMATS = [
-    lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",                       # 21 November 2026
-    lambda d: f"{d.month:02d}/{d.day:02d}/{d.year % 100:02d}",                 # 11/21/26
+    lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",  # 21 November 2026
+    lambda d: f"{d.month:02d}/{d.day:02d}/{d.year % 100:02d}",  # 11/21/26
     lambda d: f"{DAYS[d.weekday()][:3]}, {MONTHS[d.month - 1][:3]} {d.day} {d.year}",  # Sat, Nov 21 2026
-    lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",                      # November 21, 2026
-    lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}",                           # 21.11.2026
-    lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",                           # 2026/11/21
+    lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",  # November 21, 2026
+    lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}",  # 21.11.2026
+    lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",  # 2026/11/21
     lambda d: f"{DAYS[d.weekday()]}, {d.day} {MONTHS[d.month - 1]} {d.year}",  # Saturday, 21 November 2026
-    lambda d: f"{d.day} {MONTHS[d.month - 1][:3]} {d.year}",                   # 21 Nov 2026
-    lambda d: f"{MONTHS[d.month - 1][:3].lower()} {d.day}, {d.year}",          # nov 21, 2026
-    lambda d: f"{d.day:02d}-{MONTHS[d.month - 1][:3]}-{d.year}",               # 21-Nov-2026
-    lambda d: f"the {_ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",      # the 21st of November 2026
-    lambda d: f"{MONTHS[d.month - 1].upper()} {d.day} {d.year}",               # NOVEMBER 21 2026
+    lambda d: f"{d.day} {MONTHS[d.month - 1][:3]} {d.year}",  # 21 Nov 2026
+    lambda d: f"{MONTHS[d.month - 1][:3].lower()} {d.day}, {d.year}",  # nov 21, 2026
+    lambda d: f"{d.day:02d}-{MONTHS[d.month - 1][:3]}-{d.year}",  # 21-Nov-2026
+    lambda d: f"the {_ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",  # the 21st of November 2026
+    lambda d: f"{MONTHS[d.month - 1].upper()} {d.day} {d.year}",  # NOVEMBER 21 2026
     lambda d: f"{DAYS[d.weekday()]}, {MONTHS[d.month - 1]} {d.day}, {d.year}",  # Saturday, November 21, 2026
-    lambda d: f"{d.month}-{d.day}-{d.year}",                                   # 11-21-2026
-    lambda d: f"{MONTHS[d.month - 1][:3]}. {_ordinal(d.day)}, {d.year}",       # Nov. 21st, 2026
+    lambda d: f"{d.month}-{d.day}-{d.year}",  # 11-21-2026
+    lambda d: f"{MONTHS[d.month - 1][:3]}. {_ordinal(d.day)}, {d.year}",  # Nov. 21st, 2026
     lambda d: f"{d.day} {MONTHS[d.month - 1][:3].lower()} {d.year % 100:02d}",  # 21 nov 26
-    lambda d: f"{d.month}/{d.day}/{d.year}",                                   # 11/21/2026
-    lambda d: f"{MONTHS[d.month - 1][:3]} {d.day}, '{d.year % 100:02d}",       # Nov 21, '26
+    lambda d: f"{d.month}/{d.day}/{d.year}",  # 11/21/2026
+    lambda d: f"{MONTHS[d.month - 1][:3]} {d.day}, '{d.year % 100:02d}",  # Nov 21, '26
     lambda d: f"{DAYS[d.weekday()][:3].lower()} {d.day:02d}.{d.month:02d}.{d.year}",  # sat 21.11.2026
-    lambda d: f"{d.year}{d.month:02d}{d.day:02d}",                             # 20261121
+    lambda d: f"{d.year}{d.month:02d}{d.day:02d}",  # 20261121
 ]
 
 DATE_MIN, DATE_MAX = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
@@ -238,8 +289,10 @@ def build_dates(cfg: DatesConfig = DatesConfig()) -> Splits:
     src_vocab, tgt_vocab = date_vocabularies()
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(3)]
     sizes = (cfg.num_train, cfg.num_val, cfg.num_test)
-    parts = [encode_pairs([(list(s), list(t)) for s, t in random_dates(n, rng)], src_vocab, tgt_vocab)
-             for n, rng in zip(sizes, rngs)]
+    parts = [
+        encode_pairs([(list(s), list(t)) for s, t in random_dates(n, rng)], src_vocab, tgt_vocab)
+        for n, rng in zip(sizes, rngs)
+    ]
     return Splits(*parts, _seq2seq_info(parts, "", extra_metric="exact_match", num_formats=len(DATE_FORMATS)))
 
 
@@ -319,8 +372,11 @@ def read_pairs(path, *, on_bad_line: str = "skip", swap: bool = False) -> PairsR
     report = PairsReport(pairs, len(lines), skipped)
     bad = {k: v for k, v in skipped.items() if v and k != "blank"}
     if bad:
-        warnings.warn("; ".join(f"{path}: " + skipped_message(n, len(lines), reason) for reason, n in bad.items()),
-                      DataWarning, stacklevel=2)
+        warnings.warn(
+            "; ".join(f"{path}: " + skipped_message(n, len(lines), reason) for reason, n in bad.items()),
+            DataWarning,
+            stacklevel=2,
+        )
     if not pairs:
         raise DataError(f"{path}: no sentence pairs found in {len(lines):,} lines; expected source<TAB>target lines")
     return report
@@ -329,8 +385,20 @@ def read_pairs(path, *, on_bad_line: str = "skip", swap: bool = False) -> PairsR
 # The PyTorch seq2seq tutorial's subset ("NLP From Scratch: Translation with a Sequence to Sequence
 # Network and Attention"): both sides under 10 words and the English side starting with one of
 # these, as its normalised text reads them ("I'm" -> "i m").
-TUTORIAL_PREFIXES = ("i am ", "i m ", "he is", "he s ", "she is", "she s ", "you are", "you re ", "we are", "we re ",
-                     "they are", "they re ")
+TUTORIAL_PREFIXES = (
+    "i am ",
+    "i m ",
+    "he is",
+    "he s ",
+    "she is",
+    "she s ",
+    "you are",
+    "you re ",
+    "we are",
+    "we re ",
+    "they are",
+    "they re ",
+)
 TUTORIAL_MAX_WORDS = 10
 
 
@@ -344,8 +412,11 @@ def tutorial_normalize(text: str) -> str:
 def tutorial_keeps(english: str, other: str) -> bool:
     """True for a pair the tutorial's filterPair keeps (English first, either translation direction)."""
     e, o = tutorial_normalize(english), tutorial_normalize(other)
-    return (len(e.split(" ")) < TUTORIAL_MAX_WORDS and len(o.split(" ")) < TUTORIAL_MAX_WORDS
-            and e.startswith(TUTORIAL_PREFIXES))
+    return (
+        len(e.split(" ")) < TUTORIAL_MAX_WORDS
+        and len(o.split(" ")) < TUTORIAL_MAX_WORDS
+        and e.startswith(TUTORIAL_PREFIXES)
+    )
 
 
 # Where to get the files that presets name, for the message when one is missing.
@@ -391,8 +462,10 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
     if not path.exists():
         url = next((u for name, u in SOURCES.items() if path.as_posix().endswith(name)), None)
         get = f"download {url} to that path, or " if url else "check data.path, or "
-        raise DataError(f"sentence-pair file not found: {cfg.path}; {get}pass --data.path=YOUR_PAIRS.tsv "
-                        f"(one source<TAB>target[<TAB>attribution] per line, UTF-8)")
+        raise DataError(
+            f"sentence-pair file not found: {cfg.path}; {get}pass --data.path=YOUR_PAIRS.tsv "
+            f"(one source<TAB>target[<TAB>attribution] per line, UTF-8)"
+        )
     with warnings.catch_warnings():  # the skipped lines are in info["messages"], which the caller shows once
         warnings.simplefilter("ignore", DataWarning)
         report = read_pairs(cfg.path, on_bad_line=cfg.on_bad_line, swap=cfg.swap)
@@ -405,8 +478,13 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
         skipped[reason] = len(pairs) - len(kept)
         messages.append(f"{cfg.path}: " + skipped_message(skipped[reason], report.num_lines, reason))
         pairs = kept
-    tokenized = [(tokenize(clean(s, cfg.lowercase, cfg.normalize), cfg.tokenize),
-                  tokenize(clean(t, cfg.lowercase, cfg.normalize), cfg.tokenize)) for s, t in pairs]
+    tokenized = [
+        (
+            tokenize(clean(s, cfg.lowercase, cfg.normalize), cfg.tokenize),
+            tokenize(clean(t, cfg.lowercase, cfg.normalize), cfg.tokenize),
+        )
+        for s, t in pairs
+    ]
     if cfg.max_len:
         kept = [p for p in tokenized if len(p[0]) <= cfg.max_len and len(p[1]) <= cfg.max_len]
         reason = f"source or target longer than max_len={cfg.max_len} tokens"
@@ -414,17 +492,20 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
         messages.append(f"{cfg.path}: " + skipped_message(skipped[reason], report.num_lines, reason))
         tokenized = kept
     if not tokenized:
-        fixes = (["set --data.tutorial_filter=false (it keeps only English-first pairs starting \"i am\", "
-                  "\"he is\", ...)"] if cfg.tutorial_filter else []) + (["raise data.max_len"] if cfg.max_len else [])
+        fixes = (
+            ['set --data.tutorial_filter=false (it keeps only English-first pairs starting "i am", "he is", ...)']
+            if cfg.tutorial_filter
+            else []
+        ) + (["raise data.max_len"] if cfg.max_len else [])
         raise DataError(f"{cfg.path}: no pairs left after filtering ({'; '.join(messages)}); {' or '.join(fixes)}")
     order = torch.randperm(len(tokenized), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     if cfg.max_pairs and cfg.max_pairs < len(order):
         messages.append(f"kept {cfg.max_pairs:,} of {len(order):,} pairs (data.max_pairs)")
-        order = order[:cfg.max_pairs]
+        order = order[: cfg.max_pairs]
     n_train, n_val, n_test = split_counts(len(order), cfg.val_fraction, cfg.test_fraction)
     if n_train < 1:
         raise DataError(f"{cfg.path}: only {len(order)} pairs, too few for a training split")
-    idx = [order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]]
+    idx = [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
     train_pairs = [tokenized[i] for i in idx[0]]
     specials = (PAD, BOS, EOS, UNK)
     src_vocab = Vocabulary.build((s for s, _ in train_pairs), cfg.min_freq, specials)
@@ -435,6 +516,14 @@ def build_pairs(cfg: PairsConfig = PairsConfig()) -> Splits:
         if unknown:  # rarer than data.min_freq in training, or seen only in validation and test
             messages.append(f"{cfg.path}: " + unknown_message(unknown, f"{what} tokens"))
     sep = " " if cfg.tokenize == "word" else ""
-    info = _seq2seq_info(parts, sep, path=str(cfg.path), num_lines=report.num_lines, num_pairs=len(order),
-                         skipped=skipped, messages=messages, files={"data.path": fingerprint(cfg.path)})
+    info = _seq2seq_info(
+        parts,
+        sep,
+        path=str(cfg.path),
+        num_lines=report.num_lines,
+        num_pairs=len(order),
+        skipped=skipped,
+        messages=messages,
+        files={"data.path": fingerprint(cfg.path)},
+    )
     return Splits(*parts, info)

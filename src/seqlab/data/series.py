@@ -33,8 +33,16 @@ import numpy as np
 import torch
 
 from ..task import Task
-from .base import (DataError, Splits, TensorSequenceDataset, check_fractions, embedded_fingerprint, fingerprint,
-                   read_utf8, split_counts)
+from .base import (
+    DataError,
+    Splits,
+    TensorSequenceDataset,
+    check_fractions,
+    embedded_fingerprint,
+    fingerprint,
+    read_utf8,
+    split_counts,
+)
 
 EMBEDDED_SHA256 = {
     "sunspots.csv": "f67889b1d9002cd5227f0e0ef54e35b419cdd85a31279adef6f73fb41e5c0a9b",
@@ -66,8 +74,9 @@ class RawSeries:
     where: str
 
 
-def parse_series_csv(text: str, where: str, column: str | None = None, time_column: str | None = None,
-                     header: bool = True) -> RawSeries:
+def parse_series_csv(
+    text: str, where: str, column: str | None = None, time_column: str | None = None, header: bool = True
+) -> RawSeries:
     """One value column of a CSV with a header row. Empty cells and ``nan``/``NA`` are missing (NaN).
 
     ``column`` defaults to the last column, ``time_column`` to the first. A cell that is not a
@@ -86,16 +95,21 @@ def parse_series_csv(text: str, where: str, column: str | None = None, time_colu
     col = len(names) - 1 if column is None else _column(names, column, where)
     tcol = 0 if time_column is None else _column(names, time_column, where)
     if header and column is None and _is_number(names[col]):
-        raise DataError(f"{where}:1: the first row ({','.join(rows[0])!r}) is numbers, not a header naming the "
-                        f"columns, so its value would be lost; add a header row (e.g. 'time,value') or set "
-                        f"data.header=false (--data.header=false) for a file without one")
+        raise DataError(
+            f"{where}:1: the first row ({','.join(rows[0])!r}) is numbers, not a header naming the "
+            f"columns, so its value would be lost; add a header row (e.g. 'time,value') or set "
+            f"data.header=false (--data.header=false) for a file without one"
+        )
     header = names
     values, time, lines = [], [], []
-    for lineno, row in enumerate(rows[first - 1:], start=first):
+    for lineno, row in enumerate(rows[first - 1 :], start=first):
         if not row or not "".join(row).strip():
             continue  # a blank line carries no observation (a missing one is an empty cell)
         if len(row) != len(header):
-            raise DataError(f"{where}:{lineno}: expected {len(header)} fields ({','.join(header)}), found {len(row)}: {','.join(row)!r}")
+            raise DataError(
+                f"{where}:{lineno}: expected {len(header)} fields ({','.join(header)}), "
+                f"found {len(row)}: {','.join(row)!r}"
+            )
         cell = row[col].strip()
         if cell.lower() in MISSING_TOKENS:
             value = math.nan
@@ -103,7 +117,9 @@ def parse_series_csv(text: str, where: str, column: str | None = None, time_colu
             try:
                 value = float(cell)
             except ValueError:
-                raise DataError(f"{where}:{lineno}: expected a number in column {header[col]!r}, found {cell!r}") from None
+                raise DataError(
+                    f"{where}:{lineno}: expected a number in column {header[col]!r}, found {cell!r}"
+                ) from None
             if not math.isfinite(value):
                 value = math.nan  # inf is no observation either
         values.append(value)
@@ -138,8 +154,10 @@ def fill_missing(raw: RawSeries, missing: str) -> tuple[np.ndarray, int]:
         return v.copy(), 0
     if missing == "error":
         first = raw.lines[int(np.argmax(nan))]
-        raise DataError(f"{raw.where}:{first}: missing or NaN value ({n:,} of {len(v):,} values are missing); "
-                        f"set data.missing='interpolate' to fill them")
+        raise DataError(
+            f"{raw.where}:{first}: missing or NaN value ({n:,} of {len(v):,} values are missing); "
+            f"set data.missing='interpolate' to fill them"
+        )
     if n == len(v):
         raise DataError(f"{raw.where}: all {n:,} values are missing")
     idx = np.arange(len(v))
@@ -156,7 +174,7 @@ class Scaler:
     kind: str
 
     @classmethod
-    def fit(cls, train_values: np.ndarray, kind: str) -> "Scaler":
+    def fit(cls, train_values: np.ndarray, kind: str) -> Scaler:
         if kind == "standard":
             shift, scale = float(train_values.mean()), float(train_values.std())
         elif kind == "minmax":
@@ -251,9 +269,11 @@ class SeriesTooShort(DataError):
 
     def explain(self, option: str) -> str:
         need = self.tau + self.horizon + 1
-        return (f"{self.where}: a series of {self.length:,} values leaves {self.n_train:,} for training, fewer than "
-                f"tau + horizon + 1 = {need} (tau = {self.tau}); use a longer series, lower {option} or lower "
-                f"--data.val_fraction / --data.test_fraction")
+        return (
+            f"{self.where}: a series of {self.length:,} values leaves {self.n_train:,} for training, fewer than "
+            f"tau + horizon + 1 = {need} (tau = {self.tau}); use a longer series, lower {option} or lower "
+            f"--data.val_fraction / --data.test_fraction"
+        )
 
 
 def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
@@ -276,14 +296,24 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
             last = raw[t[keep] - cfg.horizon]
             baseline[f"persistence_mse_{part}"] = float(((raw[t[keep]] - last) ** 2).mean())
     info = {
-        "task": Task.REGRESSION, "metric": "mse",
-        "input_size": 1, "output_size": 1, "seq_len": cfg.tau,
-        "input_shape": (cfg.tau, 1), "target_shape": (1,),
-        "tau": cfg.tau, "horizon": cfg.horizon,
-        "series": raw, "split_index": (n_train, n_train + n_val),  # part boundaries in the series
-        "scaler": scaler, "inverse": scaler.inverse,
-        "baseline": {**baseline, "units": "original (inverse-transformed)",
-                     "strategy": "persistence: predict the last observed value"},
+        "task": Task.REGRESSION,
+        "metric": "mse",
+        "input_size": 1,
+        "output_size": 1,
+        "seq_len": cfg.tau,
+        "input_shape": (cfg.tau, 1),
+        "target_shape": (1,),
+        "tau": cfg.tau,
+        "horizon": cfg.horizon,
+        "series": raw,
+        "split_index": (n_train, n_train + n_val),  # part boundaries in the series
+        "scaler": scaler,
+        "inverse": scaler.inverse,
+        "baseline": {
+            **baseline,
+            "units": "original (inverse-transformed)",
+            "strategy": "persistence: predict the last observed value",
+        },
         **extra,
     }
     return Splits(*parts, info)
@@ -292,7 +322,9 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
 def _filled_info(raw: RawSeries, filled: int, files: dict) -> dict:
     info = {"filled": filled, "time": raw.time, "source": raw.where, "files": files}
     if filled:
-        info["messages"] = [f"{raw.where}: filled {filled:,} missing values (of {len(raw.values):,}) by linear interpolation"]
+        info["messages"] = [
+            f"{raw.where}: filled {filled:,} missing values (of {len(raw.values):,}) by linear interpolation"
+        ]
     return info
 
 
@@ -300,8 +332,9 @@ def build_sunspots(cfg: SunspotsConfig = SunspotsConfig()) -> Splits:
     text = read_embedded("sunspots.csv")
     raw = parse_series_csv(text, "embedded:sunspots.csv", "SUNACTIVITY", "YEAR")
     values, filled = fill_missing(raw, cfg.missing)
-    return window_splits(values, cfg, **_filled_info(raw, filled, embedded_files("sunspots.csv", text)),
-                         units="sunspot number")
+    return window_splits(
+        values, cfg, **_filled_info(raw, filled, embedded_files("sunspots.csv", text)), units="sunspot number"
+    )
 
 
 def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
@@ -325,15 +358,23 @@ def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
 
 def build_co2(cfg: CO2Config = CO2Config()) -> Splits:
     values, time, filled = load_co2(cfg.missing)
-    info = {"filled": filled, "time": time, "source": "embedded:co2.csv", "units": "ppmv",
-            "files": embedded_files("co2.csv", read_embedded("co2.csv"))}
+    info = {
+        "filled": filled,
+        "time": time,
+        "source": "embedded:co2.csv",
+        "units": "ppmv",
+        "files": embedded_files("co2.csv", read_embedded("co2.csv")),
+    }
     if filled:
-        info["messages"] = [f"embedded:co2.csv: filled {filled:,} missing weeks (of {len(values):,}) by linear interpolation"]
+        info["messages"] = [
+            f"embedded:co2.csv: filled {filled:,} missing weeks (of {len(values):,}) by linear interpolation"
+        ]
     return window_splits(values, cfg, **info)
 
 
-def sine_series(length: int, frequency: float = 0.01, amplitude: float = 1.0, noise: float = 0.2,
-                seed: int = 0) -> np.ndarray:
+def sine_series(
+    length: int, frequency: float = 0.01, amplitude: float = 1.0, noise: float = 0.2, seed: int = 0
+) -> np.ndarray:
     t = np.arange(1, length + 1, dtype=np.float64)
     rng = np.random.default_rng(seed)
     return amplitude * np.sin(frequency * t) + rng.normal(0.0, noise, size=length)

@@ -63,7 +63,7 @@ def copy_memory(n: int, seq_len: int, rng: np.random.Generator | int = 0) -> tup
     x[:, :K] = data
     x[:, K + T - 1] = DELIMITER  # after T - 1 blanks
     y = np.full((n, T + 2 * K), BLANK, dtype=np.int64)
-    y[:, T + K:] = data  # recalled in the last 10 steps
+    y[:, T + K :] = data  # recalled in the last 10 steps
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -114,9 +114,13 @@ def build_adding(cfg: AddingConfig = AddingConfig()) -> Splits:
     sizes = (cfg.num_train, cfg.num_val, cfg.num_test)
     parts = [TensorSequenceDataset(*adding_problem(n, cfg.seq_len, rng)) for n, rng in zip(sizes, _rngs(cfg.seed))]
     info = {
-        "task": Task.REGRESSION, "metric": "mse",
-        "input_size": 2, "seq_len": cfg.seq_len, "output_size": 1,
-        "input_shape": (cfg.seq_len, 2), "target_shape": (1,),
+        "task": Task.REGRESSION,
+        "metric": "mse",
+        "input_size": 2,
+        "seq_len": cfg.seq_len,
+        "output_size": 1,
+        "input_shape": (cfg.seq_len, 2),
+        "target_shape": (1,),
         "baseline": {"mse": adding_baseline_mse(), "strategy": "always predict the mean, 1"},
     }
     return Splits(*parts, info)
@@ -132,12 +136,18 @@ def build_copy_memory(cfg: CopyMemoryConfig = CopyMemoryConfig()) -> Splits:
             x = torch.nn.functional.one_hot(x, COPY_VOCAB).float()  # (n, T + 20, 10)
         parts.append(TensorSequenceDataset(x, y))
     info = {
-        "task": Task.SEQUENCE_LABELING, "metric": "cross_entropy",
-        "seq_len": L, "num_classes": COPY_VOCAB, "vocab_size": COPY_VOCAB,
+        "task": Task.SEQUENCE_LABELING,
+        "metric": "cross_entropy",
+        "seq_len": L,
+        "num_classes": COPY_VOCAB,
+        "vocab_size": COPY_VOCAB,
         "input_size": COPY_VOCAB if cfg.one_hot else None,
-        "input_shape": (L, COPY_VOCAB) if cfg.one_hot else (L,), "target_shape": (L,),
+        "input_shape": (L, COPY_VOCAB) if cfg.one_hot else (L,),
+        "target_shape": (L,),
         "symbols": {"blank": BLANK, "data": (1, NUM_DATA_SYMBOLS), "delimiter": DELIMITER},
-        "baseline": {"cross_entropy": copy_memory_baseline_ce(cfg.seq_len),
-                     "strategy": "blanks, then a uniform guess over the 8 symbols for the last 10 steps"},
+        "baseline": {
+            "cross_entropy": copy_memory_baseline_ce(cfg.seq_len),
+            "strategy": "blanks, then a uniform guess over the 8 symbols for the last 10 steps",
+        },
     }
     return Splits(*parts, info)

@@ -29,8 +29,16 @@ import torch
 from torch.utils.data import Dataset
 
 from ..task import Task
-from .base import (DataError, Splits, check_file, check_fractions, embedded_fingerprint, fingerprint, read_utf8,
-                   split_counts)
+from .base import (
+    DataError,
+    Splits,
+    check_file,
+    check_fractions,
+    embedded_fingerprint,
+    fingerprint,
+    read_utf8,
+    split_counts,
+)
 from .vocab import Vocabulary
 
 SAMPLE_SHA256 = "89b98a6f4ee9cb8dc1f6e14f30c1c6592a6dc2d60b2281ccc96e9f8f9e7e2ca8"
@@ -54,7 +62,7 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     L = len(ids) // batch_size
     if L < 2:
         raise ValueError(f"{len(ids)} ids are too few for {batch_size} streams of at least 2")
-    return ids[:batch_size * L].view(batch_size, L)  # (B, L)
+    return ids[: batch_size * L].view(batch_size, L)  # (B, L)
 
 
 class StreamChunks(Dataset):
@@ -77,7 +85,7 @@ class StreamChunks(Dataset):
             raise IndexError(f"chunk {i} out of range for {len(self)} chunks")
         start = i * self.bptt
         t = min(self.bptt, self.streams.shape[1] - 1 - start)
-        return self.streams[:, start:start + t], self.streams[:, start + 1:start + 1 + t]  # (B, t), (B, t)
+        return self.streams[:, start : start + t], self.streams[:, start + 1 : start + 1 + t]  # (B, t), (B, t)
 
 
 class WindowView:
@@ -159,8 +167,7 @@ class CharLMConfig:
 
 # Where to get the texts that presets name, for the message when one is missing.
 SOURCES = {
-    "tinyshakespeare/input.txt":
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    "tinyshakespeare/input.txt": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
 }
 
 
@@ -170,12 +177,17 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
     if cfg.path and not Path(cfg.path).expanduser().is_file():
         url = next((u for name, u in SOURCES.items() if Path(cfg.path).as_posix().endswith(name)), None)
         get = f"download {url} to that path" if url else "check data.path"
-        raise DataError(f"text file not found: {cfg.path}; {get}, pass --data.path=YOUR_FILE.txt, "
-                        f"or --data.path= (empty) for the embedded 40,105-character Shakespeare sample")
+        raise DataError(
+            f"text file not found: {cfg.path}; {get}, pass --data.path=YOUR_FILE.txt, "
+            f"or --data.path= (empty) for the embedded 40,105-character Shakespeare sample"
+        )
     text = read_utf8(cfg.path) if cfg.path else load_sample_text()
     where = cfg.path or "the embedded sample"
-    files = {"data.path": fingerprint(cfg.path) if cfg.path else
-             embedded_fingerprint("shakespeare_sample.txt.gz", SAMPLE_SHA256, text)}
+    files = {
+        "data.path": fingerprint(cfg.path)
+        if cfg.path
+        else embedded_fingerprint("shakespeare_sample.txt.gz", SAMPLE_SHA256, text)
+    }
     # The vocabulary is every character of the whole text (as char-rnn does), so nothing is unknown.
     vocab = Vocabulary(sorted(set(text)), specials=())
     ids = torch.tensor(vocab.encode(text), dtype=torch.int64)  # (N,)
@@ -202,13 +214,21 @@ def build_char_lm(cfg: CharLMConfig = CharLMConfig()) -> Splits:
     counts = Counter(ids[:n_train].tolist())
     unigram = -sum(c / n_train * math.log(c / n_train) for c in counts.values())
     info = {
-        "task": Task.LANGUAGE_MODEL, "metric": "cross_entropy",
-        "vocab_size": len(vocab), "vocab": vocab, "seq_len": T,
-        "input_shape": (T,), "target_shape": (T,),
+        "task": Task.LANGUAGE_MODEL,
+        "metric": "cross_entropy",
+        "vocab_size": len(vocab),
+        "vocab": vocab,
+        "seq_len": T,
+        "input_shape": (T,),
+        "target_shape": (T,),
         "num_chars": {"train": n_train, "val": n_val, "test": n_test},
-        "path": str(Path(cfg.path)) if cfg.path else "embedded:shakespeare_sample.txt.gz", "files": files,
-        "baseline": {"cross_entropy_uniform": math.log(len(vocab)), "cross_entropy_unigram": unigram,
-                     "strategy": "uniform: every character equally likely; unigram: training-part frequencies"},
+        "path": str(Path(cfg.path)) if cfg.path else "embedded:shakespeare_sample.txt.gz",
+        "files": files,
+        "baseline": {
+            "cross_entropy_uniform": math.log(len(vocab)),
+            "cross_entropy_unigram": unigram,
+            "strategy": "uniform: every character equally likely; unigram: training-part frequencies",
+        },
         "note": "bits per character = cross_entropy / ln 2",
     }
     return Splits(*parts, info)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -30,7 +30,9 @@ class Vocabulary:
         self.specials = tuple(specials)
 
     @classmethod
-    def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1, specials: Sequence[str] = SPECIALS) -> "Vocabulary":
+    def build(
+        cls, sequences: Iterable[Sequence[str]], min_freq: int = 1, specials: Sequence[str] = SPECIALS
+    ) -> Vocabulary:
         """Tokens seen at least ``min_freq`` times, most frequent first (ties in order of first appearance)."""
         counts: Counter[str] = Counter()
         for seq in sequences:

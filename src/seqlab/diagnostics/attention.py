@@ -69,8 +69,11 @@ def transformer_maps(weights: dict, example: int, src_tokens: list[str], tgt_tok
     a seq2seq model's ``{"encoder", "self", "cross"}`` (``cross`` alone for an RNN with attention)."""
     S, T = len(src_tokens), len(tgt_tokens)
     if "decoder" in weights:
-        weights = {"encoder": weights["encoder"], "self": [w[0] for w in weights["decoder"]],
-                   "cross": [w[1] for w in weights["decoder"]]}
+        weights = {
+            "encoder": weights["encoder"],
+            "self": [w[0] for w in weights["decoder"]],
+            "cross": [w[1] for w in weights["decoder"]],
+        }
     cross = weights["cross"]
     if isinstance(cross, Tensor):  # an RNN's single alignment (B, T, S)
         cross = [cross]
@@ -192,8 +195,7 @@ def plot_head_entropy(maps: list[AttentionMap], out_path: str | Path, subtitle: 
         top = math.log(len(amap.key_tokens))
         im = ax.imshow(ent.numpy(), cmap="magma", vmin=0.0, vmax=max(top, 1e-6), aspect="auto")
         for (i, j), v in _cells(ent):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < 0.6 * top else "black")
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 * top else "black")
         ax.set_xticks(range(ent.shape[1]), [str(h + 1) for h in range(ent.shape[1])])
         ax.set_yticks(range(ent.shape[0]), [str(la + 1) for la in range(ent.shape[0])])
         ax.set_xlabel("head")
@@ -214,8 +216,16 @@ def _cells(t: Tensor):
             yield (i, j), float(t[i, j])
 
 
-def plot_rollout(image: Tensor, weights: list[Tensor], grid: tuple[int, int], out_path: str | Path,
-                 example: int = 0, pool: str = "cls", label: int | None = None, subtitle: str = "") -> Path:
+def plot_rollout(
+    image: Tensor,
+    weights: list[Tensor],
+    grid: tuple[int, int],
+    out_path: str | Path,
+    example: int = 0,
+    pool: str = "cls",
+    label: int | None = None,
+    subtitle: str = "",
+) -> Path:
     """The input image, the last layer's attention of the class token (heads averaged), the rollout of the
     class token over the patches (``pool='mean'``: of all tokens, averaged), and the rollout over the image."""
     from .curves import plt, save_figure
@@ -230,8 +240,10 @@ def plot_rollout(image: Tensor, weights: list[Tensor], grid: tuple[int, int], ou
     fig, axes = plt.subplots(1, 4, figsize=ROLLOUT_FIGSIZE)
     axes[0].imshow(img, cmap="gray_r")
     axes[0].set_title(f"input image (example {example if label is None else label})", fontsize=10)
-    for ax, data, title in ((axes[1], raw, "last layer: class token's attention\n(heads averaged)"),
-                            (axes[2], roll, "attention rollout over all layers\n(class token -> patches)")):
+    for ax, data, title in (
+        (axes[1], raw, "last layer: class token's attention\n(heads averaged)"),
+        (axes[2], roll, "attention rollout over all layers\n(class token -> patches)"),
+    ):
         im = ax.imshow(data, cmap="inferno", interpolation="nearest")
         ax.set_title(title, fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="share of attention (probability)")

@@ -18,8 +18,12 @@ from ..utils import atomic_write  # noqa: E402
 
 DPI = 100
 FIGSIZE_PER_PANEL = (4.6, 3.8)  # inches; a curves figure is panels x this
-UNITS = {"loss": "nats per target (cross-entropy) or MSE", "accuracy": "fraction correct",
-         "grad_norm": "global L2 norm before clipping", "lr": "learning rate"}
+UNITS = {
+    "loss": "nats per target (cross-entropy) or MSE",
+    "accuracy": "fraction correct",
+    "grad_norm": "global L2 norm before clipping",
+    "lr": "learning rate",
+}
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -43,8 +47,11 @@ def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 def curve_panels(records_by_run: dict[str, list[dict]], metrics: tuple[str, ...]) -> list[str]:
     """The metrics among ``metrics`` (and the gradient norm) that some run logged."""
-    present = [m for m in metrics if any(f"train/{m}" in r or f"val/{m}" in r
-                                         for records in records_by_run.values() for r in records)]
+    present = [
+        m
+        for m in metrics
+        if any(f"train/{m}" in r or f"val/{m}" in r for records in records_by_run.values() for r in records)
+    ]
     if any("train/grad_norm" in r for records in records_by_run.values() for r in records):
         present.append("grad_norm")
     return present or ["loss"]
@@ -54,15 +61,17 @@ def curves_figsize(panels: int) -> tuple[float, float]:
     return (FIGSIZE_PER_PANEL[0] * panels, FIGSIZE_PER_PANEL[1])
 
 
-def plot_curves(metrics_path: str | Path, out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy"),
-                title: str = "") -> Path:
+def plot_curves(
+    metrics_path: str | Path, out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy"), title: str = ""
+) -> Path:
     """One panel per metric, train and validation over optimiser steps, and the gradient norm (log
     scale); returns the PNG's path."""
     return plot_runs_curves({title or Path(metrics_path).parent.name: read_metrics(metrics_path)}, out_path, metrics)
 
 
-def plot_runs_curves(records_by_run: dict[str, list[dict]], out_path: str | Path,
-                     metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
+def plot_runs_curves(
+    records_by_run: dict[str, list[dict]], out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")
+) -> Path:
     """Curves of several runs on the same axes (one colour per run; train solid, validation dots)."""
     panels = curve_panels(records_by_run, metrics)
     fig, axes = plt.subplots(1, len(panels), figsize=curves_figsize(len(panels)), squeeze=False)
@@ -80,8 +89,16 @@ def plot_runs_curves(records_by_run: dict[str, list[dict]], out_path: str | Path
             for split, style in (("train", "-"), ("val", "o-")):
                 steps, values = series(records, f"{split}/{metric}")
                 if steps:
-                    ax.plot(steps, values, style, color=color, alpha=1.0 if split == "val" or not several else 0.6,
-                            label=f"{prefix}{split}", markersize=3, lw=1.2)
+                    ax.plot(
+                        steps,
+                        values,
+                        style,
+                        color=color,
+                        alpha=1.0 if split == "val" or not several else 0.6,
+                        label=f"{prefix}{split}",
+                        markersize=3,
+                        lw=1.2,
+                    )
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(f"{metric.replace('_', ' ')} ({UNITS.get(metric, 'as logged')})", fontsize=8)
         what = "gradient norm" if metric == "grad_norm" else metric
@@ -90,16 +107,24 @@ def plot_runs_curves(records_by_run: dict[str, list[dict]], out_path: str | Path
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     names = ", ".join(records_by_run)
-    fig.suptitle(f"Training curves: {names}" if len(names) < 120 else f"Training curves of {len(records_by_run)} runs",
-                 fontsize=11)
+    fig.suptitle(
+        f"Training curves: {names}" if len(names) < 120 else f"Training curves of {len(records_by_run)} runs",
+        fontsize=11,
+    )
     return save_figure(fig, out_path)
 
 
 def mean_validation_records(metrics_paths: list[str | Path]) -> list[dict]:
     """The ``val/`` values of several runs' ``metrics.jsonl`` averaged at each step that every run
     validated at (seeds of one model: one curve); the train values are left out."""
-    per_run = [{r["step"]: {k: v for k, v in r.items() if k.startswith("val/")} for r in read_metrics(p)
-                if any(k.startswith("val/") for k in r)} for p in metrics_paths]
+    per_run = [
+        {
+            r["step"]: {k: v for k, v in r.items() if k.startswith("val/")}
+            for r in read_metrics(p)
+            if any(k.startswith("val/") for k in r)
+        }
+        for p in metrics_paths
+    ]
     steps = sorted(set.intersection(*(set(run) for run in per_run))) if per_run else []
     out = []
     for step in steps:
@@ -108,11 +133,14 @@ def mean_validation_records(metrics_paths: list[str | Path]) -> list[dict]:
     return out
 
 
-def plot_validation_curves(runs_by_label: dict[str, list[str | Path]], out_path: str | Path,
-                           metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
+def plot_validation_curves(
+    runs_by_label: dict[str, list[str | Path]], out_path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")
+) -> Path:
     """One validation curve per label on the same axes, the mean of its runs (run directories)."""
-    records = {label: mean_validation_records([Path(run) / "metrics.jsonl" for run in runs])
-               for label, runs in runs_by_label.items()}
+    records = {
+        label: mean_validation_records([Path(run) / "metrics.jsonl" for run in runs])
+        for label, runs in runs_by_label.items()
+    }
     return plot_runs_curves(records, out_path, metrics)
 
 

@@ -49,14 +49,22 @@ def plot_forecast(result: ForecastResult, out_path: str | Path, history: int | N
         if h in result.band:
             lo, hi = result.band[h]
             pct = round(100 * result.info["interval"])
-            ax.fill_between(test_t, lo, hi, color=color.get(result.info["interval_model"], "tab:blue"), alpha=0.15, lw=0,
-                            label=f"{result.info['interval_model']} {pct}% interval")
+            ax.fill_between(
+                test_t,
+                lo,
+                hi,
+                color=color.get(result.info["interval_model"], "tab:blue"),
+                alpha=0.15,
+                lw=0,
+                label=f"{result.info['interval_model']} {pct}% interval",
+            )
         for name, preds in result.predictions.items():
             style = {"ls": ":", "color": "0.3"} if name == NAIVE else {"ls": "-", "color": color[name]}
             ax.plot(test_t, preds[h], lw=1.0, label=name, **style)
         ax.axvline(t[first], color="0.3", lw=0.8, ls="--")
-        ax.set_title(f"{result.info['data']}: {h}-step-ahead forecasts over the test part (iterated from t - {h})",
-                     fontsize=10)
+        ax.set_title(
+            f"{result.info['data']}: {h}-step-ahead forecasts over the test part (iterated from t - {h})", fontsize=10
+        )
         ax.set_ylabel(units or "value")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize=8, ncol=3)

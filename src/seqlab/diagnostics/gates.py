@@ -43,12 +43,14 @@ def record_gates(model: nn.Module, x: Tensor, y: Tensor | None = None) -> GateRe
     layers = [(n, m) for n, m in recurrent_layers(model) if cell_name(m) not in ("rnn_tanh", "rnn_relu")]
     if not layers:
         kinds = ", ".join(cell_name(m) for _, m in recurrent_layers(model)) or "none"
-        raise ValueError(f"no LSTM or GRU layer to record gates from (recurrent layers: {kinds}); "
-                         "a vanilla RNN has no gates")
+        raise ValueError(
+            f"no LSTM or GRU layer to record gates from (recurrent layers: {kinds}); a vanilla RNN has no gates"
+        )
     name, layer = layers[0]
     seen: list[tuple[tuple, dict]] = []
-    handle = layer.register_forward_pre_hook(lambda m, args, kwargs: seen.append((args, kwargs)) or None,
-                                             with_kwargs=True)
+    handle = layer.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append((args, kwargs)) or None, with_kwargs=True
+    )
     try:
         with eval_mode(model):
             model(x) if y is None else model(x, y)
@@ -63,8 +65,14 @@ def record_gates(model: nn.Module, x: Tensor, y: Tensor | None = None) -> GateRe
     H = layer.hidden_size
     out = output if layer.batch_first else output.transpose(0, 1)  # (B, T, D * H_out)
     recorded = gates[top]
-    return GateRecord(name, cell_name(layer), top, {k: v for k, v in recorded.items() if k not in NOT_GATES},
-                      out[..., : getattr(layer, "proj_size", 0) or H], recorded.get("cell"))
+    return GateRecord(
+        name,
+        cell_name(layer),
+        top,
+        {k: v for k, v in recorded.items() if k not in NOT_GATES},
+        out[..., : getattr(layer, "proj_size", 0) or H],
+        recorded.get("cell"),
+    )
 
 
 def saturation(record: GateRecord, mask: Tensor | None = None) -> dict[str, float]:
@@ -81,8 +89,14 @@ def saturation(record: GateRecord, mask: Tensor | None = None) -> dict[str, floa
 FIGSIZE = (15, 8)  # inches at 100 dpi: 1500 x 800 pixels
 
 
-def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title: str = "",
-               mask: Tensor | None = None, label: int | None = None) -> Path:
+def plot_gates(
+    record: GateRecord,
+    out_path: str | Path,
+    example: int = 0,
+    title: str = "",
+    mask: Tensor | None = None,
+    label: int | None = None,
+) -> Path:
     """Heatmaps unit x step of every gate for batch row ``example`` (called example ``label`` in the titles),
     the saturated fraction per gate (whole batch), and the norms of C_t (LSTM) and H_t over the example's steps."""
     label = example if label is None else label
@@ -95,14 +109,15 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     for ax, name in zip(axes[0], names):
         g = record.gates[name][example, :T_valid].T.cpu().numpy()  # (H, T)
         lo = -1.0 if name in TANH_GATES else 0.0
-        im = ax.imshow(g, aspect="auto", cmap="RdBu_r" if lo < 0 else "viridis", vmin=lo, vmax=1.0,
-                       interpolation="nearest")
+        im = ax.imshow(
+            g, aspect="auto", cmap="RdBu_r" if lo < 0 else "viridis", vmin=lo, vmax=1.0, interpolation="nearest"
+        )
         fn = "tanh" if name in TANH_GATES else "sigmoid"
         ax.set_title(f"{name} ({fn}) activation", fontsize=10)
         ax.set_xlabel("time step t")
         ax.set_ylabel("unit (hidden dimension index)")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="activation (unitless)")
-    for ax in axes[0][len(names):]:
+    for ax in axes[0][len(names) :]:
         ax.axis("off")
     sat = saturation(record, mask)
     ax = axes[1][0]
@@ -110,8 +125,10 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     ax.set_ylim(0, 100)
     ax.set_ylabel("saturated activations (%)")
     ax.set_xlabel("gate")
-    ax.set_title(f"Saturated fraction over {record.hidden.shape[0]} examples\n"
-                 "(sigmoid < 0.05 or > 0.95; tanh |g| > 0.95)", fontsize=9)
+    ax.set_title(
+        f"Saturated fraction over {record.hidden.shape[0]} examples\n(sigmoid < 0.05 or > 0.95; tanh |g| > 0.95)",
+        fontsize=9,
+    )
     ax.tick_params(axis="x", labelsize=8)
     for i, v in enumerate(sat.values()):
         ax.text(i, 100 * v + 2, f"{100 * v:.1f}%", ha="center", fontsize=8)
@@ -124,8 +141,9 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     ax.plot(steps, h_norm.cpu().numpy(), "s-", ms=3, label="||H_t|| (hidden state)")
     ax.set_xlabel("time step t")
     ax.set_ylabel("L2 norm over units (unitless)")
-    ax.set_title(("Cell-state and hidden-state" if record.cell is not None else "Hidden-state") + " norm over time",
-                 fontsize=10)
+    ax.set_title(
+        ("Cell-state and hidden-state" if record.cell is not None else "Hidden-state") + " norm over time", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax = axes[1][2]
@@ -138,6 +156,9 @@ def plot_gates(record: GateRecord, out_path: str | Path, example: int = 0, title
     ax.tick_params(axis="x", labelsize=8)
     for ax in axes[1][3:]:
         ax.axis("off")
-    fig.suptitle(f"{record.cell_type.upper()} gates over time: layer {record.layer_name}.{record.layer_key}, "
-                 f"example {label}" + (f" ({title})" if title else ""), fontsize=12)
+    fig.suptitle(
+        f"{record.cell_type.upper()} gates over time: layer {record.layer_name}.{record.layer_key}, "
+        f"example {label}" + (f" ({title})" if title else ""),
+        fontsize=12,
+    )
     return save_figure(fig, out_path)

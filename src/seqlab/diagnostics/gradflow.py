@@ -21,9 +21,9 @@ import contextlib
 import copy
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -55,25 +55,42 @@ def _step_function(layer: nn.Module, k: int, suffix: str) -> Callable:
     """One step of layer k, direction ``suffix``: (x_t (B, H_in), state) -> (new state, gates dict or None)."""
     p = lambda name: getattr(layer, f"{name}_l{k}{suffix}", None)  # noqa: E731  torch's parameter names
     if isinstance(layer, snn.LayerNormLSTM):
+
         def step(x_t, state):
-            s = snn.layernorm_lstm_step(x_t, state[0], state[1], p("weight_ih"), p("weight_hh"), p("bias"),
-                                        p("ln_ih_weight"), p("ln_hh_weight"), p("ln_cell_weight"),
-                                        p("ln_cell_bias"), layer.eps)
+            s = snn.layernorm_lstm_step(
+                x_t,
+                state[0],
+                state[1],
+                p("weight_ih"),
+                p("weight_hh"),
+                p("bias"),
+                p("ln_ih_weight"),
+                p("ln_hh_weight"),
+                p("ln_cell_weight"),
+                p("ln_cell_bias"),
+                layer.eps,
+            )
             return (s.h, s.c), s.gates()
     elif isinstance(layer, snn.LSTM):
+
         def step(x_t, state):
-            s = snn.lstm_step(x_t, state[0], state[1], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"),
-                              p("weight_hr"))
+            s = snn.lstm_step(
+                x_t, state[0], state[1], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"), p("weight_hr")
+            )
             return (s.h, s.c), s.gates()
     elif isinstance(layer, snn.GRU):
+
         def step(x_t, state):
             s = snn.gru_step(x_t, state[0], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"))
             return (s.h,), s.gates()
     else:
+
         def step(x_t, state):
-            h_t = snn.rnn_step(x_t, state[0], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"),
-                               layer.nonlinearity)
+            h_t = snn.rnn_step(
+                x_t, state[0], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"), layer.nonlinearity
+            )
             return (h_t,), None
+
     return step
 
 
@@ -90,8 +107,15 @@ class Unrolled:
         return self.states[-1][0]
 
 
-def unroll(layer: nn.Module, input: Tensor, hx=None, *, lengths: Tensor | None = None,
-           truncate: int | None = None, record: Unrolled | None = None):
+def unroll(
+    layer: nn.Module,
+    input: Tensor,
+    hx=None,
+    *,
+    lengths: Tensor | None = None,
+    truncate: int | None = None,
+    record: Unrolled | None = None,
+):
     """``layer(input, hx, lengths=lengths)`` computed one step at a time by the step functions, with every
     H_t kept in ``record``; returns what the layer returns, (output, h_n) or (output, (h_n, c_n)).
 
@@ -171,6 +195,7 @@ def unrolled(model: nn.Module, *, truncate: int | None = None) -> Iterator[list[
             rec = Unrolled()
             calls.append((name, rec))
             return unroll(layer, input, hx, lengths=lengths, truncate=truncate, record=rec)
+
         return forward
 
     for name, layer in layers:
@@ -188,8 +213,9 @@ def state_grad_norms(loss: Tensor, states: list[Tensor]) -> list[float]:
     return [0.0 if g is None else float(g.norm()) for g in grads]
 
 
-def layer_grad_norms(layer: nn.Module, x: Tensor, loss_fn: Callable[[Tensor, object], Tensor], *,
-                     truncate: int | None = None) -> list[float]:
+def layer_grad_norms(
+    layer: nn.Module, x: Tensor, loss_fn: Callable[[Tensor, object], Tensor], *, truncate: int | None = None
+) -> list[float]:
     """||dL/dH_t|| for t = 1..T of the top layer (forward direction) of a bare recurrent layer, with
     L = loss_fn(output, final_state) on the unrolled forward of x."""
     rec = Unrolled()
@@ -274,13 +300,20 @@ class GradFlow:
     loss: str = "the model's own loss on the batch"
 
     def to_json(self) -> dict:
-        return {"norm": "Frobenius norm of dL/dH_t over the batch, H_t the top layer's state at step t (0-based)",
-                "loss": self.loss,
-                "decay_per_step": "factor r fitted to ||dL/dH_t|| ~ r^(T-1-t): < 1 vanishing, > 1 exploding",
-                "models": {name: {"norms": norms, "decay_per_step": self.decay[name]}
-                           for name, norms in self.norms.items()},
-                "truncated_bptt": {"model": f"{self.cell} (trained)", "k": self.truncate,
-                                   "full": self.full, "truncated": self.truncated}}
+        return {
+            "norm": "Frobenius norm of dL/dH_t over the batch, H_t the top layer's state at step t (0-based)",
+            "loss": self.loss,
+            "decay_per_step": "factor r fitted to ||dL/dH_t|| ~ r^(T-1-t): < 1 vanishing, > 1 exploding",
+            "models": {
+                name: {"norms": norms, "decay_per_step": self.decay[name]} for name, norms in self.norms.items()
+            },
+            "truncated_bptt": {
+                "model": f"{self.cell} (trained)",
+                "k": self.truncate,
+                "full": self.full,
+                "truncated": self.truncated,
+            },
+        }
 
     def lines(self) -> list[str]:
         """One line per model: the fitted decay per step back, and the ratio first/last norm."""
@@ -293,8 +326,16 @@ class GradFlow:
         return out
 
 
-def run_grad_flow(model: nn.Module, x: Tensor, y: Tensor, *, model_cfg=None, build: Callable | None = None,
-                  truncate: int | None = None, seed: int = 0) -> GradFlow:
+def run_grad_flow(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    model_cfg=None,
+    build: Callable | None = None,
+    truncate: int | None = None,
+    seed: int = 0,
+) -> GradFlow:
     """The trained model's gradient flow on (x, y), fresh models of every cell on the same batch (if
     ``model_cfg`` and ``build`` are given), and full vs truncated BPTT with k = ``truncate`` (T // 4 if it is
     not given or not below T)."""
@@ -311,8 +352,15 @@ def run_grad_flow(model: nn.Module, x: Tensor, y: Tensor, *, model_cfg=None, bui
     full = norms[f"{cell} (trained)"]
     with torch.no_grad(), eval_mode(model):
         what = model_loss(model, x, y)[1]
-    return GradFlow(norms, {n: fit_decay(v) for n, v in norms.items()}, k, cell, full,
-                    model_grad_norms(model, x, y, truncate=k), what)
+    return GradFlow(
+        norms,
+        {n: fit_decay(v) for n, v in norms.items()},
+        k,
+        cell,
+        full,
+        model_grad_norms(model, x, y, truncate=k),
+        what,
+    )
 
 
 def plot_grad_flow(flow: GradFlow, out_path: str | Path, title: str = "") -> Path:
@@ -330,8 +378,10 @@ def plot_grad_flow(flow: GradFlow, out_path: str | Path, title: str = "") -> Pat
     ax1.set_title("Gradient flow through time" + (f": {title}" if title else ""), fontsize=10)
     ax1.grid(alpha=0.3, which="both")
     ax1.legend(fontsize=7, title="model: fitted decay per step back", title_fontsize=7)
-    for norms, label, style in ((flow.full, "full BPTT", "o-"),
-                                (flow.truncated, f"truncated, k = {flow.truncate}", "s--")):
+    for norms, label, style in (
+        (flow.full, "full BPTT", "o-"),
+        (flow.truncated, f"truncated, k = {flow.truncate}", "s--"),
+    ):
         t, v = _positive(norms)
         ax2.semilogy(t, v, style, ms=4, label=label)
     T = len(flow.full)

@@ -54,8 +54,14 @@ def token_label(tok: str) -> str:
 class RunDiagnostics:
     """The diagnostics of one run directory; the model and data are loaded on first use."""
 
-    def __init__(self, run_dir: str | Path, *, checkpoint: str = "last.pt", example: int = 0,
-                 data_location: dict[str, str] | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        checkpoint: str = "last.pt",
+        example: int = 0,
+        data_location: dict[str, str] | None = None,
+    ):
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise ConfigError(f"run directory not found: {self.run_dir}")
@@ -65,8 +71,10 @@ class RunDiagnostics:
 
         other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
         if other:
-            raise ConfigError(f"only the data's location can be given for an existing run (--data.path, --data.root), "
-                              f"not --data.{other[0]}: its data config is the one it was trained with")
+            raise ConfigError(
+                f"only the data's location can be given for an existing run (--data.path, --data.root), "
+                f"not --data.{other[0]}: its data config is the one it was trained with"
+            )
         if checkpoint != "last.pt" and not (self.run_dir / "checkpoints" / checkpoint).is_file():  # a typo: say so
             from ..train.run import read_run_checkpoint
 
@@ -166,14 +174,18 @@ class RunDiagnostics:
         x, y = self.batch(GRADFLOW_BATCH)
         k = getattr(self.exp.train, "tbptt_steps", 0) or None
         try:
-            flow = run_grad_flow(model, x, y, model_cfg=self.exp.model, build=build_model, truncate=k,
-                                 seed=self.exp.train.seed)
+            flow = run_grad_flow(
+                model, x, y, model_cfg=self.exp.model, build=build_model, truncate=k, seed=self.exp.train.seed
+            )
         except ValueError as err:
             raise Skip(str(err)) from None
         png = plot_grad_flow(flow, self.plots / "gradflow.png", title=self.title())
         path = self.plots / "gradflow.json"
-        atomic_write_text(path, json.dumps({"run": str(self.run_dir), "step": self.step, "batch": len(x),
-                                            **flow.to_json()}, indent=1) + "\n")
+        atomic_write_text(
+            path,
+            json.dumps({"run": str(self.run_dir), "step": self.step, "batch": len(x), **flow.to_json()}, indent=1)
+            + "\n",
+        )
         lines = [f"gradient flow: ||dL/dH_t|| on {len(x)} examples, fitted factor per step back (< 1: vanishing)"]
         lines += ["  " + line for line in flow.lines()]
         return PlotResult("gradflow", [png, path], lines=lines, data={"flow": flow.to_json()})
@@ -190,8 +202,7 @@ class RunDiagnostics:
         mask = None
         if isinstance(model, Seq2SeqModel):  # padded sources: only real steps count
             mask = x[:, : record.hidden.shape[1]] != self.exp.model.pad_id
-        png = plot_gates(record, self.plots / "gates.png", example=0, title=self.title(), mask=mask,
-                         label=self.example)
+        png = plot_gates(record, self.plots / "gates.png", example=0, title=self.title(), mask=mask, label=self.example)
         sat = saturation(record, mask)
         line = "gates: saturated fraction " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sat.items())
         return PlotResult("gates", [png], lines=[line], data={"saturation": sat})
@@ -217,8 +228,9 @@ class RunDiagnostics:
                 pad = self.exp.model.pad_id
                 s_ids = [i for i in x[0].tolist() if i != pad][:MAX_TOKENS]
                 t_ids = [i for i in y[0].tolist() if i != pad][:-1][:MAX_TOKENS]  # the decoder's inputs: no <eos>
-                return att.transformer_maps(out[2], 0, [token_label(src.itos[i]) for i in s_ids],
-                                            [token_label(tgt.itos[i]) for i in t_ids]), extra
+                return att.transformer_maps(
+                    out[2], 0, [token_label(src.itos[i]) for i in s_ids], [token_label(tgt.itos[i]) for i in t_ids]
+                ), extra
         if hasattr(model, "begin_decoding") and "vocab" in self.info:  # a decoder-only LM
             block = getattr(self.exp.model, "block_size", MAX_TOKENS)
             prompt = x[:1, : min(MAX_TOKENS, block)]
@@ -233,31 +245,50 @@ class RunDiagnostics:
         if not _has_attention(self.model):
             raise Skip(f"model '{self.model_name}' has no attention")
         maps, extra = self.attention_maps()
-        paths = [att.plot_attention_maps(m, self.plots / f"{m.stem}.png", subtitle=f"example {self.example}, "
-                                         f"{self.title()}") for m in maps]
+        paths = [
+            att.plot_attention_maps(m, self.plots / f"{m.stem}.png", subtitle=f"example {self.example}, {self.title()}")
+            for m in maps
+        ]
         paths.append(att.plot_head_entropy(maps, self.plots / "attention_entropy.png", subtitle=self.title()))
         lines = []
         for m in maps:
             ent = att.head_entropy(m)
-            lines.append(f"attention: {m.title}: head entropy {float(ent.min()):.2f}..{float(ent.max()):.2f} nats "
-                         f"(uniform over {len(m.key_tokens)} keys: {torch.tensor(len(m.key_tokens)).log():.2f})")
+            lines.append(
+                f"attention: {m.title}: head entropy {float(ent.min()):.2f}..{float(ent.max()):.2f} nats "
+                f"(uniform over {len(m.key_tokens)} keys: {torch.tensor(len(m.key_tokens)).log():.2f})"
+            )
         if "rollout" in extra:
             image, weights, grid, pool = extra["rollout"]
-            paths.append(att.plot_rollout(image, weights, grid, self.plots / "attention_rollout.png", example=0,
-                                          pool=pool, label=self.example, subtitle=self.title()))
+            paths.append(
+                att.plot_rollout(
+                    image,
+                    weights,
+                    grid,
+                    self.plots / "attention_rollout.png",
+                    example=0,
+                    pool=pool,
+                    label=self.example,
+                    subtitle=self.title(),
+                )
+            )
         return PlotResult("attention", paths, lines=lines, data={"maps": maps})
 
     def posenc(self) -> PlotResult:
         tables = positional_tables(self.model)
         if not tables:
-            raise Skip(f"model '{self.model_name}' has no positional encoding (a recurrent model reads the order "
-                       "by its recurrence)")
+            raise Skip(
+                f"model '{self.model_name}' has no positional encoding (a recurrent model reads the order "
+                "by its recurrence)"
+            )
         length = _positions_used(self.exp.model)
         paths = []
         for name, kind, table, width in tables:
             stem = f"posenc_{kind}" + (f"_{name.replace('.', '_')}" if sum(t[1] == kind for t in tables) > 1 else "")
-            paths.append(plot_positional(name, kind, table, width, self.plots / f"{stem}.png", length=length,
-                                         subtitle=self.title()))
+            paths.append(
+                plot_positional(
+                    name, kind, table, width, self.plots / f"{stem}.png", length=length, subtitle=self.title()
+                )
+            )
         return PlotResult("posenc", paths)
 
     def run(self, what: str, compare: list[str | Path] = ()) -> PlotResult:
@@ -279,8 +310,8 @@ class RunDiagnostics:
 
 
 def _has_attention(model: torch.nn.Module) -> bool:
-    from ..nn.attention import MultiHeadAttention
     from ..nn.alignment import Alignment
+    from ..nn.attention import MultiHeadAttention
 
     return any(isinstance(m, (MultiHeadAttention, Alignment)) for m in model.modules())
 

@@ -54,8 +54,15 @@ def rotary_dot_by_distance(head_dim: int, length: int) -> tuple[list[int], list[
     return [n - m for n in range(length)], (rotated @ rotated[m]).tolist()
 
 
-def plot_positional(name: str, kind: str, table: Tensor | None, width: int, out_path: str | Path,
-                    length: int | None = None, subtitle: str = "") -> Path:
+def plot_positional(
+    name: str,
+    kind: str,
+    table: Tensor | None,
+    width: int,
+    out_path: str | Path,
+    length: int | None = None,
+    subtitle: str = "",
+) -> Path:
     """Heatmap of the table (positions x dimensions) and the dot product against the distance."""
     from .curves import plt, save_figure
 
@@ -78,8 +85,9 @@ def plot_positional(name: str, kind: str, table: Tensor | None, width: int, out_
     else:
         length = length or 64
         angles = torch.arange(length)[:, None] * (10000.0 ** (-torch.arange(0, width, 2) / width))[None]
-        im = ax1.imshow(torch.cos(angles).numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
-                        interpolation="nearest")
+        im = ax1.imshow(
+            torch.cos(angles).numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest"
+        )
         ax1.set_xlabel("feature pair i (rotated by the angle pos * theta_i)")
         ax1.set_ylabel("position (token index)")
         ax1.set_title(f"rotary encoding {where}: cos(pos * theta_i), head_dim {width}", fontsize=10)

@@ -141,10 +141,10 @@ JS = r"""
 CAPTIONS = {
     "curves": "Training curves: loss and metric (train and validation) and the gradient norm over optimiser steps.",
     "gradflow": "||dL/dH_t|| at every step t on a batch, log scale: the trained model and fresh models of every "
-                "recurrent cell on the same task and seed; right: full vs truncated BPTT.",
+    "recurrent cell on the same task and seed; right: full vs truncated BPTT.",
     "gates": "Gate activations (unit x step) for one example, the saturated fraction per gate, state norms.",
     "attention": "Attention weights per layer and head (query tokens down, key tokens across), head entropy, "
-                 "and for a ViT the attention rollout over the image.",
+    "and for a ViT the attention rollout over the image.",
     "posenc": "The positional encoding table and the dot product of two positions' encodings against their distance.",
 }
 
@@ -159,15 +159,25 @@ def _table(rows: list[tuple], header: tuple | None = None) -> str:
         if isinstance(v, float):
             return f'<{tag} class="num">{v:.6g}</{tag}>'
         return f"<{tag}>{html.escape(str(v))}</{tag}>"
+
     head = "<tr>" + "".join(cell(h, "th") for h in header) + "</tr>" if header else ""
     return "<table>" + head + "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows) + "</table>"
 
 
 def attention_json(maps) -> str:
     """The maps as the head view reads them, weights rounded to 3 decimals; safe inside a <script> block."""
-    out = [{"kind": m.kind, "title": m.title, "query_tokens": m.query_tokens, "key_tokens": m.key_tokens,
-            "weights": [[[[round(float(v), 3) for v in row] for row in head] for head in layer]
-                        for layer in m.weights.tolist()]} for m in maps]
+    out = [
+        {
+            "kind": m.kind,
+            "title": m.title,
+            "query_tokens": m.query_tokens,
+            "key_tokens": m.key_tokens,
+            "weights": [
+                [[[round(float(v), 3) for v in row] for row in head] for head in layer] for layer in m.weights.tolist()
+            ],
+        }
+        for m in maps
+    ]
     return json.dumps(out, separators=(",", ":")).replace("</", "<\\/")
 
 
@@ -198,13 +208,15 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
     prompt_len = max(1, min(32, x.shape[1], block // 2))
     new = 64
     out = greedy_decode(model, prompt=x[:4, :prompt_len], max_new_tokens=new)
-    rows = [(vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False))
-            for i in range(len(out))]
+    rows = [
+        (vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False)) for i in range(len(out))
+    ]
     return rows, f"greedy continuations ({new} tokens) of {prompt_len}-token prompts from the data"
 
 
-def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "last.pt",
-                 data_location: dict[str, str] | None = None) -> tuple[Path, list[PlotResult]]:
+def build_report(
+    run_dir: str | Path, *, example: int = 0, checkpoint: str = "last.pt", data_location: dict[str, str] | None = None
+) -> tuple[Path, list[PlotResult]]:
     """Draw every diagnostic of the run (``plots/``, TensorBoard) and write ``RUN_DIR/report.html``."""
     diag = RunDiagnostics(run_dir, checkpoint=checkpoint, example=example, data_location=data_location)
     results = diag.plot("all")
@@ -216,8 +228,10 @@ def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "la
         model, data = diag.model_name, diag.exp.data.name
     except Skip:
         pass
-    parts.append(f'<p id="run-info">model <b>{html.escape(str(model))}</b> on data <b>{html.escape(str(data))}</b>'
-                 f' &middot; folder <code>{html.escape(str(run_dir.resolve()))}</code></p>')
+    parts.append(
+        f'<p id="run-info">model <b>{html.escape(str(model))}</b> on data <b>{html.escape(str(data))}</b>'
+        f" &middot; folder <code>{html.escape(str(run_dir.resolve()))}</code></p>"
+    )
     sections = [("config", "Config"), ("summary", "Summary metrics")] + [(w, w) for w in WHAT]
     sections.append(("generation", "Inputs and outputs"))
     parts.append("<nav>" + "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in sections) + "</nav>")
@@ -227,13 +241,17 @@ def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "la
     parts.append('<h2 id="config">Config</h2>')
     if command.is_file():
         parts.append(f"<p>command: <code>{html.escape(command.read_text().strip())}</code></p>")
-    parts.append(f"<pre>{html.escape(config.read_text())}</pre>" if config.is_file()
-                 else '<p class="skipped">no config.toml</p>')
+    parts.append(
+        f"<pre>{html.escape(config.read_text())}</pre>" if config.is_file() else '<p class="skipped">no config.toml</p>'
+    )
 
     parts.append('<h2 id="summary">Summary metrics</h2>')
     shown = [(k, v) for k, v in summary.items() if not isinstance(v, (dict, list))]
-    parts.append(_table(shown, ("metric", "value")) if shown
-                 else '<p class="skipped">no summary.json (the run has not finished)</p>')
+    parts.append(
+        _table(shown, ("metric", "value"))
+        if shown
+        else '<p class="skipped">no summary.json (the run has not finished)</p>'
+    )
 
     for r in results:
         parts.append(f'<h2 id="{r.what}">{html.escape(r.what)}</h2>')
@@ -243,12 +261,18 @@ def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "la
         parts.append(f"<p>{html.escape(CAPTIONS[r.what])}</p>")
         if r.what == "gradflow":
             flow = r.data["flow"]
-            rows = [(name, v["decay_per_step"] if v["decay_per_step"] is not None else "n/a",
-                     v["norms"][0], v["norms"][-1]) for name, v in flow["models"].items()]
+            rows = [
+                (name, v["decay_per_step"] if v["decay_per_step"] is not None else "n/a", v["norms"][0], v["norms"][-1])
+                for name, v in flow["models"].items()
+            ]
             parts.append(_table(rows, ("model", "fitted decay per step back", "||dL/dH_1||", "||dL/dH_T||")))
         if r.what == "gates":
-            parts.append(_table([(k, f"{100 * v:.1f}%") for k, v in r.data["saturation"].items()],
-                                ("gate", "saturated (< 0.05 or > 0.95; tanh |g| > 0.95)")))
+            parts.append(
+                _table(
+                    [(k, f"{100 * v:.1f}%") for k, v in r.data["saturation"].items()],
+                    ("gate", "saturated (< 0.05 or > 0.95; tanh |g| > 0.95)"),
+                )
+            )
         for path in r.paths:
             if path.suffix == ".png":
                 parts.append(f"<figure>{_img(path)}<figcaption>{html.escape(path.name)}</figcaption></figure>")
@@ -261,8 +285,10 @@ def build_report(run_dir: str | Path, *, example: int = 0, checkpoint: str = "la
     parts.append(_generation_section(diag))
     page = _page(run_dir.name, "\n".join(parts))
     if len(page.encode()) > SIZE_LIMIT:
-        note = (f'<p class="skipped">this page is {len(page.encode()) / 1e6:.1f} MB, over the '
-                f"{SIZE_LIMIT / 1e6:.0f} MB meant for it: its images are large</p>")
+        note = (
+            f'<p class="skipped">this page is {len(page.encode()) / 1e6:.1f} MB, over the '
+            f"{SIZE_LIMIT / 1e6:.0f} MB meant for it: its images are large</p>"
+        )
         page = page.replace("</h1>", "</h1>" + note, 1)
     path = atomic_write_text(run_dir / "report.html", page)
     return path, results
@@ -272,19 +298,21 @@ def _head_view(maps) -> str:
     maps = [m for m in maps if len(m.query_tokens) <= MAX_TOKENS and len(m.key_tokens) <= MAX_TOKENS]
     if not maps:
         return ""
-    return ('<h3 id="head-view">Interactive attention (head view)</h3>'
-            "<p>Pick the attention, a layer and a head; hover a query token (left) to see what it attends to, "
-            "or a key token (right) to see what attends to it. Line and highlight strength: the weight, "
-            "relative to the largest one shown.</p>"
-            '<div class="av-controls"><label>attention <select id="av-kind"></select></label>'
-            '<label>layer <select id="av-layer"></select></label>'
-            '<label>head <select id="av-head"></select></label></div>'
-            '<div id="av-status"></div>'
-            '<div class="av" id="av-canvas"><div class="av-col left" id="av-left"></div>'
-            '<svg id="av-lines" xmlns="http://www.w3.org/2000/svg"></svg>'
-            '<div class="av-col right" id="av-right"></div></div>'
-            f'<script id="attention-data" type="application/json">{attention_json(maps)}</script>'
-            f"<script>{JS}</script>")
+    return (
+        '<h3 id="head-view">Interactive attention (head view)</h3>'
+        "<p>Pick the attention, a layer and a head; hover a query token (left) to see what it attends to, "
+        "or a key token (right) to see what attends to it. Line and highlight strength: the weight, "
+        "relative to the largest one shown.</p>"
+        '<div class="av-controls"><label>attention <select id="av-kind"></select></label>'
+        '<label>layer <select id="av-layer"></select></label>'
+        '<label>head <select id="av-head"></select></label></div>'
+        '<div id="av-status"></div>'
+        '<div class="av" id="av-canvas"><div class="av-col left" id="av-left"></div>'
+        '<svg id="av-lines" xmlns="http://www.w3.org/2000/svg"></svg>'
+        '<div class="av-col right" id="av-right"></div></div>'
+        f'<script id="attention-data" type="application/json">{attention_json(maps)}</script>'
+        f"<script>{JS}</script>"
+    )
 
 
 def _generation_section(diag: RunDiagnostics) -> str:
@@ -311,7 +339,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _page(title: str, body: str) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>seqlab report: {html.escape(title)}</title><style>{CSS}</style></head>\n"
-            f"<body>\n{body}\n</body></html>\n")
-
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>seqlab report: {html.escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )

@@ -33,8 +33,9 @@ import dataclasses
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -142,20 +143,24 @@ def default_model(name: str, task: Task, info: dict[str, Any]):
     """Model ``name`` at its ``DEFAULTS`` sizes, shaped for the data that ``info`` describes."""
     values = dict(DEFAULTS[name])
     if name == "rnn_classifier":
-        values.update(input_size=info["input_size"], num_classes=info["num_classes"],
-                      per_step=task == Task.SEQUENCE_LABELING)
+        values.update(
+            input_size=info["input_size"], num_classes=info["num_classes"], per_step=task == Task.SEQUENCE_LABELING
+        )
     elif name == "rnn_forecaster":
         values.update(input_size=info["input_size"], output_size=info.get("output_size", 1))
     elif name == "transformer_forecaster":
-        values.update(tau=info.get("tau", info["seq_len"]), input_size=info["input_size"],
-                      output_size=info.get("output_size", 1))
+        values.update(
+            tau=info.get("tau", info["seq_len"]), input_size=info["input_size"], output_size=info.get("output_size", 1)
+        )
     elif name == "gpt":
         values.update(block_size=info["seq_len"])
     elif name == "vit":
         shape = tuple(info.get("input_shape", ()))
         if len(shape) not in (2, 3):
-            raise ConfigError(f"the transformer family reads rows of an image-like input, but this data gives "
-                              f"examples of shape {shape}")
+            raise ConfigError(
+                f"the transformer family reads rows of an image-like input, but this data gives "
+                f"examples of shape {shape}"
+            )
         channels, (H, W) = (1, shape) if len(shape) == 2 else (shape[0], shape[1:])
         # One token per row, as the recurrent models read it: patches of 1 x W (a ViT over the rows).
         values.update(image_size=[H, W], patch_size=[1, W], channels=channels, num_classes=info["num_classes"])
@@ -212,8 +217,14 @@ def match_params(cfg, target: int, max_width: int = 8192) -> Any:
     return min(candidates, key=lambda c: (abs(count_params(c) - target), _width_key(c)))
 
 
-def plan_compare(exp: Experiment, families: tuple[str, ...], *, seeds: int = 3, match: str = "params",
-                 budget_steps: int | None = None) -> ComparePlan:
+def plan_compare(
+    exp: Experiment,
+    families: tuple[str, ...],
+    *,
+    seeds: int = 3,
+    match: str = "params",
+    budget_steps: int | None = None,
+) -> ComparePlan:
     """Every family's model for ``exp``'s data, sized by ``match``; the shared data and train settings."""
     if match not in MATCHES:
         raise ConfigError(f"--match must be one of {', '.join(MATCHES)}, got {match!r}")
@@ -237,12 +248,16 @@ def plan_compare(exp: Experiment, families: tuple[str, ...], *, seeds: int = 3, 
         family = wanted_missing[0]
         have = [f for f in FAMILIES if f in models]
         why = f" ({missing[family]})" if missing[family] else ""
-        raise ConfigError(f"model family {family!r} has no model for {task} data '{data.name}'{why}; "
-                          f"families that do: {', '.join(have) or 'none'}")
+        raise ConfigError(
+            f"model family {family!r} has no model for {task} data '{data.name}'{why}; "
+            f"families that do: {', '.join(have) or 'none'}"
+        )
     if "transformer" in families and exp.train.tbptt_steps:
-        raise ConfigError(f"train.tbptt_steps = {exp.train.tbptt_steps} carries a recurrent state across chunks, "
-                          f"which the transformer family has not; give --train.tbptt_steps=0 to train every family "
-                          f"on windows of data.seq_len")
+        raise ConfigError(
+            f"train.tbptt_steps = {exp.train.tbptt_steps} carries a recurrent state across chunks, "
+            f"which the transformer family has not; give --train.tbptt_steps=0 to train every family "
+            f"on windows of data.seq_len"
+        )
     members: list[Member] = []
     for family in families:
         cfg = models[family]
@@ -254,8 +269,9 @@ def plan_compare(exp: Experiment, families: tuple[str, ...], *, seeds: int = 3, 
         members.append(Member(family, cfg, _width_key(cfg), count_params(cfg)))
     train = exp.train if budget_steps is None else dataclasses.replace(exp.train, max_steps=budget_steps)
     baseline = tuple((k, v) for k, v in info.get("baseline", {}).items() if isinstance(v, (int, float, str)))
-    return ComparePlan(tuple(members), data, train, tuple(exp.train.seed + i for i in range(seeds)), task, match,
-                       baseline)
+    return ComparePlan(
+        tuple(members), data, train, tuple(exp.train.seed + i for i in range(seeds)), task, match, baseline
+    )
 
 
 def plan_lines(plan: ComparePlan) -> list[str]:
@@ -299,12 +315,17 @@ def find_run(runs_root: Path, name: str, exp: Experiment) -> tuple[Path | None, 
     if run is not None:
         stored = load_toml(run / "config.toml")
         planned = {"model": exp.model, "data": exp.data, "train": exp.train}
-        diff = [line.replace(": checkpoint ", ": run ")
-                for section, cfg in planned.items()
-                for line in config_diff(stored.get(section, {}), _as_stored(cfg), section)]
+        diff = [
+            line.replace(": checkpoint ", ": run ")
+            for section, cfg in planned.items()
+            for line in config_diff(stored.get(section, {}), _as_stored(cfg), section)
+        ]
         if diff:
-            raise ConfigError(f"{run} was trained with another config than this compare plans ("
-                              + "; ".join(diff) + "); give another --out for a new comparison")
+            raise ConfigError(
+                f"{run} was trained with another config than this compare plans ("
+                + "; ".join(diff)
+                + "); give another --out for a new comparison"
+            )
     return run, state
 
 
@@ -322,8 +343,14 @@ class CompareResult:
     metric: str
 
 
-def run_compare(plan: ComparePlan, out: str | Path, *, argv: list[str] | None = None, progress: bool = True,
-                log: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> CompareResult:
+def run_compare(
+    plan: ComparePlan,
+    out: str | Path,
+    *,
+    argv: list[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+) -> CompareResult:
     """Train (or skip, or resume) every (family, seed) run under ``out/runs``; their summaries.
 
     An interruption (``TrainingInterrupted``) propagates with the runs so far kept: the same call
@@ -373,32 +400,54 @@ def family_row(f: FamilyResult, metric: str) -> dict[str, Any]:
     seconds = [float(s["seconds"]) for s in f.summaries]
     rates = [s["steps"] / s["seconds"] for s in f.summaries if s.get("seconds")]
     mean, std = mean_std(values)
-    return {"family": f.member.family, "model": f.member.model.name, "width_key": f.member.width_key,
-            "width": f.member.width, "params": f.summaries[0]["params"], "values": values, "mean": mean, "std": std,
-            "seconds": seconds, "seconds_mean": statistics.fmean(seconds),
-            "steps_per_second_mean": statistics.fmean(rates) if rates else None,
-            "steps": [s["steps"] for s in f.summaries], "runs": [str(p) for p in f.runs]}
+    return {
+        "family": f.member.family,
+        "model": f.member.model.name,
+        "width_key": f.member.width_key,
+        "width": f.member.width,
+        "params": f.summaries[0]["params"],
+        "values": values,
+        "mean": mean,
+        "std": std,
+        "seconds": seconds,
+        "seconds_mean": statistics.fmean(seconds),
+        "steps_per_second_mean": statistics.fmean(rates) if rates else None,
+        "steps": [s["steps"] for s in f.summaries],
+        "runs": [str(p) for p in f.runs],
+    }
 
 
 def markdown_table(result: CompareResult) -> str:
     """The comparison as a markdown table, one row per family, and the settings under it."""
     n = len(result.plan.seeds)
     spread = f"mean ± std over {n} seeds" if n > 1 else "1 seed"
-    rows = [f"| family | model | width | params | {result.metric} ({spread}) | train seconds (mean) | steps/s (mean) |",
-            "|---|---|---|---:|---|---:|---:|"]
+    rows = [
+        f"| family | model | width | params | {result.metric} ({spread}) | train seconds (mean) | steps/s (mean) |",
+        "|---|---|---|---:|---|---:|---:|",
+    ]
     for f in result.families:
         r = family_row(f, result.metric)
         value = f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
         rate = f"{r['steps_per_second_mean']:.1f}" if r["steps_per_second_mean"] is not None else "-"
-        rows.append(f"| {r['family']} | {f.member.describe()} | {r['width_key']} {r['width']} | {r['params']:,} | "
-                    f"{value} | {r['seconds_mean']:.1f} | {rate} |")
+        rows.append(
+            f"| {r['family']} | {f.member.describe()} | {r['width_key']} {r['width']} | {r['params']:,} | "
+            f"{value} | {r['seconds_mean']:.1f} | {rate} |"
+        )
     plan = result.plan
-    notes = [f"Data '{plan.data.name}' ({plan.task}), {plan.budget()}, seeds {', '.join(map(str, plan.seeds))}; "
-             + ("widths chosen to match the first family's parameter count." if plan.match == "params"
-                else "every family at the first family's width.")]
+    notes = [
+        f"Data '{plan.data.name}' ({plan.task}), {plan.budget()}, seeds {', '.join(map(str, plan.seeds))}; "
+        + (
+            "widths chosen to match the first family's parameter count."
+            if plan.match == "params"
+            else "every family at the first family's width."
+        )
+    ]
     if plan.baseline:
-        notes.append("Baseline: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                                              for k, v in plan.baseline) + ".")
+        notes.append(
+            "Baseline: "
+            + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in plan.baseline)
+            + "."
+        )
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -407,8 +456,14 @@ def write_compare(result: CompareResult, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     table = atomic_write_text(out / "compare.md", markdown_table(result))
     plan = result.plan
-    payload = {"metric": result.metric, "task": plan.task.value, "data": plan.data.name, "match": plan.match,
-               "seeds": list(plan.seeds), "budget": plan.budget(),
-               "families": [family_row(f, result.metric) for f in result.families]}
+    payload = {
+        "metric": result.metric,
+        "task": plan.task.value,
+        "data": plan.data.name,
+        "match": plan.match,
+        "seeds": list(plan.seeds),
+        "budget": plan.budget(),
+        "families": [family_row(f, result.metric) for f in result.families],
+    }
     data = atomic_write_text(out / "compare.json", json.dumps(payload, indent=2) + "\n")
     return {"table": table, "json": data}

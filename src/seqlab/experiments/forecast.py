@@ -29,23 +29,29 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict
 from ..data import DATASETS, SeriesTooShort, TensorSequenceDataset
-from ..models import (ARModel, MLPAutoregressiveConfig, RecurrentForecasterConfig, TransformerForecasterConfig,
-                      build_model)
+from ..models import (
+    ARModel,
+    MLPAutoregressiveConfig,
+    RecurrentForecasterConfig,
+    TransformerForecasterConfig,
+    build_model,
+)
 from ..nn.mdn import mixture_sample
 from ..task import Task
-from ..utils import atomic_write_text, count_parameters, set_seed
 from ..train.config import TrainConfig
 from ..train.distributed import resolve_device
 from ..train.trainer import Trainer, TrainingInterrupted
+from ..utils import atomic_write_text, count_parameters, set_seed
 
 NAIVE = "naive"
 INTERVAL_MODEL = "lstm_mdn"
@@ -102,8 +108,9 @@ class ForecastSettings:
             if self.interval_model not in FORECAST_MODELS:
                 raise ConfigError(f"unknown --interval-model {self.interval_model!r}; valid: lstm_mdn, or none")
             if self.interval_model == "ar" or model_config(self.interval_model, self.order).num_components < 1:
-                raise ConfigError(f"--interval-model {self.interval_model!r} has no predictive distribution; "
-                                  f"use lstm_mdn, or none")
+                raise ConfigError(
+                    f"--interval-model {self.interval_model!r} has no predictive distribution; use lstm_mdn, or none"
+                )
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"--horizons must be integers >= 1, got {','.join(map(str, self.horizons))}")
         for key in ("budget_steps", "batch_size", "samples"):
@@ -115,7 +122,9 @@ class ForecastSettings:
             raise ConfigError(f"--interval must be in (0, 1), got {self.interval}")
         keys = dict(self.data_overrides)
         if "tau" in keys or "horizon" in keys:
-            raise ConfigError("set the window with --order (tau); forecasts are one step ahead, iterated to each horizon")
+            raise ConfigError(
+                "set the window with --order (tau); forecasts are one step ahead, iterated to each horizon"
+            )
 
     @property
     def fitted(self) -> tuple[str, ...]:
@@ -127,7 +136,7 @@ class ForecastSettings:
 class ForecastInterrupted(Exception):
     """Ctrl-C (or SIGTERM) stopped ``run_forecast``; ``result`` scores the models finished before it."""
 
-    def __init__(self, result: "ForecastResult", during: str, signum: int):
+    def __init__(self, result: ForecastResult, during: str, signum: int):
         self.result, self.during, self.signum = result, during, signum
         super().__init__(f"{signal.Signals(signum).name} while fitting {during}")
 
@@ -156,7 +165,7 @@ def iterate(predict_next: Callable[[np.ndarray], np.ndarray], windows: np.ndarra
     out = np.empty((len(w), steps))
     for j in range(steps):
         out[:, j] = predict_next(w)  # (N,)
-        w = np.concatenate([w[:, 1:], out[:, j:j + 1]], axis=1)  # slide: drop the oldest, append x_hat
+        w = np.concatenate([w[:, 1:], out[:, j : j + 1]], axis=1)  # slide: drop the oldest, append x_hat
     return out
 
 
@@ -167,7 +176,9 @@ def relative_windows(dataset: TensorSequenceDataset) -> TensorSequenceDataset:
     return TensorSequenceDataset(x - last.unsqueeze(1), y - last)
 
 
-def _torch_predictor(model: torch.nn.Module, device: torch.device, relative: bool) -> Callable[[np.ndarray], np.ndarray]:
+def _torch_predictor(
+    model: torch.nn.Module, device: torch.device, relative: bool
+) -> Callable[[np.ndarray], np.ndarray]:
     @torch.no_grad()
     def predict(w: np.ndarray) -> np.ndarray:
         last = w[:, -1] if relative else np.zeros(len(w))  # (N,)
@@ -179,8 +190,15 @@ def _torch_predictor(model: torch.nn.Module, device: torch.device, relative: boo
 
 
 @torch.no_grad()
-def sample_paths(model: torch.nn.Module, windows: np.ndarray, steps: int, samples: int, seed: int,
-                 device: torch.device, relative: bool = False) -> np.ndarray:
+def sample_paths(
+    model: torch.nn.Module,
+    windows: np.ndarray,
+    steps: int,
+    samples: int,
+    seed: int,
+    device: torch.device,
+    relative: bool = False,
+) -> np.ndarray:
     """Monte Carlo futures of a probabilistic forecaster: windows (N, tau) -> (N, samples, steps),
     each step drawn from the predictive mixture and fed back (``relative``: the model sees and
     predicts values minus the window's last one)."""
@@ -198,7 +216,9 @@ def sample_paths(model: torch.nn.Module, windows: np.ndarray, steps: int, sample
     return paths.view(N, samples, steps).double().cpu().numpy()
 
 
-def train_forecaster(name: str, settings: ForecastSettings, splits, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def train_forecaster(
+    name: str, settings: ForecastSettings, splits, device: torch.device
+) -> tuple[torch.nn.Module, dict]:
     """One engine-trained forecaster: ``budget_steps`` steps, the best validation weights restored.
 
     Without a validation part (``data.val_fraction = 0``) the final weights are kept, and the fit
@@ -208,9 +228,19 @@ def train_forecaster(name: str, settings: ForecastSettings, splits, device: torc
     model = build_model(model_config(name, settings.order))
     budget = settings.budget_steps
     every = max(budget // 20, 1)
-    cfg = TrainConfig(seed=settings.seed, batch_size=settings.batch_size, lr=settings.lr, max_steps=budget,
-                      eval_every=every, log_every=every, layer_norms_every=0, tensorboard=False,
-                      schedule="cosine", grad_clip=1.0, device=settings.device)
+    cfg = TrainConfig(
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        max_steps=budget,
+        eval_every=every,
+        log_every=every,
+        layer_norms_every=0,
+        tensorboard=False,
+        schedule="cosine",
+        grad_clip=1.0,
+        device=settings.device,
+    )
     train_set, val_set = splits.train, splits.val
     if settings.inputs == "relative":
         train_set, val_set = relative_windows(train_set), relative_windows(val_set)
@@ -227,8 +257,14 @@ def train_forecaster(name: str, settings: ForecastSettings, splits, device: torc
         model.load_state_dict(best["state"])
     model.eval()
     kept = "best_val" if best["state"] is not None else "final"
-    return model, {"steps": fit["steps"], "seconds": fit["seconds"], "kept": kept, "best_val_loss": best["value"],
-                   "best_step": best["step"] if kept == "best_val" else fit["steps"], "params": count_parameters(model)}
+    return model, {
+        "steps": fit["steps"],
+        "seconds": fit["seconds"],
+        "kept": kept,
+        "best_val_loss": best["value"],
+        "best_step": best["step"] if kept == "best_val" else fit["steps"],
+        "params": count_parameters(model),
+    }
 
 
 def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda text: None) -> ForecastResult:
@@ -251,9 +287,11 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     if test_start >= L:
         raise ConfigError(f"{source}: the test part of {L:,} values is empty; raise --data.test_fraction")
     if test_start - H - tau + 1 < 0:
-        raise ConfigError(f"{source}: the largest horizon ({H}) plus --order ({tau}) reaches before the series starts "
-                          f"for the first test target (index {test_start} of {L:,} values); lower --order or "
-                          f"--horizons, or use a longer series")
+        raise ConfigError(
+            f"{source}: the largest horizon ({H}) plus --order ({tau}) reaches before the series starts "
+            f"for the first test target (index {test_start} of {L:,} values); lower --order or "
+            f"--horizons, or use a longer series"
+        )
     targets = np.arange(test_start, L)  # (N,) the test part
     origins = np.arange(test_start - H, L - 1)  # every origin some horizon reaches a test target from
     windows = z[origins[:, None] - tau + 1 + np.arange(tau)]  # (M, tau), window ends at the origin
@@ -274,8 +312,12 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             if name == "ar":
                 ar = ARModel(tau).fit(z[:n_train])  # the training targets' values, as the networks see
                 paths = iterate(ar.predict, windows, H)
-                fits[name] = {"seconds": time.perf_counter() - t0, "params": tau + 1,
-                              "bias": ar.bias, "weights": ar.weights.tolist()}
+                fits[name] = {
+                    "seconds": time.perf_counter() - t0,
+                    "params": tau + 1,
+                    "bias": ar.bias,
+                    "weights": ar.weights.tolist(),
+                }
             else:
                 model, fits[name] = train_forecaster(name, settings, splits, device)
                 models[name] = model
@@ -294,8 +336,9 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
     coverage: dict[int, float] = {}
     if settings.interval_model and stopped is None:
         try:
-            paths = sample_paths(models[settings.interval_model], windows, H, settings.samples, settings.seed, device,
-                                 relative)
+            paths = sample_paths(
+                models[settings.interval_model], windows, H, settings.samples, settings.seed, device, relative
+            )
             lo_q, hi_q = (1 - settings.interval) / 2, (1 + settings.interval) / 2
             lo, hi = np.quantile(paths, lo_q, axis=1), np.quantile(paths, hi_q, axis=1)  # (M, H) each
             lo_h, hi_h = at_horizons(lo), at_horizons(hi)
@@ -306,23 +349,52 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
         except KeyboardInterrupt:
             stopped, band, coverage = ("the interval", signal.SIGINT), {}, {}
     truth = series[targets]
-    metrics = {name: {h: {"rmse": float(np.sqrt(np.mean((p - truth) ** 2))), "mae": float(np.mean(np.abs(p - truth)))}
-                      for h, p in preds.items()} for name, preds in predictions.items()}
+    metrics = {
+        name: {
+            h: {"rmse": float(np.sqrt(np.mean((p - truth) ** 2))), "mae": float(np.mean(np.abs(p - truth)))}
+            for h, p in preds.items()
+        }
+        for name, preds in predictions.items()
+    }
     n_val = test_start - n_train
     result_info = {
-        "data": settings.data, "units": info.get("units", ""), "order": tau, "horizons": list(settings.horizons),
+        "data": settings.data,
+        "units": info.get("units", ""),
+        "order": tau,
+        "horizons": list(settings.horizons),
         "split": {"train": n_train, "val": n_val, "test": L - test_start, "length": L},
-        "test_targets": len(targets), "budget_steps": settings.budget_steps, "batch_size": settings.batch_size,
-        "lr": settings.lr, "seed": settings.seed, "inputs": settings.inputs, "interval_model": settings.interval_model,
-        "interval": settings.interval, "interval_coverage": coverage, "fits": fits,
-        "source": source, "missing_values_filled": info.get("filled", 0), "messages": list(info.get("messages", [])),
-        "seconds": time.perf_counter() - start, "settings": {k: v for k, v in asdict(settings).items()},
+        "test_targets": len(targets),
+        "budget_steps": settings.budget_steps,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "seed": settings.seed,
+        "inputs": settings.inputs,
+        "interval_model": settings.interval_model,
+        "interval": settings.interval,
+        "interval_coverage": coverage,
+        "fits": fits,
+        "source": source,
+        "missing_values_filled": info.get("filled", 0),
+        "messages": list(info.get("messages", [])),
+        "seconds": time.perf_counter() - start,
+        "settings": {k: v for k, v in asdict(settings).items()},
     }
-    result = ForecastResult(metrics, series, list(info.get("time", range(L))), targets, (n_train, test_start),
-                            predictions, band, result_info)
+    result = ForecastResult(
+        metrics,
+        series,
+        list(info.get("time", range(L))),
+        targets,
+        (n_train, test_start),
+        predictions,
+        band,
+        result_info,
+    )
     if stopped is not None:
-        result.info["interrupted"] = {"signal": signal.Signals(stopped[1]).name, "while_fitting": stopped[0],
-                                      "finished": [m for m in predictions if m != NAIVE]}
+        result.info["interrupted"] = {
+            "signal": signal.Signals(stopped[1]).name,
+            "while_fitting": stopped[0],
+            "finished": [m for m in predictions if m != NAIVE],
+        }
         raise ForecastInterrupted(result, stopped[0], stopped[1])
     return result
 

@@ -15,5 +15,13 @@ from .config import GenerationConfig, GenerationConfigError
 from .search import ContextTooLong, GenerationOutput, generate, length_penalty
 from .uncached import Uncached, max_context
 
-__all__ = ["ContextTooLong", "GenerationConfig", "GenerationConfigError", "GenerationOutput", "Uncached",
-           "generate", "length_penalty", "max_context"]
+__all__ = [
+    "ContextTooLong",
+    "GenerationConfig",
+    "GenerationConfigError",
+    "GenerationOutput",
+    "Uncached",
+    "generate",
+    "length_penalty",
+    "max_context",
+]

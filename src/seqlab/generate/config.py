@@ -63,8 +63,14 @@ class GenerationConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 bad(key, "must be a finite number")
 
-        for key in ("max_new_tokens", "min_new_tokens", "top_k", "num_beams", "num_return_sequences",
-                    "no_repeat_ngram_size"):
+        for key in (
+            "max_new_tokens",
+            "min_new_tokens",
+            "top_k",
+            "num_beams",
+            "num_return_sequences",
+            "no_repeat_ngram_size",
+        ):
             if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), int):
                 bad(key, "must be an integer")
         for key in ("temperature", "top_p", "min_p", "length_penalty", "repetition_penalty"):
@@ -91,8 +97,9 @@ class GenerationConfig:
             bad("no_repeat_ngram_size", "must be >= 0 (0: off)")
         for key in ("banned_ids", "eos_ids"):
             ids = getattr(self, key)
-            if ids is not None and (not isinstance(ids, tuple)
-                                    or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids)):
+            if ids is not None and (
+                not isinstance(ids, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids)
+            ):
                 bad(key, "must be a tuple of token ids >= 0")
         if not isinstance(self.stop_strings, tuple) or any(not isinstance(s, str) or not s for s in self.stop_strings):
             bad("stop_strings", "must be a tuple of non-empty strings")
@@ -101,21 +108,31 @@ class GenerationConfig:
         sampling = self.temperature > 0
         if self.num_beams > 1:
             if sampling:
-                bad("temperature", "must be 0 with num_beams > 1 (beam search is deterministic; "
-                                   "beam sampling is not supported)")
+                bad(
+                    "temperature",
+                    "must be 0 with num_beams > 1 (beam search is deterministic; beam sampling is not supported)",
+                )
             if self.num_return_sequences > self.num_beams:
-                bad("num_return_sequences", f"must be <= num_beams ({self.num_beams}): beam search keeps "
-                                            f"that many hypotheses")
+                bad(
+                    "num_return_sequences",
+                    f"must be <= num_beams ({self.num_beams}): beam search keeps that many hypotheses",
+                )
             if self.stop_strings:
                 bad("stop_strings", "work with num_beams = 1 only (greedy or sampling)")
         elif not sampling and self.num_return_sequences > 1:
-            bad("num_return_sequences", "must be 1 for greedy decoding (every copy would be the same): "
-                                        "sample (temperature > 0) or search (num_beams >= it)")
+            bad(
+                "num_return_sequences",
+                "must be 1 for greedy decoding (every copy would be the same): "
+                "sample (temperature > 0) or search (num_beams >= it)",
+            )
         if not sampling:
             for key, off in (("top_k", 0), ("top_p", 1.0), ("min_p", 0.0)):
                 if getattr(self, key) != off:
-                    bad(key, "filters the sampled distribution: it needs temperature > 0 "
-                             f"(set it to {off} for greedy decoding or beam search)")
+                    bad(
+                        key,
+                        "filters the sampled distribution: it needs temperature > 0 "
+                        f"(set it to {off} for greedy decoding or beam search)",
+                    )
 
     @property
     def sampling(self) -> bool:

@@ -46,7 +46,7 @@ def no_repeat_ngram(logits: torch.Tensor, context: torch.Tensor, n: int) -> torc
     if L < n:  # no complete n-gram yet
         return logits
     grams = context.unfold(1, n, 1)  # (R, L - n + 1, n): every n-gram of the context
-    prefix = context[:, L - n + 1:]  # (R, n - 1): the last n - 1 tokens
+    prefix = context[:, L - n + 1 :]  # (R, n - 1): the last n - 1 tokens
     match = (grams[:, :, :-1] == prefix[:, None, :]).all(-1)  # (R, L - n + 1): n-grams starting like that
     counts = torch.zeros_like(logits).scatter_add_(1, grams[:, :, -1], match.to(logits.dtype))  # (R, V)
     return logits.masked_fill(counts > 0, NEG_INF)

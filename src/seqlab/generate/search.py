@@ -63,9 +63,17 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
-def generate(model, *, prompt: torch.Tensor | None = None, source: torch.Tensor | None = None,
-             source_lengths: torch.Tensor | None = None, config: GenerationConfig | None = None,
-             decode=None, streamer=None, **settings) -> GenerationOutput:
+def generate(
+    model,
+    *,
+    prompt: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
+    source_lengths: torch.Tensor | None = None,
+    config: GenerationConfig | None = None,
+    decode=None,
+    streamer=None,
+    **settings,
+) -> GenerationOutput:
     """Decode ``model`` (an IncrementalDecoder) from a prompt (B, P) or a source (B, S) [+ lengths (B,)].
 
     ``config`` (default ``GenerationConfig()``: greedy) may be adjusted by keyword, e.g.
@@ -95,13 +103,18 @@ def generate(model, *, prompt: torch.Tensor | None = None, source: torch.Tensor 
     if prompt is not None:
         limit = max_context(model)
         if limit is not None and prompt.shape[1] > limit:
-            warnings.warn(f"the prompt has {prompt.shape[1]} tokens but the model reads at most {limit}: "
-                          f"only its last {limit} are used", ContextTooLong, stacklevel=2)
+            warnings.warn(
+                f"the prompt has {prompt.shape[1]} tokens but the model reads at most {limit}: "
+                f"only its last {limit} are used",
+                ContextTooLong,
+                stacklevel=2,
+            )
             prompt = prompt[:, -limit:]
     with eval_mode(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext():
         decoder = model if cfg.use_cache else Uncached(model)
-        state, first = decoder.begin_decoding(source=source, source_lengths=source_lengths, prompt=prompt,
-                                              max_new_tokens=cfg.max_new_tokens)
+        state, first = decoder.begin_decoding(
+            source=source, source_lengths=source_lengths, prompt=prompt, max_new_tokens=cfg.max_new_tokens
+        )
         # What the repetition rules read: a language model's prompt, then every generated token.
         context = prompt if prompt is not None else first.new_zeros(first.shape[0], 0)  # (B, L)
         search = _Search(decoder, cfg, eos_ids, banned, special.get("pad"), V)
@@ -193,6 +206,7 @@ class _Search:
         lse = torch.logsumexp(z, dim=-1).clamp(min=torch.finfo(z.dtype).min)  # (R,)
         cand = z.add_((beam_scores - lse)[:, None])  # (R, V), in place
         if reshaped:
+
             def model_lp(rows, toks):
                 return logits[rows, toks] - raw_lse[rows]
         else:
@@ -200,13 +214,16 @@ class _Search:
 
             def model_lp(rows, toks):
                 return cand[rows, toks] - beam_scores[rows] + shift[rows]
+
         return cand, model_lp
 
     def choose(self, z: torch.Tensor, t: int, generator) -> torch.Tensor:
         """The next token of each row (R,): argmax, or a sample after temperature, top-k, top-p, min-p."""
         if bool(torch.isneginf(z).all(-1).any()):
-            raise ValueError(f"at step {t + 1} every token is ruled out for some sequence (banned ids, "
-                             f"no_repeat_ngram_size={self.cfg.no_repeat_ngram_size}, min_new_tokens): relax them")
+            raise ValueError(
+                f"at step {t + 1} every token is ruled out for some sequence (banned ids, "
+                f"no_repeat_ngram_size={self.cfg.no_repeat_ngram_size}, min_new_tokens): relax them"
+            )
         cfg = self.cfg
         if not cfg.sampling:
             return z.argmax(dim=-1)  # ties: the lowest id (torch.argmax returns the first maximum)
@@ -253,7 +270,7 @@ class _Search:
                 streamer(rows, tokens)
             done = torch.isin(tokens, eos)  # (R,)
             if longest_stop and t + 1 >= cfg.min_new_tokens:
-                tails = context[:, max(prompt_len, context.shape[1] - longest_stop):].tolist()
+                tails = context[:, max(prompt_len, context.shape[1] - longest_stop) :].tolist()
                 hit = [any(s in decode(tail) for s in cfg.stop_strings) for tail in tails]
                 done |= torch.tensor(hit, dtype=torch.bool, device=device)
             parents = None
@@ -277,8 +294,9 @@ class _Search:
                     if r is not None and t < int(lengths[m]):
                         attentions[m].append(_pick(weights, r))
         log_probs = token_lp.sum(1)
-        return GenerationOutput(out[:, :T], lengths, log_probs.clone(), log_probs, token_lp[:, :T], finished,
-                                attentions, n)
+        return GenerationOutput(
+            out[:, :T], lengths, log_probs.clone(), log_probs, token_lp[:, :T], finished, attentions, n
+        )
 
     # -- beam search ------------------------------------------------------------------------------
     def _settled(self, hyps: list[_Hyp], best_alive: float, length: int) -> bool:
@@ -305,7 +323,7 @@ class _Search:
             return
         hyps.append(hyp)
         hyps.sort(key=lambda h: -h.score)
-        del hyps[self.cfg.num_beams:]
+        del hyps[self.cfg.num_beams :]
 
     def beam(self, state, first: torch.Tensor, context: torch.Tensor) -> GenerationOutput:
         """Batched beam search: B inputs x K beams in each forward; finished hypotheses kept per input.
@@ -350,9 +368,17 @@ class _Search:
                 for i, c in ending.nonzero().tolist():
                     row, v = i * K + int(src[i, c]), int(tok[i, c])
                     lp_v = float(model_lp(row, v))
-                    self._keep(hyps[live[i]], _Hyp(float(top[i, c]) / length_penalty(t + 1, cfg.length_penalty),
-                                                   float(sum_lp[row]) + lp_v, gen[row].tolist() + [v],
-                                                   token_lp[row].tolist() + [lp_v], True, (t, row)))
+                    self._keep(
+                        hyps[live[i]],
+                        _Hyp(
+                            float(top[i, c]) / length_penalty(t + 1, cfg.length_penalty),
+                            float(sum_lp[row]) + lp_v,
+                            gen[row].tolist() + [v],
+                            token_lp[row].tolist() + [lp_v],
+                            True,
+                            (t, row),
+                        ),
+                    )
             # The K best candidates that do not end: non-<eos> first, each group in rank order.
             pick = torch.sort(is_eos.long(), dim=1, stable=True).indices[:, :K]  # (Bl, K)
             new_scores = top.gather(1, pick)  # (Bl, K)
@@ -371,10 +397,17 @@ class _Search:
                     for k in range(K):
                         j = i * K + k
                         row = int(new_src[j])
-                        self._keep(hyps[b], _Hyp(float(new_scores[i, k]) / length_penalty(N, cfg.length_penalty),
-                                                 float(alive_lp[j]), gen[row].tolist() + [int(new_tok[j])],
-                                                 token_lp[row].tolist() + [float(last_lp[j])], False,
-                                                 (t, row)))
+                        self._keep(
+                            hyps[b],
+                            _Hyp(
+                                float(new_scores[i, k]) / length_penalty(N, cfg.length_penalty),
+                                float(alive_lp[j]),
+                                gen[row].tolist() + [int(new_tok[j])],
+                                token_lp[row].tolist() + [float(last_lp[j])],
+                                False,
+                                (t, row),
+                            ),
+                        )
                 break
             if not keep_inputs:
                 break
@@ -416,5 +449,13 @@ class _Search:
         attentions = None
         if trace is not None:
             attentions = [[] if h is None else trace.back(*h.end) for h in chosen]
-        return GenerationOutput(seqs.to(device), lengths.to(device), scores.to(device), log_probs.to(device),
-                                token_lp.to(device), finished.to(device), attentions, n)
+        return GenerationOutput(
+            seqs.to(device),
+            lengths.to(device),
+            scores.to(device),
+            log_probs.to(device),
+            token_lp.to(device),
+            finished.to(device),
+            attentions,
+            n,
+        )

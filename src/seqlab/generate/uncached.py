@@ -40,8 +40,9 @@ class Uncached:
 
     def begin_decoding(self, *, source=None, source_lengths=None, prompt=None, max_new_tokens: int):
         """As the model's own: (state, first tokens (B,)); the model's checks run on the same arguments."""
-        _, first = self.model.begin_decoding(source=source, source_lengths=source_lengths, prompt=prompt,
-                                             max_new_tokens=max_new_tokens)
+        _, first = self.model.begin_decoding(
+            source=source, source_lengths=source_lengths, prompt=prompt, max_new_tokens=max_new_tokens
+        )
         if source is not None:
             lengths = source_lengths
             if lengths is None:
@@ -67,5 +68,5 @@ class Uncached:
         return logits, UncachedState(prefix, state.source, state.source_lengths), ({} if need_weights else None)
 
     def reorder_state(self, state: UncachedState, index: torch.Tensor) -> UncachedState:
-        pick = (lambda t: None if t is None else t.index_select(0, index))  # noqa: E731
+        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         return UncachedState(pick(state.prefix), pick(state.source), pick(state.source_lengths))

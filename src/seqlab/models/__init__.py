@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from .ar import ARModel
 from .classifier import ClassifierConfig, SequenceClassifier
-from .forecaster import (ForecastHead, MLPAutoregressive, MLPAutoregressiveConfig, RecurrentForecaster,
-                         RecurrentForecasterConfig, TransformerForecaster, TransformerForecasterConfig)
+from .forecaster import (
+    ForecastHead,
+    MLPAutoregressive,
+    MLPAutoregressiveConfig,
+    RecurrentForecaster,
+    RecurrentForecasterConfig,
+    TransformerForecaster,
+    TransformerForecasterConfig,
+)
 from .gpt import GPT, GPTConfig
 from .language_model import LanguageModelConfig, RNNLanguageModel
 from .markov import MarkovModel
@@ -38,9 +45,27 @@ def build_model(config):
 
 
 __all__ = [
-    "MODELS", "ARModel", "ClassifierConfig", "ForecastHead", "GPT", "GPTConfig", "LanguageModelConfig",
+    "MODELS",
+    "ARModel",
+    "ClassifierConfig",
+    "ForecastHead",
+    "GPT",
+    "GPTConfig",
+    "LanguageModelConfig",
     "MLPAutoregressive",
-    "MLPAutoregressiveConfig", "MarkovModel", "RNNLanguageModel", "RecurrentForecaster", "RecurrentForecasterConfig",
-    "Seq2SeqRNN", "Seq2SeqRNNConfig", "Seq2SeqTransformer", "Seq2SeqTransformerConfig",
-    "SequenceClassifier", "TransformerForecaster", "TransformerForecasterConfig", "ViT", "ViTConfig", "build_model",
+    "MLPAutoregressiveConfig",
+    "MarkovModel",
+    "RNNLanguageModel",
+    "RecurrentForecaster",
+    "RecurrentForecasterConfig",
+    "Seq2SeqRNN",
+    "Seq2SeqRNNConfig",
+    "Seq2SeqTransformer",
+    "Seq2SeqTransformerConfig",
+    "SequenceClassifier",
+    "TransformerForecaster",
+    "TransformerForecasterConfig",
+    "ViT",
+    "ViTConfig",
+    "build_model",
 ]

@@ -30,7 +30,7 @@ def _as_float64(values, what: str) -> np.ndarray:
 def lagged_design(series: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Design matrix X (L - tau, 1 + tau) with rows [1, x_{t-1}, ..., x_{t-tau}] and targets x_t (L - tau,)."""
     L = len(series)
-    lags = [series[order - k:L - k] for k in range(1, order + 1)]  # lag k: x_{t-k} for t = tau .. L-1
+    lags = [series[order - k : L - k] for k in range(1, order + 1)]  # lag k: x_{t-k} for t = tau .. L-1
     X = np.column_stack([np.ones(L - order), *lags])  # (L - tau, 1 + tau)
     return X, series[order:]
 
@@ -54,14 +54,16 @@ class ARModel:
         fitted = "unfitted" if self.weights is None else f"bias={self.bias:.4g}"
         return f"ARModel(order={self.order}, {fitted})"
 
-    def fit(self, series) -> "ARModel":
+    def fit(self, series) -> ARModel:
         """Least squares on every full window of ``series`` (a 1-D array or tensor of L > 2 tau values)."""
         s = _as_float64(series, "series")
         if s.ndim != 1:
             raise ValueError(f"expected a 1-D series of shape (L,), got shape {s.shape}")
         if len(s) < 2 * self.order + 1:
-            raise ValueError(f"a series of {len(s)} values is too short for AR({self.order}): need at least "
-                             f"2 * order + 1 = {2 * self.order + 1} so that the least squares problem is determined")
+            raise ValueError(
+                f"a series of {len(s)} values is too short for AR({self.order}): need at least "
+                f"2 * order + 1 = {2 * self.order + 1} so that the least squares problem is determined"
+            )
         X, y = lagged_design(s, self.order)
         # lstsq (an SVD) rather than the normal equations: no squared condition number.
         theta, *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -89,7 +91,7 @@ class ARModel:
         h = _as_float64(history, "history")
         if h.ndim != 1 or len(h) < self.order:
             raise ValueError(f"expected a 1-D history of at least {self.order} values, got shape {h.shape}")
-        window = list(h[-self.order:])
+        window = list(h[-self.order :])
         out = []
         for _ in range(steps):
             nxt = float(self.predict(np.array(window)[None])[0])

@@ -46,8 +46,9 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         self.config = config
-        self.rnn = recurrent_encoder(config, config.input_size, bidirectional=config.bidirectional,
-                                     recurrent_dropout=config.recurrent_dropout)
+        self.rnn = recurrent_encoder(
+            config, config.input_size, bidirectional=config.bidirectional, recurrent_dropout=config.recurrent_dropout
+        )
         num_directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(num_directions * config.hidden_size, config.num_classes)
 

@@ -37,9 +37,14 @@ class IncrementalDecoder(Protocol):
 
     vocab_size: int  # size of the output distribution
 
-    def begin_decoding(self, *, source: torch.Tensor | None = None, source_lengths: torch.Tensor | None = None,
-                       prompt: torch.Tensor | None = None,
-                       max_new_tokens: int) -> tuple[DecodeState, torch.Tensor]:
+    def begin_decoding(
+        self,
+        *,
+        source: torch.Tensor | None = None,
+        source_lengths: torch.Tensor | None = None,
+        prompt: torch.Tensor | None = None,
+        max_new_tokens: int,
+    ) -> tuple[DecodeState, torch.Tensor]:
         """Encode the source (seq2seq: source (B, S) ids, source_lengths (B,)) or read the prompt
         (LM: prompt (B, P) ids, P >= 1, all rows the same length) and return (state, first (B,)),
         ``first`` being the tokens to feed to the first decode_step: <bos> for seq2seq, the prompt's
@@ -47,8 +52,9 @@ class IncrementalDecoder(Protocol):
         max_new_tokens more steps (Transformers preallocate their key/value caches for it)."""
         ...
 
-    def decode_step(self, state: DecodeState, tokens: torch.Tensor, *, need_weights: bool = False
-                    ) -> tuple[torch.Tensor, DecodeState, dict | None]:
+    def decode_step(
+        self, state: DecodeState, tokens: torch.Tensor, *, need_weights: bool = False
+    ) -> tuple[torch.Tensor, DecodeState, dict | None]:
         """Feed tokens (B,) -> (logits (B, V) for the next token, new state, weights).
         weights is None unless need_weights: then a dict of attention tensors for this step,
         e.g. {"cross": (B, heads, S) or (B, S), "self": [...per layer (B, heads, t)]}."""
@@ -66,9 +72,15 @@ class IncrementalDecoder(Protocol):
 
 
 @torch.no_grad()
-def greedy_decode(model: IncrementalDecoder, *, source: torch.Tensor | None = None,
-                  source_lengths: torch.Tensor | None = None, prompt: torch.Tensor | None = None,
-                  max_new_tokens: int, eos_id: int | None = None) -> torch.Tensor:
+def greedy_decode(
+    model: IncrementalDecoder,
+    *,
+    source: torch.Tensor | None = None,
+    source_lengths: torch.Tensor | None = None,
+    prompt: torch.Tensor | None = None,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+) -> torch.Tensor:
     """Take the most probable token at every step -> LongTensor (B, <= max_new_tokens).
 
     y_t = argmax_v P(v | y_<t, source). The output holds the generated tokens only (no <bos>,
@@ -85,8 +97,9 @@ def greedy_decode(model: IncrementalDecoder, *, source: torch.Tensor | None = No
     pad_id = special.get("pad")
     pad_id = 0 if pad_id is None else pad_id
     with eval_mode(model):
-        state, tokens = model.begin_decoding(source=source, source_lengths=source_lengths, prompt=prompt,
-                                             max_new_tokens=max_new_tokens)
+        state, tokens = model.begin_decoding(
+            source=source, source_lengths=source_lengths, prompt=prompt, max_new_tokens=max_new_tokens
+        )
         B = tokens.size(0)
         finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)  # (B,)
         out = []

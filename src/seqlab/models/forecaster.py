@@ -54,7 +54,9 @@ class ForecastHead(nn.Module):
     def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None):
         """h (B, F) -> (B, D), and the loss given targets (B, D)."""
         if targets is not None and targets.shape != (h.size(0), self.out_features):
-            raise ValueError(f"expected targets of shape ({h.size(0)}, {self.out_features}), got {tuple(targets.shape)}")
+            raise ValueError(
+                f"expected targets of shape ({h.size(0)}, {self.out_features}), got {tuple(targets.shape)}"
+            )
         if not self.probabilistic:
             y_hat = self.linear(h)  # (B, D)
             return y_hat, (F.mse_loss(y_hat, targets) if targets is not None else None)
@@ -90,8 +92,10 @@ class _Forecaster(nn.Module):
     def distribution(self, x: torch.Tensor) -> snn.MixtureParams:
         """The predictive mixture for windows x (B, tau, C); only with ``num_components`` > 0."""
         if not self.head.probabilistic:
-            raise ValueError(f"{type(self).__name__} has a point head (model.num_components = 0): "
-                             f"no predictive distribution; set model.num_components >= 1")
+            raise ValueError(
+                f"{type(self).__name__} has a point head (model.num_components = 0): "
+                f"no predictive distribution; set model.num_components >= 1"
+            )
         self._check(x)
         return self.head.mdn(self.features(x))
 
@@ -122,7 +126,11 @@ class MLPAutoregressive(_Forecaster):
         self.config = config
         layers, width = [], config.tau * config.input_size
         for _ in range(config.num_layers):
-            layers += [nn.Linear(width, config.hidden_size), ACTIVATIONS[config.activation](), nn.Dropout(config.dropout)]
+            layers += [
+                nn.Linear(width, config.hidden_size),
+                ACTIVATIONS[config.activation](),
+                nn.Dropout(config.dropout),
+            ]
             width = config.hidden_size
         self.mlp = nn.Sequential(*layers)
         self.head = ForecastHead(width, config.output_size, config.num_components)
@@ -192,8 +200,9 @@ class TransformerForecaster(_Forecaster):
         self.embed = nn.Linear(config.input_size, config.d_model)
         self.pos = snn.LearnedPositionalEncoding(config.d_model, max_len=config.tau, dropout=config.dropout)
         # Pre-LN: trains without warm-up at the small budgets forecasting runs use.
-        self.encoder = snn.TransformerEncoder(config.d_model, config.num_heads, config.d_ff, config.num_layers,
-                                              dropout=config.dropout, norm_first=True)
+        self.encoder = snn.TransformerEncoder(
+            config.d_model, config.num_heads, config.d_ff, config.num_layers, dropout=config.dropout, norm_first=True
+        )
         self.head = ForecastHead(config.d_model, config.output_size, config.num_components)
 
     def _encode(self, x: torch.Tensor, need_weights: bool):

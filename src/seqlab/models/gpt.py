@@ -55,8 +55,10 @@ class GPTConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
-            raise ValueError(f"model.positions = 'rotary' rotates pairs of features: the head size "
-                             f"d_model / num_heads = {self.d_model // self.num_heads} must be even")
+            raise ValueError(
+                f"model.positions = 'rotary' rotates pairs of features: the head size "
+                f"d_model / num_heads = {self.d_model // self.num_heads} must be even"
+            )
 
 
 @dataclass
@@ -82,9 +84,16 @@ class GPT(nn.Module):
         # With RoPE the positions enter every attention; the embedding dropout stays.
         self.pos = None if rotary else snn.LearnedPositionalEncoding(config.d_model, max_len=config.block_size)
         self.drop = nn.Dropout(config.dropout)
-        self.stack = snn.DecoderOnlyStack(config.d_model, config.num_heads, config.num_layers,
-                                          config.d_ff or 4 * config.d_model, dropout=config.dropout,
-                                          activation="gelu", bias=config.bias, rotary=rotary)
+        self.stack = snn.DecoderOnlyStack(
+            config.d_model,
+            config.num_heads,
+            config.num_layers,
+            config.d_ff or 4 * config.d_model,
+            dropout=config.dropout,
+            activation="gelu",
+            bias=config.bias,
+            rotary=rotary,
+        )
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self._init_weights()
         if config.tie_weights:
@@ -119,8 +128,10 @@ class GPT(nn.Module):
             raise ValueError(f"expected token ids of shape (B, T) and an integer dtype, got {tuple(x.shape)} {x.dtype}")
         B, T = x.shape
         if T > self.block_size:
-            raise ValueError(f"sequence length {T} exceeds model.block_size = {self.block_size}: "
-                             f"use data.seq_len <= {self.block_size} or a larger model.block_size")
+            raise ValueError(
+                f"sequence length {T} exceeds model.block_size = {self.block_size}: "
+                f"use data.seq_len <= {self.block_size} or a larger model.block_size"
+            )
         h = self.drop(self._embed(x))  # (B, T, d_model)
         h, _ = self.stack(h)  # (B, T, d_model), causal, final LayerNorm applied
         logits = self.head(h)  # (B, T, V)
@@ -146,17 +157,19 @@ class GPT(nn.Module):
         return logits, GPTDecodeState(caches, context), weights
 
     @torch.no_grad()
-    def begin_decoding(self, *, source=None, source_lengths=None, prompt: torch.Tensor | None = None,
-                       max_new_tokens: int) -> tuple[GPTDecodeState, torch.Tensor]:
+    def begin_decoding(
+        self, *, source=None, source_lengths=None, prompt: torch.Tensor | None = None, max_new_tokens: int
+    ) -> tuple[GPTDecodeState, torch.Tensor]:
         """Read prompt (B, P) (its last block_size tokens) -> (state holding prompt[:, :-1], first = prompt[:, -1])."""
         if source is not None or source_lengths is not None:
             raise ValueError("a GPT decodes from a prompt, not a source: pass prompt=(B, P) token ids")
         if prompt is None or prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be (B, P) token ids with P >= 1, got "
-                             f"{None if prompt is None else tuple(prompt.shape)}")
+            raise ValueError(
+                f"prompt must be (B, P) token ids with P >= 1, got {None if prompt is None else tuple(prompt.shape)}"
+            )
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        prompt = prompt[:, -self.block_size:]  # (B, P) with P <= block_size
+        prompt = prompt[:, -self.block_size :]  # (B, P) with P <= block_size
         P = prompt.shape[1]
         # The caches hold prompt[:, :-1] now and one more key per step: P - 1 + max_new_tokens at most.
         caches = self.stack.new_caches(max_len=min(P - 1 + max_new_tokens, self.block_size))
@@ -178,7 +191,7 @@ class GPT(nn.Module):
             logits, weights = self._run(tokens[:, None], caches, need_weights)
             state = GPTDecodeState(caches, context)
         else:
-            context = context[:, -self.block_size:]  # (B, L') with L' <= block_size
+            context = context[:, -self.block_size :]  # (B, L') with L' <= block_size
             room = min(2 * context.shape[1], self.block_size)  # fed past max_new_tokens: grow, do not refill each step
             logits, state, weights = self._refill(context, room, need_weights)
         return logits, state, ({"self": weights} if need_weights else None)

@@ -64,8 +64,9 @@ class RNNLanguageModel(nn.Module):
 
     # -- incremental decoding (seqlab.models.decoding.IncrementalDecoder) -----------------------
     @torch.no_grad()
-    def begin_decoding(self, *, source=None, source_lengths=None, prompt: torch.Tensor | None = None,
-                       max_new_tokens: int):
+    def begin_decoding(
+        self, *, source=None, source_lengths=None, prompt: torch.Tensor | None = None, max_new_tokens: int
+    ):
         """Read prompt (B, P) -> (state after prompt[:, :-1], first = prompt[:, -1]).
 
         The state is the RNN's H (an LSTM's (H, C)), or None (the zero state) for a one-token prompt.
@@ -73,8 +74,9 @@ class RNNLanguageModel(nn.Module):
         if source is not None or source_lengths is not None:
             raise ValueError("a language model decodes from a prompt, not a source: pass prompt=(B, P) token ids")
         if prompt is None or prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be (B, P) token ids with P >= 1, got "
-                             f"{None if prompt is None else tuple(prompt.shape)}")
+            raise ValueError(
+                f"prompt must be (B, P) token ids with P >= 1, got {None if prompt is None else tuple(prompt.shape)}"
+            )
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         state = self(prompt[:, :-1])[2] if prompt.shape[1] > 1 else None  # None: the zero state

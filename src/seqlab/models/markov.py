@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class MarkovModel:
     def vocab_size(self) -> int:
         return len(self.symbols)
 
-    def fit(self, sequence: Sequence[Hashable], vocab: Sequence[Hashable] | None = None) -> "MarkovModel":
+    def fit(self, sequence: Sequence[Hashable], vocab: Sequence[Hashable] | None = None) -> MarkovModel:
         """Count every (context, next symbol) pair in ``sequence``. ``vocab`` defaults to its sorted symbols;
         give a larger one if held-out text may contain symbols the training text lacks."""
         if len(sequence) == 0:
@@ -82,7 +82,7 @@ class MarkovModel:
         self.counts = [defaultdict(Counter) for _ in range(self.order + 1)]
         for t, x in enumerate(ids):
             for j in range(min(t, self.order) + 1):
-                self.counts[j][tuple(ids[t - j:t])][x] += 1
+                self.counts[j][tuple(ids[t - j : t])][x] += 1
         self.counts = [dict(c) for c in self.counts]
         return self
 
@@ -95,19 +95,23 @@ class MarkovModel:
         for t, s in enumerate(sequence):
             i = self.index.get(s)
             if i is None:
-                raise ValueError(f"symbol {s!r} at position {t} is not in the model's vocabulary of "
-                                 f"{len(self.symbols)} symbols; fit with vocab=... covering it")
+                raise ValueError(
+                    f"symbol {s!r} at position {t} is not in the model's vocabulary of "
+                    f"{len(self.symbols)} symbols; fit with vocab=... covering it"
+                )
             ids.append(i)
         return ids
 
     def _context(self, ids: Sequence[int]) -> tuple[int, ...]:
-        return tuple(ids[len(ids) - min(len(ids), self.order):])
+        return tuple(ids[len(ids) - min(len(ids), self.order) :])
 
     def count(self, context: Sequence[Hashable], symbol: Hashable) -> int:
         """N(context, symbol): how often ``context`` (at most ``order`` symbols) was followed by ``symbol``."""
         self._check_fitted()
         if len(context) > self.order:
-            raise ValueError(f"a context of an order-{self.order} model has at most {self.order} symbols, got {len(context)}")
+            raise ValueError(
+                f"a context of an order-{self.order} model has at most {self.order} symbols, got {len(context)}"
+            )
         ctx = tuple(self._encode(context))
         return self.counts[len(ctx)].get(ctx, Counter())[self._encode([symbol])[0]]
 
@@ -138,7 +142,7 @@ class MarkovModel:
         start = len(ids) - len(sequence)
         total = 0.0
         for t in range(start, len(ids)):
-            p = self._distribution(tuple(ids[max(t - self.order, 0):t]))[ids[t]]
+            p = self._distribution(tuple(ids[max(t - self.order, 0) : t]))[ids[t]]
             if p == 0.0:
                 return -math.inf
             total += math.log(p)
@@ -158,8 +162,9 @@ class MarkovModel:
         """-log2 P(x_1..x_T) / T: the average code length of a symbol under the model."""
         return self.evaluate(sequence, context)["bits_per_char"]
 
-    def sample(self, length: int, prefix: Sequence[Hashable] = (), *, temperature: float = 1.0,
-               seed: int | None = None):
+    def sample(
+        self, length: int, prefix: Sequence[Hashable] = (), *, temperature: float = 1.0, seed: int | None = None
+    ):
         """``length`` symbols drawn one at a time from P(x_t | last k symbols), after ``prefix``.
 
         Returns a string for a model fit on a string, a list otherwise (the prefix not included).

@@ -18,6 +18,12 @@ def check_recurrent(cfg) -> None:
 
 def recurrent_encoder(cfg, input_size: int, **kwargs):
     """A batch-first seqlab.nn layer from ``cfg.cell``, ``hidden_size``, ``num_layers``, ``dropout``, ``impl``."""
-    return RECURRENT[cfg.cell](input_size, cfg.hidden_size, num_layers=cfg.num_layers,
-                               dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, batch_first=True,
-                               impl=cfg.impl, **kwargs)
+    return RECURRENT[cfg.cell](
+        input_size,
+        cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        batch_first=True,
+        impl=cfg.impl,
+        **kwargs,
+    )

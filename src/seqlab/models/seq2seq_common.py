@@ -32,28 +32,33 @@ def check_seq2seq_config(cfg) -> None:
     check_at_least("model", cfg, *SPECIAL_IDS, minimum=0)
     check_fraction("model", cfg, "dropout", "label_smoothing")
     if len({cfg.pad_id, cfg.bos_id, cfg.eos_id}) != 3:
-        raise ValueError(f"model.pad_id, model.bos_id and model.eos_id must differ, got "
-                         f"{cfg.pad_id}, {cfg.bos_id}, {cfg.eos_id}")
+        raise ValueError(
+            f"model.pad_id, model.bos_id and model.eos_id must differ, got {cfg.pad_id}, {cfg.bos_id}, {cfg.eos_id}"
+        )
 
 
 def check_seq2seq_data(cfg, info: dict) -> None:
     """A ConfigError naming both numbers when the data's vocabularies or special ids differ from the model's."""
     if info.get("task") != Task.SEQ2SEQ:
-        raise ConfigError(f"model '{cfg.name}' translates sequences: it needs a seq2seq dataset (copy, reverse, "
-                          f"sort, dates, pairs), got task '{info.get('task')}'")
+        raise ConfigError(
+            f"model '{cfg.name}' translates sequences: it needs a seq2seq dataset (copy, reverse, "
+            f"sort, dates, pairs), got task '{info.get('task')}'"
+        )
     for key in (*VOCAB_SIZES, *SPECIAL_IDS):
         if key in info and getattr(cfg, key) != info[key]:
-            raise ConfigError(f"model.{key} = {getattr(cfg, key)} but the data gives {info[key]}; "
-                              f"set --model.{key}={info[key]}" + (" (or 0 to take it from the data)"
-                                                                  if key in VOCAB_SIZES else ""))
+            raise ConfigError(
+                f"model.{key} = {getattr(cfg, key)} but the data gives {info[key]}; "
+                f"set --model.{key}={info[key]}" + (" (or 0 to take it from the data)" if key in VOCAB_SIZES else "")
+            )
 
 
 def check_built(cfg) -> None:
     """A model cannot be built with a vocabulary size of 0 (the trainer fills them in from the data)."""
     for key in VOCAB_SIZES:
         if getattr(cfg, key) < 1:
-            raise ValueError(f"model.{key} is {getattr(cfg, key)}: set it, or train through seqlab, which takes "
-                             f"it from the data")
+            raise ValueError(
+                f"model.{key} is {getattr(cfg, key)}: set it, or train through seqlab, which takes it from the data"
+            )
 
 
 def lengths_of(x: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -63,11 +68,14 @@ def lengths_of(x: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     if ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"expected {name} token ids of shape (B, L) and an integer dtype, "
-                         f"got {tuple(ids.shape)} {ids.dtype}")
+        raise ValueError(
+            f"expected {name} token ids of shape (B, L) and an integer dtype, got {tuple(ids.shape)} {ids.dtype}"
+        )
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"{name} ids must be in 0..{vocab_size - 1} (the model's vocabulary), "
-                         f"got {int(ids.min())}..{int(ids.max())}")
+        raise ValueError(
+            f"{name} ids must be in 0..{vocab_size - 1} (the model's vocabulary), "
+            f"got {int(ids.min())}..{int(ids.max())}"
+        )
 
 
 class Seq2SeqModel(nn.Module):
@@ -98,8 +106,14 @@ class Seq2SeqModel(nn.Module):
         S = int(lengths.max()) if len(lengths) else 0
         return x[:, :S], lengths  # (B, S_b), (B,)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, *, source_lengths: torch.Tensor | None = None,
-                need_weights: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        source_lengths: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ):
         """x (B, S) source ids, y (B, U) <bos> + target + <eos> -> logits (B, U_b - 1, V), loss.
 
         U_b is the batch's longest target; logits[:, t] predicts y[:, t + 1] from y[:, :t + 1].
@@ -107,8 +121,10 @@ class Seq2SeqModel(nn.Module):
         weights (a dict, see the subclass), for plotting.
         """
         if y is None:
-            raise ValueError("a seq2seq forward needs the target y (B, U) for teacher forcing; "
-                             "decode without one through seqlab.models.decoding.greedy_decode")
+            raise ValueError(
+                "a seq2seq forward needs the target y (B, U) for teacher forcing; "
+                "decode without one through seqlab.models.decoding.greedy_decode"
+            )
         x, lengths = self._source(x, source_lengths)
         check_ids("target", y, self.config.tgt_vocab_size)
         U = int(lengths_of(y, self.config.pad_id).max()) if len(y) else y.shape[1]
@@ -120,4 +136,3 @@ class Seq2SeqModel(nn.Module):
         smoothing = self.config.label_smoothing if self.training else 0.0
         loss = token_cross_entropy(logits, y_out, ignore_index=self.config.pad_id, label_smoothing=smoothing)
         return (logits, loss, weights) if need_weights else (logits, loss)
-

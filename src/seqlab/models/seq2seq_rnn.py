@@ -67,8 +67,10 @@ class Seq2SeqRNNConfig:
         check_at_least("model", self, "embedding_size", "hidden_size", "num_layers")
         check_seq2seq_config(self)
         if self.bidirectional and self.hidden_size % 2:
-            raise ValueError(f"model.hidden_size must be even with model.bidirectional = true (each direction gets "
-                             f"half), got {self.hidden_size}")
+            raise ValueError(
+                f"model.hidden_size must be even with model.bidirectional = true (each direction gets "
+                f"half), got {self.hidden_size}"
+            )
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"model.teacher_forcing must be in [0, 1], got {self.teacher_forcing}")
 
@@ -95,13 +97,20 @@ class Seq2SeqRNN(Seq2SeqModel):
         H, E, D = c.hidden_size, c.embedding_size, 2 if c.bidirectional else 1
         self.src_embed = nn.Embedding(c.src_vocab_size, E)
         self.tgt_embed = nn.Embedding(c.tgt_vocab_size, E)
-        self.encoder = ENCODERS[c.cell](E, H // D, num_layers=c.num_layers, batch_first=True,
-                                        dropout=c.dropout if c.num_layers > 1 else 0.0, bidirectional=c.bidirectional,
-                                        impl=c.impl)
+        self.encoder = ENCODERS[c.cell](
+            E,
+            H // D,
+            num_layers=c.num_layers,
+            batch_first=True,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            bidirectional=c.bidirectional,
+            impl=c.impl,
+        )
         cell_impl = "reference" if c.impl == "reference" else "fused"
         self.cells = nn.ModuleList(
             CELLS[c.cell](E + (H if c.input_feeding else 0) if layer == 0 else H, H, impl=cell_impl)
-            for layer in range(c.num_layers))
+            for layer in range(c.num_layers)
+        )
         self.attention = Alignment(c.attention, query_size=H, key_size=H, attention_size=H)
         self.combine = nn.Linear(2 * H, H, bias=False)  # W_c
         self.drop = nn.Dropout(c.dropout)
@@ -113,7 +122,9 @@ class Seq2SeqRNN(Seq2SeqModel):
         c = self.config
         B, S = x.shape
         L, D, H = c.num_layers, 2 if c.bidirectional else 1, c.hidden_size
-        memory, final = self.encoder(self.drop(self.src_embed(x)), lengths=lengths.cpu())  # (B, S, H), (L * D, B, H / D)
+        memory, final = self.encoder(
+            self.drop(self.src_embed(x)), lengths=lengths.cpu()
+        )  # (B, S, H), (L * D, B, H / D)
         final = final if isinstance(final, tuple) else (final,)
         # Each layer's directions side by side: (L * D, B, H / D) -> (L, D, B, H / D) -> (L, B, D * H / D = H).
         s = tuple(f.view(L, D, B, H // D).permute(0, 2, 1, 3).reshape(L, B, H) for f in final)
@@ -184,6 +195,10 @@ class Seq2SeqRNN(Seq2SeqModel):
 
     def reorder_state(self, state: RNNDecodeState, index: torch.Tensor) -> RNNDecodeState:
         """Row i of the result is row index[i] of ``state``."""
-        return RNNDecodeState(s=tuple(part.index_select(1, index) for part in state.s),
-                              feed=state.feed.index_select(0, index), memory=state.memory.index_select(0, index),
-                              prepared=state.prepared.index_select(0, index), mask=state.mask.index_select(0, index))
+        return RNNDecodeState(
+            s=tuple(part.index_select(1, index) for part in state.s),
+            feed=state.feed.index_select(0, index),
+            memory=state.memory.index_select(0, index),
+            prepared=state.prepared.index_select(0, index),
+            mask=state.mask.index_select(0, index),
+        )

@@ -67,21 +67,27 @@ class Seq2SeqTransformerConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
-            raise ValueError(f"rotary positions rotate pairs of features: model.d_model / model.num_heads must be "
-                             f"even, got {self.d_model // self.num_heads}")
+            raise ValueError(
+                f"rotary positions rotate pairs of features: model.d_model / model.num_heads must be "
+                f"even, got {self.d_model // self.num_heads}"
+            )
 
     def check_data(self, info: dict) -> None:
         """Sizes as the data's; the data's longest source and target fit; one vocabulary if shared."""
         check_seq2seq_data(self, info)
         for key, what in (("max_src_len", "sources"), ("max_tgt_len", "targets")):
             if key in info and info[key] > getattr(self, key):
-                raise ConfigError(f"the data has {what} of up to {info[key]} tokens but model.{key} = "
-                                  f"{getattr(self, key)}; set --model.{key}={info[key]} (or 0 to take it from the "
-                                  f"data), or filter shorter sentences (data.max_len)")
+                raise ConfigError(
+                    f"the data has {what} of up to {info[key]} tokens but model.{key} = "
+                    f"{getattr(self, key)}; set --model.{key}={info[key]} (or 0 to take it from the "
+                    f"data), or filter shorter sentences (data.max_len)"
+                )
         if self.share_embeddings and info.get("src_vocab") is not None and info["src_vocab"] != info.get("tgt_vocab"):
-            raise ConfigError("model.share_embeddings = true needs one vocabulary for source and target, but the data "
-                              f"has two ({info['src_vocab_size']} and {info['tgt_vocab_size']} tokens); "
-                              "set --model.share_embeddings=false")
+            raise ConfigError(
+                "model.share_embeddings = true needs one vocabulary for source and target, but the data "
+                f"has two ({info['src_vocab_size']} and {info['tgt_vocab_size']} tokens); "
+                "set --model.share_embeddings=false"
+            )
 
 
 @dataclass
@@ -103,26 +109,31 @@ class Seq2SeqTransformer(Seq2SeqModel):
         c = config
         for key in ("max_src_len", "max_tgt_len"):
             if getattr(c, key) < (1 if key == "max_src_len" else 2):
-                raise ValueError(f"model.{key} is {getattr(c, key)}: set it, or train through seqlab, which takes "
-                                 f"it from the data")
+                raise ValueError(
+                    f"model.{key} is {getattr(c, key)}: set it, or train through seqlab, which takes it from the data"
+                )
         if c.share_embeddings and c.src_vocab_size != c.tgt_vocab_size:
-            raise ValueError(f"model.share_embeddings needs one vocabulary, got model.src_vocab_size = "
-                             f"{c.src_vocab_size} and model.tgt_vocab_size = {c.tgt_vocab_size}")
+            raise ValueError(
+                f"model.share_embeddings needs one vocabulary, got model.src_vocab_size = "
+                f"{c.src_vocab_size} and model.tgt_vocab_size = {c.tgt_vocab_size}"
+            )
         d = c.d_model
         self.src_embed = nn.Embedding(c.src_vocab_size, d)
         self.tgt_embed = self.src_embed if c.share_embeddings else nn.Embedding(c.tgt_vocab_size, d)
         for emb in {id(e): e for e in (self.src_embed, self.tgt_embed)}.values():
-            nn.init.normal_(emb.weight, std=d ** -0.5)
+            nn.init.normal_(emb.weight, std=d**-0.5)
         if c.positions == "sinusoidal":
-            self.src_pos = self.tgt_pos = SinusoidalPositionalEncoding(d, max_len=max(c.max_src_len, c.max_tgt_len),
-                                                                       dropout=c.dropout)
+            self.src_pos = self.tgt_pos = SinusoidalPositionalEncoding(
+                d, max_len=max(c.max_src_len, c.max_tgt_len), dropout=c.dropout
+            )
         elif c.positions == "learned":
             self.src_pos = LearnedPositionalEncoding(d, max_len=c.max_src_len, dropout=c.dropout)
             self.tgt_pos = LearnedPositionalEncoding(d, max_len=c.max_tgt_len - 1, dropout=c.dropout)
         else:  # rotary: positions enter inside the attentions
             self.src_pos = self.tgt_pos = nn.Dropout(c.dropout)
-        common = dict(dropout=c.dropout, activation=c.activation, norm_first=c.norm_first,
-                      rotary=c.positions == "rotary")
+        common = dict(
+            dropout=c.dropout, activation=c.activation, norm_first=c.norm_first, rotary=c.positions == "rotary"
+        )
         self.encoder = TransformerEncoder(d, c.num_heads, c.d_ff, c.num_encoder_layers, **common)
         self.decoder = TransformerDecoder(d, c.num_heads, c.d_ff, c.num_decoder_layers, **common)
         self.out = nn.Linear(d, c.tgt_vocab_size)
@@ -137,26 +148,37 @@ class Seq2SeqTransformer(Seq2SeqModel):
         """x (B, S), lengths (B,) -> memory (B, S, d), source mask (B, 1, 1, S), encoder weights or None."""
         S = x.shape[1]
         if S > self.config.max_src_len:
-            raise ValueError(f"a source of {S} tokens (<eos> included) is longer than this model reads: "
-                             f"model.max_src_len = {self.config.max_src_len}")
+            raise ValueError(
+                f"a source of {S} tokens (<eos> included) is longer than this model reads: "
+                f"model.max_src_len = {self.config.max_src_len}"
+            )
         src_mask = key_padding_mask(lengths, S)  # (B, 1, 1, S)
-        memory, weights = self.encoder(self._embed(x, self.src_embed, self.src_pos), attn_mask=src_mask,
-                                       need_weights=need_weights)  # (B, S, d)
+        memory, weights = self.encoder(
+            self._embed(x, self.src_embed, self.src_pos), attn_mask=src_mask, need_weights=need_weights
+        )  # (B, S, d)
         return memory, src_mask, weights
 
     def _teacher_forced(self, x, lengths, y_in, need_weights):
         """x (B, S), lengths (B,), y_in (B, T) -> logits (B, T, V), weights dict or None."""
         B, T = y_in.shape
         if T > self.config.max_tgt_len - 1:
-            raise ValueError(f"a target of {T + 1} tokens (<bos> and <eos> included) is longer than this model "
-                             f"writes: model.max_tgt_len = {self.config.max_tgt_len}")
+            raise ValueError(
+                f"a target of {T + 1} tokens (<bos> and <eos> included) is longer than this model "
+                f"writes: model.max_tgt_len = {self.config.max_tgt_len}"
+            )
         memory, src_mask, enc_w = self.encode(x, lengths, need_weights)
         # Causal, and no real query attends to padding (right-padded, so causal already implies that for
         # real queries; the padding mask keeps the pad queries' rows from reading each other, for clarity).
         tgt_pad = key_padding_mask((y_in != self.config.pad_id).sum(-1).clamp(min=1), T)  # (B, 1, 1, T)
         tgt_mask = combine(causal_mask(T, device=y_in.device), tgt_pad)  # (B, 1, T, T)
-        h, dec_w = self.decoder(self._embed(y_in, self.tgt_embed, self.tgt_pos), memory, attn_mask=tgt_mask,
-                                memory_mask=src_mask, is_causal=False, need_weights=need_weights)  # (B, T, d)
+        h, dec_w = self.decoder(
+            self._embed(y_in, self.tgt_embed, self.tgt_pos),
+            memory,
+            attn_mask=tgt_mask,
+            memory_mask=src_mask,
+            is_causal=False,
+            need_weights=need_weights,
+        )  # (B, T, d)
         logits = self.out(h)  # (B, T, V)
         if not need_weights:
             return logits, None
@@ -169,12 +191,15 @@ class Seq2SeqTransformer(Seq2SeqModel):
             raise ValueError("a seq2seq model decodes from a source (B, S); it takes no prompt")
         limit = self.config.max_tgt_len - 1
         if not 1 <= max_new_tokens <= limit:
-            raise ValueError(f"max_new_tokens must be in 1..{limit} (model.max_tgt_len = {self.config.max_tgt_len} "
-                             f"counts <bos> too), got {max_new_tokens}")
+            raise ValueError(
+                f"max_new_tokens must be in 1..{limit} (model.max_tgt_len = {self.config.max_tgt_len} "
+                f"counts <bos> too), got {max_new_tokens}"
+            )
         x, lengths = self._source(source, source_lengths)
         memory, src_mask, _ = self.encode(x, lengths)
-        state = TransformerDecodeState(memory, src_mask, self.decoder.new_caches(max_len=max_new_tokens),
-                                       self.decoder.new_memory_caches(), 0)
+        state = TransformerDecodeState(
+            memory, src_mask, self.decoder.new_caches(max_len=max_new_tokens), self.decoder.new_memory_caches(), 0
+        )
         return state, torch.full((x.shape[0],), self.config.bos_id, dtype=torch.long, device=x.device)
 
     def decode_step(self, state: TransformerDecodeState, tokens: torch.Tensor, *, need_weights: bool = False):
@@ -184,8 +209,15 @@ class Seq2SeqTransformer(Seq2SeqModel):
         "cross_layers": [(B, heads, S) per layer]} when ``need_weights``.
         """
         h = self._embed(tokens.unsqueeze(1), self.tgt_embed, self.tgt_pos, offset=state.t)  # (B, 1, d)
-        h, w = self.decoder(h, state.memory, memory_mask=state.src_mask, is_causal=True, need_weights=need_weights,
-                            caches=state.caches, memory_caches=state.memory_caches)  # (B, 1, d)
+        h, w = self.decoder(
+            h,
+            state.memory,
+            memory_mask=state.src_mask,
+            is_causal=True,
+            need_weights=need_weights,
+            caches=state.caches,
+            memory_caches=state.memory_caches,
+        )  # (B, 1, d)
         state.t += 1
         logits = self.out(h[:, -1])  # (B, V)
         if not need_weights:
@@ -195,6 +227,10 @@ class Seq2SeqTransformer(Seq2SeqModel):
 
     def reorder_state(self, state: TransformerDecodeState, index: torch.Tensor) -> TransformerDecodeState:
         """Row i of the result is row index[i] of ``state`` (new caches; ``state`` is left as it was)."""
-        return TransformerDecodeState(state.memory.index_select(0, index), state.src_mask.index_select(0, index),
-                                      [c.index_select(index) for c in state.caches],
-                                      [c.index_select(index) for c in state.memory_caches], state.t)
+        return TransformerDecodeState(
+            state.memory.index_select(0, index),
+            state.src_mask.index_select(0, index),
+            [c.index_select(index) for c in state.caches],
+            [c.index_select(index) for c in state.memory_caches],
+            state.t,
+        )

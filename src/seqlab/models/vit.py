@@ -112,7 +112,13 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))  # x_class
         self.pos = LearnedPositionalEncoding(c.d_model, max_len=num_patches + 1, dropout=c.dropout)  # E_pos
         self.encoder = TransformerEncoder(
-            c.d_model, c.num_heads, c.d_ff, c.depth, dropout=c.dropout, activation="gelu", norm_first=True,
+            c.d_model,
+            c.num_heads,
+            c.d_ff,
+            c.depth,
+            dropout=c.dropout,
+            activation="gelu",
+            norm_first=True,
         )  # pre-LN, ends with a LayerNorm
         self.head = nn.Linear(c.d_model, c.num_classes)
 
@@ -150,7 +156,7 @@ class ViT(nn.Module):
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's attention weights, a list of depth tensors (B, heads, N + 1, N + 1); token 0 is the class token.
+        """Every layer's attention weights: depth tensors (B, heads, N + 1, N + 1); token 0 is the class token.
 
         Computed in eval mode (no dropout on the weights), whatever the model's mode; the mode is restored.
         """

@@ -99,9 +99,15 @@ class Alignment(nn.Module):
         """The query-independent part of the score for keys (B, S, D_k)."""
         return self.score.prepare(keys)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor | None = None, *,
-                mask: torch.Tensor | None = None, prepared: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        prepared: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, D_q) or (B, T, D_q), keys (B, S, D_k), values (B, S, D_v) (default: keys),
         mask (B, S) bool True = real -> context (B, [T,] D_v), weights (B, [T,] S)."""
         values = keys if values is None else values

@@ -33,8 +33,10 @@ class KVCache:
 
     def __init__(self, *, static: bool = False, max_len: int | None = None):
         if max_len is not None and (static or max_len < 1):
-            raise ValueError(f"max_len preallocates a self-attention cache: needs static=False and max_len >= 1, "
-                             f"got static={static}, max_len={max_len}")
+            raise ValueError(
+                f"max_len preallocates a self-attention cache: needs static=False and max_len >= 1, "
+                f"got static={static}, max_len={max_len}"
+            )
         self.static, self.max_len = static, max_len
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
@@ -64,12 +66,12 @@ class KVCache:
             B, H, _, d_h = k.shape
             self._buffers = (k.new_empty(B, H, self.max_len, d_h), v.new_empty(B, H, self.max_len, v.shape[-1]))
         k_buf, v_buf = self._buffers
-        k_buf[:, :, past:past + T_new] = k
-        v_buf[:, :, past:past + T_new] = v
-        self.k, self.v = k_buf[:, :, :past + T_new], v_buf[:, :, :past + T_new]  # (B, H, past + T_new, d_h)
+        k_buf[:, :, past : past + T_new] = k
+        v_buf[:, :, past : past + T_new] = v
+        self.k, self.v = k_buf[:, :, : past + T_new], v_buf[:, :, : past + T_new]  # (B, H, past + T_new, d_h)
         return self.k, self.v
 
-    def index_select(self, index: torch.Tensor) -> "KVCache":
+    def index_select(self, index: torch.Tensor) -> KVCache:
         """A new cache whose batch row i is this cache's row index[i] (beam search reorders rows)."""
         new = KVCache(static=self.static, max_len=self.max_len)
         if self._buffers is not None:
@@ -130,7 +132,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"d_model and num_heads must be positive, got d_model={d_model}, num_heads={num_heads}")
         if d_model % num_heads:
             raise ValueError(
-                f"d_model ({d_model}) must be divisible by num_heads ({num_heads}): each head gets d_model / num_heads features"
+                f"d_model ({d_model}) must be divisible by num_heads ({num_heads}): "
+                f"each head gets d_model / num_heads features"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -157,7 +160,7 @@ class MultiHeadAttention(nn.Module):
             nn.init.zeros_(self.out_proj.bias)
 
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention, *, batch_first: bool | None = None) -> "MultiHeadAttention":
+    def from_torch(cls, module: nn.MultiheadAttention, *, batch_first: bool | None = None) -> MultiHeadAttention:
         """An equal seqlab module (same numbers) from ``torch.nn.MultiheadAttention``.
 
         It takes the same layout as ``module`` (``module.batch_first``) unless ``batch_first`` says
@@ -168,8 +171,15 @@ class MultiHeadAttention(nn.Module):
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("from_torch does not support add_bias_kv=True or add_zero_attn=True")
         bias = module.in_proj_bias is not None
-        new = cls(module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias, kdim=module.kdim,
-                  vdim=module.vdim, batch_first=module.batch_first if batch_first is None else batch_first)
+        new = cls(
+            module.embed_dim,
+            module.num_heads,
+            dropout=module.dropout,
+            bias=bias,
+            kdim=module.kdim,
+            vdim=module.vdim,
+            batch_first=module.batch_first if batch_first is None else batch_first,
+        )
         ref = module.out_proj.weight
         new.to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
@@ -196,7 +206,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"expected value {layout('T_k')}, {self.vdim}), got {tuple(value.shape)}")
         if key.shape[:2] != value.shape[:2]:
             raise ValueError(
-                f"key and value must have the same batch size and length: key {tuple(key.shape)}, value {tuple(value.shape)}"
+                f"key and value must have the same batch size and length: "
+                f"key {tuple(key.shape)}, value {tuple(value.shape)}"
             )
         b = 0 if self.batch_first else 1
         if key.shape[b] != query.shape[b]:
@@ -206,7 +217,9 @@ class MultiHeadAttention(nn.Module):
         """attn_mask as a 4-D mask broadcastable to (B, H, T_q, T_k), or an error naming both shapes."""
         target = (B, self.num_heads, T_q, T_k)
         m = attn_mask.unsqueeze(1) if attn_mask.dim() == 3 else attn_mask  # (B, T_q, T_k) -> (B, 1, T_q, T_k)
-        if attn_mask.dim() not in (2, 3, 4) or any(a not in (1, b) for a, b in zip(reversed(m.shape), reversed(target))):
+        if attn_mask.dim() not in (2, 3, 4) or any(
+            a not in (1, b) for a, b in zip(reversed(m.shape), reversed(target))
+        ):
             raise ValueError(
                 f"attn_mask of shape {tuple(attn_mask.shape)} does not fit (B, heads, T_q, T_k) = {target}: "
                 "expected (T_q, T_k), (B, T_q, T_k) or (B, heads, T_q, T_k) (size-1 dims broadcast)"
@@ -219,8 +232,10 @@ class MultiHeadAttention(nn.Module):
         if key_padding_mask.shape != (B, T_k):
             raise ValueError(f"key_padding_mask must be (B, T_k) = {(B, T_k)}, got {tuple(key_padding_mask.shape)}")
         if key_padding_mask.dtype != torch.bool and not key_padding_mask.is_floating_point():
-            raise TypeError(f"key_padding_mask must be bool (True = ignore, as torch's) or float (added), "
-                            f"got {key_padding_mask.dtype}")
+            raise TypeError(
+                f"key_padding_mask must be bool (True = ignore, as torch's) or float (added), "
+                f"got {key_padding_mask.dtype}"
+            )
         return from_ignore_mask(key_padding_mask)[:, None, None, :]  # (B, 1, 1, T_k)
 
     def forward(
@@ -280,8 +295,14 @@ class MultiHeadAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         result = scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p,
-            impl="reference" if need_weights else self.impl, return_weights=need_weights,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+            dropout_p=dropout_p,
+            impl="reference" if need_weights else self.impl,
+            return_weights=need_weights,
         )
         out, weights = result if need_weights else (result, None)  # (B, H, T_q, d_h), (B, H, T_q, T_k)
         out = out.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model): heads concatenated

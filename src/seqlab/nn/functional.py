@@ -35,9 +35,7 @@ def _check(query, key, value, attn_mask, impl, return_weights):
         if t.dim() < 2:
             raise ValueError(f"{name} must be (*, T, d), got shape {tuple(t.shape)}")
     if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query and key must share d_k (last dim): query {tuple(query.shape)}, key {tuple(key.shape)}"
-        )
+        raise ValueError(f"query and key must share d_k (last dim): query {tuple(query.shape)}, key {tuple(key.shape)}")
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(
             f"key and value must have the same length T_k (dim -2): key {tuple(key.shape)}, value {tuple(value.shape)}"

@@ -23,7 +23,12 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "causal_mask", "padding_mask", "key_padding_mask", "combine", "to_float", "from_ignore_mask",
+    "causal_mask",
+    "padding_mask",
+    "key_padding_mask",
+    "combine",
+    "to_float",
+    "from_ignore_mask",
     "from_torch_mha",
 ]
 

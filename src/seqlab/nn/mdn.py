@@ -30,8 +30,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MixtureDensityHead", "MixtureParams", "mixture_nll", "mixture_mean", "mixture_variance",
-           "mixture_sample", "mixture_cdf", "mixture_quantile"]
+__all__ = [
+    "MixtureDensityHead",
+    "MixtureParams",
+    "mixture_nll",
+    "mixture_mean",
+    "mixture_variance",
+    "mixture_sample",
+    "mixture_cdf",
+    "mixture_quantile",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 # Scales below this are read as this in the log-likelihood: with sigma = 1e-30, z^2 and its
@@ -59,7 +67,7 @@ def mixture_log_prob(params: MixtureParams, y: torch.Tensor) -> torch.Tensor:
     _check_target(params, y)
     sigma = params.scales.clamp_min(_SCALE_FLOOR)
     z = (y.unsqueeze(-2) - params.means) / sigma  # (..., K, D)
-    log_normal = -0.5 * z ** 2 - torch.log(sigma) - 0.5 * _LOG_2PI  # (..., K, D)
+    log_normal = -0.5 * z**2 - torch.log(sigma) - 0.5 * _LOG_2PI  # (..., K, D)
     return torch.logsumexp(params.log_weights + log_normal.sum(-1), dim=-1)  # (...,)
 
 
@@ -76,7 +84,7 @@ def mixture_mean(params: MixtureParams) -> torch.Tensor:
 def mixture_variance(params: MixtureParams) -> torch.Tensor:
     """Var[y_d] = sum_k pi_k (sigma_kd^2 + mu_kd^2) - E[y_d]^2: (..., D)."""
     pi = params.log_weights.exp().unsqueeze(-1)  # (..., K, 1)
-    second = (pi * (params.scales ** 2 + params.means ** 2)).sum(-2)
+    second = (pi * (params.scales**2 + params.means**2)).sum(-2)
     return (second - mixture_mean(params) ** 2).clamp_min(0.0)
 
 
@@ -126,8 +134,11 @@ class MixtureDensityHead(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, num_components: int, *, min_scale: float = 1e-3):
         super().__init__()
-        for key, value in (("in_features", in_features), ("out_features", out_features),
-                           ("num_components", num_components)):
+        for key, value in (
+            ("in_features", in_features),
+            ("out_features", out_features),
+            ("num_components", num_components),
+        ):
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
         if min_scale <= 0:
@@ -140,8 +151,10 @@ class MixtureDensityHead(nn.Module):
         self.scales = nn.Linear(in_features, K * D)  # before softplus
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"num_components={self.num_components}, min_scale={self.min_scale}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"num_components={self.num_components}, min_scale={self.min_scale}"
+        )
 
     def forward(self, h: torch.Tensor) -> MixtureParams:
         """h (..., in_features) -> log pi (..., K), mu (..., K, D), sigma (..., K, D)."""

@@ -19,8 +19,11 @@ import torch
 import torch.nn as nn
 
 __all__ = [
-    "sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding",
-    "RotaryEmbedding", "apply_rotary",
+    "sinusoidal_encoding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
+    "RotaryEmbedding",
+    "apply_rotary",
 ]
 
 
@@ -55,7 +58,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         if C != self.d_model:
             raise ValueError(f"expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
         _check_length(T, offset, self.max_len, type(self).__name__)
-        return self.dropout(x + self.pe[offset:offset + T].to(x.dtype))  # (B, T, d_model)
+        return self.dropout(x + self.pe[offset : offset + T].to(x.dtype))  # (B, T, d_model)
 
 
 class LearnedPositionalEncoding(nn.Module):
@@ -73,14 +76,14 @@ class LearnedPositionalEncoding(nn.Module):
         if C != self.d_model:
             raise ValueError(f"expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
         _check_length(T, offset, self.max_len, type(self).__name__)
-        return self.dropout(x + self.weight[offset:offset + T])  # (B, T, d_model)
+        return self.dropout(x + self.weight[offset : offset + T])  # (B, T, d_model)
 
 
 def apply_rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """Rotate pairs (x_2i, x_2i+1) of x (*, T, d) by positions[t] * base^(-2i/d); d must be even.
 
-        x'_2i   = x_2i cos(m θ_i) - x_2i+1 sin(m θ_i)
-        x'_2i+1 = x_2i sin(m θ_i) + x_2i+1 cos(m θ_i)
+    x'_2i   = x_2i cos(m θ_i) - x_2i+1 sin(m θ_i)
+    x'_2i+1 = x_2i sin(m θ_i) + x_2i+1 cos(m θ_i)
     """
     d = x.shape[-1]
     if d % 2:

@@ -24,8 +24,13 @@ import torch.nn.functional as F
 from .attention import KVCache, MultiHeadAttention
 
 __all__ = [
-    "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
-    "TransformerDecoder", "Transformer", "DecoderOnlyStack",
+    "FeedForward",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+    "Transformer",
+    "DecoderOnlyStack",
 ]
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
@@ -85,8 +90,9 @@ class TransformerEncoderLayer(nn.Module):
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary,
-                                            batch_first=batch_first)
+        self.self_attn = MultiHeadAttention(
+            d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary, batch_first=batch_first
+        )
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -99,7 +105,9 @@ class TransformerEncoderLayer(nn.Module):
         return self.self_attn.batch_first
 
     @classmethod
-    def from_torch(cls, layer: nn.TransformerEncoderLayer, *, batch_first: bool | None = None) -> "TransformerEncoderLayer":
+    def from_torch(
+        cls, layer: nn.TransformerEncoderLayer, *, batch_first: bool | None = None
+    ) -> TransformerEncoderLayer:
         """An equal layer (same numbers, same layout) from ``torch.nn.TransformerEncoderLayer``.
 
         It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
@@ -109,15 +117,24 @@ class TransformerEncoderLayer(nn.Module):
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise TypeError(f"expected torch.nn.TransformerEncoderLayer, got {type(layer).__name__}")
         new = cls(
-            layer.linear1.in_features, layer.self_attn.num_heads, layer.linear1.out_features,
-            dropout=layer.dropout.p, activation=_activation_name(layer), norm_first=layer.norm_first,
-            layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
+            layer.linear1.in_features,
+            layer.self_attn.num_heads,
+            layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            activation=_activation_name(layer),
+            norm_first=layer.norm_first,
+            layer_norm_eps=layer.norm1.eps,
+            bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
         layout = layer.self_attn.batch_first if batch_first is None else batch_first
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
-        for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
-                             (new.norm1, layer.norm1), (new.norm2, layer.norm2)):
+        for mine, theirs in (
+            (new.ff.linear1, layer.linear1),
+            (new.ff.linear2, layer.linear2),
+            (new.norm1, layer.norm1),
+            (new.norm2, layer.norm2),
+        ):
             mine.load_state_dict(theirs.state_dict())
         return new.train(layer.training)
 
@@ -174,8 +191,9 @@ class TransformerDecoderLayer(nn.Module):
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary,
-                                            batch_first=batch_first)
+        self.self_attn = MultiHeadAttention(
+            d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary, batch_first=batch_first
+        )
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, batch_first=batch_first)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -191,7 +209,9 @@ class TransformerDecoderLayer(nn.Module):
         return self.self_attn.batch_first
 
     @classmethod
-    def from_torch(cls, layer: nn.TransformerDecoderLayer, *, batch_first: bool | None = None) -> "TransformerDecoderLayer":
+    def from_torch(
+        cls, layer: nn.TransformerDecoderLayer, *, batch_first: bool | None = None
+    ) -> TransformerDecoderLayer:
         """An equal layer (same numbers, same layout) from ``torch.nn.TransformerDecoderLayer``.
 
         It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
@@ -201,16 +221,26 @@ class TransformerDecoderLayer(nn.Module):
         if not isinstance(layer, nn.TransformerDecoderLayer):
             raise TypeError(f"expected torch.nn.TransformerDecoderLayer, got {type(layer).__name__}")
         new = cls(
-            layer.linear1.in_features, layer.self_attn.num_heads, layer.linear1.out_features,
-            dropout=layer.dropout.p, activation=_activation_name(layer), norm_first=layer.norm_first,
-            layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None,
+            layer.linear1.in_features,
+            layer.self_attn.num_heads,
+            layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            activation=_activation_name(layer),
+            norm_first=layer.norm_first,
+            layer_norm_eps=layer.norm1.eps,
+            bias=layer.linear1.bias is not None,
         )
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
         layout = layer.self_attn.batch_first if batch_first is None else batch_first
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
         new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=layout)
-        for mine, theirs in ((new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2),
-                             (new.norm1, layer.norm1), (new.norm2, layer.norm2), (new.norm3, layer.norm3)):
+        for mine, theirs in (
+            (new.ff.linear1, layer.linear1),
+            (new.ff.linear2, layer.linear2),
+            (new.norm1, layer.norm1),
+            (new.norm2, layer.norm2),
+            (new.norm3, layer.norm3),
+        ):
             mine.load_state_dict(theirs.state_dict())
         return new.train(layer.training)
 
@@ -232,6 +262,7 @@ class TransformerDecoderLayer(nn.Module):
         ``cache`` holds the self-attention's keys/values for incremental decoding;
         ``memory_cache`` (a ``KVCache(static=True)``) the projected memory.
         """
+
         def self_block(h):
             a, w = self.self_attn(h, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache)
             return self.dropout1(a), w
@@ -281,8 +312,17 @@ class TransformerEncoder(nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(d_model, num_heads, d_ff, dropout=dropout, activation=activation,
-                                    norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias, rotary=rotary)
+            TransformerEncoderLayer(
+                d_model,
+                num_heads,
+                d_ff,
+                dropout=dropout,
+                activation=activation,
+                norm_first=norm_first,
+                layer_norm_eps=layer_norm_eps,
+                bias=bias,
+                rotary=rotary,
+            )
             for _ in range(num_layers)
         )
         final_norm = norm_first if final_norm is None else final_norm
@@ -306,8 +346,13 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"expected {len(self.layers)} caches (one per layer), got {len(caches)}")
         weights = [] if need_weights else None
         for i, layer in enumerate(self.layers):
-            x, w = layer(x, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights,
-                         cache=None if caches is None else caches[i])
+            x, w = layer(
+                x,
+                attn_mask=attn_mask,
+                is_causal=is_causal,
+                need_weights=need_weights,
+                cache=None if caches is None else caches[i],
+            )
             if need_weights:
                 weights.append(w)
         if self.norm is not None:
@@ -337,8 +382,16 @@ class DecoderOnlyStack(TransformerEncoder):
         rotary: bool = False,
     ):
         super().__init__(
-            d_model, num_heads, 4 * d_model if d_ff is None else d_ff, num_layers, dropout=dropout,
-            activation=activation, norm_first=True, layer_norm_eps=layer_norm_eps, bias=bias, rotary=rotary,
+            d_model,
+            num_heads,
+            4 * d_model if d_ff is None else d_ff,
+            num_layers,
+            dropout=dropout,
+            activation=activation,
+            norm_first=True,
+            layer_norm_eps=layer_norm_eps,
+            bias=bias,
+            rotary=rotary,
             final_norm=True,
         )
 
@@ -373,9 +426,17 @@ class TransformerDecoder(nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, num_heads, d_ff, dropout=dropout, activation=activation,
-                                    norm_first=norm_first, layer_norm_eps=layer_norm_eps, bias=bias,
-                                    rotary=rotary)
+            TransformerDecoderLayer(
+                d_model,
+                num_heads,
+                d_ff,
+                dropout=dropout,
+                activation=activation,
+                norm_first=norm_first,
+                layer_norm_eps=layer_norm_eps,
+                bias=bias,
+                rotary=rotary,
+            )
             for _ in range(num_layers)
         )
         final_norm = norm_first if final_norm is None else final_norm
@@ -411,9 +472,16 @@ class TransformerDecoder(nn.Module):
                 raise ValueError(f"expected {len(self.layers)} {name} (one per layer), got {len(given)}")
         weights = [] if need_weights else None
         for i, layer in enumerate(self.layers):
-            x, w = layer(x, memory, attn_mask=attn_mask, memory_mask=memory_mask, is_causal=is_causal,
-                         need_weights=need_weights, cache=None if caches is None else caches[i],
-                         memory_cache=None if memory_caches is None else memory_caches[i])
+            x, w = layer(
+                x,
+                memory,
+                attn_mask=attn_mask,
+                memory_mask=memory_mask,
+                is_causal=is_causal,
+                need_weights=need_weights,
+                cache=None if caches is None else caches[i],
+                memory_cache=None if memory_caches is None else memory_caches[i],
+            )
             if need_weights:
                 weights.append(w)
         if self.norm is not None:
@@ -443,8 +511,14 @@ class Transformer(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        common = dict(dropout=dropout, activation=activation, norm_first=norm_first,
-                      layer_norm_eps=layer_norm_eps, bias=bias, final_norm=True)
+        common = dict(
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+            bias=bias,
+            final_norm=True,
+        )
         self.encoder = TransformerEncoder(d_model, num_heads, d_ff, num_encoder_layers, **common)
         self.decoder = TransformerDecoder(d_model, num_heads, d_ff, num_decoder_layers, **common)
 
@@ -468,7 +542,14 @@ class Transformer(nn.Module):
         (the encoder still reads ``src`` on every call; the cross-attention projects it once).
         """
         memory, enc_w = self.encoder(src, attn_mask=src_mask, need_weights=need_weights)  # (B, S, d_model)
-        out, dec_w = self.decoder(tgt, memory, attn_mask=tgt_mask, memory_mask=memory_mask,
-                                  is_causal=tgt_is_causal, need_weights=need_weights, caches=caches,
-                                  memory_caches=memory_caches)  # (B, T, d_model)
+        out, dec_w = self.decoder(
+            tgt,
+            memory,
+            attn_mask=tgt_mask,
+            memory_mask=memory_mask,
+            is_causal=tgt_is_causal,
+            need_weights=need_weights,
+            caches=caches,
+            memory_caches=memory_caches,
+        )  # (B, T, d_model)
         return out, ({"encoder": enc_w, "decoder": dec_w} if need_weights else None)

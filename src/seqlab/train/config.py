@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import ConfigError, from_dict, load_toml, merge, parse_overrides, to_dict
 from ..data import DATASETS
@@ -44,15 +45,29 @@ class TrainConfig:
     metric: str = ""  # validation metric for best.pt and early stopping; "" picks the task's default
 
     def __post_init__(self):
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                             ("precision", PRECISIONS), ("device", DEVICES)):
+        for key, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+        ):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         for key in ("batch_size", "grad_accum", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("epochs", "max_steps", "eval_every", "log_every", "layer_norms_every", "checkpoint_every", "warmup_steps",
-                    "tbptt_steps", "bucket", "early_stopping_patience"):
+        for key in (
+            "epochs",
+            "max_steps",
+            "eval_every",
+            "log_every",
+            "layer_norms_every",
+            "checkpoint_every",
+            "warmup_steps",
+            "tbptt_steps",
+            "bucket",
+            "early_stopping_patience",
+        ):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:

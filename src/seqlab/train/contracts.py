@@ -8,7 +8,8 @@ without inheriting from it, and ``isinstance`` checks it (by the attribute's pre
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import Dataset, default_collate

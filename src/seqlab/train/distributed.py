@@ -13,8 +13,8 @@ equals one process's step on the whole batch, uneven last batch included.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -95,9 +95,20 @@ class DistributedBatchSampler:
     one; ``skip`` passes over the batches an interrupted epoch had already consumed.
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                 info: DistInfo = DistInfo(), skip: int = 0, drop_small_last: bool = False,
-                 lengths: torch.Tensor | None = None, bucket: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        shuffle: bool = True,
+        info: DistInfo = DistInfo(),
+        skip: int = 0,
+        drop_small_last: bool = False,
+        lengths: torch.Tensor | None = None,
+        bucket: int = 0,
+    ):
         self.batch_size, self.info, self.skip = batch_size, info, skip
         self.rows = batch_rows(n, batch_size, info.world_size, drop_small_last)
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -110,12 +121,13 @@ class DistributedBatchSampler:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         for b in range(self.skip, len(self.rows)):
-            idx = self.order[b * self.batch_size:b * self.batch_size + self.rows[b]]
-            yield (idx[self.info.rank::self.info.world_size] if self.info.enabled else idx), len(idx)
+            idx = self.order[b * self.batch_size : b * self.batch_size + self.rows[b]]
+            yield (idx[self.info.rank :: self.info.world_size] if self.info.enabled else idx), len(idx)
 
 
-def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, pool: int,
-                     generator: torch.Generator) -> torch.Tensor:
+def bucket_by_length(
+    order: torch.Tensor, lengths: torch.Tensor, batch_size: int, pool: int, generator: torch.Generator
+) -> torch.Tensor:
     """``order`` rearranged so that each batch holds examples of similar length (less padding).
 
     Consecutive pools of ``pool`` batches are sorted by ``lengths`` (N,), then the full batches are
@@ -124,9 +136,9 @@ def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int
     size = batch_size * pool
     order = torch.cat([chunk[torch.argsort(lengths[chunk], stable=True)] for chunk in order.split(size)])
     n_full = len(order) // batch_size
-    blocks = order[:n_full * batch_size].view(n_full, batch_size)  # (batches, batch_size)
+    blocks = order[: n_full * batch_size].view(n_full, batch_size)  # (batches, batch_size)
     blocks = blocks[torch.randperm(n_full, generator=generator)]
-    return torch.cat([blocks.reshape(-1), order[n_full * batch_size:]])
+    return torch.cat([blocks.reshape(-1), order[n_full * batch_size :]])
 
 
 def shard_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:

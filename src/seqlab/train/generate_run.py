@@ -8,9 +8,9 @@ same length; sources sorted by length and padded), and results come back in inpu
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -53,8 +53,10 @@ class GenerationRun:
             vocab = self.info["vocab"]
             missing = sorted({c for c in text if c not in vocab})
             if missing:
-                raise ConfigError(f"{where}: {', '.join(map(repr, missing[:5]))} not in the model's vocabulary "
-                                  f"({len(vocab)} characters of its training text)")
+                raise ConfigError(
+                    f"{where}: {', '.join(map(repr, missing[:5]))} not in the model's vocabulary "
+                    f"({len(vocab)} characters of its training text)"
+                )
             return vocab.encode(list(text))
         cfg = self.exp.data
         if isinstance(cfg, PairsConfig):  # a sentence-pair file: cleaned and tokenised as in training
@@ -64,8 +66,9 @@ class GenerationRun:
         ids = self.info["src_vocab"].encode(tokens, eos=True)
         limit = getattr(self.model.config, "max_src_len", 0)
         if limit and len(ids) > limit:
-            raise ConfigError(f"{where}: {len(ids)} tokens with <eos>, but the model reads at most "
-                              f"model.max_src_len = {limit}")
+            raise ConfigError(
+                f"{where}: {len(ids)} tokens with <eos>, but the model reads at most model.max_src_len = {limit}"
+            )
         return ids
 
     def decode(self, ids: list[int]) -> str:
@@ -75,7 +78,7 @@ class GenerationRun:
         vocab = self.info["tgt_vocab"]
         tokens = [vocab.itos[i] for i in ids if i not in (vocab.pad_id, vocab.bos_id)]
         if vocab.itos[vocab.eos_id] in tokens:
-            tokens = tokens[:tokens.index(vocab.itos[vocab.eos_id])]
+            tokens = tokens[: tokens.index(vocab.itos[vocab.eos_id])]
         return detokenize(tokens, self.info.get("token_separator", ""))
 
     def max_new_tokens_limit(self) -> int | None:
@@ -90,14 +93,19 @@ class GenerationRun:
         return self.max_new_tokens_limit() or 2 * max(self.info.get("max_tgt_len", 50) - 1, 1)
 
 
-def load_generation_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict | None = None,
-                        notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> GenerationRun:
+def load_generation_run(
+    run_dir: str | Path,
+    checkpoint: str = "last.pt",
+    data_location: dict | None = None,
+    notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+) -> GenerationRun:
     """The run's model and vocabularies (rebuilt from its data), or a ConfigError for a run that cannot generate."""
     exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="generate from")
     task = Task(ckpt.get("task", Task.CLASSIFICATION))
     if task not in GENERATIVE or not isinstance(model, IncrementalDecoder):
-        raise ConfigError(f"{run_dir} is a {task} run (model {exp.model.name}): it cannot generate; "
-                          f"seqlab generate decodes {KINDS}")
+        raise ConfigError(
+            f"{run_dir} is a {task} run (model {exp.model.name}): it cannot generate; seqlab generate decodes {KINDS}"
+        )
     exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
     splits = build_run_data(exp.data, Path(run_dir))  # the vocabulary is the data's
     for line in data_file_changes(ckpt.get("data_files"), splits.info.get("files", {})):
@@ -117,9 +125,15 @@ class Generated:
     finished: bool  # ended by <eos> or a stop string
 
 
-def generate_texts(run: GenerationRun, texts: list[str], cfg: GenerationConfig, *, batch_size: int = 32,
-                   names: list[str] | None = None, stream: Callable[[str], None] | None = None
-                   ) -> list[list[Generated]]:
+def generate_texts(
+    run: GenerationRun,
+    texts: list[str],
+    cfg: GenerationConfig,
+    *,
+    batch_size: int = 32,
+    names: list[str] | None = None,
+    stream: Callable[[str], None] | None = None,
+) -> list[list[Generated]]:
     """Every input's ``cfg.num_return_sequences`` outputs, in input order.
 
     ``names[i]`` says where input i came from in messages (default: "input i + 1"). ``stream``,
@@ -130,8 +144,10 @@ def generate_texts(run: GenerationRun, texts: list[str], cfg: GenerationConfig, 
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     limit = run.max_new_tokens_limit()
     if limit is not None and cfg.max_new_tokens > limit:
-        raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens} is more than this model writes: "
-                          f"model.max_tgt_len = {limit + 1} counts <bos> too, so at most {limit}")
+        raise ConfigError(
+            f"--max-new-tokens {cfg.max_new_tokens} is more than this model writes: "
+            f"model.max_tgt_len = {limit + 1} counts <bos> too, so at most {limit}"
+        )
     names = names or [f"input {i + 1}" for i in range(len(texts))]
     ids = [run.encode(text, name) for text, name in zip(texts, names)]
     results: list[list[Generated] | None] = [None] * len(texts)
@@ -146,8 +162,16 @@ def generate_texts(run: GenerationRun, texts: list[str], cfg: GenerationConfig, 
         n = cfg.num_return_sequences
         seqs, lengths = out.sequences.tolist(), out.lengths.tolist()
         for j, i in enumerate(batch):
-            results[i] = [Generated(run.decode(seqs[m][:lengths[m]]), float(out.log_probs[m]), float(out.scores[m]),
-                                    lengths[m], bool(out.finished[m])) for m in range(j * n, (j + 1) * n)]
+            results[i] = [
+                Generated(
+                    run.decode(seqs[m][: lengths[m]]),
+                    float(out.log_probs[m]),
+                    float(out.scores[m]),
+                    lengths[m],
+                    bool(out.finished[m]),
+                )
+                for m in range(j * n, (j + 1) * n)
+            ]
     return results
 
 
@@ -167,6 +191,5 @@ def _pad(rows: list[list[int]], device) -> torch.Tensor:
     """Id lists -> (B, L_max) right-padded with 0 (<pad>; a prompt batch has no padding)."""
     out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
     for b, r in enumerate(rows):
-        out[b, :len(r)] = torch.tensor(r, dtype=torch.long)
+        out[b, : len(r)] = torch.tensor(r, dtype=torch.long)
     return out.to(device)
-

@@ -46,19 +46,25 @@ def _window_log_prob(model, x: torch.Tensor, y: torch.Tensor, context: int, devi
     total = torch.zeros((), dtype=torch.float64, device=device)
     V = None
     for i in range(0, len(starts), batch):
-        xb, yb = x[offsets[i:i + batch]].to(device), y[offsets[i:i + batch]].to(device)  # (n, C) each
+        xb, yb = x[offsets[i : i + batch]].to(device), y[offsets[i : i + batch]].to(device)  # (n, C) each
         logits = model(xb)[0]  # (n, C, V)
         log_p = F.log_softmax(logits.double(), dim=-1).gather(-1, yb.unsqueeze(-1)).squeeze(-1)  # (n, C)
-        scored = torch.arange(C, device=device) >= first_scored[i:i + batch, None].to(device)  # (n, C)
+        scored = torch.arange(C, device=device) >= first_scored[i : i + batch, None].to(device)  # (n, C)
         total += log_p[scored].sum()
         V = logits.shape[-1]
     return total, V
 
 
 @torch.no_grad()
-def sequence_log_likelihood(model: torch.nn.Module, ids: torch.Tensor, *, first_probs: torch.Tensor | None = None,
-                            chunk: int = 256, device: torch.device | str = "cpu",
-                            context: int | None = None) -> dict[str, float]:
+def sequence_log_likelihood(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    *,
+    first_probs: torch.Tensor | None = None,
+    chunk: int = 256,
+    device: torch.device | str = "cpu",
+    context: int | None = None,
+) -> dict[str, float]:
     """log P(ids) = log P(ids[0]) + log P(ids[1:] | ids[0]) under a stream language model
     ``model(x, state=state) -> (logits, loss, state)``, or with ``context`` a window model
     ``model(x) -> (logits, loss)`` reading at most ``context`` tokens (a GPT's block_size), each
@@ -81,8 +87,8 @@ def sequence_log_likelihood(model: torch.nn.Module, ids: torch.Tensor, *, first_
         if context is not None and len(x):
             total, V = _window_log_prob(model, x, y, context, device)
         for start in range(0, len(x) if context is None else 0, chunk):
-            xb = x[start:start + chunk].to(device)[None]  # (1, c)
-            yb = y[start:start + chunk].to(device)[None]  # (1, c)
+            xb = x[start : start + chunk].to(device)[None]  # (1, c)
+            yb = y[start : start + chunk].to(device)[None]  # (1, c)
             logits, _, state = model(xb, state=state)  # (1, c, V), state carried: the whole past conditions
             log_p = F.log_softmax(logits.double(), dim=-1)  # (1, c, V)
             total += log_p.gather(-1, yb.unsqueeze(-1)).sum()  # sum_t log P(x_{t+1} | x_<=t)
@@ -93,7 +99,9 @@ def sequence_log_likelihood(model: torch.nn.Module, ids: torch.Tensor, *, first_
                 V = model(ids[:1].to(device)[None])[0].shape[-1]
         first_probs = torch.full((V,), 1.0 / V, dtype=torch.float64)
     if first_probs.dim() != 1 or (V is not None and len(first_probs) != V):
-        raise ValueError(f"expected first_probs of shape ({V if V is not None else 'V'},) over the vocabulary, "
-                         f"got {tuple(first_probs.shape)}")
+        raise ValueError(
+            f"expected first_probs of shape ({V if V is not None else 'V'},) over the vocabulary, "
+            f"got {tuple(first_probs.shape)}"
+        )
     ll = total.item() + torch.log(first_probs.double()[int(ids[0])]).item()  # + log P(x_1)
     return log_likelihood_summary(ll, len(ids))

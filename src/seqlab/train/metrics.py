@@ -9,7 +9,6 @@ from ..task import Task
 from .contracts import batches, call_model
 from .distributed import DistInfo, DistributedBatchSampler, all_reduce
 
-
 ACCURACY_TASKS = (Task.CLASSIFICATION, Task.SEQUENCE_LABELING)
 
 
@@ -36,8 +35,15 @@ def default_metric(task: Task | str) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batch_size: int = 256,
-             device: torch.device | str = "cpu", dist_info: DistInfo = DistInfo()) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    task: Task | str,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    dist_info: DistInfo = DistInfo(),
+) -> dict[str, float]:
     """Mean loss and task metrics over ``dataset`` in eval mode (train mode is restored after).
 
     The mean is per example (for sequence targets, of the per-token mean loss). Under torchrun each
@@ -55,7 +61,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, task: Task | str, batc
         x, y = x.to(device), y.to(device)
         output, loss, _ = call_model(model, x, y)
         sums = {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}
-        totals += torch.stack([*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)])
+        totals += torch.stack(
+            [*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)]
+        )
     model.train(was_training)
     all_reduce(totals, dist_info)
     if totals[-1] == 0:

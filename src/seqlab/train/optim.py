@@ -23,7 +23,7 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
         # "Attention Is All You Need", eq. 3: d^-0.5 min(s^-0.5, s w^-1.5), scaled so the peak
         # (at s = w) is train.lr instead of depending on d_model.
         s, w = step + 1, max(warm, 1)
-        return min(s ** -0.5, s * w ** -1.5) * w ** 0.5
+        return min(s**-0.5, s * w**-1.5) * w**0.5
     if warm and step < warm:
         return (step + 1) / warm
     if cfg.schedule == "cosine":

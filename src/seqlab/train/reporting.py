@@ -29,8 +29,11 @@ class MetricsLog:
             return
         path = run_dir / "metrics.jsonl"
         if resume_step is not None and path.is_file():
-            kept = [line for line in path.read_text().splitlines() if line.strip()
-                    and json.loads(line)["step"] <= resume_step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= resume_step
+            ]
             path.write_text("".join(line + "\n" for line in kept))
         self._fh = path.open("a")
         if tensorboard:

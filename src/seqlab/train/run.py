@@ -12,9 +12,10 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -36,8 +37,10 @@ from .trainer import Trainer, check_trainable
 def check_run_name(name: str) -> None:
     """A run name is one folder name: ``--name ../x`` or ``--name a/b`` would put the run outside ``--out``."""
     if not name or any(sep and sep in name for sep in ("/", os.sep, os.altsep)) or name in (".", ".."):
-        raise ConfigError(f"--name must be a plain folder name (no '/', not '.' or '..'), so that the run stays "
-                          f"inside --out; got {name!r}")
+        raise ConfigError(
+            f"--name must be a plain folder name (no '/', not '.' or '..'), so that the run stays "
+            f"inside --out; got {name!r}"
+        )
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:
@@ -51,14 +54,20 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     try:
         path.mkdir(parents=True)
     except OSError as err:  # --out is a file, or not writable: the user's to fix
-        raise ConfigError(f"cannot create the run directory {path} under --out {out}: "
-                          f"{err.strerror or err}") from None
+        raise ConfigError(f"cannot create the run directory {path} under --out {out}: {err.strerror or err}") from None
     return path
 
 
 # Model sizes that 0 means: take the data's.
-FROM_DATA = ("input_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size", "max_src_len",
-             "max_tgt_len")
+FROM_DATA = (
+    "input_size",
+    "num_classes",
+    "vocab_size",
+    "src_vocab_size",
+    "tgt_vocab_size",
+    "max_src_len",
+    "max_tgt_len",
+)
 
 
 def fill_from_data(model_cfg, values: dict[str, Any]):
@@ -80,22 +89,28 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
             fix = f"set --model.{key}={info[key]}"
             if key in FROM_DATA:
                 fix += " (or 0 to take it from the data)"
-            raise ConfigError(f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives "
-                              f"{info[key]}; {fix}")
+            raise ConfigError(
+                f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; {fix}"
+            )
     if isinstance(exp.model, ChecksData):  # the model's own checks (seq2seq: vocabularies, special ids, lengths)
         exp.model.check_data(info)
     block = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
     if block is not None and info.get("seq_len", 0) > block:
-        raise ConfigError(f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
-                          f"model.block_size = {block} tokens; set --data.seq_len={block} "
-                          f"or --model.block_size={info['seq_len']}")
+        raise ConfigError(
+            f"data.seq_len = {info['seq_len']} but model '{exp.model.name}' reads at most "
+            f"model.block_size = {block} tokens; set --data.seq_len={block} "
+            f"or --model.block_size={info['seq_len']}"
+        )
     given = info.get("input_shape")
     if isinstance(exp.model, FixedInputShape) and given is not None and tuple(exp.model.input_shape) != tuple(given):
         expected, given = exp.model.input_shape, tuple(given)
         fix = exp.model.settings_for_input(given)
         now = ", ".join(f"model.{k} = {toml_value(getattr(exp.model, k))}" for k in fix)
-        message = (f"model '{exp.model.name}' reads examples of shape {tuple(expected)}"
-                   + (f" ({now})" if now else "") + f" but data '{exp.data.name}' gives {given}; ")
+        message = (
+            f"model '{exp.model.name}' reads examples of shape {tuple(expected)}"
+            + (f" ({now})" if now else "")
+            + f" but data '{exp.data.name}' gives {given}; "
+        )
         if fix:
             message += "set " + " ".join(f"--model.{k}={toml_value(v).replace(' ', '')}" for k, v in fix.items())
         else:
@@ -133,8 +148,10 @@ def data_file_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[s
             lines.append(f"data file {then['path']}, read when the run was trained, is not read now")
         else:
             moved = f" (then at {then['path']})" if then["path"] != now["path"] else ""
-            lines.append(f"data file {now['path']} is not the one the run was trained on{moved}: "
-                         f"then {_describe_file(then)}, now {_describe_file(now)}")
+            lines.append(
+                f"data file {now['path']} is not the one the run was trained on{moved}: "
+                f"then {_describe_file(then)}, now {_describe_file(now)}"
+            )
     return lines
 
 
@@ -158,28 +175,33 @@ def build_run_data(data_cfg, run_dir: Path) -> Splits:
         keys = [k for k in LOCATION_KEYS if hasattr(data_cfg, k)]
         if not keys:
             raise
-        raise DataError(f"{err} (run {run_dir}: if its data moved, give the new location with "
-                        + " or ".join(f"--data.{k}=..." for k in keys) + ")") from None
+        raise DataError(
+            f"{err} (run {run_dir}: if its data moved, give the new location with "
+            + " or ".join(f"--data.{k}=..." for k in keys)
+            + ")"
+        ) from None
 
 
 @torch.no_grad()
-def original_units_errors(model: torch.nn.Module, dataset, inverse: Callable, device: torch.device,
-                          batch_size: int = 256) -> dict[str, float]:
+def original_units_errors(
+    model: torch.nn.Module, dataset, inverse: Callable, device: torch.device, batch_size: int = 256
+) -> dict[str, float]:
     """MSE and RMSE of a series model's predictions in the series' own units: the model's output and
     the targets mapped back by ``inverse`` (the scaler fitted on the training part), then compared."""
     x, y = dataset.tensors  # (N, tau, 1), (N, 1), normalised
     squared = 0.0
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            y_hat = model(x[i:i + batch_size].to(device))[0]  # (b, 1)
-            err = inverse(y_hat.double().cpu()) - inverse(y[i:i + batch_size].double())  # (b, 1), original units
-            squared += float((err ** 2).sum())
+            y_hat = model(x[i : i + batch_size].to(device))[0]  # (b, 1)
+            err = inverse(y_hat.double().cpu()) - inverse(y[i : i + batch_size].double())  # (b, 1), original units
+            squared += float((err**2).sum())
     mse = squared / y.numel()
-    return {"mse_original_units": mse, "rmse_original_units": mse ** 0.5}
+    return {"mse_original_units": mse, "rmse_original_units": mse**0.5}
 
 
-def split_metrics(model: torch.nn.Module, splits: Splits, split: str, task: str, metrics: dict[str, float],
-                  device: torch.device) -> dict[str, float]:
+def split_metrics(
+    model: torch.nn.Module, splits: Splits, split: str, task: str, metrics: dict[str, float], device: torch.device
+) -> dict[str, float]:
     """``split/<metric>`` keys; for a series, the normalised loss named so and MSE, RMSE in original units."""
     if "inverse" not in splits.info:
         return {f"{split}/{k}": v for k, v in metrics.items()}
@@ -188,11 +210,18 @@ def split_metrics(model: torch.nn.Module, splits: Splits, split: str, task: str,
     return {f"{split}/{k}": v for k, v in out.items()}
 
 
-def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_name: str | None = None,
-                     argv: list[str] | None = None, progress: bool = True, resume: str | Path | None = None,
-                     overrides: list[str] | None = None,
-                     callbacks: dict[str, list[Callable[[Trainer], None]]] | None = None,
-                     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> Path | None:
+def train_experiment(
+    exp: Experiment | None,
+    *,
+    out: str | Path = "runs",
+    run_name: str | None = None,
+    argv: list[str] | None = None,
+    progress: bool = True,
+    resume: str | Path | None = None,
+    overrides: list[str] | None = None,
+    callbacks: dict[str, list[Callable[[Trainer], None]]] | None = None,
+    notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+) -> Path | None:
     """Train ``exp`` into a new run directory (or continue ``resume``), evaluate on the test split.
 
     Returns the run directory (None on torchrun processes other than rank 0, which write nothing).
@@ -222,8 +251,11 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
             old_data = _resolved_data(old_data)
         diff = config_diff(saved["model"], now["model"], "model") + config_diff(old_data, new_data, "data")
         if diff:
-            raise ConfigError(f"the checkpoint in {resume} was trained with another model or data config:\n  "
-                              + "\n  ".join(diff) + "\nresume with the run's own config (omit CONFIG) or start a new run")
+            raise ConfigError(
+                f"the checkpoint in {resume} was trained with another model or data config:\n  "
+                + "\n  ".join(diff)
+                + "\nresume with the run's own config (omit CONFIG) or start a new run"
+            )
     set_seed(exp.train.seed)
     splits = build_run_data(exp.data, resume) if resume is not None else build_splits(exp.data)
     exp = Experiment(fill_from_data(exp.model, splits.info), exp.data, exp.train)
@@ -232,8 +264,11 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     if ckpt is not None:
         changes = data_file_changes(ckpt.get("data_files"), files)
         if changes:
-            raise ConfigError(f"cannot resume {resume}: " + "; ".join(changes)
-                              + "; resume with the data it was trained on, or start a new run")
+            raise ConfigError(
+                f"cannot resume {resume}: "
+                + "; ".join(changes)
+                + "; resume with the data it was trained on, or start a new run"
+            )
     is_main = int(os.environ.get("RANK", "0")) == 0
     for message in splits.info.get("messages", []) if is_main else []:
         notify(message)  # what the data layer filled or skipped, said once
@@ -251,11 +286,24 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
         run_dir = resume or new_run_dir(out, run_name or f"{exp.data.name}-{exp.model.name}")
     configs = exp.to_dict()
     try:
-        trainer = Trainer(model, exp.train, splits.train, splits.val, task=task, run_dir=run_dir, progress=progress,
-                          dist_info=dist_info, device=device,
-                          checkpoint_extra=lambda: {"model_config": configs["model"], "data_config": configs["data"],
-                                                    "train_config": configs["train"], "task": task.value,
-                                                    "data_files": files})
+        trainer = Trainer(
+            model,
+            exp.train,
+            splits.train,
+            splits.val,
+            task=task,
+            run_dir=run_dir,
+            progress=progress,
+            dist_info=dist_info,
+            device=device,
+            checkpoint_extra=lambda: {
+                "model_config": configs["model"],
+                "data_config": configs["data"],
+                "train_config": configs["train"],
+                "task": task.value,
+                "data_files": files,
+            },
+        )
         for event, fns in (callbacks or {}).items():
             for fn in fns:
                 trainer.add_callback(event, fn)
@@ -265,8 +313,11 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
             changed = config_diff(saved["train"], configs["train"], "train")
             if changed and dist_info.is_main:
                 notify(f"resuming {resume} at step {ckpt['step']} with changed settings:\n  " + "\n  ".join(changed))
-            moved = [f"data.{k}: {saved['data'].get(k)!r} -> {configs['data'][k]!r}" for k in LOCATION_KEYS
-                     if k in configs["data"] and saved["data"].get(k) != configs["data"][k]]
+            moved = [
+                f"data.{k}: {saved['data'].get(k)!r} -> {configs['data'][k]!r}"
+                for k in LOCATION_KEYS
+                if k in configs["data"] and saved["data"].get(k) != configs["data"][k]
+            ]
             if moved and ckpt.get("data_files") is not None and dist_info.is_main:
                 notify(f"resuming {resume} with its data in a new place (same content): " + "; ".join(moved))
         if run_dir is not None:  # nothing is written before every check has passed
@@ -275,8 +326,12 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
             args = sys.argv[1:] if argv is None else argv
             atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
         fit = trainer.fit()
-        test = ({} if len(splits.test) == 0 else  # e.g. a 90/10 train/val split: nothing held out for test
-                evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info))
+        test = (
+            {}
+            if len(splits.test) == 0
+            # e.g. a 90/10 train/val split: nothing held out for test
+            else evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info)
+        )
     except BaseException:
         shutdown(wait=False)
         raise
@@ -286,8 +341,12 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     parts = {"test": test}
     if "inverse" in splits.info and len(splits.val):  # a series: the val error too, in the units of the baseline
         parts["val"] = evaluate(trainer.model, splits.val, task=task, device=trainer.device)
-    scored = {k: v for part, metrics in parts.items() if metrics
-              for k, v in split_metrics(trainer.model, splits, part, task, metrics, trainer.device).items()}
+    scored = {
+        k: v
+        for part, metrics in parts.items()
+        if metrics
+        for k, v in split_metrics(trainer.model, splits, part, task, metrics, trainer.device).items()
+    }
     baseline = {f"baseline/{k}": v for k, v in splits.info.get("baseline", {}).items() if isinstance(v, (int, float))}
     best_key = f"best_val/{trainer.metric}"
     if "inverse" in splits.info and trainer.metric == "loss":
@@ -296,13 +355,24 @@ def train_experiment(exp: Experiment | None, *, out: str | Path = "runs", run_na
     if "inverse" in splits.info:
         summary["units"] = splits.info.get("units") or "the series' own units"
         summary["data/missing_values_filled"] = splits.info.get("filled", 0)
-    summary.update({"params": count_parameters(model), "steps": fit["steps"], "seconds": round(fit["seconds"], 3),
-                    best_key: fit[f"best_val/{trainer.metric}"], "stopped_early": fit["stopped_early"],
-                    "task": task.value, "model": exp.model.name, "data": exp.data.name,
-                    "processes": dist_info.world_size, "data_files": files})
+    summary.update(
+        {
+            "params": count_parameters(model),
+            "steps": fit["steps"],
+            "seconds": round(fit["seconds"], 3),
+            best_key: fit[f"best_val/{trainer.metric}"],
+            "stopped_early": fit["stopped_early"],
+            "task": task.value,
+            "model": exp.model.name,
+            "data": exp.data.name,
+            "processes": dist_info.world_size,
+            "data_files": files,
+        }
+    )
     if task == Task.SEQ2SEQ and len(splits.test):  # greedy outputs of the test split: exact match, BLEU, chrF
-        scores = seq2seq_scores(trainer.model, splits.test, splits.info, device=trainer.device,
-                                predictions=run_dir / "predictions.tsv")
+        scores = seq2seq_scores(
+            trainer.model, splits.test, splits.info, device=trainer.device, predictions=run_dir / "predictions.tsv"
+        )
         # Numbers under test/ (seqlab runs tabulates them); the texts saying how BLEU and chrF were computed apart.
         summary["sacrebleu_signatures"] = {f"test/{m}": scores.pop(f"{m}_signature") for m in ("bleu", "chrf")}
         summary.update({f"test/{k}": v for k, v in scores.items()})
@@ -317,14 +387,21 @@ def check_something_to_do(trainer: Trainer, cfg, run_dir: Path) -> None:
     stopped between its last step and its summary may still be resumed to finish its evaluation.
     """
     finished = (run_dir / "summary.json").is_file()
-    budget = (f"train.max_steps = {cfg.max_steps}" if cfg.max_steps else
-              f"train.epochs = {cfg.epochs} ({trainer.total_steps:,} steps)")
+    budget = (
+        f"train.max_steps = {cfg.max_steps}"
+        if cfg.max_steps
+        else f"train.epochs = {cfg.epochs} ({trainer.total_steps:,} steps)"
+    )
     if trainer.stopped_early and finished:
-        raise ConfigError(f"nothing to do: {run_dir} stopped early at step {trainer.step:,} (no improvement in "
-                          f"validation); the run is left as it was; start a new run to train further")
+        raise ConfigError(
+            f"nothing to do: {run_dir} stopped early at step {trainer.step:,} (no improvement in "
+            f"validation); the run is left as it was; start a new run to train further"
+        )
     if trainer.step > trainer.total_steps or (trainer.step == trainer.total_steps and finished):
-        raise ConfigError(f"nothing to do: {run_dir} has trained {trainer.step:,} steps and {budget} asks for no "
-                          f"more; the run is left as it was; give a larger --train.max_steps to train on")
+        raise ConfigError(
+            f"nothing to do: {run_dir} has trained {trainer.step:,} steps and {budget} asks for no "
+            f"more; the run is left as it was; give a larger --train.max_steps to train on"
+        )
 
 
 def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt", action: str = "load") -> dict[str, Any]:
@@ -335,26 +412,33 @@ def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt", action
         raise ConfigError(f"run directory not found: {run_dir}")
     ckpt_path = run_dir / "checkpoints" / checkpoint
     if not ckpt_path.is_file():
-        existing = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+        existing = (
+            sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+        )
         if existing:
             raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}; checkpoints there: {', '.join(existing)}")
         if (run_dir / "config.toml").is_file():
-            raise ConfigError(f"{run_dir} has no checkpoint yet (the run stopped before writing its first one); "
-                              f"nothing to {action}")
+            raise ConfigError(
+                f"{run_dir} has no checkpoint yet (the run stopped before writing its first one); nothing to {action}"
+            )
         raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}: is it a seqlab run directory?")
     try:
         ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
-    missing = [k for k in ("model", "model_config", "data_config", "train_config", "step")
-               if not isinstance(ckpt, dict) or k not in ckpt]
+    missing = [
+        k
+        for k in ("model", "model_config", "data_config", "train_config", "step")
+        if not isinstance(ckpt, dict) or k not in ckpt
+    ]
     if missing:
         raise ConfigError(f"{ckpt_path} is not a seqlab checkpoint: it has no {', '.join(missing)}")
     return ckpt
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict[str, str] | None = None,
-             action: str = "load") -> tuple[Experiment, torch.nn.Module, dict]:
+def load_run(
+    run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict[str, str] | None = None, action: str = "load"
+) -> tuple[Experiment, torch.nn.Module, dict]:
     """The experiment and trained model of a run directory, rebuilt from the checkpoint's configs.
 
     ``data_location`` (e.g. ``{"path": "/new/place/input.txt"}``) points the data config at where
@@ -363,19 +447,31 @@ def load_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: di
     ckpt = read_run_checkpoint(run_dir, checkpoint, action)
     other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
     if other:
-        raise ConfigError(f"only the data's location can be given for an existing run (--data.path, --data.root), "
-                          f"not --data.{other[0]}: its data config is the one it was trained with")
-    exp = experiment_from_dict({"model": ckpt["model_config"], "data": {**ckpt["data_config"], **(data_location or {})},
-                                "train": ckpt["train_config"]})
+        raise ConfigError(
+            f"only the data's location can be given for an existing run (--data.path, --data.root), "
+            f"not --data.{other[0]}: its data config is the one it was trained with"
+        )
+    exp = experiment_from_dict(
+        {
+            "model": ckpt["model_config"],
+            "data": {**ckpt["data_config"], **(data_location or {})},
+            "train": ckpt["train_config"],
+        }
+    )
     model = build_model(exp.model)
     model.load_state_dict(ckpt["model"])
     return exp, model, ckpt
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "last.pt",
-                 data_location: dict[str, str] | None = None,
-                 notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr), beam: int = 1,
-                 length_penalty: float = 0.6) -> dict[str, float]:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    checkpoint: str = "last.pt",
+    data_location: dict[str, str] | None = None,
+    notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    beam: int = 1,
+    length_penalty: float = 0.6,
+) -> dict[str, float]:
     """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
 
     A seq2seq run's outputs are greedy, or beam search of width ``beam`` (ranked by
@@ -403,22 +499,33 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "la
     start = time.perf_counter()
     dataset = getattr(splits, split)
     if len(dataset) == 0:
-        raise ConfigError(f"the {split} split of {run_dir} is empty (its data config holds nothing out for it); "
-                          f"evaluate another split, e.g. --split val")
+        raise ConfigError(
+            f"the {split} split of {run_dir} is empty (its data config holds nothing out for it); "
+            f"evaluate another split, e.g. --split val"
+        )
     task = Task(ckpt.get("task", Task.CLASSIFICATION))
     if beam != 1 and task != Task.SEQ2SEQ:
-        raise ConfigError(f"--beam applies to seq2seq runs (exact match, BLEU, chrF of decoded outputs); "
-                          f"{run_dir} is a {task} run")
+        raise ConfigError(
+            f"--beam applies to seq2seq runs (exact match, BLEU, chrF of decoded outputs); {run_dir} is a {task} run"
+        )
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
     if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
         suffix = ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
-        scores = seq2seq_scores(model, dataset, splits.info, device=device,
-                                predictions=Path(run_dir) / f"predictions{suffix}.tsv", beam=beam,
-                                length_penalty=length_penalty)
+        scores = seq2seq_scores(
+            model,
+            dataset,
+            splits.info,
+            device=device,
+            predictions=Path(run_dir) / f"predictions{suffix}.tsv",
+            beam=beam,
+            length_penalty=length_penalty,
+        )
         if beam > 1:
             scores.update(beam=beam, length_penalty=length_penalty)
-        atomic_write_text(Path(run_dir) / f"scores{suffix}.json",
-                          json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n")
+        atomic_write_text(
+            Path(run_dir) / f"scores{suffix}.json",
+            json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n",
+        )
         metrics.update(scores)
     if task == Task.LANGUAGE_MODEL and isinstance(dataset, TokenIds):
         # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
@@ -442,8 +549,14 @@ def _read_summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any] | N
             problem = f"holds {'null' if summary is None else type(summary).__name__}, not a JSON object"
         else:
             numbers = ("params", "seconds", "test/", "best_val/")  # the table formats these as numbers
-            wrong = next((k for k, v in summary.items() if k.startswith(numbers) and v is not None
-                          and not isinstance(v, (int, float))), None)
+            wrong = next(
+                (
+                    k
+                    for k, v in summary.items()
+                    if k.startswith(numbers) and v is not None and not isinstance(v, (int, float))
+                ),
+                None,
+            )
             if wrong is None:
                 return summary
             problem = f"has a non-number {wrong}: {summary[wrong]!r}"
@@ -461,7 +574,9 @@ def _last_step(metrics: Path) -> int:
     return 0
 
 
-def runs_table(root: str | Path = "runs", warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> str:
+def runs_table(
+    root: str | Path = "runs", warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+) -> str:
     """A text table of the run directories under ``root`` (finished or not), oldest first.
 
     A damaged summary.json (not JSON, not an object, a number that is not one) leaves its run out,
@@ -477,15 +592,31 @@ def runs_table(root: str | Path = "runs", warn: Callable[[str], None] = lambda t
             s = _read_summary(summary_path, warn)
             if s is None:
                 continue
-            best = next(((k[len("best_val/"):], v) for k, v in s.items() if k.startswith("best_val/")), None)
-            test = next(((k[len("test/"):], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
-                        ("loss", s.get("test/loss")))
-            baselines = [(k[len("baseline/"):], v) for k, v in s.items()
-                         if k.startswith("baseline/") and isinstance(v, (int, float))]
+            best = next(((k[len("best_val/") :], v) for k, v in s.items() if k.startswith("best_val/")), None)
+            test = next(
+                ((k[len("test/") :], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
+                ("loss", s.get("test/loss")),
+            )
+            baselines = [
+                (k[len("baseline/") :], v)
+                for k, v in s.items()
+                if k.startswith("baseline/") and isinstance(v, (int, float))
+            ]
             base = next((kv for kv in baselines if kv[0].endswith("_test")), baselines[0] if baselines else None)
             fmt = lambda kv: f"{kv[0]} {kv[1]:.4f}" if kv and kv[1] is not None else "-"  # noqa: E731
-            rows.append((run.name, s.get("task", "-"), s.get("model", "-"), f"{s.get('params', 0):,}",
-                         str(s.get("steps", "-")), fmt(best), fmt(test), fmt(base), f"{s.get('seconds', 0):.1f}"))
+            rows.append(
+                (
+                    run.name,
+                    s.get("task", "-"),
+                    s.get("model", "-"),
+                    f"{s.get('params', 0):,}",
+                    str(s.get("steps", "-")),
+                    fmt(best),
+                    fmt(test),
+                    fmt(base),
+                    f"{s.get('seconds', 0):.1f}",
+                )
+            )
         else:
             steps = "-"
             metrics = run / "metrics.jsonl"

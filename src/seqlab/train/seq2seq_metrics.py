@@ -15,8 +15,8 @@ text are written ``\\t``, ``\\n``, ``\\\\``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -95,12 +95,18 @@ def score(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], sep: str
     ref_text = [detokenize(r, sep) for r in refs]
     bleu, bleu_sig = corpus_bleu(hyp_text, ref_text, tokenize="char" if sep == "" else "13a")
     chrf, chrf_sig = corpus_chrf(hyp_text, ref_text)
-    return {"exact_match": exact_match(hyps, refs),
-            "token_accuracy": token_accuracy([[*h, EOS] for h in hyps], [[*r, EOS] for r in refs]),
-            "bleu": bleu, "chrf": chrf, "bleu_signature": bleu_sig, "chrf_signature": chrf_sig}
+    return {
+        "exact_match": exact_match(hyps, refs),
+        "token_accuracy": token_accuracy([[*h, EOS] for h in hyps], [[*r, EOS] for r in refs]),
+        "bleu": bleu,
+        "chrf": chrf,
+        "bleu_signature": bleu_sig,
+        "chrf_signature": chrf_sig,
+    }
 
 
 # -- predictions.tsv ---------------------------------------------------------------------------
+
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
@@ -110,7 +116,7 @@ def _unescape(text: str) -> str:
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i:i + 2]))
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i : i + 2]))
             i += 2
         else:
             out.append(text[i])
@@ -143,8 +149,16 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
 
 # -- decoding a split --------------------------------------------------------------------------
 
-def decode_split(model: torch.nn.Module, dataset, *, device: torch.device | str = "cpu",
-                 batch_size: int = 256, beam: int = 1, length_penalty: float = 0.6) -> list[list[int]]:
+
+def decode_split(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    beam: int = 1,
+    length_penalty: float = 0.6,
+) -> list[list[int]]:
     """Greedy (or, with ``beam`` > 1, beam-search) outputs of every source of a Seq2SeqDataset: ids per
     sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty."""
     eos = model.decoding_special_ids()["eos"]
@@ -154,13 +168,14 @@ def decode_split(model: torch.nn.Module, dataset, *, device: torch.device | str 
         limit = min(limit, model_limit)
     out = []
     for start in range(0, len(dataset), batch_size):
-        x = dataset.x[start:start + batch_size].to(device)  # (B, S)
+        x = dataset.x[start : start + batch_size].to(device)  # (B, S)
         if beam > 1:
-            ids = generate(model, source=x, max_new_tokens=limit, num_beams=beam,
-                           length_penalty=length_penalty).sequences.tolist()  # (B, <= limit)
+            ids = generate(
+                model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty
+            ).sequences.tolist()  # (B, <= limit)
         else:
             ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
-        out.extend(row[:row.index(eos)] if eos in row else row for row in ids)
+        out.extend(row[: row.index(eos)] if eos in row else row for row in ids)
     return out
 
 
@@ -175,8 +190,16 @@ def _tokens(vocab, ids: list[int]) -> list[str]:
     return out
 
 
-def seq2seq_scores(model: torch.nn.Module, dataset, info: dict, *, device: torch.device | str = "cpu",
-                   predictions: str | Path | None = None, beam: int = 1, length_penalty: float = 0.6) -> dict:
+def seq2seq_scores(
+    model: torch.nn.Module,
+    dataset,
+    info: dict,
+    *,
+    device: torch.device | str = "cpu",
+    predictions: str | Path | None = None,
+    beam: int = 1,
+    length_penalty: float = 0.6,
+) -> dict:
     """Decode ``dataset`` greedily (or by beam search, ``beam`` > 1) and score it (see :func:`score`);
     write ``predictions`` if given."""
     src_vocab, tgt_vocab, sep = info["src_vocab"], info["tgt_vocab"], info.get("token_separator", "")
@@ -189,6 +212,8 @@ def seq2seq_scores(model: torch.nn.Module, dataset, info: dict, *, device: torch
         refs = [_tokens(tgt_vocab, row) for row in dataset.y.tolist()]
     scores = score(hyps, refs, sep)
     if predictions is not None:
-        write_predictions(predictions, [(detokenize(s, sep), detokenize(r, sep), detokenize(h, sep))
-                                        for s, r, h in zip(sources, refs, hyps)])
+        write_predictions(
+            predictions,
+            [(detokenize(s, sep), detokenize(r, sep), detokenize(h, sep)) for s, r, h in zip(sources, refs, hyps)],
+        )
     return scores

@@ -16,8 +16,9 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -27,8 +28,15 @@ from ..task import Task
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .contracts import HasLengths, Streams, batches, call_model
-from .distributed import (DistInfo, DistributedBatchSampler, all_reduce, batch_rows, gather_rows, resolve_device,
-                          shard_rows)
+from .distributed import (
+    DistInfo,
+    DistributedBatchSampler,
+    all_reduce,
+    batch_rows,
+    gather_rows,
+    resolve_device,
+    shard_rows,
+)
 from .metrics import ACCURACY_TASKS, default_metric, evaluate, task_metric_names
 from .optim import build_optimizer, lr_factor
 from .reporting import LogWindow, MetricsLog, Progress
@@ -81,21 +89,30 @@ def _catch_signals(flag: dict[str, int]):
             signal.signal(s, h)
 
 
-def check_trainable(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: Task | str,
-                    world_size: int = 1) -> None:
+def check_trainable(
+    cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: Task | str, world_size: int = 1
+) -> None:
     """Settings that cannot work with this data, found before anything is written or trained."""
     if cfg.tbptt_steps and not isinstance(train_set, Streams):
-        raise ValueError(f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
-                         f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0")
+        raise ValueError(
+            f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
+            f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0"
+        )
     if cfg.bucket and not isinstance(train_set, HasLengths):
-        raise ValueError(f"train.bucket={cfg.bucket} batches examples of similar length, but this dataset has no "
-                         f"per-example lengths (seq2seq datasets have them); set train.bucket=0")
+        raise ValueError(
+            f"train.bucket={cfg.bucket} batches examples of similar length, but this dataset has no "
+            f"per-example lengths (seq2seq datasets have them); set train.bucket=0"
+        )
     if cfg.batch_size % world_size:
-        raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
-                         f"({world_size}): it is the global batch, split evenly across them")
+        raise ValueError(
+            f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
+            f"({world_size}): it is the global batch, split evenly across them"
+        )
     if cfg.metric and cfg.metric not in task_metric_names(task):
-        raise ValueError(f"train.metric={cfg.metric!r} is not measured for task '{task}'; "
-                         f"choose one of {', '.join(task_metric_names(task))}")
+        raise ValueError(
+            f"train.metric={cfg.metric!r} is not measured for task '{task}'; "
+            f"choose one of {', '.join(task_metric_names(task))}"
+        )
     if len(train_set) == 0:
         raise ValueError("the training split is empty")
 
@@ -107,10 +124,20 @@ class Trainer:
     after every optimiser step (after any checkpoint of that step was written).
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, *,
-                 task: Task | str, run_dir: str | Path | None = None, progress: bool = True,
-                 checkpoint_extra: Callable[[], dict[str, Any]] | None = None, dist_info: DistInfo = DistInfo(),
-                 device: torch.device | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_set: Dataset,
+        val_set: Dataset | None,
+        *,
+        task: Task | str,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
+        dist_info: DistInfo = DistInfo(),
+        device: torch.device | None = None,
+    ):
         check_trainable(cfg, train_set, val_set, task, dist_info.world_size)
         self.cfg, self.task, self.dist = cfg, Task(task), dist_info
         self.device = device or resolve_device(cfg.device, dist_info.local_rank)
@@ -137,8 +164,11 @@ class Trainer:
         self.batches_per_epoch = len(rows)
         # The rows of the optimiser step each batch belongs to. An epoch's last accumulation group
         # may hold fewer batches, or a smaller last batch, and still makes a full-strength step.
-        self._step_rows = [sum(rows[g:g + cfg.grad_accum]) for g in range(0, len(rows), cfg.grad_accum)
-                           for _ in rows[g:g + cfg.grad_accum]]
+        self._step_rows = [
+            sum(rows[g : g + cfg.grad_accum])
+            for g in range(0, len(rows), cfg.grad_accum)
+            for _ in rows[g : g + cfg.grad_accum]
+        ]
         steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.max_steps if cfg.max_steps else cfg.epochs * steps_per_epoch
         self.metric = cfg.metric or default_metric(task)
@@ -164,7 +194,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
+    def add_callback(self, event: str, fn: Callable[[Trainer], None]) -> None:
         self.callbacks.setdefault(event, []).append(fn)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -183,8 +213,12 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             # The schedule is a function of the step (lr_factor); this records which one it was.
-            "scheduler": {"schedule": self.cfg.schedule, "lr": self.cfg.lr, "warmup_steps": self.cfg.warmup_steps,
-                          "total_steps": self.total_steps},
+            "scheduler": {
+                "schedule": self.cfg.schedule,
+                "lr": self.cfg.lr,
+                "warmup_steps": self.cfg.warmup_steps,
+                "total_steps": self.total_steps,
+            },
             "step": self.step,
             "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()},
             "best": self.best,
@@ -239,8 +273,14 @@ class Trainer:
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
     def validate(self, log: MetricsLog) -> dict[str, float]:
-        metrics = evaluate(self.model, self.val_set, task=self.task, batch_size=max(self.cfg.batch_size, 256),
-                           device=self.device, dist_info=self.dist)
+        metrics = evaluate(
+            self.model,
+            self.val_set,
+            task=self.task,
+            batch_size=max(self.cfg.batch_size, 256),
+            device=self.device,
+            dist_info=self.dist,
+        )
         record = {f"val/{k}": v for k, v in metrics.items()}
         log.log(self.step, record)
         if self._improved(metrics[self.metric]):
@@ -260,14 +300,23 @@ class Trainer:
                 yield shard_rows(x, self.dist), shard_rows(y, self.dist)
             return
         lengths = self.train_set.lengths if isinstance(self.train_set, HasLengths) else None
-        sampler = DistributedBatchSampler(len(self.train_set), self.cfg.batch_size, seed=self.cfg.seed,
-                                          epoch=self.epoch, info=self.dist, skip=self.batch_in_epoch,
-                                          drop_small_last=True, bucket=self.cfg.bucket, lengths=lengths)
+        sampler = DistributedBatchSampler(
+            len(self.train_set),
+            self.cfg.batch_size,
+            seed=self.cfg.seed,
+            epoch=self.epoch,
+            info=self.dist,
+            skip=self.batch_in_epoch,
+            drop_small_last=True,
+            bucket=self.cfg.bucket,
+            lengths=lengths,
+        )
         yield from batches(self.train_set, sampler)
 
     def _layer_grad_norms(self) -> dict[str, float]:
-        return {f"grad_norm/{name}": p.grad.norm().item() for name, p in self.model.named_parameters()
-                if p.grad is not None}
+        return {
+            f"grad_norm/{name}": p.grad.norm().item() for name, p in self.model.named_parameters() if p.grad is not None
+        }
 
     def _signal(self, flag: dict[str, int]) -> int:
         """The signal to stop on, agreed by every process (one received by any of them counts)."""
@@ -280,8 +329,11 @@ class Trainer:
         log = MetricsLog(self.run_dir, cfg.tensorboard, resume_step=self.resumed_from)
         progress = Progress(self.total_steps, self.step, self.show_progress)
         # Entering a disabled autocast still costs microseconds a step: skip it for fp32.
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if cfg.precision == "bf16"
+            else contextlib.nullcontext()
+        )
         flag = {"signum": 0}
         self.model.train()
         self.session_start = time.perf_counter()
@@ -322,8 +374,12 @@ class Trainer:
         finally:
             progress.close()
             log.close()
-        return {"steps": self.step, "seconds": self.seconds(), "stopped_early": self.stopped_early,
-                f"best_val/{self.metric}": self.best}
+        return {
+            "steps": self.step,
+            "seconds": self.seconds(),
+            "stopped_early": self.stopped_early,
+            f"best_val/{self.metric}": self.best,
+        }
 
     def seconds(self) -> float:
         """Training time of this run so far, over every session (resumes included)."""
@@ -344,7 +400,8 @@ class Trainer:
         self.window.add_grad_norm(grad_norm)
         last = self.step >= self.total_steps
         evaluate_now = self.val_set is not None and (
-            (cfg.eval_every and self.step % cfg.eval_every == 0) or last or (not cfg.eval_every and epoch_done))
+            (cfg.eval_every and self.step % cfg.eval_every == 0) or last or (not cfg.eval_every and epoch_done)
+        )
         checkpoint_now = self.step % cfg.checkpoint_every == 0 if cfg.checkpoint_every else evaluate_now
         signum = self._signal(flag)
         if self.step % cfg.log_every == 0 or last or checkpoint_now or evaluate_now or signum:
@@ -354,8 +411,10 @@ class Trainer:
             record = self.validate(log)
             progress.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
             if cfg.early_stopping_patience and self.bad_evals >= cfg.early_stopping_patience:
-                progress.write(f"early stopping at step {self.step}: val/{self.metric} has not improved "
-                               f"for {self.bad_evals} evaluations (best {self.best:.4f})")
+                progress.write(
+                    f"early stopping at step {self.step}: val/{self.metric} has not improved "
+                    f"for {self.bad_evals} evaluations (best {self.best:.4f})"
+                )
                 self.stopped_early = True
         if checkpoint_now and not last:  # the last step's checkpoint is written once, after the loop
             self.save("last.pt")
@@ -380,9 +439,11 @@ class Trainer:
             kept = f"the last good checkpoint, {path} (step {step}), was kept"
         else:
             kept = "no checkpoint had been written yet"
-        raise NonFiniteLoss(f"the loss or gradient became non-finite at step {bad}; stopped at step {self.step}; "
-                            f"{kept}. Try a lower train.lr, train.grad_clip, or train.precision=fp32",
-                            is_main=self.dist.is_main)
+        raise NonFiniteLoss(
+            f"the loss or gradient became non-finite at step {bad}; stopped at step {self.step}; "
+            f"{kept}. Try a lower train.lr, train.grad_clip, or train.precision=fp32",
+            is_main=self.dist.is_main,
+        )
 
     def _log_window(self, log: MetricsLog, progress: Progress, lr: float) -> None:
         w = self.window
@@ -392,8 +453,13 @@ class Trainer:
         loss_sum, correct, n, tokens = sums.tolist()
         n = max(n, 1)
         elapsed = max(time.perf_counter() - w.t, 1e-9)
-        record = {"train/loss": loss_sum / n, "train/lr": lr, "train/grad_norm": w.last_grad_norm(),
-                  "train/samples_per_s": n / elapsed, "train/tokens_per_s": tokens / elapsed}
+        record = {
+            "train/loss": loss_sum / n,
+            "train/lr": lr,
+            "train/grad_norm": w.last_grad_norm(),
+            "train/samples_per_s": n / elapsed,
+            "train/tokens_per_s": tokens / elapsed,
+        }
         if self.task in ACCURACY_TASKS:
             record["train/accuracy"] = correct / n
         log.log(self.step, record)

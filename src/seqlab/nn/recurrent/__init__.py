@@ -24,10 +24,34 @@ from .layers import GRU, LSTM, RNN, Path, _RecurrentBase, detach_state, select_p
 from .loop import InferenceStep, RecordedGates, State, Step, StepResult, Weights, rows, run_direction
 
 __all__ = [
-    "RNN", "LSTM", "GRU", "LayerNormLSTM", "RNNCell", "LSTMCell", "GRUCell", "detach_state",
-    "rnn_step", "lstm_step", "gru_step", "layernorm_lstm_step", "LSTMStep", "GRUStep",
-    "IMPLS", "select_path", "Path", "State", "Gates", "RecordedGates", "Step", "StepResult", "InferenceStep",
-    "Weights", "recurrent_input", "run_direction", "rows", "check_impl",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "LayerNormLSTM",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "detach_state",
+    "rnn_step",
+    "lstm_step",
+    "gru_step",
+    "layernorm_lstm_step",
+    "LSTMStep",
+    "GRUStep",
+    "IMPLS",
+    "select_path",
+    "Path",
+    "State",
+    "Gates",
+    "RecordedGates",
+    "Step",
+    "StepResult",
+    "InferenceStep",
+    "Weights",
+    "recurrent_input",
+    "run_direction",
+    "rows",
+    "check_impl",
 ]
 
 # The names seqlab/nn/recurrent.py had before it became this package (issue 15), under their
@@ -51,7 +75,7 @@ _check_impl, _recurrent_input, _rows, _recur = check_impl, recurrent_input, rows
 
 _REMOVED = {
     "_fused_lstm_gates": "fast.fused.lstm_cell_update, which returns the gates as named fields "
-                         "(the old positional (f, i, g, c, o) 5-tuple is gone; an alias would reorder them silently)",
+    "(the old positional (f, i, g, c, o) 5-tuple is gone; an alias would reorder them silently)",
     "_lstm_gates": "equations.LSTMStep(...).gates()",
 }
 

@@ -28,8 +28,17 @@ def check_impl(impl: str) -> str:
 class _CellBase(nn.Module):
     """Parameters and input checks shared by RNNCell, LSTMCell and GRUCell (torch's layout)."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
-                 device=None, dtype=None, *, impl: str = "fused") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool,
+        num_chunks: int,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+    ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
@@ -63,8 +72,9 @@ class _CellBase(nn.Module):
         if input.dim() not in (1, 2):
             raise ValueError(f"{cls}: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if input.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. "
-                               f"Expected {self.input_size}, got {input.size(-1)}")
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.size(-1)}"
+            )
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, H_in)
         out = []
@@ -73,8 +83,9 @@ class _CellBase(nn.Module):
                 s = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
             else:
                 if s.dim() != input.dim():
-                    raise ValueError(f"{cls}: Expected {name} to be {input.dim()}D like the input, "
-                                     f"got {s.dim()}D instead")
+                    raise ValueError(
+                        f"{cls}: Expected {name} to be {input.dim()}D like the input, got {s.dim()}D instead"
+                    )
                 s = s if batched else s.unsqueeze(0)
                 expected = (x.size(0), self.hidden_size)
                 if tuple(s.shape) != expected:
@@ -100,8 +111,17 @@ class RNNCell(_CellBase):
     where N = batch size, H_in = input_size, H_out = hidden_size.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device=None, dtype=None, *, impl: str = "fused") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
@@ -133,8 +153,9 @@ class LSTMCell(_CellBase):
     where N = batch size, H_in = input_size, H = hidden_size.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
-                 *, impl: str = "fused") -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, impl: str = "fused"
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, 4, device, dtype, impl=impl)
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -164,8 +185,9 @@ class GRUCell(_CellBase):
     where N = batch size, H_in = input_size, H = hidden_size.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
-                 *, impl: str = "fused") -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, impl: str = "fused"
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, 3, device, dtype, impl=impl)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:

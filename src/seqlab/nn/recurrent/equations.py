@@ -32,9 +32,16 @@ def recurrent_input(h_prev: Tensor, recurrent_mask: Tensor | None) -> Tensor:
     return h_prev if recurrent_mask is None else h_prev * recurrent_mask
 
 
-def rnn_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
-             b_hh: Tensor | None = None, nonlinearity: str = "tanh",
-             recurrent_mask: Tensor | None = None) -> Tensor:
+def rnn_step(
+    x_t: Tensor,
+    h_prev: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    nonlinearity: str = "tanh",
+    recurrent_mask: Tensor | None = None,
+) -> Tensor:
     """Vanilla (Elman) RNN, one step.
 
         H_t = act(X_t W_x + b_x + H_{t-1} W_h + b_h)        act = tanh or relu
@@ -57,13 +64,26 @@ class LSTMStep(NamedTuple):
 
     def gates(self) -> Gates:
         """The recorded gates, in the lecture's order: forget, input, candidate, cell, output."""
-        return {"forget": self.forget, "input": self.input, "candidate": self.candidate,
-                "cell": self.c, "output": self.output}
+        return {
+            "forget": self.forget,
+            "input": self.input,
+            "candidate": self.candidate,
+            "cell": self.c,
+            "output": self.output,
+        }
 
 
-def lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
-              b_ih: Tensor | None = None, b_hh: Tensor | None = None, w_hr: Tensor | None = None,
-              recurrent_mask: Tensor | None = None) -> LSTMStep:
+def lstm_step(
+    x_t: Tensor,
+    h_prev: Tensor,
+    c_prev: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    recurrent_mask: Tensor | None = None,
+) -> LSTMStep:
     """LSTM, one step: the cell state is a conveyor belt that the gates write to and read from.
 
         F_t = sigmoid(X_t W_xf + H_{t-1} W_hf + b_f)        forget gate
@@ -101,8 +121,15 @@ class GRUStep(NamedTuple):
         return {"reset": self.reset, "update": self.update, "candidate": self.candidate}
 
 
-def gru_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
-             b_hh: Tensor | None = None, recurrent_mask: Tensor | None = None) -> GRUStep:
+def gru_step(
+    x_t: Tensor,
+    h_prev: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    recurrent_mask: Tensor | None = None,
+) -> GRUStep:
     """GRU, one step: a reset and an update gate, no separate cell state.
 
         R_t = sigmoid(X_t W_xr + H_{t-1} W_hr + b_r)                 reset gate
@@ -122,9 +149,20 @@ def gru_step(x_t: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
     return GRUStep(h_t, reset=r_t, update=z_t, candidate=n_t)
 
 
-def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
-                        b: Tensor | None, g_ih: Tensor, g_hh: Tensor, g_c: Tensor, b_c: Tensor | None,
-                        eps: float = 1e-5, recurrent_mask: Tensor | None = None) -> LSTMStep:
+def layernorm_lstm_step(
+    x_t: Tensor,
+    h_prev: Tensor,
+    c_prev: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b: Tensor | None,
+    g_ih: Tensor,
+    g_hh: Tensor,
+    g_c: Tensor,
+    b_c: Tensor | None,
+    eps: float = 1e-5,
+    recurrent_mask: Tensor | None = None,
+) -> LSTMStep:
     """LayerNorm-LSTM (Ba, Kiros & Hinton 2016, section 3.1), one step.
 
     LN(a; g, b) = g * (a - mean(a)) / sqrt(var(a) + eps) + b, over the features of each row.
@@ -139,8 +177,9 @@ def layernorm_lstm_step(x_t: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tenso
     Shapes: x_t (B, H_in), h_prev (B, H), c_prev (B, H) -> h, c and gates (B, H).
     """
     G = w_ih.size(0)  # 4H
-    a_t = (F.layer_norm(F.linear(x_t, w_ih), (G,), g_ih, None, eps)
-           + F.layer_norm(F.linear(recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps))
+    a_t = F.layer_norm(F.linear(x_t, w_ih), (G,), g_ih, None, eps) + F.layer_norm(
+        F.linear(recurrent_input(h_prev, recurrent_mask), w_hh), (G,), g_hh, None, eps
+    )
     if b is not None:
         a_t = a_t + b  # (B, 4H)
     a_i, a_f, a_g, a_o = a_t.chunk(4, dim=1)  # 4 x (B, H), torch's block order in W

@@ -57,13 +57,38 @@ class LayerNormLSTM(_RecurrentBase):
 
     _gate_chunks, _has_cell, _has_native = 4, True, False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, impl: str = "fused", recurrent_dropout: float = 0.0,
-                 eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+        recurrent_dropout: float = 0.0,
+        eps: float = 1e-5,
+    ) -> None:
         self.eps = eps
-        super().__init__("LayerNormLSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype, impl=impl, recurrent_dropout=recurrent_dropout)
+        super().__init__(
+            "LayerNormLSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            impl=impl,
+            recurrent_dropout=recurrent_dropout,
+        )
 
     def _param_shapes(self, layer_input: int):
         G, H = 4 * self.hidden_size, self.hidden_size
@@ -87,18 +112,37 @@ class LayerNormLSTM(_RecurrentBase):
 
     def _weights(self, layer: int, suffix: str) -> Weights:
         get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
-        return {"w_ih": get("weight_ih"), "w_hh": get("weight_hh"), "b": get("bias"),
-                "g_ih": get("ln_ih_weight"), "g_hh": get("ln_hh_weight"),
-                "g_c": get("ln_cell_weight"), "b_c": get("ln_cell_bias")}
+        return {
+            "w_ih": get("weight_ih"),
+            "w_hh": get("weight_hh"),
+            "b": get("bias"),
+            "g_ih": get("ln_ih_weight"),
+            "g_hh": get("ln_hh_weight"),
+            "g_c": get("ln_cell_weight"),
+            "b_c": get("ln_cell_bias"),
+        }
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", eps={self.eps}" if self.eps != 1e-5 else "")
 
     def _reference_step(self, w: Weights) -> Step:
         def step(x_t, state, mask):
-            s = layernorm_lstm_step(x_t, state[0], state[1], w["w_ih"], w["w_hh"], w["b"], w["g_ih"],
-                                    w["g_hh"], w["g_c"], w["b_c"], self.eps, mask)
+            s = layernorm_lstm_step(
+                x_t,
+                state[0],
+                state[1],
+                w["w_ih"],
+                w["w_hh"],
+                w["b"],
+                w["g_ih"],
+                w["g_hh"],
+                w["g_c"],
+                w["b_c"],
+                self.eps,
+                mask,
+            )
             return (s.h, s.c), s
+
         return step
 
     def _fused(self, layer_in: Tensor, w: Weights, *, batch: int, reverse: bool) -> tuple[Tensor, Step]:

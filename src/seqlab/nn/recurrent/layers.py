@@ -24,7 +24,8 @@ penalty) is not supported on the LSTM's and RNN's own fused loop, whose hand-wri
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,7 @@ from .cells import check_impl
 from .equations import gru_step, lstm_step, rnn_step
 from .fast import fused_gru, fused_lstm, fused_rnn, lstm_inference_step
 from .loop import InferenceStep, RecordedGates, State, Step, Weights, rows, run_direction
-from .torch_internals import (autocast_enabled, flatten_cudnn_weights, native_layer, onednn_usable,
-                              plain_autograd_only)
+from .torch_internals import autocast_enabled, flatten_cudnn_weights, native_layer, onednn_usable, plain_autograd_only
 
 Path = Literal["reference", "native", "fused_own", "inference"]
 
@@ -56,11 +56,20 @@ def select_path(layer: _RecurrentBase, x: Tensor, batch: int, *, return_gates: b
     """
     if layer.impl == "reference":
         return "reference"
-    if (layer.impl == "fused" and layer._has_native and not return_gates
-            and not (layer.training and layer.recurrent_dropout > 0)):
+    if (
+        layer.impl == "fused"
+        and layer._has_native
+        and not return_gates
+        and not (layer.training and layer.recurrent_dropout > 0)
+    ):
         return "native"
-    if (layer._inference_step is not None and not (return_gates or torch.is_grad_enabled()) and batch > 0
-            and onednn_usable(x) and not plain_autograd_only()):
+    if (
+        layer._inference_step is not None
+        and not (return_gates or torch.is_grad_enabled())
+        and batch > 0
+        and onednn_usable(x)
+        and not plain_autograd_only()
+    ):
         return "inference"
     return "fused_own"
 
@@ -80,15 +89,30 @@ class _RecurrentBase(nn.Module):
     _has_cell: bool
     _has_native = True
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device=None, dtype=None, *, impl: str = "fused",
-                 recurrent_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+        recurrent_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         for name, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} should be a number in range [0, 1] representing the probability "
-                                 f"of an element being zeroed, got {value!r}")
+                raise ValueError(
+                    f"{name} should be a number in range [0, 1] representing the probability "
+                    f"of an element being zeroed, got {value!r}"
+                )
         for name, value in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
@@ -100,8 +124,9 @@ class _RecurrentBase(nn.Module):
         if proj_size < 0:
             raise ValueError(f"proj_size should be a positive integer or zero to disable projections, got {proj_size}")
         if proj_size >= hidden_size:
-            raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
-                             f"and hidden_size={hidden_size}")
+            raise ValueError(
+                f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} and hidden_size={hidden_size}"
+            )
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
@@ -149,8 +174,13 @@ class _RecurrentBase(nn.Module):
     def _weights(self, layer: int, suffix: str) -> Weights:
         """This (layer, direction)'s parameters by short name: w_ih, w_hh, b_ih, b_hh, w_hr."""
         get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
-        return {"w_ih": get("weight_ih"), "w_hh": get("weight_hh"), "b_ih": get("bias_ih"),
-                "b_hh": get("bias_hh"), "w_hr": get("weight_hr")}
+        return {
+            "w_ih": get("weight_ih"),
+            "w_hh": get("weight_hh"),
+            "b_ih": get("bias_ih"),
+            "b_hh": get("bias_hh"),
+            "w_hr": get("weight_hr"),
+        }
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -164,10 +194,17 @@ class _RecurrentBase(nn.Module):
         the native path.
         """
         if self._has_native:
-            flatten_cudnn_weights(self._flat_weights(), self.mode, input_size=self.input_size,
-                                  hidden_size=self.hidden_size, proj_size=self.proj_size,
-                                  num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
-                                  bidirectional=self.bidirectional)
+            flatten_cudnn_weights(
+                self._flat_weights(),
+                self.mode,
+                input_size=self.input_size,
+                hidden_size=self.hidden_size,
+                proj_size=self.proj_size,
+                num_layers=self.num_layers,
+                bias=self.bias,
+                batch_first=self.batch_first,
+                bidirectional=self.bidirectional,
+            )
 
     def _apply(self, fn, recurse=True):
         # .cuda() / .to() give the parameters new storage: flatten again, as torch.nn.RNNBase does.
@@ -206,13 +243,16 @@ class _RecurrentBase(nn.Module):
     def _check_input(self, x: Tensor, expected_dim: int) -> None:
         w = self.weight_ih_l0
         if x.dtype != w.dtype and not autocast_enabled():
-            raise ValueError(f"{self._name} input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
-                             f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})")
+            raise ValueError(
+                f"{self._name} input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
+            )
         if x.dim() != expected_dim:
             raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
         if x.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. "
-                               f"Expected {self.input_size}, got {x.size(-1)}")
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+            )
 
     def _initial_state(self, hx, batch: int, like: Tensor, batched: bool) -> State:
         """hx as a tuple of (num_layers * D, B, *) tensors, zeros if not given; shapes checked."""
@@ -228,8 +268,10 @@ class _RecurrentBase(nn.Module):
         if any(d != want for d in dims):
             what = "hx and cx" if self._has_cell else "hx"
             got = f"({dims[0]}-D, {dims[1]}-D) tensors" if self._has_cell else f"{dims[0]}-D tensor"
-            raise RuntimeError(f"For {'batched 3-D' if batched else 'unbatched 2-D'} input, {what} should "
-                               f"also be {want}-D but got {got}")
+            raise RuntimeError(
+                f"For {'batched 3-D' if batched else 'unbatched 2-D'} input, {what} should "
+                f"also be {want}-D but got {got}"
+            )
         if not batched:
             states = tuple(s.unsqueeze(1) for s in states)
         for k, (s, size) in enumerate(zip(states, sizes)):
@@ -279,9 +321,19 @@ class _RecurrentBase(nn.Module):
         path = select_path(self, data if packed else x, B, return_gates=return_gates)
         if path == "native":
             hx_native = states if self._has_cell else states[0]
-            output, *hidden = native_layer(self.mode, data if packed else x, batch_sizes if packed else None,
-                                           hx_native, self._flat_weights(), self.bias, self.num_layers,
-                                           self.dropout, self.training, self.bidirectional, self.batch_first)
+            output, *hidden = native_layer(
+                self.mode,
+                data if packed else x,
+                batch_sizes if packed else None,
+                hx_native,
+                self._flat_weights(),
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                self.batch_first,
+            )
             hidden = tuple(hidden)
         else:
             if packed:
@@ -318,11 +370,14 @@ class _RecurrentBase(nn.Module):
         B, T = (input.size(0), input.size(1)) if self.batch_first else (input.size(1), input.size(0))
         lengths = torch.as_tensor(lengths)
         if lengths.dim() != 1 or lengths.numel() != B:
-            raise ValueError(f"lengths must hold one length per sequence: expected shape ({B},), "
-                             f"got {tuple(lengths.shape)}")
+            raise ValueError(
+                f"lengths must hold one length per sequence: expected shape ({B},), got {tuple(lengths.shape)}"
+            )
         if int(lengths.max()) > T:
-            raise ValueError(f"lengths longer than the sequence: expected every length <= {T} "
-                             f"(the input's sequence length), got {int(lengths.max())}")
+            raise ValueError(
+                f"lengths longer than the sequence: expected every length <= {T} "
+                f"(the input's sequence length), got {int(lengths.max())}"
+            )
         if int(lengths.min()) < 1:
             raise ValueError(f"expected every length >= 1, got {int(lengths.min())}")
         packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
@@ -375,9 +430,16 @@ class _RecurrentBase(nn.Module):
                     out_size = self.proj_size or self.hidden_size  # the step writes h_t into the output block
                 else:
                     xs, step = self._fused(rows(layer_in), w, batch=B, reverse=direction == 1)
-                out, state_n, rec = run_direction(step, xs, sizes, tuple(s[idx] for s in states),
-                                                  reverse=direction == 1, mask=mask, record=record,
-                                                  out_size=out_size)
+                out, state_n, rec = run_direction(
+                    step,
+                    xs,
+                    sizes,
+                    tuple(s[idx] for s in states),
+                    reverse=direction == 1,
+                    mask=mask,
+                    record=record,
+                    out_size=out_size,
+                )
                 outs.append(out)
                 for k, s in enumerate(state_n):
                     finals[k].append(s)
@@ -462,16 +524,40 @@ class RNN(_RecurrentBase):
 
     _gate_chunks, _has_cell = 1, False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None, *, impl: str = "fused",
-                 recurrent_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+        recurrent_dropout: float = 0.0,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
-        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size,
-                         num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype,
-                         impl=impl, recurrent_dropout=recurrent_dropout)
+        super().__init__(
+            "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            impl=impl,
+            recurrent_dropout=recurrent_dropout,
+        )
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -480,6 +566,7 @@ class RNN(_RecurrentBase):
     def _reference_step(self, w: Weights) -> Step:
         def step(x_t, state, mask):
             return (rnn_step(x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], self.nonlinearity, mask),), None
+
         return step
 
     def _fused(self, layer_in: Tensor, w: Weights, *, batch: int, reverse: bool) -> tuple[Tensor, Step]:
@@ -524,18 +611,43 @@ class LSTM(_RecurrentBase):
 
     _gate_chunks, _has_cell = 4, True
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device=None, dtype=None, *, impl: str = "fused",
-                 recurrent_dropout: float = 0.0) -> None:
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, device, dtype, impl=impl,
-                         recurrent_dropout=recurrent_dropout)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+            impl=impl,
+            recurrent_dropout=recurrent_dropout,
+        )
 
     def _reference_step(self, w: Weights) -> Step:
         def step(x_t, state, mask):
             s = lstm_step(x_t, state[0], state[1], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_hr"], mask)
             return (s.h, s.c), s
+
         return step
 
     _fused = staticmethod(fused_lstm)
@@ -576,16 +688,42 @@ class GRU(_RecurrentBase):
 
     _gate_chunks, _has_cell = 3, False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, impl: str = "fused", recurrent_dropout: float = 0.0) -> None:
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype, impl=impl, recurrent_dropout=recurrent_dropout)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "fused",
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            impl=impl,
+            recurrent_dropout=recurrent_dropout,
+        )
 
     def _reference_step(self, w: Weights) -> Step:
         def step(x_t, state, mask):
             s = gru_step(x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], mask)
             return (s.h,), s
+
         return step
 
     _fused = staticmethod(fused_gru)

@@ -8,7 +8,8 @@ the state of the sequences that are not running back around the step's result.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,17 @@ def rows(xs: Tensor | list[Tensor]) -> Tensor:
     return xs if isinstance(xs, Tensor) else torch.cat(xs, dim=0)
 
 
-def run_direction(step: Step | InferenceStep, xs: Tensor | list[Tensor], sizes: list[int], state: State, *,
-                  reverse: bool, mask: Tensor | None, record: bool, out_size: int | None = None):
+def run_direction(
+    step: Step | InferenceStep,
+    xs: Tensor | list[Tensor],
+    sizes: list[int],
+    state: State,
+    *,
+    reverse: bool,
+    mask: Tensor | None,
+    record: bool,
+    out_size: int | None = None,
+):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
     Sequences are sorted longest first, so at step t the first sizes[t] rows are the live
@@ -67,7 +77,7 @@ def run_direction(step: Step | InferenceStep, xs: Tensor | list[Tensor], sizes: 
     # One split rather than T slices: the backward of a slice is a zero tensor the size of the
     # whole input per step (quadratic in T); that of a split is a single concatenation.
     x_steps = xs.split(sizes) if isinstance(xs, Tensor) else xs  # T x (sizes[t], *)
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+    for t in range(T - 1, -1, -1) if reverse else range(T):
         bs = sizes[t]
         x_t = x_steps[t]  # (bs, *)
         extra = () if out_rows is None else (out_rows[t],)

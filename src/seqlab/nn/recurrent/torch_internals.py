@@ -18,7 +18,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 
 # --------------------------------------------------------------------------------------------
 # Checks the fast paths branch on. They run several times per time step, so what can be looked
@@ -51,6 +51,7 @@ def delayed_error(message: str, n_outputs: int):
 # --------------------------------------------------------------------------------------------
 # oneDNN's linear
 # --------------------------------------------------------------------------------------------
+
 
 def onednn_pack(w: Tensor, batch: int) -> Tensor:
     """W (out, in), contiguous, in oneDNN's blocked layout for about ``batch`` rows of x."""
@@ -103,8 +104,12 @@ def _onednn_linear_works() -> bool:
 
 def cpu_float32(t: Tensor) -> bool:
     """A float32 CPU tensor outside torch.compile and autocast: where the oneDNN route runs."""
-    return (t.dtype == torch.float32 and t.device.type == "cpu" and not autocast_enabled()
-            and not torch.compiler.is_compiling())
+    return (
+        t.dtype == torch.float32
+        and t.device.type == "cpu"
+        and not autocast_enabled()
+        and not torch.compiler.is_compiling()
+    )
 
 
 def onednn_usable(t: Tensor) -> bool:
@@ -114,8 +119,12 @@ def onednn_usable(t: Tensor) -> bool:
     oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
     autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
     """
-    return (cpu_float32(t) and _MKLDNN_BUILT and torch._C._get_mkldnn_enabled()
-            and (_ONEDNN_LINEAR or _onednn_linear_works()))
+    return (
+        cpu_float32(t)
+        and _MKLDNN_BUILT
+        and torch._C._get_mkldnn_enabled()
+        and (_ONEDNN_LINEAR or _onednn_linear_works())
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,15 +132,30 @@ def onednn_usable(t: Tensor) -> bool:
 # --------------------------------------------------------------------------------------------
 
 _NATIVE_LAYERS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
-_NATIVE_CELLS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
-                 "RNN_RELU": _VF.rnn_relu_cell}
+_NATIVE_CELLS = {
+    "LSTM": _VF.lstm_cell,
+    "GRU": _VF.gru_cell,
+    "RNN_TANH": _VF.rnn_tanh_cell,
+    "RNN_RELU": _VF.rnn_relu_cell,
+}
 
 
 # torch.compile runs it eagerly, as it does torch.nn's own RNN modules: inductor cannot lower
 # the oneDNN RNN op on CPU.
 @torch.compiler.disable
-def native_layer(mode: str, x: Tensor, batch_sizes: Tensor | None, hx, weights: list[Tensor], bias: bool,
-                 num_layers: int, dropout: float, training: bool, bidirectional: bool, batch_first: bool):
+def native_layer(
+    mode: str,
+    x: Tensor,
+    batch_sizes: Tensor | None,
+    hx,
+    weights: list[Tensor],
+    bias: bool,
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+    batch_first: bool,
+):
     """torch's fused kernel for ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"), called as
     torch.nn.RNNBase calls it: padded x (batch_sizes None) or a PackedSequence's data."""
     fn = _NATIVE_LAYERS[mode]
@@ -145,9 +169,18 @@ def native_cell(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
     return _NATIVE_CELLS[mode](x, hx, w_ih, w_hh, b_ih, b_hh)
 
 
-def flatten_cudnn_weights(weights: list[Tensor], mode: str, *, input_size: int, hidden_size: int,
-                          proj_size: int, num_layers: int, bias: bool, batch_first: bool,
-                          bidirectional: bool) -> None:
+def flatten_cudnn_weights(
+    weights: list[Tensor],
+    mode: str,
+    *,
+    input_size: int,
+    hidden_size: int,
+    proj_size: int,
+    num_layers: int,
+    bias: bool,
+    batch_first: bool,
+    bidirectional: bool,
+) -> None:
     """Put the parameters into one contiguous cuDNN weight buffer, as torch.nn.RNNBase does.
 
     A port of torch's flatten_parameters (torch/nn/modules/rnn.py), including its short-circuits:
@@ -169,5 +202,14 @@ def flatten_cudnn_weights(weights: list[Tensor], mode: str, *, input_size: int, 
         with torch.no_grad():
             if torch._use_cudnn_rnn_flatten_weight():
                 num_weights = (4 if bias else 2) + (1 if proj_size > 0 else 0)
-                torch._cudnn_rnn_flatten_weight(weights, num_weights, input_size, cudnn_rnn.get_cudnn_mode(mode),
-                                                hidden_size, proj_size, num_layers, batch_first, bool(bidirectional))
+                torch._cudnn_rnn_flatten_weight(
+                    weights,
+                    num_weights,
+                    input_size,
+                    cudnn_rnn.get_cudnn_mode(mode),
+                    hidden_size,
+                    proj_size,
+                    num_layers,
+                    batch_first,
+                    bool(bidirectional),
+                )

@@ -13,5 +13,11 @@ The oneDNN ops they reach are called through ``..torch_internals``.
 from .fused import fused_gru, fused_layernorm_lstm, fused_lstm, fused_rnn
 from .inference import layernorm_lstm_inference_step, lstm_inference_step
 
-__all__ = ["fused_rnn", "fused_lstm", "fused_gru", "fused_layernorm_lstm", "lstm_inference_step",
-           "layernorm_lstm_inference_step"]
+__all__ = [
+    "fused_rnn",
+    "fused_lstm",
+    "fused_gru",
+    "fused_layernorm_lstm",
+    "lstm_inference_step",
+    "layernorm_lstm_inference_step",
+]

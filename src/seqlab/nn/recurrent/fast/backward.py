@@ -16,10 +16,12 @@ from torch import Tensor
 from ..torch_internals import delayed_error
 from .ops import mm_at_b
 
-DOUBLE_BACKWARD = ("double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
-                   "or impl='fused' with recurrent_dropout while training or return_gates=True): "
-                   "its backward is first-order only. Use impl='reference' to "
-                   "differentiate the gradient (create_graph=True) again.")
+DOUBLE_BACKWARD = (
+    "double backward is not supported by seqlab's own fused recurrence (impl='fused_own', "
+    "or impl='fused' with recurrent_dropout while training or return_gates=True): "
+    "its backward is first-order only. Use impl='reference' to "
+    "differentiate the gradient (create_graph=True) again."
+)
 
 
 def first_order_only(backward):
@@ -28,6 +30,7 @@ def first_order_only(backward):
     The backward runs without recording a graph; under create_graph=True its outputs get a node
     that raises when something differentiates through it.
     """
+
     @functools.wraps(backward)
     def wrapper(ctx, *args):
         with torch.no_grad():
@@ -39,7 +42,9 @@ def first_order_only(backward):
 
         def aliased(t):  # a copy of the tensor that requires grad, so that it gets err as grad_fn
             return None if t is None else t.detach().requires_grad_(True)
+
         return err(*[aliased(t) for t in outputs])
+
     return wrapper
 
 
@@ -84,8 +89,9 @@ class BatchedWeightGrad(torch.autograd.Function):
         return grad, grad_w, None, None
 
 
-def batched_weight_grad(xp: Tensor, w_hh: Tensor, reverse: bool,
-                        perm: Tensor | None = None) -> tuple[Tensor, Tensor, RecurrentInputTape | None]:
+def batched_weight_grad(
+    xp: Tensor, w_hh: Tensor, reverse: bool, perm: Tensor | None = None
+) -> tuple[Tensor, Tensor, RecurrentInputTape | None]:
     """(xp, W_hh for the loop, the tape the loop fills), or (xp, W_hh, None) without grad.
 
     With a tape the loop's W_hh is detached and BatchedWeightGrad gives its gradient. Under

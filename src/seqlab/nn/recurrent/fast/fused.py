@@ -39,8 +39,9 @@ def ifog(H: int, device) -> Tensor:
     if perm is None:
         # Never an inference tensor: indexing saves the index for backward.
         with torch.inference_mode(False):
-            perm = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
-                              torch.arange(2 * H, 3 * H)]).to(device)
+            perm = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(
+                device
+            )
         if not torch.compiler.is_compiling():
             _IFOG[key] = perm
     return perm
@@ -81,6 +82,7 @@ def fused_rnn(layer_in: Tensor, w: Weights, nonlinearity: str, *, batch: int, re
         if tape is not None:
             tape.keep(h)
         return (act(packed_linear(h, pw_hh, add=xp_t)),), None
+
     return xp, step
 
 
@@ -106,6 +108,7 @@ def fused_lstm(layer_in: Tensor, w: Weights, *, batch: int, reverse: bool) -> tu
         if w_hr is not None:
             h_t = linear(h_t, w_hr)  # (bs, H_out)
         return (h_t, u.c), _lstm_step_result(h_t, u)
+
     return xp, step
 
 
@@ -128,6 +131,7 @@ def fused_gru(layer_in: Tensor, w: Weights, *, batch: int, reverse: bool) -> tup
         n_t = tanh(torch.addcmul(x_n, r_t, h_n))  # candidate
         h = torch.addcmul(n_t, z_t, h - n_t)  # z * h + (1 - z) * n
         return (h,), GRUStep(h, reset=r_t, update=z_t, candidate=n_t)
+
     return xp, step
 
 
@@ -150,4 +154,5 @@ def fused_layernorm_lstm(layer_in: Tensor, w: Weights, eps: float, *, batch: int
         u = lstm_cell_update(a, c, H)  # a (bs, 4H)
         h_t = u.output * tanh(F.layer_norm(u.c, (H,), g_c, b_c, eps))  # (bs, H)
         return (h_t, u.c), _lstm_step_result(h_t, u)
+
     return xp, step

@@ -30,7 +30,7 @@ def candidate_times_minus_2_(t: Tensor, H: int) -> Tensor:
     """t (4H, ...) in torch's i, f, g, o block order, its candidate block g multiplied by -2 in
     place (t must be a fresh copy): the inference steps then get tanh(a_g) = 1 - 2 sigmoid(-2 a_g)
     from the same sigmoid as the gates."""
-    t[2 * H:3 * H] *= -2
+    t[2 * H : 3 * H] *= -2
     return t
 
 
@@ -56,6 +56,7 @@ def lstm_inference_step(w: Weights, batch: int) -> InferenceStep:
         else:
             h_t = out.copy_(linear(torch.addcmul(o_t, o_t, s_c, value=-2), w_hr))  # (bs, H_out)
         return (h_t, c_t), None
+
     return step
 
 
@@ -89,4 +90,5 @@ def layernorm_lstm_inference_step(w: Weights, eps: float, batch: int) -> Inferen
         s_c = F.layer_norm(c_t, (H,), g_c, b_c, eps).sigmoid_()  # sigmoid(-2 LN(c_t))
         h_t = torch.addcmul(o_t, o_t, s_c, value=-2, out=out)  # o tanh(LN(c_t)), (bs, H)
         return (h_t, c_t), None
+
     return step

@@ -27,8 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..torch_internals import (cpu_float32, onednn_linear, onednn_linear_add, onednn_pack, onednn_usable,
-                               plain_autograd_only)
+from ..torch_internals import (
+    cpu_float32,
+    onednn_linear,
+    onednn_linear_add,
+    onednn_pack,
+    onednn_usable,
+    plain_autograd_only,
+)
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -132,8 +138,12 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _onednn_call(x: Tensor, w: Tensor, bias: Tensor | None, add: Tensor | None, pw: PackedWeight | None) -> Tensor:
-    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (bias is not None and bias.requires_grad)
-                                    or (add is not None and add.requires_grad)):
+    if torch.is_grad_enabled() and (
+        x.requires_grad
+        or w.requires_grad
+        or (bias is not None and bias.requires_grad)
+        or (add is not None and add.requires_grad)
+    ):
         return _OneDNNLinear.apply(x, w, bias, add, pw)
     # No graph to record: skip the autograd Function's per-call overhead.
     return _onednn_forward(x, w if pw is None else pw.packed(), bias, add)
@@ -147,10 +157,17 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     bias that is not a contiguous (out,) vector, forward-mode AD, torch.func transforms) goes to
     F.linear itself, which also gives the error messages for bad shapes.
     """
-    if (x.dim() == 2 and w.dim() == 2 and x.size(0) > 0 and x.size(1) == w.size(1)
-            and x.dtype == w.dtype and (b is None or (b.dim() == 1 and b.size(0) == w.size(0)
-                                                      and b.dtype == w.dtype and b.is_contiguous()))
-            and w.device == x.device and onednn_usable(x) and not plain_autograd_only()):
+    if (
+        x.dim() == 2
+        and w.dim() == 2
+        and x.size(0) > 0
+        and x.size(1) == w.size(1)
+        and x.dtype == w.dtype
+        and (b is None or (b.dim() == 1 and b.size(0) == w.size(0) and b.dtype == w.dtype and b.is_contiguous()))
+        and w.device == x.device
+        and onednn_usable(x)
+        and not plain_autograd_only()
+    ):
         return _onednn_call(x, w, b, None, None)
     return F.linear(x, w, b)
 
