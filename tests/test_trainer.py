@@ -195,6 +195,8 @@ def test_logs_throughput_lr_grad_norms_and_tensorboard(tmp_path):
         assert 0 < r["train/samples_per_s"] <= 800 and r["train/tokens_per_s"] == r["train/samples_per_s"]
         assert r["train/lr"] == pytest.approx(0.1) and r["train/grad_norm"] > 0
         assert 0 <= r["train/accuracy"] <= 1
+    # Wall time of the run so far: at least 10 ms a step, and growing.
+    assert train[0]["train/seconds"] >= 0.02 and train[1]["train/seconds"] >= train[0]["train/seconds"] + 0.02
     layers = [r for r in records if "grad_norm/lin.weight" in r]
     assert [r["step"] for r in layers] == [2, 4] and all(r["grad_norm/lin.bias"] >= 0 for r in layers)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -459,6 +459,7 @@ class Trainer:
             "train/grad_norm": w.last_grad_norm(),
             "train/samples_per_s": n / elapsed,
             "train/tokens_per_s": tokens / elapsed,
+            "train/seconds": self.seconds(),  # wall time of the run so far (all sessions): curves against time
         }
         if self.task in ACCURACY_TASKS:
             record["train/accuracy"] = correct / n
