@@ -5,7 +5,9 @@
     p(y_t | y_<t, x) = softmax(h_t W_o^T + b),   W_o = E_tgt when ``tie_output`` (section 3.4)
 
 Positions are sinusoidal (added, 3.5), learned (added) or rotary (RoPE in every self-attention;
-cross-attention compares a target position with source positions, which RoPE does not relate).
+cross-attention compares a target position with source positions, which RoPE does not relate), or
+none: the ablation that shows why they are there (the encoder is then permutation-equivariant, so it
+cannot tell "1 2" from "2 1"; the causal decoder can still count its own steps).
 Embeddings start at N(0, 1/d) and are scaled by sqrt(d), so the tied output layer starts with
 logits of unit scale. Padding: the encoder's self-attention and the decoder's cross-attention
 see only real source tokens; the decoder's self-attention is causal and sees only real target
@@ -32,7 +34,7 @@ from .seq2seq_common import Seq2SeqModel, check_seq2seq_config, check_seq2seq_da
 
 __all__ = ["Seq2SeqTransformerConfig", "Seq2SeqTransformer", "TransformerDecodeState"]
 
-POSITIONS = ("sinusoidal", "learned", "rotary")
+POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Seq2SeqTransformerConfig:
     dropout: float = 0.1
     activation: str = "relu"  # "relu" or "gelu"
     norm_first: bool = True  # pre-LN; false: post-LN, as in the paper
-    positions: str = "sinusoidal"  # "sinusoidal", "learned" or "rotary"
+    positions: str = "sinusoidal"  # "sinusoidal", "learned", "rotary" or "none" (an ablation)
     share_embeddings: bool = False  # one embedding table for source and target (needs one vocabulary)
     tie_output: bool = True  # the output layer's weight is the target embedding
     label_smoothing: float = 0.0
@@ -129,7 +131,7 @@ class Seq2SeqTransformer(Seq2SeqModel):
         elif c.positions == "learned":
             self.src_pos = LearnedPositionalEncoding(d, max_len=c.max_src_len, dropout=c.dropout)
             self.tgt_pos = LearnedPositionalEncoding(d, max_len=c.max_tgt_len - 1, dropout=c.dropout)
-        else:  # rotary: positions enter inside the attentions
+        else:  # rotary: positions enter inside the attentions; none: no position information at all
             self.src_pos = self.tgt_pos = nn.Dropout(c.dropout)
         common = dict(
             dropout=c.dropout, activation=c.activation, norm_first=c.norm_first, rotary=c.positions == "rotary"
