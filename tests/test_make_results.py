@@ -1,0 +1,78 @@
+"""docs/make_results.py: which parts are stale, what a finished part records, how the page shows a part."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "make_results.py"
+
+
+@pytest.fixture
+def mr(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("make_results", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_results", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "OUT", tmp_path / "runs" / "results")
+    monkeypatch.setattr(module, "FIGURES", tmp_path / "docs" / "results")
+    monkeypatch.setattr(module, "PRESETS", tmp_path / "docs" / "results" / "presets.md")
+    return module
+
+
+def part(mr, commands, render=lambda d: "body read from " + d.name):
+    return mr.Part("demo", "A title", "A claim.", commands, ["configs/demo.toml"], render, 1.0, "1")
+
+
+def test_a_part_is_stale_until_run_then_when_its_inputs_or_commands_change(mr, tmp_path):
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "demo.toml"
+    config.write_text("[model]\n")
+    p = part(mr, ["seqlab --version"])
+    assert p.stale() == "not run yet"
+    name, seconds, error = mr.run_part(p)
+    assert (name, error) == ("demo", None) and seconds > 0
+    done = json.loads((p.dir / "done.json").read_text())
+    assert done["commands"] == ["seqlab --version"]
+    assert (p.dir / "logs" / "0.out").read_text().startswith("seqlab ")  # the command's own output is kept
+    assert p.stale() is None
+    later = (p.dir / "done.json").stat().st_mtime + 10
+    os.utime(config, (later, later))
+    assert p.stale() == "configs/demo.toml changed"
+    assert part(mr, ["seqlab --help"]).stale() == "its commands changed"
+
+
+def test_a_failing_command_leaves_the_part_unfinished_and_names_the_command(mr):
+    p = part(mr, ["seqlab train no/such/config.toml"])
+    name, _, error = mr.run_part(p)
+    assert error.startswith("`seqlab train no/such/config.toml` exited ")
+    assert not (p.dir / "done.json").exists() and p.stale() == "not run yet"
+
+
+def test_the_page_quotes_the_commands_and_shows_finished_parts_only(mr, tmp_path):
+    finished, waiting = part(mr, ["seqlab --version"]), part(mr, ["seqlab --help"])
+    waiting.name, waiting.section = "other", "2"
+    mr.run_part(finished)
+    text = mr.render_page([finished, waiting])
+    assert "## 1. A title" in text and "```\nseqlab --version\n```" in text
+    assert "body read from demo" in text and "_Measured " in text
+    assert "## 2. A title" in text and "Not measured yet: `make results` runs it." in text
+
+
+def test_unknown_parts_are_refused_with_the_list(mr, capsys):
+    with pytest.raises(SystemExit):
+        mr.main(["--only", "nosuch"])
+    assert "unknown part(s) nosuch; the parts are adding," in capsys.readouterr().err
+
+
+def test_the_table_helper_writes_a_parsable_table(mr):
+    from test_results_page import table_problems
+
+    text = mr.table(["a", "b"], [["1", "2"], ["3", "4"]])
+    assert text.splitlines()[1] == "|---|---:|" and table_problems(text) == []
