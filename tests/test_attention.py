@@ -9,7 +9,7 @@ import seqlab.nn as snn
 from seqlab.nn import masks
 from seqlab.nn.functional import scaled_dot_product_attention as sdpa
 
-TOL = 1e-5
+from tolerance import ALLCLOSE_ATOL, ALLCLOSE_RTOL, assert_close
 
 
 def _qkv(B=2, H=3, T_q=5, T_k=7, d_k=8, d_v=8, seed=0):
@@ -51,9 +51,8 @@ def test_sdpa_matches_torch_outputs_and_gradients(impl, mask, d_v):
     theirs = F.scaled_dot_product_attention(q, k, v, **kwargs)
     grads_theirs = torch.autograd.grad(theirs.pow(2).sum(), (q, k, v))
     assert ours.shape == (2, 3, T_q, d_v)
-    assert (ours - theirs).abs().max().item() <= TOL
-    for a, b in zip(grads_ours, grads_theirs):
-        assert (a - b).abs().max().item() <= TOL
+    assert_close(ours, theirs, "output")
+    assert_close(grads_ours, grads_theirs, "grads (q, k, v)")
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused", "auto"])
@@ -64,11 +63,10 @@ def test_sdpa_is_causal_matches_torch_when_lengths_differ(impl, T_q, T_k):
     ours = sdpa(q, k, v, is_causal=True, impl=impl)
     theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert ours.shape == (2, 3, T_q, 8)
-    assert (ours - theirs).abs().max().item() <= TOL
+    assert_close(ours, theirs, "output")
     grads_ours = torch.autograd.grad(ours.pow(2).sum(), (q, k, v))
     grads_theirs = torch.autograd.grad(theirs.pow(2).sum(), (q, k, v))
-    for a, b in zip(grads_ours, grads_theirs):
-        assert (a - b).abs().max().item() <= TOL
+    assert_close(grads_ours, grads_theirs, "grads (q, k, v)")
     _, w = sdpa(q, k, v, is_causal=True, impl="reference", return_weights=True)
     assert torch.equal(w != 0, torch.ones(T_q, T_k, dtype=torch.bool).tril().expand_as(w))
 
@@ -80,11 +78,11 @@ def test_sdpa_scale_and_weights_follow_the_formula():
     scores = (q @ k.transpose(-2, -1) * 0.3).masked_fill(~m, float("-inf"))
     expected_w = torch.softmax(scores, dim=-1)
     assert w.shape == (2, 3, 5, 7)
-    assert (w - expected_w).abs().max().item() <= TOL
-    assert (out - expected_w @ v).abs().max().item() <= TOL
+    assert_close(w, expected_w, "weights")
+    assert_close(out, expected_w @ v, "output")
     assert torch.all(w[..., ~m] == 0)
     fused = sdpa(q, k, v, attn_mask=m, scale=0.3, impl="fused")
-    assert (out - fused).abs().max().item() <= TOL
+    assert_close(fused, out, "fused output")
 
 
 def test_causal_with_a_mask_combines_both():
@@ -94,7 +92,7 @@ def test_causal_with_a_mask_combines_both():
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=both)
     for impl in ("reference", "fused"):
         got = sdpa(q, k, v, attn_mask=pad, is_causal=True, impl=impl)
-        assert (got - expected).abs().max().item() <= TOL
+        assert_close(got, expected, f"{impl} output")
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused"])
@@ -112,7 +110,7 @@ def test_fully_masked_rows_give_zeros_and_finite_gradients(impl, kind):
     # The other rows are what they would be without the empty one.
     keep = [0, 1, 3]
     alone = F.scaled_dot_product_attention(q[:, :, keep], k, v, attn_mask=allowed[keep])
-    assert (out[:, :, keep] - alone).abs().max().item() <= TOL
+    assert_close(out[:, :, keep], alone, "output of the other rows")
 
 
 def test_fully_masked_rows_have_zero_weights():
@@ -121,7 +119,7 @@ def test_fully_masked_rows_have_zero_weights():
     m[0] = False
     _, w = sdpa(q, k, v, attn_mask=m, return_weights=True)
     assert torch.all(w[:, :, 0] == 0)
-    assert torch.allclose(w[:, :, 1:].sum(-1), torch.ones(2, 3, 2))
+    assert_close(w[:, :, 1:].sum(-1), torch.ones(2, 3, 2), "weight sums", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
 
 
 def test_sdpa_errors_name_the_shapes():
@@ -244,8 +242,8 @@ def test_mha_from_torch_parity(batch_first, mask):
         x, x, x, attn_mask=our_kwargs.get("attn_mask"), is_causal=our_kwargs.get("is_causal", False), need_weights=True
     )
     assert out_o.shape == x.shape and w_o.shape == (B, 4, T, T)
-    assert (out_o - out_t).abs().max().item() <= TOL
-    assert (w_o - w_t).abs().max().item() <= TOL
+    assert_close(out_o, out_t, "output")
+    assert_close(w_o, w_t, "weights")
 
     # gradients, through the fused path (need_weights=False on both sides)
     out_t, _ = theirs(x, x, x, need_weights=False, **torch_kwargs)
@@ -255,9 +253,9 @@ def test_mha_from_torch_parity(batch_first, mask):
     g_o = torch.autograd.grad(
         out_o, [x, ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight, ours.out_proj.weight], gy
     )
-    assert (g_o[0] - g_t[0]).abs().max().item() <= TOL
-    assert (torch.cat(g_o[1:4]) - g_t[1]).abs().max().item() <= TOL
-    assert (g_o[4] - g_t[2]).abs().max().item() <= TOL
+    assert_close(g_o[0], g_t[0], "grad x")
+    assert_close(torch.cat(g_o[1:4]), g_t[1], "grad in_proj_weight")
+    assert_close(g_o[4], g_t[2], "grad out_proj.weight")
 
 
 def test_mha_from_torch_cross_attention_with_kdim_vdim_and_no_bias():
@@ -267,7 +265,8 @@ def test_mha_from_torch_cross_attention_with_kdim_vdim_and_no_bias():
     out_t, w_t = _run_torch(theirs, q, k, v)
     out_o, w_o = ours(q, k, v, need_weights=True)
     assert ours.q_proj.bias is None
-    assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+    assert_close(out_o, out_t, "output")
+    assert_close(w_o, w_t, "weights")
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -280,12 +279,13 @@ def test_mha_from_torch_cross_attention_in_torch_layout(batch_first):
     out_t, w_t = theirs(q, k, v, average_attn_weights=False)
     out_o, w_o = ours(q, k, v, need_weights=True)
     assert out_o.shape == out_t.shape == shape(2, 3, 16) and w_o.shape == w_t.shape == (2, 4, 3, 5)
-    assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+    assert_close(out_o, out_t, "output")
+    assert_close(w_o, w_t, "weights")
     # Asked for batch-first, the same module reads (B, T, E) whatever torch's layout.
     bf = snn.MultiHeadAttention.from_torch(theirs, batch_first=True)
     to_bf = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))  # noqa: E731
     out_bf, _ = bf(to_bf(q), to_bf(k), to_bf(v))
-    assert (out_bf - to_bf(out_t)).abs().max().item() <= TOL
+    assert_close(out_bf, to_bf(out_t), "batch-first output")
     if not batch_first:
         assert "batch_first=False" in repr(ours)
         with pytest.raises(ValueError, match=r"expected query \(T_q, B, 16\), got \(3, 2, 8\)"):
@@ -308,7 +308,8 @@ def test_mha_empty_key_set_gives_bias_not_nan():
     nn.init.normal_(mha.out_proj.bias)
     x = torch.randn(2, 4, 8)
     out, w = mha(x, attn_mask=masks.key_padding_mask(torch.tensor([4, 0]), 4), need_weights=True)
-    assert torch.allclose(out[1], mha.out_proj.bias.expand(4, 8))  # attention output 0, then W^O 0 + b
+    # attention output 0, then W^O 0 + b
+    assert_close(out[1], mha.out_proj.bias.expand(4, 8), "empty row's output", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     assert torch.all(w[1] == 0) and torch.isfinite(out).all()
 
 
@@ -355,14 +356,15 @@ def test_mha_key_padding_mask_means_what_torchs_means(batch_first, masks_given):
         # our attn_mask keeps seqlab's meaning (True = may attend): torch's goes through the converter
         our_attn = masks.from_ignore_mask(kwargs.get("attn_mask"))
         out_o, w_o = ours(q, kv, kv, attn_mask=our_attn, key_padding_mask=kwargs["key_padding_mask"], need_weights=True)
-        assert (out_o - out_t).abs().max().item() <= TOL and (w_o - w_t).abs().max().item() <= TOL
+        assert_close(out_o, out_t, "output")
+        assert_close(w_o, w_t, "weights")
         assert torch.all(w_o[2, :, :, 1:] == 0)  # row 2 has one real key
         fused, _ = ours(q, kv, kv, attn_mask=our_attn, key_padding_mask=kwargs["key_padding_mask"])
-        assert (fused - out_t).abs().max().item() <= TOL
+        assert_close(fused, out_t, "fused output")
         # the same padding as seqlab's own mask (True = may attend) gives the same numbers
         if masks_given == "padding_bool":
             mine, _ = ours(q, kv, kv, attn_mask=masks.key_padding_mask(torch.tensor([6, 3, 1]), S))
-            assert (mine - out_t).abs().max().item() <= TOL
+            assert_close(mine, out_t, "output with seqlab's padding mask")
 
 
 def test_mha_key_padding_mask_with_a_cache_and_bad_shapes():
@@ -373,7 +375,7 @@ def test_mha_key_padding_mask_with_a_cache_and_bad_shapes():
     full, _ = mha(x, is_causal=True, key_padding_mask=pad)
     cache = snn.KVCache()
     steps = [mha(x[:, t : t + 1], is_causal=True, cache=cache, key_padding_mask=pad[:, : t + 1])[0] for t in range(5)]
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "cached steps")
     with pytest.raises(ValueError, match=r"key_padding_mask must be \(B, T_k\) = \(2, 5\), got \(2, 1, 1, 5\)"):
         mha(x, key_padding_mask=masks.key_padding_mask(torch.tensor([5, 3]), 5))
     with pytest.raises(TypeError, match="key_padding_mask must be bool .* got torch.int64"):
@@ -387,7 +389,7 @@ def test_mha_accepts_3d_masks_per_batch():
     m = _bool_mask((2, 4, 4))
     a, _ = mha(x, attn_mask=m)
     b, _ = mha(x, attn_mask=m[:, None])
-    assert (a - b).abs().max().item() == 0.0
+    assert_close(a, b, "output with a 3-d mask", atol=0.0)
 
 
 @pytest.mark.parametrize("rotary", [False, True])
@@ -403,7 +405,7 @@ def test_kv_cache_decoding_equals_one_causal_pass(rotary, chunk):
         out, _ = mha(x[:, t : t + chunk], is_causal=True, cache=cache)
         steps.append(out)
     assert len(cache) == 7 and cache.k.shape == (2, 4, 7, 4)
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "cached steps")
 
 
 def test_static_cache_reuses_projected_memory():
@@ -414,4 +416,4 @@ def test_static_cache_reuses_projected_memory():
     first, _ = mha(q, memory, cache=cache)
     again, _ = mha(q, memory * 0, cache=cache)  # memory ignored: the cached projection is used
     assert len(cache) == 5 and torch.equal(first, again)
-    assert torch.allclose(first, mha(q, memory)[0])
+    assert_close(first, mha(q, memory)[0], "cached cross-attention", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)

@@ -8,6 +8,8 @@ import torch
 import seqlab.nn as snn
 from seqlab.nn.positional import apply_rotary
 
+from tolerance import ALLCLOSE_ATOL, ALLCLOSE_RTOL, assert_close
+
 
 def test_sinusoidal_matches_the_papers_formula():
     max_len, d = 12, 10
@@ -25,8 +27,9 @@ def test_sinusoidal_odd_width_and_module_offsets():
     assert pe[3, 6].item() == pytest.approx(math.sin(3 / 10000 ** (6 / 7)), abs=1e-6)
     enc = snn.SinusoidalPositionalEncoding(8, max_len=20)
     x = torch.randn(2, 5, 8)
-    assert torch.allclose(enc(x), x + snn.sinusoidal_encoding(20, 8)[:5])
-    assert torch.allclose(enc(x, offset=3), x + snn.sinusoidal_encoding(20, 8)[3:8])
+    pe = snn.sinusoidal_encoding(20, 8)
+    assert_close(enc(x), x + pe[:5], "x + positions 0..4", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
+    assert_close(enc(x, offset=3), x + pe[3:8], "x + positions 3..7", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     assert "pe" not in enc.state_dict()  # rebuilt from (max_len, d_model), not saved
     with pytest.raises(ValueError, match=r"positions 18..22 exceed max_len=20"):
         enc(x, offset=18)
@@ -74,9 +77,8 @@ def test_rope_rotates_pairs_and_keeps_norms():
         expected = [math.cos(a0), math.sin(a0), -math.sin(a1), math.cos(a1)]
         assert y[t].tolist() == pytest.approx(expected, abs=1e-6)
     z = torch.randn(2, 3, 5, 4)
-    assert torch.allclose(rope(z).norm(dim=-1), z.norm(dim=-1), atol=1e-6)
-    assert torch.allclose(
-        rope(z, offset=2)[..., :1, :], rope(torch.cat([z[..., :2, :], z], -2))[..., 2:3, :], atol=1e-6
-    )
+    assert_close(rope(z).norm(dim=-1), z.norm(dim=-1), "norms", atol=1e-6, rtol=ALLCLOSE_RTOL)
+    shifted = rope(torch.cat([z[..., :2, :], z], -2))[..., 2:3, :]
+    assert_close(rope(z, offset=2)[..., :1, :], shifted, "rotation at offset 2", atol=1e-6, rtol=ALLCLOSE_RTOL)
     with pytest.raises(ValueError, match="even head_dim, got 5"):
         snn.RotaryEmbedding(5)

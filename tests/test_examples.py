@@ -9,6 +9,8 @@ import torch
 
 import seqlab.nn as snn
 
+from tolerance import assert_close
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -28,11 +30,11 @@ def test_lstm_from_scratch_equals_the_reference_layer(capsys):
     assert torch.equal(Y, Y_layer) and torch.equal(H_T, h_n[0]) and torch.equal(C_T, c_n[0])
     ours = torch.autograd.grad((Y * Y_layer.detach()).sum() + C_T.sum(), params)
     theirs = torch.autograd.grad((Y_layer * Y.detach()).sum() + c_n.sum(), params)
-    assert all((a - b).abs().max().item() <= 1e-6 for a, b in zip(ours, theirs))
+    assert_close(ours, theirs, "grads (W_ih, W_hh, b_ih, b_hh)", atol=1e-6)
     # and the layer is torch's LSTM: the example computes torch.nn.LSTM too
     torch_lstm = torch.nn.LSTM(H_in, H)
     torch_lstm.load_state_dict(layer.state_dict())
-    assert (torch_lstm(X, (h0, c0))[0] - Y).abs().max().item() <= 1e-5
+    assert_close(torch_lstm(X, (h0, c0))[0], Y, "torch.nn.LSTM's output")
 
     runpy.run_path(str(EXAMPLES / "lstm_from_scratch.py"), run_name="__main__")
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import seqlab.nn as snn
 
-TOL = 1e-5
+from tolerance import assert_close
 
 I, H, P, T, B = 5, 6, 4, 5, 3
 
@@ -39,10 +39,6 @@ CONFIGS = [
 
 def _states(s):
     return s if isinstance(s, tuple) else (s,)
-
-
-def _max_diff(a, b) -> float:
-    return (a - b).abs().max().item()
 
 
 def _build(mode, cfg, impl):
@@ -98,10 +94,8 @@ def test_parity_with_torch(mode, cfg, impl):
     y_ref, s_ref, packed_ref = _run(theirs, x, hx, kind, batch_first)
     y, s, packed = _run(ours, x, hx, kind, batch_first)
 
-    assert y.shape == y_ref.shape and _max_diff(y, y_ref) <= TOL
-    assert len(s) == len(s_ref)
-    for a, b in zip(s, s_ref):
-        assert a.shape == b.shape and _max_diff(a, b) <= TOL
+    assert_close(y, y_ref, "output")
+    assert_close(s, s_ref, "final state")
     if packed is not None:
         assert torch.equal(packed.batch_sizes, packed_ref.batch_sizes)
         assert torch.equal(packed.sorted_indices, packed_ref.sorted_indices)
@@ -118,8 +112,9 @@ def test_parity_with_torch(mode, cfg, impl):
 
     g_ref = grads(theirs, y_ref, s_ref)
     g = grads(ours, y, s)
-    for a, b in zip(g, g_ref):
-        assert _max_diff(a, b) <= TOL
+    names = [f"grad {n}" for n, _ in sorted(ours.named_parameters())] + ["grad x", "grad h0", "grad c0"][: len(inputs)]
+    for name, a, b in zip(names, g, g_ref, strict=True):
+        assert_close(a, b, name)
 
     # seqlab -> torch: a freshly initialised seqlab layer loads into torch's.
     fresh, target = _build(mode, cfg, impl)
@@ -141,9 +136,8 @@ def test_inference_parity_with_torch(mode, cfg):
     with torch.no_grad():
         y_ref, s_ref, _ = _run(theirs, x, hx, kind, batch_first)
         y, s, _ = _run(ours, x, hx, kind, batch_first)
-    assert y.shape == y_ref.shape and _max_diff(y, y_ref) <= TOL
-    for a, b in zip(s, s_ref, strict=True):
-        assert a.shape == b.shape and _max_diff(a, b) <= TOL
+    assert_close(y, y_ref, "output")
+    assert_close(s, s_ref, "final state")
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -217,16 +211,16 @@ def test_cell_parity_with_torch(cell, bias, batched, with_h0, impl):
         h = torch.randn(*lead, H, generator=gen, requires_grad=True)
         hx = (h, torch.randn(*lead, H, generator=gen, requires_grad=True)) if cell == "lstm" else h
     out_ref, out = _states(theirs(x, hx)), _states(ours(x, hx))
-    for a, b in zip(out, out_ref):
-        assert a.shape == b.shape and _max_diff(a, b) <= TOL
+    assert_close(out, out_ref, "cell output")
     inputs = [x, *(_states(hx) if hx is not None else ())]
     weights = [torch.randn(t.shape, generator=gen) for t in out]
     g_ref = torch.autograd.grad(
         sum((w * t).sum() for w, t in zip(weights, out_ref)), list(theirs.parameters()) + inputs
     )
     g = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, out)), list(ours.parameters()) + inputs)
-    for a, b in zip(g, g_ref):
-        assert _max_diff(a, b) <= TOL
+    names = [f"grad {n}" for n, _ in ours.named_parameters()] + ["grad x", "grad h0", "grad c0"][: len(inputs)]
+    for name, a, b in zip(names, g, g_ref, strict=True):
+        assert_close(a, b, name)
 
 
 # ---- errors say what was expected and what was got, in torch's words where torch has them ----

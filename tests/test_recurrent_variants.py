@@ -17,7 +17,7 @@ from seqlab.config import ConfigError, from_dict
 from seqlab.models import ClassifierConfig, SequenceClassifier
 from seqlab.utils import count_parameters
 
-TOL = 1e-5
+from tolerance import PARITY_TOL, assert_close
 
 I, H, T, B = 4, 5, 6, 3
 
@@ -33,10 +33,6 @@ VARIANTS = {
 
 def _states(s):
     return s if isinstance(s, tuple) else (s,)
-
-
-def _diff(a, b) -> float:
-    return (a - b).abs().max().item()
 
 
 def _grad_scale(grads) -> float:
@@ -106,13 +102,13 @@ def test_reference_and_fused_agree(variant, dropouts, packed):
     y0, s0, g0 = results["reference"]
     for impl in ("fused_own", "fused"):
         y, s, g = results[impl]
-        assert _diff(y, y0) <= TOL
-        assert all(_diff(a, b) <= TOL for a, b in zip(s, s0))
-        gtol = TOL * _grad_scale(g0) if variant == "layernorm_lstm" else TOL
-        assert all(_diff(a, b) <= gtol for a, b in zip(g, g0))
+        assert_close(y, y0, f"{impl} output")
+        assert_close(s, s0, f"{impl} final state")
+        gtol = PARITY_TOL * _grad_scale(g0) if variant == "layernorm_lstm" else PARITY_TOL
+        assert_close(g, g0, f"{impl} parameter grads", atol=gtol)
     if dropouts != (0.0, 0.0):  # the dropout did something: without it the output changes
         no_dropout = _run_impls(variant, 0.0, 0.0, packed)["reference"][0]
-        assert _diff(no_dropout, y0) > 1e-3
+        assert (no_dropout - y0).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -120,8 +116,9 @@ def test_reference_and_fused_agree_float64(variant):
     results = _run_impls(variant, 0.3, 0.4, packed=True, dtype=torch.float64)
     y0, s0, g0 = results["reference"]
     y, s, g = results["fused_own"]
-    assert _diff(y, y0) <= 1e-10
-    assert all(_diff(a, b) <= 1e-10 for a, b in zip((*s, *g), (*s0, *g0)))
+    assert_close(y, y0, "output", atol=1e-10)
+    assert_close(s, s0, "final state", atol=1e-10)
+    assert_close(g, g0, "parameter grads", atol=1e-10)
 
 
 def test_variational_dropout_uses_one_mask_per_sequence():
@@ -141,12 +138,14 @@ def test_variational_dropout_uses_one_mask_per_sequence():
         )
         h, c = step.h, step.c
         outs.append(h)
-    assert _diff(y, torch.stack(outs)) <= TOL and _diff(h_n[0], h) <= TOL and _diff(c_n[0], c) <= TOL
+    assert_close(y, torch.stack(outs), "output")
+    assert_close(h_n[0], h, "h_n")
+    assert_close(c_n[0], c, "c_n")
     # In eval mode there is no mask and the layer is torch's LSTM.
     lstm.eval()
     theirs = nn.LSTM(I, H)
     theirs.load_state_dict(lstm.state_dict())
-    assert _diff(lstm(x)[0], theirs(x)[0]) <= TOL
+    assert_close(lstm(x)[0], theirs(x)[0], "eval output")
 
 
 def _layer_norm64(a, gain, bias, eps=1e-5):
@@ -174,8 +173,9 @@ def test_layernorm_lstm_matches_the_paper_equations_in_float64():
         i, f, g, o = a.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(_layer_norm64(c, ln.ln_cell_weight_l0, ln.ln_cell_bias_l0))
-        assert _diff(y[t], h) <= 1e-12
-    assert _diff(h_n[0], h) <= 1e-12 and _diff(c_n[0], c) <= 1e-12
+        assert_close(y[t], h, f"h at step {t}", atol=1e-12)
+    assert_close(h_n[0], h, "h_n", atol=1e-12)
+    assert_close(c_n[0], c, "c_n", atol=1e-12)
 
 
 def test_layernorm_lstm_parameters():
@@ -244,27 +244,28 @@ def test_recorded_gates(variant):
     lengths = torch.tensor([T, 2, 4])
     y, state, gates = ref(x, lengths=lengths, return_gates=True)
     y2, _, gates2 = own(x, lengths=lengths, return_gates=True)
-    assert _diff(y, y2) <= TOL and set(gates) == {"l0", "l0_reverse"}
+    assert_close(y2, y, "fused output")
+    assert set(gates) == {"l0", "l0_reverse"}
     names = {"reset", "update", "candidate"} if variant == "gru" else {"input", "forget", "candidate", "cell", "output"}
     for key in gates:
         assert set(gates[key]) == names
         for n in names:
             assert gates[key][n].shape == (B, T, H)
-            assert _diff(gates[key][n], gates2[key][n]) <= TOL
+            assert_close(gates2[key][n], gates[key][n], f"fused gate {key} {n}")
             assert gates[key][n][1, 2:].abs().max() == 0  # zero past sequence 1's end
     g = gates["l0"]
     if variant == "gru":
         h_prev = torch.cat([torch.zeros(B, 1, H), y[:, :-1, :H]], 1)
         h = g["update"] * h_prev + (1 - g["update"]) * g["candidate"]
-        assert _diff(h[0], y[0, :, :H]) <= TOL
+        assert_close(h[0], y[0, :, :H], "h from the recorded gates")
     else:
         c_prev = torch.cat([torch.zeros(B, 1, H), g["cell"][:, :-1]], 1)
-        assert _diff(g["cell"][0], (g["forget"] * c_prev + g["input"] * g["candidate"])[0]) <= TOL
+        assert_close(g["cell"][0], (g["forget"] * c_prev + g["input"] * g["candidate"])[0], "recorded cell")
         if variant == "lstm":
-            assert _diff(y[0, :, :H], (g["output"] * torch.tanh(g["cell"]))[0]) <= TOL
+            assert_close(y[0, :, :H], (g["output"] * torch.tanh(g["cell"]))[0], "h from the recorded gates")
     # The forward direction's last cell state is the returned c_n / h_n.
     if variant != "gru":
-        assert _diff(state[1][0, 0], g["cell"][0, -1]) <= TOL
+        assert_close(state[1][0, 0], g["cell"][0, -1], "c_n")
 
 
 def test_gates_without_recording_and_for_rnn():
@@ -284,7 +285,8 @@ def test_lengths_equals_running_each_sequence_alone(impl):
     assert y.shape == (B, T, 2 * H)
     for b, n in enumerate(lengths):
         y_b, h_b = gru(x[b : b + 1, :n])
-        assert _diff(y[b, :n], y_b[0]) <= TOL and _diff(h_n[:, b], h_b[:, 0]) <= TOL
+        assert_close(y[b, :n], y_b[0], f"output of sequence {b}")
+        assert_close(h_n[:, b], h_b[:, 0], f"h_n of sequence {b}")
         assert y[b, n:].abs().max() == 0 if n < T else True
 
 
@@ -330,8 +332,9 @@ def test_classifier_cells_and_impls_agree(cell):
     x, targets = torch.randn(B, T, I), torch.tensor([0, 3, 9])
     logits, loss = models["fused"](x, targets)
     logits_ref, loss_ref = models["reference"](x, targets)
-    assert logits.shape == (B, 10) and _diff(logits, logits_ref) <= TOL
-    assert abs(loss.item() - F.cross_entropy(logits_ref, targets).item()) <= TOL
+    assert logits.shape == (B, 10)
+    assert_close(logits, logits_ref, "logits")
+    assert_close(loss, F.cross_entropy(logits_ref, targets), "loss")
     assert models["fused"](x)[1] is None
     if cell != "rnn":
         gates = models["fused"].gates(x)
@@ -378,10 +381,11 @@ def test_fused_own_without_onednn(variant):
         plain = _run_impls(variant, 0.0, 0.4, packed=True)
     y0, s0, g0 = plain["reference"]
     y, s, g = plain["fused_own"]
-    assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))
+    assert_close(y, y0, "output")
+    assert_close(s, s0, "final state")
     # LayerNormLSTM's gradients: relative to their scale, see test_reference_and_fused_agree.
-    gtol = TOL * _grad_scale(g0) if variant == "layernorm_lstm" else TOL
-    assert all(_diff(a, b) <= gtol for a, b in zip(g, g0))
+    gtol = PARITY_TOL * _grad_scale(g0) if variant == "layernorm_lstm" else PARITY_TOL
+    assert_close(g, g0, "parameter grads", atol=gtol)
 
 
 @pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
@@ -394,7 +398,8 @@ def test_fused_own_inference_matches_training_forward(variant):
     y, s = layer(x)
     with torch.no_grad():
         y2, s2 = layer(x)
-    assert _diff(y, y2) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(_states(s), _states(s2)))
+    assert_close(y2, y, "no_grad output")
+    assert_close(_states(s2), _states(s), "no_grad final state")
 
 
 def _grads_under_autocast(layer, x, backward_inside: bool):
@@ -426,7 +431,7 @@ def test_fused_own_backward_under_autocast_without_onednn(variant, backward_insi
         _, g = _grads_under_autocast(own, x, backward_inside)
     assert all(a.dtype == torch.float32 for a in g)
     scale = max(b.abs().max().item() for b in g0)
-    assert all(_diff(a, b) <= 3e-2 * scale for a, b in zip(g, g0))
+    assert_close(g, g0, "parameter grads", atol=3e-2 * scale)
 
 
 @pytest.mark.parametrize("impl", ["fused", "fused_own", "reference"])
@@ -442,7 +447,8 @@ def test_bfloat16_input_under_cpu_autocast_like_torch(impl):
         y, (h_n, c_n) = ours(x)
         y_t, (h_t, c_t) = theirs(x)
     assert y.shape == y_t.shape == (B, T, H)
-    assert _diff(y.float(), y_t.float()) <= 2e-2 and _diff(c_n.float(), c_t.float()) <= 2e-2
+    assert_close(y.float(), y_t.float(), "output", atol=2e-2)
+    assert_close(c_n.float(), c_t.float(), "c_n", atol=2e-2)
     with pytest.raises(ValueError, match=r"input dtype \(torch.bfloat16\) does not match weight dtype"):
         ours(x)  # outside autocast the mismatch is still an error
 
@@ -462,11 +468,11 @@ def test_fused_own_computes_in_bfloat16_under_cpu_autocast(variant):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y0, y = ref(x)[0], own(x)[0]
     assert y.dtype == y0.dtype
-    assert _diff(y.float(), y32) > 1e-4
+    assert (y.float() - y32).abs().max() > 1e-4
     # LayerNormLSTM's norms divide by row spreads that bf16 rounding itself shifts: its two bf16
     # results were measured up to 0.09 apart (seeds 0-2), as far as either is from float32.
     tol = 0.15 if variant == "layernorm_lstm" else 2e-2
-    assert _diff(y.float(), y0.float()) <= tol
+    assert_close(y.float(), y0.float(), "bf16 output", atol=tol)
 
 
 @pytest.mark.parametrize("impl", ["fused", "fused_own", "reference"])
@@ -514,7 +520,8 @@ def test_onednn_probe_falls_back_when_an_op_fails(monkeypatch):
     for variant in ("lstm", "gru", "layernorm_lstm"):
         results = _run_impls(variant, 0.0, 0.0, packed=False)
         (y0, s0, _), (y, s, _) = results["reference"], results["fused_own"]
-        assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0))
+        assert_close(y, y0, f"{variant} output")
+        assert_close(s, s0, f"{variant} final state")
 
 
 @pytest.mark.parametrize("impl", ["fused", "fused_own", "reference"])
@@ -528,7 +535,7 @@ def test_dropout_only_between_layers(variant, impl):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.nn warns that dropout does nothing at num_layers=1
         one = cls(I, H, num_layers=1, dropout=p, batch_first=True, impl=impl, **extra)
-    assert _diff(one.train()(x)[0], one.eval()(x)[0]) == 0
+    assert_close(one.train()(x)[0], one.eval()(x)[0], "1-layer output, train vs eval", atol=0.0)
     two = cls(I, H, num_layers=2, dropout=p, batch_first=True, impl=impl, **extra).train()
     layers = [cls(n_in, H, batch_first=True, impl=impl, **extra) for n_in in (I, extra.get("proj_size", H))]
     for k, layer in enumerate(layers):
@@ -537,9 +544,9 @@ def test_dropout_only_between_layers(variant, impl):
     y = two(x)[0]
     torch.manual_seed(5)
     y_chain = layers[1](F.dropout(layers[0](x)[0], p, training=True))[0]
-    assert _diff(y, y_chain) <= TOL
+    assert_close(y, y_chain, "2-layer output")
     torch.manual_seed(6)
-    assert _diff(two(x)[0], y) > 1e-3  # the dropout did something
+    assert (two(x)[0] - y).abs().max() > 1e-3  # the dropout did something
 
 
 def test_gate_permutation_is_built_once_per_size_and_device():
@@ -575,7 +582,7 @@ def test_double_backward_on_own_path_says_what_to_use(cls, impl):
     for m in (ours, theirs):
         (g,) = torch.autograd.grad(m(x)[0].sum(), x, create_graph=True)
         second.append(torch.autograd.grad(g.pow(2).sum(), m.weight_hh_l0)[0])
-    assert _diff(*second) <= TOL
+    assert_close(*second, "second derivative")
 
 
 def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
@@ -594,7 +601,7 @@ def test_layernorm_lstm_fused_double_backward_matches_float64_reference():
         (g,) = torch.autograd.grad(m(xx)[0].sum(), xx, create_graph=True)
         second.append(torch.autograd.grad(g.pow(2).sum(), m.weight_hh_l0)[0].double())
     assert second[1].abs().max() > 1.0
-    assert _diff(*second) <= 1e-4 * second[1].abs().max()
+    assert_close(*second, "second derivative", atol=1e-4 * second[1].abs().max().item())
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -617,8 +624,10 @@ def test_onednn_linear_equals_f_linear_to_the_second_derivative(bias):
         grads = torch.autograd.grad((y * y).sum(), params, create_graph=True)
         second = torch.autograd.grad(sum((g * g).sum() for g in grads), params)
         results.append([y, *grads, *second])
-    for ours, theirs in zip(*results):
-        assert _diff(ours, theirs) <= TOL * max(1.0, theirs.abs().max().item())
+    wrt = "xwb" if bias else "xw"
+    names = ["y", *(f"d/d{p}" for p in wrt), *(f"second d/d{p}" for p in wrt)]
+    for name, ours, theirs in zip(names, *results, strict=True):
+        assert_close(ours, theirs, name, atol=PARITY_TOL * max(1.0, theirs.abs().max().item()))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
@@ -630,10 +639,11 @@ def test_inference_step_matches_reference(variant, dropouts, bidirectional):
     states (one direction: the layer below's per-step rows go straight into the next loop)."""
     results = _run_impls(variant, *dropouts, packed=True, grad=False, bidirectional=bidirectional)
     (y0, s0, _), (y, s, _) = results["reference"], results["fused_own"]
-    assert _diff(y, y0) <= TOL and all(_diff(a, b) <= TOL for a, b in zip(s, s0, strict=True))
+    assert_close(y, y0, "output")
+    assert_close(s, s0, "final state")
     if dropouts[1] > 0:
         no_rec = _run_impls(variant, dropouts[0], 0.0, packed=True, grad=False, bidirectional=bidirectional)
-        assert _diff(y, no_rec["fused_own"][0]) > 1e-3
+        assert (y - no_rec["fused_own"][0]).abs().max() > 1e-3
 
 
 def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
@@ -644,7 +654,7 @@ def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
 
     x = torch.linspace(-20, 20, 40001)
     exact = torch.tanh(x.double())
-    assert (ops.tanh(x).double() - exact).abs().max() <= 2.4e-7
+    assert_close(ops.tanh(x).double(), exact, "tanh", atol=2.4e-7)
     assert torch.equal(ops.tanh(x.double()), exact)
     results = []
     for fn in (ops.tanh, torch.tanh):
@@ -652,8 +662,9 @@ def test_tanh_kernel_equals_torch_tanh_to_the_second_derivative():
         (g,) = torch.autograd.grad(fn(v).sum(), v, create_graph=True)
         (g2,) = torch.autograd.grad(g.sum(), v)
         results.append((g, g2))
-    for ours, theirs in zip(*results):
-        assert _diff(ours, theirs) <= TOL
+    (g_ours, g2_ours), (g_theirs, g2_theirs) = results
+    assert_close(g_ours, g_theirs, "tanh'")
+    assert_close(g2_ours, g2_theirs, "tanh''")
 
 
 def test_fast_ops_edge_cases_fall_back_to_torch():
@@ -664,25 +675,26 @@ def test_fast_ops_edge_cases_fall_back_to_torch():
 
     torch.manual_seed(0)
     x, w = torch.randn(4, 3), torch.randn(6, 3)
-    for b in (torch.randn(12)[::2], torch.tensor(2.0), torch.randn(1, 6), None):
-        assert _diff(ops.linear(x, w, b), torch.nn.functional.linear(x, w, b)) <= TOL
+    biases = {"strided": torch.randn(12)[::2], "0-d": torch.tensor(2.0), "(1, 6)": torch.randn(1, 6), "None": None}
+    for kind, b in biases.items():
+        assert_close(ops.linear(x, w, b), torch.nn.functional.linear(x, w, b), f"linear, {kind} bias")
     assert torch.equal(ops.tanh(torch.tensor([float("inf"), float("-inf"), 0.0])), torch.tensor([1.0, -1.0, 0.0]))
 
     ours, theirs = snn.LSTMCell(3, 5, impl="reference"), nn.LSTMCell(3, 5)
     theirs.load_state_dict(ours.state_dict())
     xs, v = torch.randn(2, 3), torch.randn(2, 3)
     (_, t_ours), (_, t_theirs) = (torch.func.jvp(lambda a, m=m: m(a)[0], (xs,), (v,)) for m in (ours, theirs))
-    assert _diff(t_ours, t_theirs) <= TOL
+    assert_close(t_ours, t_theirs, "jvp tangent")
     g_ours, g_theirs = (torch.func.grad(lambda a, m=m: m(a)[0].sum())(xs) for m in (ours, theirs))
-    assert _diff(g_ours, g_theirs) <= TOL
+    assert_close(g_ours, g_theirs, "torch.func.grad")
     batches = torch.randn(4, 2, 3)
     y_ours = torch.vmap(lambda a: ours(a)[0])(batches)  # (torch's own cell has no vmap rule)
-    assert _diff(y_ours, torch.stack([theirs(a)[0] for a in batches])) <= TOL
+    assert_close(y_ours, torch.stack([theirs(a)[0] for a in batches]), "vmap over inputs")
     # vmap over the state alone (an ensemble of initial states for one input): the products of
     # an unbatched x_t and a batched h_{t-1} are summed out of place, as the equation reads.
     hs, c0 = torch.randn(4, 2, 5), torch.randn(2, 5)
     y_ours = torch.vmap(lambda h: ours(xs, (h, c0))[0])(hs)
-    assert _diff(y_ours, torch.stack([theirs(xs, (h, c0))[0] for h in hs])) <= TOL
+    assert_close(y_ours, torch.stack([theirs(xs, (h, c0))[0] for h in hs]), "vmap over states")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -724,13 +736,13 @@ def test_reference_runs_on_inference_tensors(variant):
         assert built_inside.weight_hh_l0.is_inference()
         y_inside = built_inside(x)[0]
     with torch.no_grad():
-        assert _diff(built_inside(x)[0], y_inside) == 0.0
+        assert_close(built_inside(x)[0], y_inside, "no_grad output", atol=0.0)
     layer = cls(I, H, impl="reference", **extra)
     torch.nn.utils.parametrizations.weight_norm(layer, "weight_hh_l0")
     with torch.inference_mode():
         y_inf = layer(x)[0]
     with torch.no_grad():
-        assert _diff(layer(x)[0], y_inf) <= TOL
+        assert_close(layer(x)[0], y_inf, "weight-normed no_grad output")
 
 
 @pytest.mark.parametrize("variant", ["lstm", "gru", "layernorm_lstm"])
@@ -753,8 +765,9 @@ def test_forward_ad_under_no_grad_matches_reference(variant):
             t_dual = fwAD.unpack_dual(own(fwAD.make_dual(x, v))[0]).tangent
     scale = t_ref.abs().max().item()  # LayerNormLSTM's tangents reach ~10: relative to their scale
     assert scale > 1e-2
-    assert _diff(t_own, t_ref) <= TOL * max(1.0, scale)
-    assert t_dual is not None and _diff(t_dual, t_ref) <= TOL * max(1.0, scale)
+    assert_close(t_own, t_ref, "jvp tangent", atol=PARITY_TOL * max(1.0, scale))
+    assert t_dual is not None
+    assert_close(t_dual, t_ref, "dual tangent", atol=PARITY_TOL * max(1.0, scale))
 
 
 def test_gru_own_loop_with_a_non_contiguous_bias_matches_torch():
@@ -768,6 +781,6 @@ def test_gru_own_loop_with_a_non_contiguous_bias_matches_torch():
         theirs.bias_ih_l0 = nn.Parameter(storage[::2].clone())
     assert not ours.bias_ih_l0.is_contiguous()
     x = torch.randn(T, B, I)
-    assert _diff(ours(x)[0], theirs(x)[0]) <= TOL
+    assert_close(ours(x)[0], theirs(x)[0], "output")
     with torch.no_grad():
-        assert _diff(ours(x)[0], theirs(x)[0]) <= TOL
+        assert_close(ours(x)[0], theirs(x)[0], "no_grad output")

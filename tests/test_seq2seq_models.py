@@ -16,6 +16,8 @@ from seqlab.nn.alignment import Alignment
 from seqlab.nn.losses import token_cross_entropy
 from seqlab.train import seq2seq_metrics as sm
 
+from tolerance import ALLCLOSE_ATOL, ALLCLOSE_RTOL, assert_close
+
 V = 10  # <pad> <bos> <eos> <unk> + 6 symbols (ids 4..9)
 
 SMALL = {
@@ -128,14 +130,16 @@ def test_dot_and_general_scores_match_hand_computation():
     dot = Alignment("dot", query_size=2, key_size=2).double()
     context, w = dot(q, keys, mask=mask)
     e1, e2 = math.exp(1.0), math.exp(2.0)  # scores q.k = 1, 2 (and the masked 2)
-    assert torch.allclose(w, torch.tensor([[e1 / (e1 + e2), e2 / (e1 + e2), 0.0]], dtype=torch.float64), atol=1e-12)
-    assert torch.allclose(context, torch.tensor([[e1 / (e1 + e2), e2 / (e1 + e2)]], dtype=torch.float64), atol=1e-12)
+    expected_w = torch.tensor([[e1 / (e1 + e2), e2 / (e1 + e2), 0.0]], dtype=torch.float64)
+    assert_close(w, expected_w, "dot weights", atol=1e-12, rtol=ALLCLOSE_RTOL)
+    expected_context = torch.tensor([[e1 / (e1 + e2), e2 / (e1 + e2)]], dtype=torch.float64)
+    assert_close(context, expected_context, "dot context", atol=1e-12, rtol=ALLCLOSE_RTOL)
     general = Alignment("general", query_size=2, key_size=2).double()
     with torch.no_grad():
         general.score.w_a.weight.copy_(torch.tensor([[0.0, 1.0], [3.0, 0.0]]))  # W_a k = (k_2, 3 k_1)
     _, w = general(q, keys)  # scores q^T W_a k: k1 -> (0, 3).q = 6; k2 -> (1, 0).q = 1; k3 -> (0, 6).q = 12
     expected = torch.softmax(torch.tensor([6.0, 1.0, 12.0], dtype=torch.float64), 0)
-    assert torch.allclose(w[0], expected, atol=1e-12)
+    assert_close(w[0], expected, "general weights", atol=1e-12, rtol=ALLCLOSE_RTOL)
 
 
 def test_additive_score_matches_hand_computation_and_steps_match_a_sequence():
@@ -150,7 +154,8 @@ def test_additive_score_matches_hand_computation_and_steps_match_a_sequence():
     keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
     scores = [3.0 * math.tanh((0.2 - 0.7) + (0.5 * k1 + 2.0 * k2 + 0.25)) for k1, k2 in ((1, 0), (0, 1))]
     _, w = att(q, keys)
-    assert torch.allclose(w[0], torch.softmax(torch.tensor(scores, dtype=torch.float64), 0), atol=1e-12)
+    expected = torch.softmax(torch.tensor(scores, dtype=torch.float64), 0)
+    assert_close(w[0], expected, "additive weights", atol=1e-12, rtol=ALLCLOSE_RTOL)
     # T queries at once equal T single steps; a row with no real key gives zeros, not NaN.
     qs = torch.randn(2, 4, 2, dtype=torch.float64)
     keys = torch.randn(2, 3, 2, dtype=torch.float64)
@@ -158,7 +163,8 @@ def test_additive_score_matches_hand_computation_and_steps_match_a_sequence():
     ctx, w = att(qs, keys, mask=mask)
     for t in range(4):
         c_t, w_t = att(qs[:, t], keys, mask=mask)
-        assert torch.allclose(c_t, ctx[:, t]) and torch.allclose(w_t, w[:, t])
+        assert_close(c_t, ctx[:, t], f"context at step {t}", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
+        assert_close(w_t, w[:, t], f"weights at step {t}", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     assert torch.equal(w[1], torch.zeros(4, 3, dtype=torch.float64)) and not ctx.isnan().any()
 
 
@@ -170,10 +176,11 @@ def test_token_cross_entropy_ignores_padding_and_smooths_labels():
     targets = torch.tensor([[2, 1, 0]])  # the last position is padding
     logp = F.log_softmax(logits, -1)[0]
     nll = -(logp[0, 2] + logp[1, 1]) / 2
-    assert torch.allclose(token_cross_entropy(logits, targets), nll)
+    assert_close(token_cross_entropy(logits, targets), nll, "loss", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     eps = 0.1
     smooth = ((1 - eps) * -(logp[0, 2] + logp[1, 1]) + eps * -(logp[0].mean() + logp[1].mean())) / 2
-    assert torch.allclose(token_cross_entropy(logits, targets, label_smoothing=eps), smooth)
+    smoothed = token_cross_entropy(logits, targets, label_smoothing=eps)
+    assert_close(smoothed, smooth, "smoothed loss", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     with pytest.raises(ValueError, match=r"logits \(\*, V\) and targets \(\*\) must agree"):
         token_cross_entropy(logits, targets[:, :2])
 
@@ -185,13 +192,13 @@ def test_label_smoothing_only_while_training():
     model.eval()
     logits, loss = model(x, y)
     y_out = y[:, 1 : logits.shape[1] + 1]  # the batch's own target columns
-    assert torch.allclose(loss, F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0))
+    nll = F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0)
+    assert_close(loss, nll, "eval loss", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     model.train()
     logits_train, smoothed = model(x, y)  # dropout 0: the same outputs
-    assert torch.allclose(logits_train, logits)
-    assert torch.allclose(
-        smoothed, F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0, label_smoothing=0.2)
-    )
+    assert_close(logits_train, logits, "training logits", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
+    expected = F.cross_entropy(logits.reshape(-1, V), y_out.reshape(-1), ignore_index=0, label_smoothing=0.2)
+    assert_close(smoothed, expected, "smoothed training loss", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
     assert not torch.allclose(smoothed, loss)
 
 
@@ -256,11 +263,11 @@ def test_cached_decoding_equals_the_full_forward(name):
         for t in range(T):
             logits, state, weights = model.decode_step(state, y[:, t], need_weights=t == T - 1)
             real = y[:, t] != 0  # a row already past its <eos> is fed padding: no output of it is used
-            assert (logits - full[:, t])[real].abs().max() <= 1e-5, t
+            assert_close(logits[real], full[real, t], f"logits at step {t}")
         cross = weights["cross"]
         S = int((x != 0).sum(-1).max())
         assert cross.shape[0] == 5 and cross.shape[-1] == S
-        assert torch.allclose(cross.sum(-1), torch.ones(cross.shape[:-1]), atol=1e-5)
+        assert_close(cross.sum(-1), torch.ones(cross.shape[:-1]), "cross weight sums", atol=1e-5, rtol=ALLCLOSE_RTOL)
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -277,7 +284,7 @@ def test_padding_does_not_change_a_sentence_outputs(name):
     with torch.no_grad():
         alone, _ = model(short_x, short_y)  # (1, 3, V)
         batch, _ = model(x, y)  # (2, 8, V)
-        assert (batch[0, :3] - alone[0]).abs().max() <= 1e-5
+        assert_close(batch[0, :3], alone[0], "padded sentence's logits")
         assert torch.equal(
             greedy_decode(model, source=short_x, max_new_tokens=8)[0, :3],
             greedy_decode(model, source=x, max_new_tokens=8)[0, :3],
@@ -297,7 +304,7 @@ def test_reorder_state_selects_and_duplicates_rows():
             nxt = logits0.argmax(-1)
             a, _, _ = model.decode_step(moved, nxt[index])
             b, _, _ = model.decode_step(state, nxt)
-        assert torch.allclose(a, b[index], atol=1e-6), name
+        assert_close(a, b[index], f"{name} reordered logits", atol=1e-6, rtol=ALLCLOSE_RTOL)
 
 
 def test_teacher_forcing_ratio_feeds_own_predictions_while_training():
@@ -310,7 +317,8 @@ def test_teacher_forcing_ratio_feeds_own_predictions_while_training():
     _, l_own = own(x, y)
     assert not torch.allclose(l_forced, l_own)  # training: its own (untrained, wrong) guesses went in
     forced.eval(), own.eval()
-    assert torch.allclose(forced(x, y)[1], own(x, y)[1])  # evaluation is always teacher-forced
+    # evaluation is always teacher-forced
+    assert_close(forced(x, y)[1], own(x, y)[1], "eval loss", atol=ALLCLOSE_ATOL, rtol=ALLCLOSE_RTOL)
 
 
 def test_attention_weights_are_returned_not_stored():
@@ -319,7 +327,7 @@ def test_attention_weights_are_returned_not_stored():
     logits, loss, weights = model(x, y, need_weights=True)
     S, T = int((x != 0).sum(-1).max()), logits.shape[1]
     assert weights["cross"].shape == (3, T, S)
-    assert torch.allclose(weights["cross"].sum(-1), torch.ones(3, T), atol=1e-5)
+    assert_close(weights["cross"].sum(-1), torch.ones(3, T), "cross weight sums", atol=1e-5, rtol=ALLCLOSE_RTOL)
     pad = (x[:, :S] == 0).unsqueeze(1).expand(-1, T, -1)  # (B, T, S): padded source positions
     assert weights["cross"][pad].abs().max() == 0
     tf = SMALL["transformer_preln_sinusoidal"]().eval()

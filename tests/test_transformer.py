@@ -7,7 +7,8 @@ import torch.nn as nn
 import seqlab.nn as snn
 from seqlab.nn import masks
 
-TOL = 1e-5
+from tolerance import ALLCLOSE_RTOL, PARITY_TOL, assert_close
+
 D, H, FF = 16, 4, 24
 
 
@@ -52,16 +53,15 @@ def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
     out_o = _bt(out_o, batch_first)
     assert w is None and out_o.shape == (3, 5, D)
     valid = masks.padding_mask(lengths, 5)  # torch's fast path may zero padded positions: compare real ones
-    assert (out_o - out_t)[valid].abs().max().item() <= TOL
+    assert_close(out_o[valid], out_t[valid], "output at real positions")
 
     gy = torch.randn_like(out_o) * valid.unsqueeze(-1)
     p_t = [x, theirs.self_attn.in_proj_weight, theirs.linear1.weight, theirs.norm2.weight]
     p_o = [x, ours.self_attn.q_proj.weight, ours.ff.linear1.weight, ours.norm2.weight]
     g_t, g_o = _grads(out_t, p_t, gy), _grads(out_o, p_o, gy)
-    assert (g_o[0] - g_t[0]).abs().max().item() <= TOL
-    assert (g_o[1] - g_t[1][:D]).abs().max().item() <= TOL
-    for a, b in zip(g_o[2:], g_t[2:]):
-        assert (a - b).abs().max().item() <= TOL
+    assert_close(g_o[0], g_t[0], "grad x")
+    assert_close(g_o[1], g_t[1][:D], "grad q_proj.weight")
+    assert_close(g_o[2:], g_t[2:], "grads (linear1.weight, norm2.weight)")
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -96,7 +96,7 @@ def test_decoder_layer_from_torch_parity(norm_first, batch_first):
         need_weights=True,
     )
     out_o = _bt(out_o, batch_first)
-    assert (out_o - out_t).abs().max().item() <= TOL
+    assert_close(out_o, out_t, "output")
     w_self, w_cross = w
     assert w_self.shape == (2, H, 6, 6) and w_cross.shape == (2, H, 6, 4)
     assert torch.all(w_self.triu(1) == 0) and torch.all(w_cross[1, :, :, 2:] == 0)
@@ -104,8 +104,7 @@ def test_decoder_layer_from_torch_parity(norm_first, batch_first):
     gy = torch.randn_like(out_o)
     p_t = [x, memory, theirs.multihead_attn.out_proj.weight, theirs.norm3.bias]
     p_o = [x, memory, ours.cross_attn.out_proj.weight, ours.norm3.bias]
-    for a, b in zip(_grads(out_o, p_o, gy), _grads(out_t, p_t, gy)):
-        assert (a - b).abs().max().item() <= TOL
+    assert_close(_grads(out_o, p_o, gy), _grads(out_t, p_t, gy), "grads (x, memory, out_proj.weight, norm3.bias)")
 
 
 def _seq_first_layers(seed):
@@ -131,14 +130,14 @@ def test_from_torch_keeps_a_sequence_first_layout_with_masks():
         out_t = enc_t(src, src_mask=causal, src_key_padding_mask=src_pad)
         out_o, _ = enc(src, attn_mask=masks.from_torch_mha(causal, src_pad))
         assert out_o.shape == (T, B, D)
-        assert (out_o - out_t).abs().max().item() <= TOL
+        assert_close(out_o, out_t, "encoder output")
         tgt_mask = nn.Transformer.generate_square_subsequent_mask(T + 1)
         out_t = dec_t(tgt, memory, tgt_mask=tgt_mask, tgt_is_causal=True, memory_key_padding_mask=mem_pad)
         out_o, (w_self, w_cross) = dec(
             tgt, memory, memory_mask=masks.from_torch_mha(key_padding_mask=mem_pad), need_weights=True
         )
         assert out_o.shape == (T + 1, B, D)
-        assert (out_o - out_t).abs().max().item() <= TOL
+        assert_close(out_o, out_t, "decoder output")
         assert w_self.shape == (B, H, T + 1, T + 1) and w_cross.shape == (B, H, T + 1, S)  # batch first, as torch's
         assert torch.all(w_cross[1, :, :, 1:] == 0)
 
@@ -152,7 +151,7 @@ def test_from_torch_batch_first_override():
     src, memory = torch.randn(3, 5, D), torch.randn(3, 4, D)  # (B, T, E)
     with torch.no_grad():
         out_o, _ = enc(src)
-        assert (out_o - enc_t(src.transpose(0, 1)).transpose(0, 1)).abs().max().item() <= TOL
+        assert_close(out_o, enc_t(src.transpose(0, 1)).transpose(0, 1), "encoder output")
         out_o, _ = dec(src, memory)
         out_t = dec_t(
             src.transpose(0, 1),
@@ -160,12 +159,12 @@ def test_from_torch_batch_first_override():
             tgt_is_causal=True,
             tgt_mask=nn.Transformer.generate_square_subsequent_mask(5),
         ).transpose(0, 1)
-        assert (out_o - out_t).abs().max().item() <= TOL
+        assert_close(out_o, out_t, "decoder output")
     # and a batch-first torch layer asked for the sequence-first layout
     bf_t = _randomise(nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True), 6)
     sf = snn.TransformerEncoderLayer.from_torch(bf_t, batch_first=False)
     with torch.no_grad():
-        assert (sf(src.transpose(0, 1))[0].transpose(0, 1) - bf_t(src)).abs().max().item() <= TOL
+        assert_close(sf(src.transpose(0, 1))[0].transpose(0, 1), bf_t(src), "sequence-first encoder output")
 
 
 def test_from_torch_rejects_other_modules_and_activations():
@@ -183,14 +182,14 @@ def test_encoder_stack_returns_every_layers_weights_on_request():
     out, w = enc(x)
     assert w is None and enc.norm is not None
     out2, w2 = enc(x, need_weights=True)
-    assert torch.allclose(out, out2, atol=TOL)
+    assert_close(out, out2, "output without weights", atol=PARITY_TOL, rtol=ALLCLOSE_RTOL)
     assert len(w2) == 3 and all(t.shape == (2, H, 5, 5) for t in w2)
-    assert torch.allclose(w2[0].sum(-1), torch.ones(2, H, 5), atol=TOL)
+    assert_close(w2[0].sum(-1), torch.ones(2, H, 5), "weight sums", atol=PARITY_TOL, rtol=ALLCLOSE_RTOL)
     # the stack is its layers in order, then the final norm
     h = x
     for layer in enc.layers:
         h, _ = layer(h)
-    assert (enc.norm(h) - out).abs().max().item() <= TOL
+    assert_close(enc.norm(h), out, "layers then norm")
 
 
 def test_post_ln_stack_has_no_final_norm_by_default():
@@ -210,7 +209,7 @@ def test_transformer_encoder_decoder_shapes_and_causality():
     tgt2 = tgt.clone()
     tgt2[:, -1] += 1.0
     out2, _ = model(src, tgt2)
-    assert (out2[:, :-1] - out[:, :-1]).abs().max().item() <= TOL
+    assert_close(out2[:, :-1], out[:, :-1], "outputs before the changed step")
     assert (out2[:, -1] - out[:, -1]).abs().max().item() > 1e-3
 
 
@@ -224,7 +223,7 @@ def test_decoder_only_stack_incremental_decoding_equals_full_pass(rotary):
     caches = gpt.new_caches()
     steps = [gpt(x[:, t : t + 1], caches=caches)[0] for t in range(6)]
     assert all(len(c) == 6 for c in caches)
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "cached steps")
 
 
 def test_decoder_layer_incremental_decoding_with_memory_cache():
@@ -235,7 +234,7 @@ def test_decoder_layer_incremental_decoding_with_memory_cache():
     cache, memory_cache = snn.KVCache(), snn.KVCache(static=True)
     steps = [layer(x[:, t : t + 1], memory, cache=cache, memory_cache=memory_cache)[0] for t in range(5)]
     assert len(cache) == 5 and len(memory_cache) == 3
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "cached steps")
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -250,12 +249,12 @@ def test_transformer_incremental_decoding_equals_one_causal_pass(norm_first, chu
         model(src, tgt[:, t : t + chunk], caches=caches, memory_caches=memory_caches)[0] for t in range(0, 5, chunk)
     ]
     assert all(len(c) == 5 for c in caches) and all(c.static and len(c) == 4 for c in memory_caches)
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "cached steps")
     # The decoder alone, given the memory, the same.
     memory, _ = model.encoder(src)
     caches = model.decoder.new_caches()
     steps = [model.decoder(tgt[:, t : t + 1], memory, caches=caches)[0] for t in range(5)]
-    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+    assert_close(torch.cat(steps, dim=1), full, "decoder's cached steps")
 
 
 def test_wrong_number_of_caches_is_an_error():

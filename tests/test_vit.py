@@ -12,6 +12,8 @@ from seqlab.config import ConfigError, from_dict, load_toml, to_dict
 from seqlab.models import MODELS, build_model
 from seqlab.models.vit import ViT, ViTConfig
 
+from tolerance import ALLCLOSE_RTOL, assert_close
+
 SMALL = dict(image_size=8, patch_size=2, num_classes=10, d_model=16, depth=2, num_heads=2, d_ff=32)
 
 
@@ -55,7 +57,7 @@ def test_class_token_and_mean_pooling_differ_and_weights_are_exposed():
     assert (cls_model(x)[0] - mean_model(x)[0]).abs().max() > 1e-4
     weights = cls_model.attention_weights(x)
     assert len(weights) == 2 and weights[0].shape == (3, 2, 17, 17)  # 16 patches + class token
-    assert torch.allclose(weights[1].sum(-1), torch.ones(3, 2, 17), atol=1e-5)
+    assert_close(weights[1].sum(-1), torch.ones(3, 2, 17), "weight sums", atol=1e-5, rtol=ALLCLOSE_RTOL)
 
 
 def test_config_validation_and_round_trip():
@@ -148,7 +150,7 @@ def test_attention_weights_are_computed_in_eval_mode_and_the_mode_is_restored():
     assert model.training and all(m.training for m in model.modules())
     for w, e in zip(again, expected):
         assert torch.equal(w, e)
-        assert torch.allclose(w.sum(-1), torch.ones(2, 2, 17), atol=1e-5)
+        assert_close(w.sum(-1), torch.ones(2, 2, 17), "weight sums", atol=1e-5, rtol=ALLCLOSE_RTOL)
     model.eval()
     model.attention_weights(x)
     assert not any(m.training for m in model.modules())
