@@ -105,6 +105,27 @@ def test_schedules():
     assert lr_factor(noam, 49, 1000) == pytest.approx(0.5)  # linear before
     assert lr_factor(noam, 399, 1000) == pytest.approx(0.5)  # 1/sqrt(step) after: 100/400
     assert lr_factor(TrainConfig(), 5, 10) == 1.0
+    floor = TrainConfig(schedule="cosine", warmup_steps=10, lr=1e-3, min_lr=1e-4)  # nanoGPT's ends at lr / 10
+    assert lr_factor(floor, 9, 110) == pytest.approx(1.0)
+    assert lr_factor(floor, 60, 110) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(floor, 110, 110) == pytest.approx(0.1)
+
+
+def test_optimizer_betas_and_decay_of_matrices_only():
+    from seqlab.train.optim import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    opt = build_optimizer(model, TrainConfig(weight_decay=0.1, beta2=0.99))
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.1
+    assert opt.param_groups[0]["betas"] == (0.9, 0.99)
+    opt = build_optimizer(model, TrainConfig(weight_decay=0.1, decay="matrices"))
+    decayed, plain = opt.param_groups
+    assert [p.shape for p in decayed["params"]] == [(4, 3)] and decayed["weight_decay"] == 0.1
+    assert [tuple(p.shape) for p in plain["params"]] == [(4,), (4,), (4,)] and plain["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="train.min_lr must be between 0 and train.lr = 0.001, got 0.01"):
+        TrainConfig(lr=1e-3, min_lr=1e-2)
+    with pytest.raises(ValueError, match=r"train.beta2 must be in \[0, 1\), got 1.0"):
+        TrainConfig(beta2=1.0)
 
 
 class Linear(nn.Module):

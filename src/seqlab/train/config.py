@@ -12,6 +12,7 @@ from ..data import DATASETS
 from ..models import MODELS
 
 OPTIMIZERS = ("adamw", "sgd")
+DECAY = ("all", "matrices")
 SCHEDULES = ("constant", "cosine", "noam")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -31,9 +32,13 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints/last.pt; 0: at each evaluation
     optimizer: str = "adamw"
     weight_decay: float = 0.0
+    decay: str = "all"  # which parameters weight_decay shrinks: "all", or "matrices" (GPT-2/nanoGPT: not biases, norms)
     momentum: float = 0.9  # SGD only
+    beta1: float = 0.9  # AdamW's moment decay rates (torch's defaults; nanoGPT's character GPT: beta2 = 0.99)
+    beta2: float = 0.999
     schedule: str = "constant"
     warmup_steps: int = 0
+    min_lr: float = 0.0  # the cosine schedule ends here instead of at 0 (nanoGPT: lr / 10)
     grad_clip: float = 1.0  # global norm; 0 disables
     grad_accum: int = 1
     bucket: int = 0  # > 0: each batch from a pool of this many batches sorted by length (seq2seq: less padding)
@@ -47,6 +52,7 @@ class TrainConfig:
     def __post_init__(self):
         for key, allowed in (
             ("optimizer", OPTIMIZERS),
+            ("decay", DECAY),
             ("schedule", SCHEDULES),
             ("precision", PRECISIONS),
             ("device", DEVICES),
@@ -72,6 +78,11 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"train.min_lr must be between 0 and train.lr = {self.lr}, got {self.min_lr}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be in [0, 1), got {getattr(self, key)}")
         if self.epochs == 0 and self.max_steps == 0:
             raise ValueError("set train.epochs or train.max_steps above 0: nothing would be trained")
 

@@ -9,11 +9,23 @@ import torch
 from .config import TrainConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """One group decayed by ``train.weight_decay``; with ``train.decay = "matrices"`` a second, undecayed one
+    of the tensors below 2 dimensions (biases, norm gains), as GPT-2 and nanoGPT train."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.decay == "all" or not cfg.weight_decay:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -26,7 +38,8 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
         return min(s**-0.5, s * w**-1.5) * w**0.5
     if warm and step < warm:
         return (step + 1) / warm
-    if cfg.schedule == "cosine":
+    if cfg.schedule == "cosine":  # from 1 down to min_lr / lr
         progress = (step - warm) / max(total_steps - warm, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        floor = cfg.min_lr / cfg.lr
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     return 1.0
