@@ -236,7 +236,7 @@ def render_tbptt(d: Path) -> str:
 
 # -- 4. MNIST ------------------------------------------------------------------------------------
 
-PIXEL_STEPS = 300
+PIXEL_STEPS = 200
 
 
 def render_mnist(d: Path) -> str:
