@@ -625,16 +625,16 @@ reruns the parts whose configs or data changed and rewrites the page from the ru
 """
 
 
+GROUPED = {"10": "Generation: greedy vs beam search BLEU, and GPT vs LSTM at equal time"}  # several parts each
+
+
 def render_page(parts: list[Part]) -> str:
     out = [INTRO]
     sections: dict[str, list[Part]] = {}
     for p in parts:
         sections.setdefault(p.section, []).append(p)
     for number, group in sections.items():
-        heading = group[0].title if len(group) == 1 else group[0].title.split(":")[0].split(" on ")[0]
-        if number == "10":
-            heading = "Generation: greedy vs beam search BLEU, and GPT vs LSTM at equal time"
-        out.append(f"## {number}. {heading}\n")
+        out.append(f"## {number}. {GROUPED.get(number, group[0].title)}\n")
         for p in group:
             if len(group) > 1:
                 out.append(f"### {p.title}\n")
