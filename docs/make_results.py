@@ -4,7 +4,8 @@ Every part runs ordinary ``seqlab`` commands into ``runs/results/<part>/`` and r
 ``runs/results/<part>/done.json``; the page quotes exactly those commands and reads its numbers
 from what they wrote (summary.json, compare.json, forecast.json, gradflow.json, metrics.jsonl,
 predictions.tsv, a benchmark's printed table). A part whose ``done.json`` is newer than its inputs
-(the configs and data files it reads) and whose commands have not changed is skipped; the page is
+(the configs and data files it reads; a file newer but with the same content, or a config whose
+values are the same, counts as unchanged) and whose commands have not changed is skipped; the page is
 rewritten every time, from whatever parts have finished.
 
     python docs/make_results.py                 # every stale part, two at a time, then the page
@@ -18,6 +19,7 @@ Each command runs with OMP_NUM_THREADS=1, two parts at once on the 2-core build 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -29,6 +31,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "results"
@@ -64,11 +68,25 @@ class Part:
         record = json.loads(done.read_text())
         if record.get("commands") != self.commands:
             return "its commands changed"
+        seen = record.get("inputs", {})
         for name in self.inputs:
             path = ROOT / name
-            if path.exists() and path.stat().st_mtime > done.stat().st_mtime:
+            newer = path.exists() and path.stat().st_mtime > done.stat().st_mtime
+            if newer and fingerprint(path) != seen.get(name):  # a touched file, or a comment, changes nothing
                 return f"{name} changed"
         return None
+
+    def fingerprints(self) -> dict[str, str]:
+        return {name: fingerprint(ROOT / name) for name in self.inputs if (ROOT / name).exists()}
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a file; of a TOML file, of its parsed values (so editing a preset's comment is no change)."""
+    if path.suffix == ".toml":
+        data = json.dumps(tomllib.loads(path.read_text()), sort_keys=True).encode()
+    else:
+        data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest()
 
 
 def run_part(part: Part) -> tuple[str, float, str | None]:
@@ -80,6 +98,7 @@ def run_part(part: Part) -> tuple[str, float, str | None]:
     logs = part.dir / "logs"
     logs.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    inputs = part.fingerprints()  # as the commands read them
     start = time.perf_counter()
     for i, command in enumerate(part.commands):
         shell = f'"{sys.executable}" -m seqlab {command.split(" ", 1)[1]}'  # the shell expands run-*
@@ -89,7 +108,12 @@ def run_part(part: Part) -> tuple[str, float, str | None]:
             tail = (logs / f"{i}.err").read_text().strip().splitlines()[-1:] or ["(no message)"]
             return part.name, time.perf_counter() - start, f"`{command}` exited {rc}: {tail[0]}"
     seconds = time.perf_counter() - start
-    record = {"commands": part.commands, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M")}
+    record = {
+        "commands": part.commands,
+        "inputs": inputs,
+        "seconds": round(seconds, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+    }
     tmp = part.dir / "done.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(part.dir / "done.json")

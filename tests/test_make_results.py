@@ -44,6 +44,12 @@ def test_a_part_is_stale_until_run_then_when_its_inputs_or_commands_change(mr, t
     assert p.stale() is None
     later = (p.dir / "done.json").stat().st_mtime + 10
     os.utime(config, (later, later))
+    assert p.stale() is None  # touched, same content
+    config.write_text("# a comment\n[model]\n")
+    os.utime(config, (later, later))
+    assert p.stale() is None  # the same values
+    config.write_text("[model]\nhidden_size = 3\n")
+    os.utime(config, (later, later))
     assert p.stale() == "configs/demo.toml changed"
     assert part(mr, ["seqlab --help"]).stale() == "its commands changed"
 
