@@ -82,3 +82,17 @@ def test_the_table_helper_writes_a_parsable_table(mr):
 
     text = mr.table(["a", "b"], [["1", "2"], ["3", "4"]])
     assert text.splitlines()[1] == "|---|---:|" and table_problems(text) == []
+
+
+def test_a_part_without_runs_keeps_its_measured_section_from_the_page(mr, tmp_path):
+    kept, changed, never = part(mr, ["seqlab --version"]), part(mr, ["seqlab --help"]), part(mr, ["seqlab runs"])
+    changed.name, changed.section, never.name, never.section = "changed", "2", "never", "3"
+    earlier = (
+        "## 1. A title\n\nA claim.\n\n```\nseqlab --version\n```\n\n| a |\n|---|\n| 1 |\n\n_Measured 2026-12-01._\n\n"
+        "## 2. A title\n\nA claim.\n\n```\nseqlab --help --old-flag\n```\n\nold numbers\n\n"
+        "## 3. A title\n\nA claim.\n\n```\nseqlab runs\n```\n\nNot measured yet: `make results` runs it.\n"
+    )
+    text = mr.render_page([kept, changed, never], earlier)
+    assert "| a |\n|---|\n| 1 |\n\n_Measured 2026-12-01._\n\n## 2." in text  # same commands: kept as it was
+    assert "old numbers" not in text  # other commands measured something else: not shown under the new ones
+    assert text.count("Not measured yet") == 2

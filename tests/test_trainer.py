@@ -236,7 +236,7 @@ def test_bf16_autocast_trains():
     model.lin.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     before = model.lin.weight.clone()
     result = Trainer(model, cfg, _toy(), None, task="classification", progress=False).fit()
-    assert result["steps"] == 8
+    assert result["steps"] == 8 and result["epochs"] == 2.0  # 8 batches of 8 over 32 examples
     assert dtypes == [torch.bfloat16] * 8  # the matmul ran in bf16 under autocast
     assert model.lin.weight.dtype == torch.float32 and not torch.equal(before, model.lin.weight)
     assert math.isfinite(model.lin.weight.sum().item())
@@ -305,6 +305,7 @@ def test_per_epoch_evaluation_and_early_stopping(tmp_path):
     )
     result = Trainer(Linear(), cfg, _toy(), _toy(), task="classification", progress=False).fit()
     assert result["stopped_early"] and result["steps"] == 12  # best at epoch 1, no better at 2 and 3
+    assert result["epochs"] == 3.0  # three whole passes over the 32 examples
 
 
 def test_gradient_accumulation_over_epochs_uses_every_batch():
@@ -404,3 +405,9 @@ def test_distributed_sampler_drops_a_last_batch_too_small_to_share():
         4,
         1,
     ]
+
+
+def test_fit_counts_passes_over_the_data():
+    cfg = TrainConfig(batch_size=8, max_steps=6, lr=0.1, **FAST)
+    result = Trainer(Linear(), cfg, _toy(), None, task="classification", progress=False).fit()
+    assert result["steps"] == 6 and result["epochs"] == 1.5  # 4 batches a pass: one pass and half of the next

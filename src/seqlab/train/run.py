@@ -359,6 +359,7 @@ def train_experiment(
         {
             "params": count_parameters(model),
             "steps": fit["steps"],
+            "epochs": fit["epochs"],
             "seconds": round(fit["seconds"], 3),
             best_key: fit[f"best_val/{trainer.metric}"],
             "stopped_early": fit["stopped_early"],

@@ -376,6 +376,8 @@ class Trainer:
             log.close()
         return {
             "steps": self.step,
+            # Passes over the training data: whole epochs plus the share of the current one.
+            "epochs": round(self.epoch + self.batch_in_epoch / self.batches_per_epoch, 3),
             "seconds": self.seconds(),
             "stopped_early": self.stopped_early,
             f"best_val/{self.metric}": self.best,
