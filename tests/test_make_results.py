@@ -96,3 +96,12 @@ def test_a_part_without_runs_keeps_its_measured_section_from_the_page(mr, tmp_pa
     assert "| a |\n|---|\n| 1 |\n\n_Measured 2026-12-01._\n\n## 2." in text  # same commands: kept as it was
     assert "old numbers" not in text  # other commands measured something else: not shown under the new ones
     assert text.count("Not measured yet") == 2
+
+
+def test_who_leads_names_the_lower_loss_at_each_mark_and_a_finished_run(mr):
+    text = mr.who_leads({"GPT": ({5: 1.8, 10: 1.6, 15: 1.56}, 12.2), "LSTM": ({5: 1.9, 10: 1.7, 15: 1.5}, 17.9)})
+    assert text == (
+        "Lower validation loss by 5 min, the GPT (1.800 vs 1.900); by 10 min, the GPT (1.600 vs 1.700); "
+        "by 15 min, the LSTM (1.500 vs 1.560; the GPT had finished at 12.2 min)."
+    )
+    assert mr.who_leads({"A": ({5: None}, 1.0), "B": ({5: 2.0}, 9.0)}) == ""
