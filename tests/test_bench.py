@@ -117,7 +117,7 @@ def test_bench_gpt_smoke(capsys, configs_dir):
         "--layers",
         "1",
     ]
-    assert main(argv) == 0
+    assert main([*argv, "--precisions", "fp32,bf16"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# seqlab bench gpt: torch ")
     number = r"\d+\.\d+"
@@ -134,3 +134,15 @@ def test_bench_gpt_smoke(capsys, configs_dir):
         assert ratio and math.isfinite(float(ratio.group(1)))
     losses = re.search(rf"eval-mode loss \(fp32\): seqlab ({number}), torch ({number})", out)
     assert losses and abs(float(losses.group(1)) - float(losses.group(2))) < 1e-5  # the same weights
+
+
+def test_bench_gpt_times_bf16_by_default_only_where_native(capsys, configs_dir, monkeypatch):
+    import seqlab.bench.gpt as bench_gpt
+
+    monkeypatch.setattr(bench_gpt, "native_bf16", lambda device: False)
+    argv = ["bench", "gpt", "--config", str(configs_dir / "shakespeare_char_gpt.toml"), "--repeats", "1"]
+    assert main([*argv, "--batch", "2", "--seq-len", "8", "--d-model", "16", "--heads", "2", "--layers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 not timed: this CPU has no native bf16" in out
+    rows = _rows(out, "GPT training step (forward + backward + AdamW), d_model=16, heads=2, layers=1")
+    assert [r[0] for r in rows] == ["fp32"] * 3

@@ -282,7 +282,7 @@ def test_window_log_likelihood_scores_every_token_once():
     "preset", ["shakespeare_char_gpt.toml", "shakespeare_char_lstm.toml", "shakespeare_char_nanogpt_cpu.toml"]
 )
 def test_shakespeare_presets_train_on_a_given_text(preset, configs_dir, text_file, tmp_path):
-    # The presets as written (bf16 autocast included), shrunk to two steps on a small text.
+    # The presets as written (precision included), shrunk to two steps on a small text.
     shrink = (
         ["--model.d_model=16", "--model.num_heads=2", "--data.num_windows=64"]
         if "gpt" in preset
@@ -305,6 +305,7 @@ def test_shakespeare_presets_train_on_a_given_text(preset, configs_dir, text_fil
     (run,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 2 and math.isfinite(summary["best_val/loss"])
+    assert summary["precision"] in ("fp32", "bf16")  # the GPT's "auto" resolved to what ran
 
 
 def test_a_missing_shakespeare_text_names_where_to_get_it(tmp_path):

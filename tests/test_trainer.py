@@ -3,6 +3,7 @@
 import json
 import math
 import time
+import warnings
 
 import pytest
 import torch
@@ -411,3 +412,21 @@ def test_fit_counts_passes_over_the_data():
     cfg = TrainConfig(batch_size=8, max_steps=6, lr=0.1, **FAST)
     result = Trainer(Linear(), cfg, _toy(), None, task="classification", progress=False).fit()
     assert result["steps"] == 6 and result["epochs"] == 1.5  # 4 batches a pass: one pass and half of the next
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_takes_bf16_only_where_native_and_bf16_where_emulated_warns(monkeypatch, native):
+    from seqlab.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert trainer_module.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert trainer_module.resolve_precision("fp32", cpu) == "fp32"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert trainer_module.resolve_precision("bf16", cpu) == "bf16"  # as asked, either way
+    said = [str(w.message) for w in caught]
+    assert (said == []) if native else ("set --train.precision=auto" in said[0] and len(said) == 1)
+    cfg = TrainConfig(batch_size=8, max_steps=1, precision="auto", **FAST)
+    trainer = Trainer(Linear(), cfg, _toy(), None, task="classification", progress=False)
+    assert trainer.precision == ("bf16" if native else "fp32")

@@ -14,7 +14,7 @@ from ..models import MODELS
 OPTIMIZERS = ("adamw", "sgd")
 DECAY = ("all", "matrices")
 SCHEDULES = ("constant", "cosine", "noam")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -43,6 +43,8 @@ class TrainConfig:
     grad_accum: int = 1
     bucket: int = 0  # > 0: each batch from a pool of this many batches sorted by length (seq2seq: less padding)
     tbptt_steps: int = 0  # > 0: truncated BPTT over streams (stream tasks only)
+    # "bf16": autocast to bfloat16; "auto": bf16 where the device computes it natively (a GPU with bf16, a CPU
+    # with AVX-512 or AMX), else fp32, because an AVX2 CPU emulates bf16 many times slower than fp32.
     precision: str = "fp32"
     compile: bool = False
     device: str = "auto"

@@ -360,6 +360,7 @@ def train_experiment(
             "params": count_parameters(model),
             "steps": fit["steps"],
             "epochs": fit["epochs"],
+            "precision": trainer.precision,
             "seconds": round(fit["seconds"], 3),
             best_key: fit[f"best_val/{trainer.metric}"],
             "stopped_early": fit["stopped_early"],

@@ -8,6 +8,8 @@
   before first use (:func:`probe_onednn_linear`); any failure selects plain ``F.linear``.
 - the checks the fast paths branch on: autocast on any device, oneDNN switched on, forward-mode
   AD or a torch.func transform active; and ``DelayedError`` for the first-order-only backward.
+- whether the CPU computes bf16 natively (``torch.ops.mkldnn._is_mkldnn_bf16_supported``), which
+  the trainer's ``precision = "auto"`` asks (:func:`native_bf16`).
 
 tests/test_recurrent_variants.py fails if a private call appears anywhere else in the package.
 """
@@ -213,3 +215,17 @@ def flatten_cudnn_weights(
                     batch_first,
                     bool(bidirectional),
                 )
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively on ``device``: a CUDA GPU with bf16, or a CPU whose oneDNN has
+    bf16 kernels (AVX-512 or AMX). Elsewhere (an AVX2-only CPU) oneDNN emulates bf16, many times slower
+    than fp32: ``seqlab bench gpt`` measured 17x on an AVX2 EPYC."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the check: assume the slow case
+        return False
