@@ -1,3 +1,3 @@
 """seqlab: readable, equation-faithful sequence models on PyTorch."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
