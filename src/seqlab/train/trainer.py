@@ -119,17 +119,17 @@ def check_trainable(
         raise ValueError("the training split is empty")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, *, warn: bool = True) -> str:
     """The precision a run computes in: ``"auto"`` is bf16 where ``device`` computes it natively, else fp32.
 
-    An explicit ``"bf16"`` where it is emulated runs as asked, with a warning that names the fix."""
-    native = native_bf16(device)
+    An explicit ``"bf16"`` on a CPU that emulates it runs as asked, with a warning (when ``warn``) that
+    names the fix."""
     if precision == "auto":
-        return "bf16" if native else "fp32"
-    if precision == "bf16" and not native:
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and device.type == "cpu" and warn and not native_bf16(device):
         warnings.warn(
-            f"train.precision=bf16 on this {device.type} is emulated (no native bf16: no AVX-512 or AMX on a CPU), "
-            "many times slower than fp32 (17x for a GPT step in `seqlab bench gpt` on an AVX2 CPU); "
+            "train.precision=bf16 on this CPU is emulated (no native bf16: no AVX-512 or AMX), many times slower "
+            "than fp32 (17x for a GPT step in `seqlab bench gpt` on an AVX2 CPU); "
             "set --train.precision=auto (bf16 only where native) or fp32",
             stacklevel=3,
         )
@@ -160,7 +160,7 @@ class Trainer:
         check_trainable(cfg, train_set, val_set, task, dist_info.world_size)
         self.cfg, self.task, self.dist = cfg, Task(task), dist_info
         self.device = device or resolve_device(cfg.device, dist_info.local_rank)
-        self.precision = resolve_precision(cfg.precision, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device, warn=dist_info.is_main)
         self.model = model.to(self.device)
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
