@@ -31,7 +31,7 @@ from .distributed import init_distributed, resolve_device, shutdown
 from .likelihood import sequence_log_likelihood, unigram_probs
 from .metrics import evaluate
 from .seq2seq_metrics import seq2seq_scores
-from .trainer import Trainer, check_trainable
+from .trainer import NonFiniteLoss, Trainer, TrainingInterrupted, check_trainable
 
 
 def check_run_name(name: str) -> None:
@@ -332,6 +332,14 @@ def train_experiment(
             # e.g. a 90/10 train/val split: nothing held out for test
             else evaluate(trainer.model, splits.test, task=task, device=trainer.device, dist_info=dist_info)
         )
+    except (TrainingInterrupted, NonFiniteLoss):
+        # Every process stops at the same step (the decision was all-reduced), so they leave together:
+        # DDP's wrapper is let go and the group torn down while every peer is still there. Tearing down
+        # without waiting (as after an error only this process saw) left rank 0 hanging at exit, now and
+        # then, in the destructors of what the exception's frames held.
+        trainer.release_distributed()
+        shutdown(wait=True)
+        raise
     except BaseException:
         shutdown(wait=False)
         raise

@@ -403,6 +403,10 @@ class Trainer:
             f"best_val/{self.metric}": self.best,
         }
 
+    def release_distributed(self) -> None:
+        """Let go of the DDP wrapper (and its hold on the process group) before the group is torn down."""
+        self.net = self.model
+
     def seconds(self) -> float:
         """Training time of this run so far, over every session (resumes included)."""
         return self.seconds_before + time.perf_counter() - self.session_start
