@@ -89,6 +89,25 @@ def fingerprint(path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def cpu() -> str:
+    """The CPU the commands run on, as torch sees it: its model name and vector capability (AVX2, AVX512)."""
+    import torch
+
+    name = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            "CPU",
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else "CPU"
+    )
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def run_part(part: Part) -> tuple[str, float, str | None]:
     """Run the part's commands one after the other, in a fresh folder (the commands name their runs by glob:
     ``runs/results/gradflow/adding100-*`` is the one run there); done.json only when every one succeeded."""
@@ -109,6 +128,7 @@ def run_part(part: Part) -> tuple[str, float, str | None]:
             return part.name, time.perf_counter() - start, f"`{command}` exited {rc}: {tail[0]}"
     seconds = time.perf_counter() - start
     record = {
+        "cpu": cpu(),
         "commands": part.commands,
         "inputs": inputs,
         "seconds": round(seconds, 1),
@@ -663,7 +683,10 @@ Each section states a claim, the command that tests it, what the command measure
 build machine (CPU, torch 2.13.0+cpu, one thread per command, two commands at a time) and one
 sentence on what it shows. `make results` regenerates this page (`docs/make_results.py`): it
 reruns the parts whose configs or data changed and rewrites the page from the runs under
-`runs/results/`. Training times are one thread's, with the other core busy.
+`runs/results/`. Training times are one thread's, with the other core busy. Each section's last
+line says when it was measured and on which CPU (torch's vector capability); the sections measured
+on 2026-12-01 ran on an AVX-512 EPYC, where the GPT preset trains in bf16 (docs/benchmarks.md,
+"Two machines").
 """
 
 
@@ -702,7 +725,8 @@ def render_page(parts: list[Part], earlier: str = "") -> str:
                 except (OSError, KeyError, ValueError) as e:
                     body = f"(could not read this part's results: {type(e).__name__}: {e}; rerun `make results`)"
                 done = json.loads((p.dir / "done.json").read_text())
-                body += f"\n\n_Measured {done['finished']}; the commands took {done['seconds'] / 60:.1f} min._"
+                on = f" on {done['cpu']}" if done.get("cpu") else ""
+                body += f"\n\n_Measured {done['finished']}{on}; the commands took {done['seconds'] / 60:.1f} min._"
             else:
                 body = earlier_body(earlier, p) or "Not measured yet: `make results` runs it."
             out.append(body + "\n")

@@ -40,6 +40,7 @@ def test_a_part_is_stale_until_run_then_when_its_inputs_or_commands_change(mr, t
     assert (name, error) == ("demo", None) and seconds > 0
     done = json.loads((p.dir / "done.json").read_text())
     assert done["commands"] == ["seqlab --version"]
+    assert done["cpu"].endswith(")") and "(" in done["cpu"]  # the model name and torch's vector capability
     assert (p.dir / "logs" / "0.out").read_text().startswith("seqlab ")  # the command's own output is kept
     assert p.stale() is None
     later = (p.dir / "done.json").stat().st_mtime + 10
@@ -68,6 +69,7 @@ def test_the_page_quotes_the_commands_and_shows_finished_parts_only(mr, tmp_path
     text = mr.render_page([finished, waiting])
     assert "## 1. A title" in text and "```\nseqlab --version\n```" in text
     assert "body read from demo" in text and "_Measured " in text
+    assert f" on {mr.cpu()}; the commands took " in text  # which CPU measured it
     assert "## 2. A title" in text and "Not measured yet: `make results` runs it." in text
 
 
