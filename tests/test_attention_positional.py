@@ -82,3 +82,22 @@ def test_rope_rotates_pairs_and_keeps_norms():
     assert_close(rope(z, offset=2)[..., :1, :], shifted, "rotation at offset 2", atol=1e-6, rtol=ALLCLOSE_RTOL)
     with pytest.raises(ValueError, match="even head_dim, got 5"):
         snn.RotaryEmbedding(5)
+
+
+def test_rotary_embedding_table_equals_apply_rotary_bit_for_bit_as_it_grows():
+    rope = snn.RotaryEmbedding(16)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for T, offset in ((5, 0), (1, 63), (1, 64), (130, 3), (1, 300)):  # the table grows past 64, then 256
+            x = torch.randn(2, 3, T, 16).to(dtype)
+            expected = apply_rotary(x, torch.arange(offset, offset + T), 10000.0)
+            assert torch.equal(rope(x, offset=offset), expected), (dtype, T, offset)
+    assert rope._tables[(torch.device("cpu"), torch.float32)][0].shape == (512, 8)
+
+
+def test_rotary_table_made_under_inference_mode_still_trains():
+    rope = snn.RotaryEmbedding(8)
+    with torch.inference_mode():
+        rope(torch.randn(1, 4, 8))  # e.g. generation before training
+    x = torch.randn(1, 4, 8, requires_grad=True)
+    rope(x).sum().backward()  # the table is a plain tensor: it can be saved for backward
+    assert x.grad is not None and torch.isfinite(x.grad).all()
