@@ -93,18 +93,10 @@ def cpu() -> str:
     """The CPU the commands run on, as torch sees it: its model name and vector capability (AVX2, AVX512)."""
     import torch
 
-    name = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in line
-            ),
-            "CPU",
-        )
-        if Path("/proc/cpuinfo").is_file()
-        else "CPU"
-    )
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    name = names[0] if names else "CPU"
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
