@@ -1,5 +1,5 @@
 """Small helpers shared by every layer: parameter counts, seeding, eval mode, likelihood summaries,
-atomic file writes."""
+atomic file writes, the memory left to allocate."""
 
 from __future__ import annotations
 
@@ -78,3 +78,40 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text), mode="w")
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate, as far as it can tell: the system's MemAvailable, or less
+    under an address-space limit (``ulimit -v``, RLIMIT_AS); None where neither can be read."""
+    room = []
+    try:
+        with open("/proc/meminfo") as fh:
+            room += [int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as fh:
+                used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            room.append(max(soft - used, 0))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    return min(room) if room else None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for an allocation that failed: MemoryError, torch's CPU allocator error, CUDA out of memory."""
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err))
+    )
+
+
+def format_bytes(n: float) -> str:
+    """``"3.2 GiB"``, ``"12.5 MiB"``, ``"900 bytes"``: a size in the unit that reads best."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} bytes"

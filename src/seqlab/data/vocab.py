@@ -52,6 +52,20 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} tokens: {self.itos[:8]}{' ...' if len(self) > 8 else ''})"
 
+    def to_dict(self) -> dict:
+        """``{"tokens": itos, "specials": [...]}``: plain lists of strings, for a checkpoint read with weights_only."""
+        return {"tokens": list(self.itos), "specials": list(self.specials)}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Vocabulary:
+        """The vocabulary ``to_dict`` wrote, id for id; a record that is not one is a ValueError saying why."""
+        tokens, specials = record.get("tokens"), record.get("specials", [])
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in [*tokens, *specials]):
+            raise ValueError("a stored vocabulary needs 'tokens' and 'specials' as lists of strings")
+        if tokens[: len(specials)] != list(specials) or len(set(tokens)) != len(tokens):
+            raise ValueError("a stored vocabulary must start with its specials and hold each token once")
+        return cls(tokens[len(specials) :], specials)
+
     def _id(self, name: str) -> int:
         if name not in self.stoi:
             raise KeyError(f"this vocabulary has no {name} token")
@@ -98,3 +112,49 @@ class Vocabulary:
                 continue
             out.append(tok)
         return sep.join(out)
+
+
+# What decoding reads from a run's data, kept with the run (checkpoint key "vocabularies") so that a run
+# decodes without its data and never through another text's vocabulary.
+VOCAB_KEYS = ("vocab", "src_vocab", "tgt_vocab")
+DECODING_KEYS = ("token_separator", "max_tgt_len", "max_src_len", "vocab_size", "src_vocab_size", "tgt_vocab_size")
+
+
+def vocabularies_record(info: dict) -> dict | None:
+    """The data ``info``'s vocabularies and what decoding needs besides (the separator of tokens in text: ""
+    for characters, " " for words; the longest target), as plain lists, strings and ints; None where the
+    data has no vocabulary (digits, series). The tokenisation rule of a sentence-pair file (lowercase,
+    normalize, tokenize) is its data config, which the checkpoint holds too."""
+    record = {k: info[k].to_dict() for k in VOCAB_KEYS if isinstance(info.get(k), Vocabulary)}
+    if not record:
+        return None
+    record.update({k: info[k] for k in DECODING_KEYS if isinstance(info.get(k), (int, str))})
+    return {"format": 1, **record}
+
+
+def vocabularies_from_record(record: dict) -> dict:
+    """The info keys ``vocabularies_record`` kept, vocabularies rebuilt: ``{"vocab": Vocabulary, ...}``."""
+    if not isinstance(record, dict) or record.get("format") != 1:
+        raise ValueError("the stored vocabularies are not in a format this seqlab reads (format 1)")
+    out = {k: v for k, v in record.items() if k in DECODING_KEYS}
+    out.update({k: Vocabulary.from_dict(record[k]) for k in VOCAB_KEYS if k in record})
+    return out
+
+
+def vocabulary_difference(stored: dict, data: dict) -> str | None:
+    """None if ``data``'s vocabularies (a data info) equal the ``stored`` ones, else what differs, in words:
+    ``"vocab: 65 tokens, the data gives 61; id 12 is 'K', the data's 'L'"``."""
+    for key in VOCAB_KEYS:
+        then, now = stored.get(key), data.get(key)
+        if then is None or then == now:
+            continue
+        if now is None:
+            return f"{key}: the data gives none"
+        i = next((i for i, (a, b) in enumerate(zip(then.itos, now.itos)) if a != b), min(len(then), len(now)))
+        first = (
+            f"id {i} is {then.itos[i]!r}, the data's {now.itos[i]!r}"
+            if i < min(len(then), len(now))
+            else f"the first {i} ids agree"
+        )
+        return f"{key}: {len(then)} tokens, the data gives {len(now)}; {first}"
+    return None

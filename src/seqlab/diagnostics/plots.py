@@ -65,6 +65,11 @@ class RunDiagnostics:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise ConfigError(f"run directory not found: {self.run_dir}")
+        if not (self.run_dir / "config.toml").is_file() and not (self.run_dir / "checkpoints").is_dir():
+            raise ConfigError(
+                f"{self.run_dir} is not a seqlab run directory (no config.toml, no checkpoints/); "
+                f"give a folder written by seqlab train (seqlab runs lists them)"
+            )
         if example < 0:
             raise ConfigError(f"--example must be >= 0, got {example}")
         from ..data import LOCATION_KEYS
@@ -90,10 +95,14 @@ class RunDiagnostics:
         if self._loaded is None:
             from ..train.run import load_run
 
-            try:
+            if (self.run_dir / "checkpoints" / self.checkpoint).is_file():
+                # A checkpoint that is there but cannot be read is an error of the command, said once.
                 self._loaded = load_run(self.run_dir, self.checkpoint, self.data_location)
-            except ConfigError as err:
-                raise Skip(f"needs the trained model: {err}") from None
+            else:
+                try:  # no checkpoint yet (a run stopped before its first): what needs the model is skipped
+                    self._loaded = load_run(self.run_dir, self.checkpoint, self.data_location)
+                except ConfigError as err:
+                    raise Skip(f"needs the trained model: {err}") from None
             self._loaded[1].eval()
         return self._loaded
 

@@ -105,6 +105,8 @@ class GenerationConfig:
             bad("stop_strings", "must be a tuple of non-empty strings")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             bad("seed", "must be an integer or None")
+        if self.seed is not None and not 0 <= self.seed < 2**64:  # what torch.Generator.manual_seed takes
+            bad("seed", f"must be in 0..{2**64 - 1}")
         sampling = self.temperature > 0
         if self.num_beams > 1:
             if sampling:

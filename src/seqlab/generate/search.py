@@ -9,15 +9,16 @@ dropped from the state (``reorder_state``) so later steps do not compute them.
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
-from ..utils import eval_mode
+from ..utils import available_memory, eval_mode, format_bytes
 from . import processors as P
-from .config import GenerationConfig
+from .beam import BeamSearch
+from .config import GenerationConfig, GenerationConfigError
+from .output import GenerationOutput, _pick, _Trace, length_penalty
 from .uncached import Uncached, max_context
 
 NEG_INF = float("-inf")
@@ -29,37 +30,20 @@ class ContextTooLong(UserWarning):
     """A prompt longer than the model's context was cut from the left."""
 
 
-@dataclass
-class GenerationOutput:
-    """What ``generate`` returns. M = B * num_return_sequences rows: input b's are rows b*n .. b*n + n - 1, best first.
-
-    - sequences (M, T): generated ids only (no prompt, no <bos>), padded after the end with the
-      model's pad id (0 when it has none); T <= max_new_tokens.
-    - lengths (M,): tokens generated, <eos> included.
-    - scores (M,): what ranks the sequences: beam search's length-normalised score (see
-      ``length_penalty``), otherwise the same as log_probs.
-    - log_probs (M,): sum of log P(y_t | y_<t, x) under the model's own distribution (before
-      processors, temperature and filters), <eos> included.
-    - token_log_probs (M, T): the terms of that sum, 0 after the end.
-    - finished (M,): True where the sequence ended by <eos> or a stop string (False: it ran to
-      max_new_tokens).
-    - attentions: with ``output_attentions``, per row a list over steps of the model's weights
-      dict for that row (e.g. {"cross": (heads, S), "self": [(heads, t) per layer]}); else None.
-    """
-
-    sequences: torch.Tensor
-    lengths: torch.Tensor
-    scores: torch.Tensor
-    log_probs: torch.Tensor
-    token_log_probs: torch.Tensor
-    finished: torch.Tensor
-    attentions: list | None
-    num_return_sequences: int
+# Bytes per row and generated token that a search keeps: its id, the id in the repetition context, and its
+# log-probability (beam search also copies them per beam). A lower bound; the model's state comes on top.
+BYTES_PER_TOKEN = 24
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT's lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14); beam scores are log P / lp."""
-    return ((5.0 + length) / 6.0) ** alpha
+def check_output_memory(max_new_tokens: int, rows: int) -> None:
+    """Refuse, before anything is allocated, a max_new_tokens whose outputs alone could not fit in memory."""
+    need, room = rows * max_new_tokens * BYTES_PER_TOKEN, available_memory()
+    if room is not None and need > room:
+        raise GenerationConfigError(
+            "max_new_tokens",
+            f"is too large: {rows} sequence(s) of up to {max_new_tokens:,} tokens need {format_bytes(need)}, "
+            f"more than the {format_bytes(room)} this process can allocate, got {max_new_tokens}",
+        )
 
 
 @torch.no_grad()
@@ -110,6 +94,8 @@ def generate(
                 stacklevel=2,
             )
             prompt = prompt[:, -limit:]
+    rows = (prompt if prompt is not None else source).shape[0] * max(cfg.num_beams, cfg.num_return_sequences)
+    check_output_memory(cfg.max_new_tokens, rows)
     with eval_mode(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext():
         decoder = model if cfg.use_cache else Uncached(model)
         state, first = decoder.begin_decoding(
@@ -123,49 +109,9 @@ def generate(
         return search.sample(state, first, context, decode, streamer)
 
 
-@dataclass
-class _Hyp:
-    """A finished beam hypothesis."""
+class _Search(BeamSearch):
+    """One decoding run: the shared step (processors, scores) and greedy/sampling; beam search in ``beam.py``."""
 
-    score: float  # log P / lp(|Y|), of the processed distribution searched
-    log_prob: float  # the model's own log P(Y | X)
-    tokens: list
-    token_log_probs: list
-    finished: bool
-    end: tuple[int, int]  # (step, row) of its last decode_step, for tracing attention weights back
-
-
-def _pick(weights, row: int):
-    """Row ``row`` of every tensor in a nested dict/list of weights."""
-    if isinstance(weights, torch.Tensor):
-        return weights[row]
-    if isinstance(weights, dict):
-        return {k: _pick(v, row) for k, v in weights.items()}
-    if isinstance(weights, (list, tuple)):
-        return [_pick(v, row) for v in weights]
-    return weights
-
-
-class _Trace:
-    """Each step's attention weights and where its rows came from, to follow one row back to step 0."""
-
-    def __init__(self):
-        self.steps: list = []  # (weights of step t's rows, parents: row at t -> row at t - 1, or None = same)
-
-    def add(self, weights, parents: torch.Tensor | None) -> None:
-        self.steps.append((weights, None if parents is None else parents.tolist()))
-
-    def back(self, step: int, row: int) -> list:
-        out = []
-        for t in range(step, -1, -1):
-            weights, parents = self.steps[t]
-            out.append(_pick(weights, row))
-            if parents is not None:
-                row = parents[row]
-        return out[::-1]
-
-
-class _Search:
     def __init__(self, decoder, cfg: GenerationConfig, eos_ids: tuple, banned: list, pad_id, vocab_size: int):
         self.decoder, self.cfg, self.V = decoder, cfg, vocab_size
         self.eos_ids = eos_ids
@@ -245,8 +191,10 @@ class _Search:
         if cfg.sampling and cfg.seed is not None:
             generator = torch.Generator(device=device)
             generator.manual_seed(cfg.seed)
-        out = torch.full((M, N), self.pad_id, dtype=torch.long, device=device)  # (M, N)
-        token_lp = torch.zeros(M, N, device=device)  # (M, N)
+        # Output buffers grow as tokens come (doubling): a large max_new_tokens allocates nothing up front.
+        room = min(N, 256)
+        out = torch.full((M, room), self.pad_id, dtype=torch.long, device=device)  # (M, room)
+        token_lp = torch.zeros(M, room, device=device)  # (M, room)
         lengths = torch.zeros(M, dtype=torch.long, device=device)
         finished = torch.zeros(M, dtype=torch.bool, device=device)
         eos = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
@@ -262,6 +210,10 @@ class _Search:
                 trace.add(weights, parents)
             lse = torch.logsumexp(logits, dim=-1)  # (R,): the model's own normaliser, log sum_v exp z_v
             tokens = self.choose(self.process(logits, context, t), t, generator)  # (R,)
+            if t == room:
+                room = min(2 * room, N)
+                out = torch.cat((out, out.new_full((M, room - t), self.pad_id)), dim=1)  # (M, room)
+                token_lp = torch.cat((token_lp, token_lp.new_zeros(M, room - t)), dim=1)  # (M, room)
             out[rows, t] = tokens
             token_lp[rows, t] = logits.gather(1, tokens[:, None]).squeeze(1) - lse  # log P(y_t) of the model
             lengths[rows] = t + 1
@@ -296,166 +248,4 @@ class _Search:
         log_probs = token_lp.sum(1)
         return GenerationOutput(
             out[:, :T], lengths, log_probs.clone(), log_probs, token_lp[:, :T], finished, attentions, n
-        )
-
-    # -- beam search ------------------------------------------------------------------------------
-    def _settled(self, hyps: list[_Hyp], best_alive: float, length: int) -> bool:
-        """True when no live beam of this input can enter its K best finished hypotheses any more.
-
-        Log-probabilities only fall as a hypothesis grows, so a live beam's score s bounds every
-        continuation: with alpha > 0 the best it could reach is s / lp(max_new_tokens) (the largest
-        lp); with alpha <= 0, s / lp(length + 1) (ending at the very next step).
-        """
-        cfg = self.cfg
-        if best_alive == -math.inf:
-            return True
-        if len(hyps) < cfg.num_beams:
-            return False
-        if cfg.early_stopping:
-            return True
-        alpha = cfg.length_penalty
-        bound = best_alive / length_penalty(cfg.max_new_tokens if alpha > 0 else length + 1, alpha)
-        return bound <= hyps[-1].score
-
-    def _keep(self, hyps: list[_Hyp], hyp: _Hyp) -> None:
-        """Insert ``hyp`` into ``hyps`` (best first), keeping at most num_beams."""
-        if hyp.score == -math.inf:
-            return
-        hyps.append(hyp)
-        hyps.sort(key=lambda h: -h.score)
-        del hyps[self.cfg.num_beams :]
-
-    def beam(self, state, first: torch.Tensor, context: torch.Tensor) -> GenerationOutput:
-        """Batched beam search: B inputs x K beams in each forward; finished hypotheses kept per input.
-
-        At each step the candidates are the K * V extensions of the live beams, scored by their
-        summed log-probability. Among the (1 + #eos) * K best, an <eos> ranked within the first K
-        ends a hypothesis (scored log P / lp(|Y|)); the K best that do not end are the next beams.
-        An input is settled when its K finished hypotheses cannot be beaten (``_settled``), or at
-        max_new_tokens, when its live beams join the finished ones.
-        """
-        cfg, dec, V = self.cfg, self.decoder, self.V
-        K, N, n = cfg.num_beams, cfg.max_new_tokens, cfg.num_return_sequences
-        B, device = first.shape[0], first.device
-        index = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,): every input's row, K times
-        state, tokens, context = dec.reorder_state(state, index), first[index], context[index]
-        beam_scores = torch.zeros(B, K, device=device)
-        beam_scores[:, 1:] = -math.inf  # all K start equal: let only the first expand at step 0
-        sum_lp = torch.zeros(B * K, device=device)  # (R,) the model's own log P of each live beam
-        token_lp = torch.zeros(B * K, 0, device=device)  # (R, t)
-        gen = torch.zeros(B * K, 0, dtype=torch.long, device=device)  # (R, t) generated tokens
-        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
-        n_cand = min((1 + len(self.eos_ids)) * K, K * V)
-        ranks = torch.arange(n_cand, device=device)
-        live = list(range(B))  # input of each block of K rows
-        hyps: list[list[_Hyp]] = [[] for _ in range(B)]
-        trace = _Trace() if cfg.output_attentions else None
-        parents = None
-        for t in range(N):
-            logits, state, weights = dec.decode_step(state, tokens, need_weights=cfg.output_attentions)
-            logits = logits.float()  # (R, V), R = len(live) * K
-            if trace is not None:
-                trace.add(weights, parents)
-            Bl = len(live)
-            cand, model_lp = self.extension_scores(logits, context, t, beam_scores.view(-1))  # (R, V)
-            cand = cand.view(Bl, K * V)  # (Bl, K*V): the score of every extension of every beam
-            top, idx = cand.topk(n_cand, dim=1)  # (Bl, n_cand), best first
-            src = idx // V  # the beam each candidate extends
-            tok = idx % V
-            is_eos = torch.isin(tok, eos)  # (Bl, n_cand)
-            ending = is_eos & (ranks < K) & torch.isfinite(top)
-            if bool(ending.any()):
-                for i, c in ending.nonzero().tolist():
-                    row, v = i * K + int(src[i, c]), int(tok[i, c])
-                    lp_v = float(model_lp(row, v))
-                    self._keep(
-                        hyps[live[i]],
-                        _Hyp(
-                            float(top[i, c]) / length_penalty(t + 1, cfg.length_penalty),
-                            float(sum_lp[row]) + lp_v,
-                            gen[row].tolist() + [v],
-                            token_lp[row].tolist() + [lp_v],
-                            True,
-                            (t, row),
-                        ),
-                    )
-            # The K best candidates that do not end: non-<eos> first, each group in rank order.
-            pick = torch.sort(is_eos.long(), dim=1, stable=True).indices[:, :K]  # (Bl, K)
-            new_scores = top.gather(1, pick)  # (Bl, K)
-            new_src = (torch.arange(Bl, device=device)[:, None] * K + src.gather(1, pick)).view(-1)  # (Bl*K,)
-            new_tok = tok.gather(1, pick).view(-1)  # (Bl*K,)
-            best = new_scores[:, 0].tolist()
-            last = t + 1 == N
-            settled = [last or self._settled(hyps[b], best[i], t + 1) for i, b in enumerate(live)]
-            keep_inputs = [i for i, s in enumerate(settled) if not s]
-            if last:  # out of steps: the live beams of every unsettled input join its hypotheses
-                last_lp = model_lp(new_src, new_tok)  # (R,)
-                alive_lp = sum_lp[new_src] + last_lp
-                for i, b in enumerate(live):
-                    if len(hyps[b]) >= K and self._settled(hyps[b], best[i], t + 1):
-                        continue
-                    for k in range(K):
-                        j = i * K + k
-                        row = int(new_src[j])
-                        self._keep(
-                            hyps[b],
-                            _Hyp(
-                                float(new_scores[i, k]) / length_penalty(N, cfg.length_penalty),
-                                float(alive_lp[j]),
-                                gen[row].tolist() + [int(new_tok[j])],
-                                token_lp[row].tolist() + [float(last_lp[j])],
-                                False,
-                                (t, row),
-                            ),
-                        )
-                break
-            if not keep_inputs:
-                break
-            if len(keep_inputs) < Bl:  # drop the settled inputs' rows
-                kept = torch.tensor(keep_inputs, device=device)
-                rows_kept = (kept[:, None] * K + torch.arange(K, device=device)).view(-1)  # (Bl'*K,)
-                new_src, new_tok, new_scores = new_src[rows_kept], new_tok[rows_kept], new_scores[kept]
-                live = [live[i] for i in keep_inputs]
-            step_lp = model_lp(new_src, new_tok)  # (R',)
-            sum_lp = sum_lp[new_src] + step_lp
-            token_lp = torch.cat((token_lp[new_src], step_lp[:, None]), dim=1)
-            gen = torch.cat((gen[new_src], new_tok[:, None]), dim=1)
-            context = torch.cat((context[new_src], new_tok[:, None]), dim=1)
-            beam_scores = new_scores
-            state, tokens, parents = dec.reorder_state(state, new_src), new_tok, new_src
-        return self._collect(hyps, n, device, trace)
-
-    def _collect(self, hyps: list[list[_Hyp]], n: int, device, trace: _Trace | None) -> GenerationOutput:
-        """The n best hypotheses of every input as padded tensors (an input with fewer gets empty rows)."""
-        chosen = []
-        for per_input in hyps:
-            best = per_input[:n]
-            chosen += best + [None] * (n - len(best))
-        M = len(chosen)
-        T = max((len(h.tokens) for h in chosen if h is not None), default=0)
-        seqs = torch.full((M, T), self.pad_id, dtype=torch.long)
-        token_lp = torch.zeros(M, T)
-        lengths = torch.zeros(M, dtype=torch.long)
-        scores = torch.full((M,), -math.inf)
-        log_probs = torch.full((M,), -math.inf)
-        finished = torch.zeros(M, dtype=torch.bool)
-        for m, h in enumerate(chosen):
-            if h is None:
-                continue
-            L = len(h.tokens)
-            seqs[m, :L] = torch.tensor(h.tokens)
-            token_lp[m, :L] = torch.tensor(h.token_log_probs)
-            lengths[m], scores[m], log_probs[m], finished[m] = L, h.score, h.log_prob, h.finished
-        attentions = None
-        if trace is not None:
-            attentions = [[] if h is None else trace.back(*h.end) for h in chosen]
-        return GenerationOutput(
-            seqs.to(device),
-            lengths.to(device),
-            scores.to(device),
-            log_probs.to(device),
-            token_lp.to(device),
-            finished.to(device),
-            attentions,
-            n,
         )

@@ -21,6 +21,7 @@ import torch
 
 from ..config import ConfigError, dump_toml, from_dict, merge, parse_overrides, to_dict, toml_value
 from ..data import DATASETS, LOCATION_KEYS, DataError, Splits, build_splits, resolve_locations
+from ..data.vocab import vocabularies_record
 from ..models import build_model
 from ..task import Task
 from ..utils import atomic_write_text, count_parameters, eval_mode, set_seed
@@ -302,6 +303,7 @@ def train_experiment(
                 "train_config": configs["train"],
                 "task": task.value,
                 "data_files": files,
+                "vocabularies": vocabularies_record(splits.info),  # decoding needs no data: see load_vocabularies
             },
         )
         for event, fns in (callbacks or {}).items():

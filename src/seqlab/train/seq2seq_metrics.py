@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from ..config import ConfigError
 from ..generate import generate
 from ..models.decoding import greedy_decode
-from ..utils import atomic_write
+from ..utils import atomic_write, available_memory, format_bytes, is_out_of_memory
 
 EOS = "<eos>"
 HEADER = ("source", "reference", "hypothesis")
@@ -150,6 +151,18 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
 # -- decoding a split --------------------------------------------------------------------------
 
 
+# Sentences x beams decoded together: 256 sentences at beam 5, one sentence at a time from beam 1,280 up.
+# Memory grows with this product, so a wide beam decodes fewer sentences at once instead of more rows.
+ROWS_PER_CHUNK = 1280
+
+
+def beam_memory_estimate(beam: int, vocab_size: int, max_new_tokens: int) -> int:
+    """A lower bound on the bytes one sentence's beam search holds at once: about three (beam, V) float
+    tensors of scores per step (logits, candidates, their top-k) and the (beam, t) tokens, context and
+    log-probabilities kept per beam; the model's own state comes on top."""
+    return beam * (3 * vocab_size * 4 + 3 * max_new_tokens * 8)
+
+
 def decode_split(
     model: torch.nn.Module,
     dataset,
@@ -160,21 +173,45 @@ def decode_split(
     length_penalty: float = 0.6,
 ) -> list[list[int]]:
     """Greedy (or, with ``beam`` > 1, beam-search) outputs of every source of a Seq2SeqDataset: ids per
-    sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty."""
+    sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty.
+
+    Beam search decodes ``ROWS_PER_CHUNK // beam`` sentences at a time (at least one), so its memory
+    stays near beam 5's whatever the width. A width whose single sentence cannot fit in the memory
+    left is refused before decoding (ConfigError); an allocation that fails anyway is one too.
+    """
+    if beam < 1:
+        raise ConfigError(f"--beam must be >= 1, got {beam}")
     eos = model.decoding_special_ids()["eos"]
     limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
     model_limit = getattr(model.config, "max_tgt_len", 0) - 1
     if model_limit > 0:
         limit = min(limit, model_limit)
+    if beam > 1:
+        batch_size = max(1, min(batch_size, ROWS_PER_CHUNK // beam))
+        need, room = beam_memory_estimate(beam, model.vocab_size, limit), available_memory()
+        if room is not None and need > room:
+            raise ConfigError(
+                f"--beam {beam} needs at least {format_bytes(need)} for one sentence ({beam} beams x "
+                f"{model.vocab_size} tokens), more than the {format_bytes(room)} this process can allocate; "
+                f"use a smaller --beam"
+            )
     out = []
     for start in range(0, len(dataset), batch_size):
         x = dataset.x[start : start + batch_size].to(device)  # (B, S)
-        if beam > 1:
-            ids = generate(
-                model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty
-            ).sequences.tolist()  # (B, <= limit)
-        else:
-            ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
+        try:
+            if beam > 1:
+                ids = generate(
+                    model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty
+                ).sequences.tolist()  # (B, <= limit)
+            else:
+                ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
+        except (MemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise ConfigError(
+                f"out of memory decoding {len(x)} sentence(s) with --beam {beam} "
+                f"({len(x) * beam:,} rows of {model.vocab_size} tokens): use a smaller --beam"
+            ) from None
         out.extend(row[: row.index(eos)] if eos in row else row for row in ids)
     return out
 

@@ -1,0 +1,287 @@
+"""Reliability of decoding and of using a trained run (issue 23): beam memory bounded by decoding in chunks,
+searches that never return empty -inf hypotheses, runs that carry their vocabulary, plot/report on folders
+that are not runs or hold a corrupt checkpoint."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqlab
+from seqlab.config import ConfigError
+from seqlab.generate import GenerationConfigError, generate
+
+SRC = str(Path(seqlab.__file__).resolve().parents[1])  # the subprocesses import the seqlab under test
+TEXT = "to be or not to be, that is the question.\n" * 40
+
+
+def _train(tmp, model: dict, data: dict, steps: int):
+    from seqlab.train.config import experiment_from_dict
+    from seqlab.train.run import train_experiment
+
+    train = {"batch_size": 16, "lr": 3e-3, "max_steps": steps, "eval_every": steps, "log_every": steps}
+    train.update(tensorboard=False, layer_norms_every=0, seed=0)
+    return train_experiment(
+        experiment_from_dict({"model": model, "data": data, "train": train}), out=tmp, argv=[], progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A char-level GPT on a repeated line and a seq2seq Transformer that reverses 1..5 symbols (~8 s)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    text = tmp / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    torch.set_num_threads(1)
+    gpt = _train(
+        tmp,
+        {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
+        {"name": "char_lm", "path": str(text), "seq_len": 32, "num_windows": 1600, "val_fraction": 0.1},
+        100,
+    )
+    s2s = _train(
+        tmp,
+        {
+            "name": "seq2seq_transformer",
+            "d_model": 32,
+            "num_heads": 2,
+            "num_encoder_layers": 1,
+            "num_decoder_layers": 1,
+            "d_ff": 64,
+            "dropout": 0.0,
+        },
+        {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 20},
+        300,
+    )
+    return {"gpt": gpt, "s2s": s2s, "text": text}
+
+
+def _cli(capsys, *argv):
+    from seqlab.cli import main
+
+    capsys.readouterr()
+    code = main([*map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# -- 1. beam search memory ----------------------------------------------------------------------------------
+
+
+def test_eval_with_a_wide_beam_runs_under_a_memory_limit(runs):
+    """eval --beam 3000 in a process allowed 300 MiB of address space above what torch's import takes: before,
+    every sentence x 3000 beams were decoded together and the allocator failed; now one sentence at a time."""
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        import torch
+        from seqlab.cli import main
+        used = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (used + 300 * 2**20, resource.RLIM_INFINITY))
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", script, "eval", str(runs["s2s"]), "--split", "val", "--beam", "3000"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert "Traceback" not in done.stderr and "alloc" not in done.stderr, done.stderr
+    if done.returncode == 2:  # a refusal is allowed, in one line naming the flag
+        assert done.stderr.count("\n") == 1 and "--beam" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        metrics = json.loads(done.stdout)
+        assert metrics["val/beam"] == 3000 and metrics["val/exact_match"] > 0.5
+
+
+def test_a_wide_beam_decodes_few_sentences_at_a_time_with_the_same_outputs(runs, monkeypatch):
+    from seqlab.data import build_splits
+    from seqlab.train import seq2seq_metrics as sm
+    from seqlab.train.run import load_run
+
+    exp, model, _ = load_run(runs["s2s"])
+    val = build_splits(exp.data).val
+    sizes = []
+    real = sm.generate
+
+    def counting(model, *, source, **kw):
+        sizes.append(source.shape[0])
+        return real(model, source=source, **kw)
+
+    monkeypatch.setattr(sm, "generate", counting)
+    chunked = sm.decode_split(model, val, beam=400)
+    assert sizes and max(sizes) <= sm.ROWS_PER_CHUNK // 400 == 3  # sentences x beams <= 1,280
+    whole = real(model, source=val.x, max_new_tokens=val.y.shape[1] - 1, num_beams=400, length_penalty=0.6)
+    expect = [row[: row.index(2)] if 2 in row else row for row in whole.sequences.tolist()]
+    assert chunked == expect
+
+
+def test_a_beam_that_cannot_fit_is_refused_before_decoding_and_a_failed_allocation_is_one_line(runs, monkeypatch):
+    from seqlab.data import build_splits
+    from seqlab.train import seq2seq_metrics as sm
+    from seqlab.train.run import load_run
+
+    exp, model, _ = load_run(runs["s2s"])
+    val = build_splits(exp.data).val
+    monkeypatch.setattr(sm, "available_memory", lambda: 1000)
+    with pytest.raises(
+        ConfigError,
+        match=r"--beam 100 needs at least .* KiB for one sentence .* than the 1,000 bytes .*use a smaller --beam",
+    ):
+        sm.decode_split(model, val, beam=100)
+    monkeypatch.setattr(sm, "available_memory", lambda: None)
+
+    def fails(*args, **kw):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 1 bytes")
+
+    monkeypatch.setattr(sm, "generate", fails)
+    with pytest.raises(ConfigError, match=r"out of memory decoding 12 sentence\(s\) with --beam 100"):
+        sm.decode_split(model, val, beam=100)
+
+
+class _EndsAt:
+    """A decoder that writes token 3 until step ``n``, then <eos> (1): V = 5, <bos> = 0."""
+
+    vocab_size = 5
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def decoding_special_ids(self):
+        return {"bos": 0, "eos": 1, "pad": None}
+
+    def begin_decoding(self, *, source=None, source_lengths=None, prompt=None, max_new_tokens):
+        return torch.zeros(source.shape[0], dtype=torch.long), torch.zeros(source.shape[0], dtype=torch.long)
+
+    def decode_step(self, state, tokens, *, need_weights=False):
+        logits = torch.full((len(state), 5), -5.0)
+        logits[:, 3] = 0.0
+        logits[state + 1 >= self.n, 1] = 5.0
+        return logits, state + 1, None
+
+    def reorder_state(self, state, index):
+        return state.index_select(0, index)
+
+
+def test_max_new_tokens_beyond_memory_is_refused_and_nothing_is_allocated_for_it_up_front():
+    src = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(GenerationConfigError, match=r"max_new_tokens is too large: .* TiB") as err:
+        generate(_EndsAt(3), source=src, max_new_tokens=10**14)
+    assert err.value.key == "max_new_tokens"
+    out = generate(_EndsAt(700), source=src, max_new_tokens=10**6)  # 700 tokens: buffers grown past 256 and 512
+    assert out.lengths.tolist() == [700, 700] and out.sequences.shape == (2, 700)
+    assert out.sequences[:, :699].eq(3).all() and out.sequences[:, 699].eq(1).all()
+
+
+# -- 2. beam search when the constraints rule out every token -------------------------------------------------
+
+
+def test_beam_search_refuses_when_every_token_is_ruled_out_as_greedy_does():
+    from seqlab.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=11, block_size=40, d_model=16, num_heads=2, num_layers=1, dropout=0.0))
+    prompt = torch.tensor([[1, 2]])
+    for beams in (1, 3):  # 11 tokens, none repeated: step 10 has nothing left
+        with pytest.raises(ValueError, match="every token is ruled out") as err:
+            generate(gpt, prompt=prompt, max_new_tokens=20, num_beams=beams, no_repeat_ngram_size=1)
+        assert "relax them" in str(err.value)
+    # min_new_tokens past what no_repeat_ngram allows on a source: <eos> banned until then, 2 other tokens
+    with pytest.raises(ValueError, match="at step 4 every token is ruled out for every beam of input 1"):
+        generate(
+            _EndsAt(2),
+            source=torch.zeros(1, 3, dtype=torch.long),
+            max_new_tokens=8,
+            min_new_tokens=6,
+            num_beams=2,
+            no_repeat_ngram_size=1,
+        )
+    # Fewer distinct sequences than asked for (1 step: <eos> and 3 other tokens): said, not padded with -inf rows
+    with pytest.raises(ValueError, match="found 4 sequences for input 1, fewer than num_return_sequences = 5"):
+        generate(
+            _EndsAt(2),
+            source=torch.zeros(1, 3, dtype=torch.long),
+            max_new_tokens=1,
+            num_beams=5,
+            num_return_sequences=5,
+        )
+
+
+def test_cli_beam_search_with_no_token_left_exits_1_and_writes_no_output(runs, capsys, tmp_path):
+    code, out, err = _cli(
+        capsys, "generate", runs["gpt"], "--prompt", "to", "--no-repeat-ngram", 1, "--beam", 3, "--max-new-tokens", 60
+    )
+    assert code == 1 and "every token is ruled out" in err and err.count("\n") == 1, err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("to\nbe\n")
+    dst = tmp_path / "out.txt"
+    argv = ("--input", prompts, "--output", dst, "--no-repeat-ngram", 1, "--beam", 3, "--max-new-tokens", 60)
+    code, out, err = _cli(capsys, "generate", runs["gpt"], *argv)
+    assert code == 1 and "every token is ruled out" in err and not dst.exists()
+
+
+# -- 3. the vocabulary travels with the run ------------------------------------------------------------------
+
+
+def test_checkpoints_hold_the_vocabularies_pickle_free(runs):
+    from seqlab.data import build_splits
+    from seqlab.data.vocab import Vocabulary, vocabularies_from_record
+    from seqlab.train.run import load_run
+
+    for name, keys in (("gpt", ["vocab"]), ("s2s", ["src_vocab", "tgt_vocab"])):
+        for ckpt_name in ("last.pt", "best.pt"):
+            ckpt = torch.load(runs[name] / "checkpoints" / ckpt_name, weights_only=True)
+            stored = vocabularies_from_record(ckpt["vocabularies"])
+            info = build_splits(load_run(runs[name])[0].data).info
+            for key in keys:
+                assert isinstance(stored[key], Vocabulary) and stored[key].itos == info[key].itos
+    assert stored["token_separator"] == "" and stored["max_tgt_len"] == info["max_tgt_len"]
+
+
+def test_a_stored_vocabulary_reads_back_id_for_id_and_a_bad_record_is_refused():
+    from seqlab.data.vocab import Vocabulary, vocabulary_difference
+
+    v = Vocabulary.build([["b", "a", "b"], ["c"]])
+    back = Vocabulary.from_dict(v.to_dict())
+    assert back.itos == v.itos and back.unk_id == 3 and back.encode(["a", "zz"]) == [5, 3]
+    chars = Vocabulary(sorted(set("hello")), specials=())
+    assert Vocabulary.from_dict(chars.to_dict()).itos == ["e", "h", "l", "o"]
+    with pytest.raises(ValueError, match="lists of strings"):
+        Vocabulary.from_dict({"tokens": [1, 2]})
+    with pytest.raises(ValueError, match="start with its specials"):
+        Vocabulary.from_dict({"tokens": ["a", "<pad>"], "specials": ["<pad>"]})
+    other = Vocabulary(sorted(set("hellx")), specials=())
+    assert vocabulary_difference({"vocab": chars}, {"vocab": chars}) is None
+    assert vocabulary_difference({"vocab": chars}, {"vocab": other}) == (
+        "vocab: 4 tokens, the data gives 4; id 3 is 'o', the data's 'x'"
+    )
+
+
+# -- 7. plot and report on what is not a run, or a corrupt checkpoint -------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_and_report_refuse_a_folder_that_is_not_a_run_and_write_nothing(tmp_path, capsys, command):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("hello")
+    code, out, err = _cli(capsys, command, folder)
+    assert code == 2 and "is not a seqlab run directory" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt"]
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_and_report_on_a_corrupt_checkpoint_fail_saying_so_once(runs, tmp_path, capsys, command):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["gpt"], run)
+    data = (run / "checkpoints" / "last.pt").read_bytes()
+    (run / "checkpoints" / "last.pt").write_bytes(data[:1000])
+    code, out, err = _cli(capsys, command, run)
+    assert code != 0 and err.count("cannot read checkpoint") == 1 and "Traceback" not in err, err
+    assert not (run / "report.html").exists()
