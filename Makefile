@@ -36,8 +36,9 @@ test-fast: $(VENV)/.stamp-test
 
 # docs/results.md: the lecture's claims, each measured by seqlab commands (under 90 min on 2 cores, two parts
 # at a time; parts whose results are newer than their configs and data are skipped). Not part of `make test`.
+# make results ONLY=adding,positions [FORCE=1]: those parts only (make itself takes no --only), rerun if FORCE.
 results: $(VENV)/.stamp-test
-	$(PY) docs/make_results.py
+	$(PY) docs/make_results.py $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -285,3 +285,33 @@ def test_plot_and_report_on_a_corrupt_checkpoint_fail_saying_so_once(runs, tmp_p
     code, out, err = _cli(capsys, command, run)
     assert code != 0 and err.count("cannot read checkpoint") == 1 and "Traceback" not in err, err
     assert not (run / "report.html").exists()
+
+
+# -- 10. make results ONLY=..., docs that agree ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_results_takes_only_and_force_as_variables():
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "results", "ONLY=adding,positions", "FORCE=1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith("docs/make_results.py --only adding,positions --force")
+    plain = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "results"], capture_output=True, text=True
+    )
+    assert plain.stdout.splitlines()[-1].rstrip().endswith("docs/make_results.py")
+
+
+def test_fra_eng_training_times_agree_between_the_seq2seq_page_and_the_results_page():
+    import re
+
+    results = (ROOT / "docs" / "results.md").read_text()
+    seq2seq = (ROOT / "docs" / "seq2seq.md").read_text()
+    for preset in ("fra_eng_gru_attention", "fra_eng_transformer"):
+        measured = re.search(rf"`configs/{preset}.toml`, [\d,]+ parameters, ([\d.]+) min of training", results)
+        row = next(line for line in seq2seq.splitlines() if line.startswith(f"| `{preset}.toml`"))
+        assert measured and f"{measured.group(1)} min" in row, (preset, row)
