@@ -315,3 +315,17 @@ def test_fra_eng_training_times_agree_between_the_seq2seq_page_and_the_results_p
         measured = re.search(rf"`configs/{preset}.toml`, [\d,]+ parameters, ([\d.]+) min of training", results)
         row = next(line for line in seq2seq.splitlines() if line.startswith(f"| `{preset}.toml`"))
         assert measured and f"{measured.group(1)} min" in row, (preset, row)
+
+
+def test_the_readme_demo_block_shows_what_train_prints_now(tmp_path, capsys):
+    """The README's demo output is a real run's: its summary line has the keys seqlab train prints today."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("make demo` trains") :].split("```")[1]
+    shown = json.loads(next(line for line in block.splitlines() if line.startswith("{")))
+    code, out, err = _cli(
+        capsys, "train", ROOT / "configs" / "digits_lstm.toml", "--train.max_steps=2", "--out", tmp_path, "--quiet"
+    )
+    assert code == 0, err
+    printed = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert list(shown) == list(printed)
+    assert "next: seqlab eval runs/" in block and "run directory: runs/" in block
