@@ -76,7 +76,7 @@ class RunDiagnostics:
                 f"not --data.{other[0]}: its data config is the one it was trained with"
             )
         if checkpoint != "last.pt" and not (self.run_dir / "checkpoints" / checkpoint).is_file():  # a typo: say so
-            from ..train.run import read_run_checkpoint
+            from ..runs import read_run_checkpoint
 
             read_run_checkpoint(self.run_dir, checkpoint)
         self.plots = self.run_dir / "plots"
@@ -88,7 +88,7 @@ class RunDiagnostics:
     def _load(self):
         """(experiment, model in eval mode, checkpoint); Skip if the run has no usable checkpoint."""
         if self._loaded is None:
-            from ..train.run import load_run
+            from ..runs import load_run
 
             try:
                 self._loaded = load_run(self.run_dir, self.checkpoint, self.data_location)
@@ -116,7 +116,7 @@ class RunDiagnostics:
     def splits(self):
         if self._splits is None:
             from ..data import resolve_locations
-            from ..train.run import build_run_data
+            from ..runs import build_run_data
 
             try:
                 self._splits = build_run_data(resolve_locations(self.exp.data), self.run_dir)
