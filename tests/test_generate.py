@@ -183,7 +183,8 @@ def test_beam_width_one_is_greedy_on_the_table(seed):
     logp = random_table(7, seed, scale=1.0)
     src = torch.zeros(3, 1, dtype=torch.long)
     greedy = generate(TableModel(logp), source=src, max_new_tokens=9)
-    beam = beam_path(TableModel(logp), source=src, max_new_tokens=9, num_beams=1)
+    # Scores equal log P only without a length penalty (GenerationConfig's default is GNMT's 0.6).
+    beam = beam_path(TableModel(logp), source=src, max_new_tokens=9, num_beams=1, length_penalty=0.0)
     assert torch.equal(beam.sequences, greedy.sequences) and torch.equal(beam.lengths, greedy.lengths)
     assert torch.allclose(beam.log_probs, greedy.log_probs) and torch.allclose(beam.scores, greedy.log_probs)
 
@@ -660,8 +661,8 @@ TEXT = "to be or not to be, that is the question.\n" * 40
 
 
 def _train(tmp, model: dict, data: dict, steps: int):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import experiment_from_dict
-    from seqlab.train.run import train_experiment
 
     exp = experiment_from_dict(
         {
@@ -864,3 +865,22 @@ def test_cli_eval_with_beam_search_reports_exact_match_bleu_and_chrf(runs, capsy
     assert (runs["s2s"] / "predictions-beam4.tsv").is_file() and (runs["s2s"] / "predictions.tsv").is_file()
     assert main(["eval", str(runs["gpt"]), "--split", "val", "--beam", "3"]) == 2
     assert "--beam applies to seq2seq runs" in capsys.readouterr().err
+
+
+def test_generate_flags_are_generation_config_fields_with_its_defaults():
+    import dataclasses
+
+    from seqlab.cli import build_parser
+    from seqlab.cli import generate as cli_generate
+
+    args = build_parser().parse_args(["generate", "RUN", "--prompt", "x"])
+    fields = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
+    offered = {k: v for k, v in fields.items() if k not in cli_generate.LIBRARY_ONLY}
+    assert set(offered) == {k for k in vars(args) if k in fields}  # every field but the library's own is a flag
+    for key, default in offered.items():
+        expected = None if key in cli_generate.RUN_DEFAULTS else default
+        assert getattr(args, key) == (list(expected) if isinstance(expected, tuple) else expected), key
+    assert cli_generate.flag("top_k") == "--top-k" and cli_generate.flag("num_beams") == "--beam"
+    assert build_parser().parse_args(["eval", "RUN"]).length_penalty == GenerationConfig().length_penalty == 0.6
+    flags = build_parser().parse_args(["generate", "RUN", "--prompt", "x", "--no-cache", "--stop", "a", "--stop", "b"])
+    assert flags.use_cache is False and flags.stop_strings == ["a", "b"]

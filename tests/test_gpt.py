@@ -13,9 +13,9 @@ from seqlab.data import DataError
 from seqlab.data.text import CharLMConfig, CharLMDataset, WindowView, build_char_lm
 from seqlab.models import GPT, GPTConfig, LanguageModelConfig, RNNLanguageModel
 from seqlab.models.decoding import IncrementalDecoder, greedy_decode
+from seqlab.runs import load_run, train_experiment
 from seqlab.train.config import experiment_from_dict
 from seqlab.train.likelihood import sequence_log_likelihood
-from seqlab.train.run import load_run, train_experiment
 
 from tolerance import ALLCLOSE_ATOL, ALLCLOSE_RTOL, assert_close
 

@@ -1,4 +1,5 @@
-"""Imports point one way: nn <- models <- generate <- train <- experiments <- diagnostics <- bench <- cli (STYLE.md 3).
+"""Imports point one way: nn <- models <- generate <- train <- runs <- experiments <- diagnostics <- bench <- cli
+(STYLE.md 3).
 
 ``data`` sits beside ``models``: neither imports the other. ``config``, ``utils`` and ``task`` are the floor
 that every layer may use. The test reads every module's imports (top-level and inside functions)
@@ -25,12 +26,13 @@ RANK = {
     "models": 2,
     "generate": 3,
     "train": 4,
-    "experiments": 4.5,
-    "diagnostics": 5,
-    "bench": 6,
-    "cli": 7,
-    "__main__": 8,
-    "__init__": 8,
+    "runs": 5,
+    "experiments": 6,
+    "diagnostics": 7,
+    "bench": 8,
+    "cli": 9,
+    "__main__": 10,
+    "__init__": 10,
 }
 
 
@@ -102,6 +104,7 @@ def test_imports_point_down_the_layers():
         ("from ..train.trainer import Trainer\n", "seqlab.train.trainer"),
         ("from .. import data\n", "seqlab.data"),
         ("import seqlab.cli\n", "seqlab.cli"),
+        ("from ..runs.store import load_run\n", "seqlab.runs"),
         ("def f():\n    from ..diagnostics import curves\n", "seqlab.diagnostics"),
     ],
 )

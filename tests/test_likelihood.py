@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from seqlab.cli import main
 from seqlab.data import CharLMConfig, build_char_lm
 from seqlab.models import LanguageModelConfig, RNNLanguageModel
+from seqlab.runs import load_run
 from seqlab.train.likelihood import sequence_log_likelihood, unigram_probs
-from seqlab.train.run import load_run
 from seqlab.utils import log_likelihood_summary
 
 

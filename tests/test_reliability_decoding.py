@@ -21,8 +21,8 @@ TEXT = "to be or not to be, that is the question.\n" * 40
 
 
 def _train(tmp, model: dict, data: dict, steps: int):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import experiment_from_dict
-    from seqlab.train.run import train_experiment
 
     train = {"batch_size": 16, "lr": 3e-3, "max_steps": steps, "eval_every": steps, "log_every": steps}
     train.update(tensorboard=False, layer_norms_every=0, seed=0)
@@ -100,8 +100,8 @@ def test_eval_with_a_wide_beam_runs_under_a_memory_limit(runs):
 
 def test_a_wide_beam_decodes_few_sentences_at_a_time_with_the_same_outputs(runs, monkeypatch):
     from seqlab.data import build_splits
+    from seqlab.runs import load_run
     from seqlab.train import seq2seq_metrics as sm
-    from seqlab.train.run import load_run
 
     exp, model, _ = load_run(runs["s2s"])
     val = build_splits(exp.data).val
@@ -122,8 +122,8 @@ def test_a_wide_beam_decodes_few_sentences_at_a_time_with_the_same_outputs(runs,
 
 def test_a_beam_that_cannot_fit_is_refused_before_decoding_and_a_failed_allocation_is_one_line(runs, monkeypatch):
     from seqlab.data import build_splits
+    from seqlab.runs import load_run
     from seqlab.train import seq2seq_metrics as sm
-    from seqlab.train.run import load_run
 
     exp, model, _ = load_run(runs["s2s"])
     val = build_splits(exp.data).val
@@ -230,7 +230,7 @@ def test_cli_beam_search_with_no_token_left_exits_1_and_writes_no_output(runs, c
 def test_checkpoints_hold_the_vocabularies_pickle_free(runs):
     from seqlab.data import build_splits
     from seqlab.data.vocab import Vocabulary, vocabularies_from_record
-    from seqlab.train.run import load_run
+    from seqlab.runs import load_run
 
     for name, keys in (("gpt", ["vocab"]), ("s2s", ["src_vocab", "tgt_vocab"])):
         for ckpt_name in ("last.pt", "best.pt"):

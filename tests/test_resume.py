@@ -28,7 +28,7 @@ OVERRIDES = [
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from seqlab.train.config import load_experiment
-    from seqlab.train.run import train_experiment
+    from seqlab.runs import train_experiment
 
     config, out, kill_at, *overrides = sys.argv[1:]
 
@@ -212,8 +212,8 @@ def _crash_at(step):
 
 
 def test_tbptt_language_model_resumes_exactly(tmp_path, configs_dir):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import load_experiment
-    from seqlab.train.run import train_experiment
 
     args = [
         "--train.max_steps=10",
@@ -247,8 +247,8 @@ def test_tbptt_language_model_resumes_exactly(tmp_path, configs_dir):
 
 
 def test_resume_applies_and_announces_changed_train_settings(tmp_path, configs_dir):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import load_experiment
-    from seqlab.train.run import train_experiment
 
     exp = load_experiment(
         configs_dir / "digits_lstm.toml",

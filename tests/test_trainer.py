@@ -244,8 +244,8 @@ def test_bf16_autocast_trains():
 
 
 def test_same_seed_same_run_on_cpu(tmp_path, configs_dir):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import load_experiment
-    from seqlab.train.run import train_experiment
 
     args = [
         "--train.max_steps=6",
@@ -324,8 +324,8 @@ def test_gradient_accumulation_over_epochs_uses_every_batch():
 
 @pytest.mark.slow
 def test_compile_trains_like_eager(tmp_path, configs_dir):
+    from seqlab.runs import train_experiment
     from seqlab.train.config import load_experiment
-    from seqlab.train.run import train_experiment
 
     args = ["--train.max_steps=3", "--model.hidden_size=8", "--train.tensorboard=false", "--train.eval_every=0"]
     runs, nets = {}, {}

@@ -86,8 +86,8 @@ def seq2seq_setup(args, device):
     """(model, sources (N, S) right-padded, where they came from)."""
     if args.seq2seq_run:
         from ..data import resolve_locations
+        from ..runs import build_run_data, load_run
         from ..train.config import Experiment
-        from ..train.run import build_run_data, load_run
 
         exp, model, _ = load_run(args.seq2seq_run)
         exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)

@@ -81,7 +81,7 @@ class RunDiagnostics:
                 f"not --data.{other[0]}: its data config is the one it was trained with"
             )
         if checkpoint != "last.pt" and not (self.run_dir / "checkpoints" / checkpoint).is_file():  # a typo: say so
-            from ..train.run import read_run_checkpoint
+            from ..runs import read_run_checkpoint
 
             read_run_checkpoint(self.run_dir, checkpoint)
         self.plots = self.run_dir / "plots"
@@ -93,7 +93,7 @@ class RunDiagnostics:
     def _load(self):
         """(experiment, model in eval mode, checkpoint); Skip if the run has no usable checkpoint."""
         if self._loaded is None:
-            from ..train.run import load_run
+            from ..runs import load_run
 
             if (self.run_dir / "checkpoints" / self.checkpoint).is_file():
                 # A checkpoint that is there but cannot be read is an error of the command, said once.
@@ -125,7 +125,7 @@ class RunDiagnostics:
     def splits(self):
         if self._splits is None:
             from ..data import resolve_locations
-            from ..train.run import build_run_data
+            from ..runs import build_run_data
 
             try:
                 self._splits = build_run_data(resolve_locations(self.exp.data), self.run_dir)

@@ -42,9 +42,9 @@ import torch
 from ..config import ConfigError, from_dict, load_toml, to_dict
 from ..data import build_splits, resolve_locations
 from ..models import MODELS, build_model
+from ..runs import config_diff, fill_from_data, train_experiment
 from ..task import Task
 from ..train.config import Experiment
-from ..train.run import config_diff, fill_from_data, train_experiment
 from ..utils import atomic_write_text, count_parameters
 
 FAMILIES = ("rnn", "lstm", "gru", "transformer")

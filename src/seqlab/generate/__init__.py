@@ -11,9 +11,20 @@ conditions (<eos> ids, stop strings)::
     out = generate(model, source=src, num_beams=5, length_penalty=0.6, num_return_sequences=3)
 """
 
+import importlib
+
 from .config import GenerationConfig, GenerationConfigError
-from .search import ContextTooLong, GenerationOutput, generate, length_penalty
-from .uncached import Uncached, max_context
+
+# The search and the no-cache wrapper need torch: they are imported on first use, so that the command line
+# builds its flags from GenerationConfig's fields without importing torch (`seqlab --help` stays instant).
+_LAZY = {
+    "ContextTooLong": ".search",
+    "GenerationOutput": ".search",
+    "generate": ".search",
+    "length_penalty": ".search",
+    "Uncached": ".uncached",
+    "max_context": ".uncached",
+}
 
 __all__ = [
     "ContextTooLong",
@@ -25,3 +36,9 @@ __all__ = [
     "length_penalty",
     "max_context",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,1 +1,1 @@
-"""The training engine: experiment configs, the trainer, checkpoints and run directories."""
+"""The training engine: experiment configs, the trainer, optimisers, metrics, reporting, checkpoints, processes."""

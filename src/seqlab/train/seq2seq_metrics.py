@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
-from ..generate import generate
+from ..generate import GenerationConfig, generate
 from ..models.decoding import greedy_decode
 from ..utils import atomic_write, available_memory, format_bytes, is_out_of_memory
 
@@ -109,11 +109,13 @@ def score(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], sep: str
 # -- predictions.tsv ---------------------------------------------------------------------------
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """One field of a line of an output file: tab, newline, carriage return, backslash written \\t, \\n, \\r, \\\\."""
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _unescape(text: str) -> str:
+def unescape(text: str) -> str:
+    """The inverse of :func:`escape`."""
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
@@ -127,7 +129,7 @@ def _unescape(text: str) -> str:
 
 def write_predictions(path: str | Path, rows: Sequence[tuple[str, str, str]]) -> Path:
     """(source, reference, hypothesis) texts -> a TSV file with a header, written atomically."""
-    lines = ["\t".join(HEADER)] + ["\t".join(_escape(v) for v in row) for row in rows]
+    lines = ["\t".join(HEADER)] + ["\t".join(escape(v) for v in row) for row in rows]
     text = "\n".join(lines) + "\n"
     return atomic_write(Path(path), lambda fh: fh.write(text.encode("utf-8")))  # UTF-8 whatever the locale
 
@@ -144,7 +146,7 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
         fields = line.split("\t")
         if len(fields) != 3:
             raise ValueError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(fields)}")
-        rows.append(tuple(_unescape(f) for f in fields))
+        rows.append(tuple(unescape(f) for f in fields))
     return rows
 
 
@@ -170,7 +172,7 @@ def decode_split(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     beam: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = GenerationConfig.length_penalty,
 ) -> list[list[int]]:
     """Greedy (or, with ``beam`` > 1, beam-search) outputs of every source of a Seq2SeqDataset: ids per
     sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty.
@@ -235,7 +237,7 @@ def seq2seq_scores(
     device: torch.device | str = "cpu",
     predictions: str | Path | None = None,
     beam: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = GenerationConfig.length_penalty,
 ) -> dict:
     """Decode ``dataset`` greedily (or by beam search, ``beam`` > 1) and score it (see :func:`score`);
     write ``predictions`` if given."""

@@ -1,4 +1,4 @@
-"""``seqlab generate``'s work: a trained run's model and vocabulary, text in, generated text out.
+"""Generate from a run, ``seqlab generate``'s work: a run's model and vocabulary, text in, generated text out.
 
 A language-model run continues prompts; a seq2seq run translates sources. Inputs are decoded in
 batches (a language model's prompts grouped by length, since every row of a prompt batch has the
@@ -20,11 +20,10 @@ from ..data.seq2seq import PairsConfig, clean, tokenize
 from ..generate import GenerationConfig, generate
 from ..models.decoding import IncrementalDecoder
 from ..task import Task
-from .config import Experiment
-from .distributed import resolve_device
-from .run import build_run_data, data_file_changes, load_run
-from .seq2seq_metrics import _escape as escape  # noqa: F401  (one line of an output file)
-from .seq2seq_metrics import detokenize
+from ..train.config import Experiment
+from ..train.distributed import resolve_device
+from ..train.seq2seq_metrics import detokenize
+from .store import build_run_data, data_file_changes, load_run
 
 GENERATIVE = {Task.LANGUAGE_MODEL: "prompt", Task.SEQ2SEQ: "source"}  # task -> what it reads
 KINDS = "language models (gpt, rnn_lm; --prompt) and seq2seq models (seq2seq_rnn, seq2seq_transformer; --source)"
