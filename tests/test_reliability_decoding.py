@@ -329,3 +329,22 @@ def test_the_readme_demo_block_shows_what_train_prints_now(tmp_path, capsys):
     printed = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     assert list(shown) == list(printed)
     assert "next: seqlab eval runs/" in block and "run directory: runs/" in block
+
+
+# -- 9. seqlab runs finds runs below its folder ---------------------------------------------------------------
+
+
+def test_runs_finds_runs_at_any_depth_named_by_their_path(tmp_path, capsys):
+    for where in ("top-1", "out/a-2", "compare-x/runs/lstm-seed0-3", "results/part/deep/b-4"):
+        run = tmp_path / where
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.toml").write_text("")
+        (run / "command.txt").write_text("seqlab train")
+        summary = {"task": "classification", "model": "m", "params": 10, "steps": 5, "seconds": 1.0}
+        (run / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.toml").write_text("")  # a config.toml alone is not a run
+    code, out, err = _cli(capsys, "runs", tmp_path)
+    assert code == 0 and err == ""
+    names = [line.split()[0] for line in out.splitlines()[1:]]
+    assert names == ["compare-x/runs/lstm-seed0-3", "out/a-2", "results/part/deep/b-4", "top-1"]

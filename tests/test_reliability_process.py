@@ -195,7 +195,7 @@ def _run_dir(root, name, summary=None):
     return run
 
 
-def test_runs_skips_damaged_summaries_and_lists_the_rest(tmp_path, capsys):
+def test_runs_lists_runs_with_damaged_summaries_with_a_warning_each(tmp_path, capsys):
     good = {
         "task": "classification",
         "model": "rnn_classifier",
@@ -225,14 +225,18 @@ def test_runs_skips_damaged_summaries_and_lists_the_rest(tmp_path, capsys):
     assert rows[0].split()[:3] == ["name", "task", "model"]
     assert rows[1].split()[:4] == ["a-good", "classification", "rnn_classifier", "1,834"]
     assert "accuracy 0.6000" in rows[1] and "accuracy 0.5000" in rows[1]
-    assert rows[2].split()[:2] == ["g-killed", "-"] and "7 (unfinished)" in rows[2]
-    assert len(rows) == 3
+    # Every damaged run is listed (issue 23: never dropped), with what could be read, and said once on stderr.
+    for row, name in zip(rows[2:6], ["b-cut", "c-list", "d-null", "e-text"]):
+        assert row.split()[:2] == [name, "-"] and "(summary damaged)" in row, row
+    assert rows[6].split()[:5] == ["f-wrong", "-", "-", "-", "-"]
+    assert rows[7].split()[:2] == ["g-killed", "-"] and "7 (unfinished)" in rows[7]
+    assert len(rows) == 8
     warnings = err.strip().splitlines()
     assert len(warnings) == len(damaged)
     for line, name in zip(warnings, sorted(damaged)):
-        assert line.startswith(f"seqlab runs: warning: skipped {tmp_path / name / 'summary.json'}: it "), line
-    assert "is not valid JSON" in warnings[0]
-    assert warnings[1].endswith("holds list, not a JSON object")
-    assert warnings[2].endswith("holds null, not a JSON object")
-    assert warnings[3].endswith("holds str, not a JSON object")
-    assert warnings[4].endswith("has a non-number params: 'many'")
+        assert line.startswith(f"seqlab runs: warning: {tmp_path / name / 'summary.json'}"), line
+    assert "is not valid JSON" in warnings[0] and warnings[0].endswith("the run is listed without it")
+    assert warnings[1].endswith("holds list, not a JSON object; the run is listed without it")
+    assert warnings[2].endswith("holds null, not a JSON object; the run is listed without it")
+    assert warnings[3].endswith("holds str, not a JSON object; the run is listed without it")
+    assert warnings[4].endswith("params = 'many' is not of the expected type; shown as -")

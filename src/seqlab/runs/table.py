@@ -10,9 +10,13 @@ from typing import Any
 
 from ..config import ConfigError
 
+NUMBERS = ("params", "seconds", "steps", "test/", "best_val/", "baseline/")  # the table formats these as numbers
 
-def _read_summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any] | None:
-    """A run's summary.json as a dict, or None after one line through ``warn`` naming the damaged file."""
+
+def _read_summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
+    """A run's summary.json as a dict of what the table can show. What is damaged is said in one line
+    through ``warn`` naming the file: unreadable, not JSON or not an object gives {} (the run is listed
+    without it); a value of the wrong type is left out (the rest of the summary is shown)."""
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
@@ -20,23 +24,28 @@ def _read_summary(path: Path, warn: Callable[[str], None]) -> dict[str, Any] | N
     except json.JSONDecodeError as err:
         problem = f"is not valid JSON ({err})"
     else:
-        if not isinstance(summary, dict):
-            problem = f"holds {'null' if summary is None else type(summary).__name__}, not a JSON object"
-        else:
-            numbers = ("params", "seconds", "test/", "best_val/")  # the table formats these as numbers
-            wrong = next(
-                (
-                    k
-                    for k, v in summary.items()
-                    if k.startswith(numbers) and v is not None and not isinstance(v, (int, float))
-                ),
-                None,
-            )
-            if wrong is None:
-                return summary
-            problem = f"has a non-number {wrong}: {summary[wrong]!r}"
-    warn(f"skipped {path}: it {problem}")
-    return None
+        if isinstance(summary, dict):
+            wrong = [
+                k
+                for k, v in summary.items()
+                if k.startswith(NUMBERS) and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+            ]
+            wrong += [k for k in ("task", "model") if k in summary and not isinstance(summary[k], str)]
+            if wrong:
+                shown = ", ".join(f"{k} = {summary[k]!r}" for k in wrong[:3])
+                warn(f"{path}: {shown} {'is' if len(wrong) == 1 else 'are'} not of the expected type; shown as -")
+            return {k: v for k, v in summary.items() if k not in wrong}
+        problem = f"holds {'null' if summary is None else type(summary).__name__}, not a JSON object"
+    warn(f"{path} {problem}; the run is listed without it")
+    return {}
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories at any depth below ``root`` (``--out`` folders, a compare's ``OUT/runs/``, ...), by path:
+    a folder with config.toml and what seqlab train writes beside it (command.txt, metrics.jsonl, checkpoints/)."""
+    marks = ("command.txt", "metrics.jsonl", "checkpoints", "summary.json")
+    found = {p.parent for p in root.rglob("config.toml") if any((p.parent / m).exists() for m in marks)}
+    return sorted(found)
 
 
 def _last_step(metrics: Path) -> int:
@@ -54,42 +63,38 @@ def runs_table(
 ) -> str:
     """A text table of the run directories under ``root`` (finished or not), oldest first.
 
-    A damaged summary.json (not JSON, not an object, a number that is not one) leaves its run out,
-    with one line through ``warn`` naming the file; the other runs are listed.
+    Runs are found at any depth below ``root`` and named by their path from it. A damaged summary.json
+    (not JSON, not an object, a value of the wrong type) is said in one line through ``warn`` naming the
+    file, and the run is listed with what could be read.
     """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"runs folder not found: {root}")
     rows = [("name", "task", "model", "params", "steps", "best val", "test", "baseline", "seconds")]
-    for run in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
+    for run in find_runs(root):
+        name = run.relative_to(root).as_posix() if run != root else run.name
         summary_path = run / "summary.json"
-        if summary_path.is_file():
-            s = _read_summary(summary_path, warn)
-            if s is None:
-                continue
+        s = _read_summary(summary_path, warn) if summary_path.is_file() else None
+        if s:
             best = next(((k[len("best_val/") :], v) for k, v in s.items() if k.startswith("best_val/")), None)
             test = next(
                 ((k[len("test/") :], v) for k, v in s.items() if k.startswith("test/") and k != "test/loss"),
                 ("loss", s.get("test/loss")),
             )
-            baselines = [
-                (k[len("baseline/") :], v)
-                for k, v in s.items()
-                if k.startswith("baseline/") and isinstance(v, (int, float))
-            ]
+            baselines = [(k[len("baseline/") :], v) for k, v in s.items() if k.startswith("baseline/")]
             base = next((kv for kv in baselines if kv[0].endswith("_test")), baselines[0] if baselines else None)
             fmt = lambda kv: f"{kv[0]} {kv[1]:.4f}" if kv and kv[1] is not None else "-"  # noqa: E731
             rows.append(
                 (
-                    run.name,
+                    name,
                     s.get("task", "-"),
                     s.get("model", "-"),
-                    f"{s.get('params', 0):,}",
+                    f"{s['params']:,}" if s.get("params") is not None else "-",
                     str(s.get("steps", "-")),
                     fmt(best),
                     fmt(test),
                     fmt(base),
-                    f"{s.get('seconds', 0):.1f}",
+                    f"{s['seconds']:.1f}" if s.get("seconds") is not None else "-",
                 )
             )
         else:
@@ -97,7 +102,8 @@ def runs_table(
             metrics = run / "metrics.jsonl"
             if metrics.is_file():
                 steps = _last_step(metrics)
-            rows.append((run.name, "-", "-", "-", f"{steps} (unfinished)", "-", "-", "-", "-"))
+            state = "unfinished" if s is None else "summary damaged"
+            rows.append((name, "-", "-", "-", f"{steps} ({state})", "-", "-", "-", "-"))
     if len(rows) == 1:
         return f"no runs in {root}"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
