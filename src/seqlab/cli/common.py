@@ -34,7 +34,23 @@ def data_overrides(extra: list[str]) -> dict:
 
 def checkpoint_option(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint NAME`` of the commands that read a run's model."""
-    parser.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        default="last.pt",
+        help="a file name in RUN_DIR/checkpoints, e.g. best.pt (default: last.pt); not a path: a checkpoint "
+        "elsewhere belongs to its own run directory",
+    )
+
+
+def device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device`` of the commands that run a trained model: by default the run's own train.device."""
+    parser.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where the model runs (default: the run's train.device; --device cpu uses a GPU-trained run "
+        "anywhere); the model computes in fp32 whatever train.precision it was trained with",
+    )
 
 
 def warn_as(command: str):
@@ -53,6 +69,7 @@ class OutputGuard:
 
     def __init__(self, stream):
         self._stream = stream
+        self.reader_gone = False  # True once a write failed: a command whose output is all it makes may stop
 
     def write(self, text: str) -> int:
         try:
@@ -70,6 +87,7 @@ class OutputGuard:
     def _drop(self, err: OSError) -> None:
         if err.errno not in (errno.EPIPE, errno.EIO):
             raise err
+        self.reader_gone = True
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self._stream.fileno())

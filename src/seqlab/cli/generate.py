@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..generate.config import GenerationConfig
-from .common import checkpoint_option, data_overrides, warn_as
+from .common import checkpoint_option, data_overrides, device_option, warn_as
 
 EPILOG = """\
 examples:
@@ -84,8 +84,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "generate",
         help="write text with a language-model or seq2seq run",
         description="Continue a prompt (language models: gpt, rnn_lm) or translate a source "
-        "(seq2seq_rnn, seq2seq_transformer) with RUN_DIR's model. Greedy with "
-        "--temperature 0, sampling above 0, beam search with --beam N.",
+        "(seq2seq_rnn, seq2seq_transformer) with RUN_DIR's model and the vocabulary stored with it (its "
+        "data is not read). Greedy with --temperature 0, sampling above 0, beam search with --beam N. "
+        "A language model samples at temperature 1.0 unless told otherwise (Hugging Face's generate is "
+        "greedy by default: give --temperature 0 for that); seq2seq models decode greedily. Source words "
+        "or characters the model does not know are named on stderr and read as <unk>; no special token is "
+        "ever written. Output to a reader that went away (generate ... | head -c 100) stops it, status 0.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -106,6 +110,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="inputs decoded together with --input (default: 32)")
     p.add_argument("--scores", action="store_true", help="also print each sequence's log-probability and score")
     checkpoint_option(p)
+    device_option(p)
     return p
 
 
@@ -140,16 +145,20 @@ def read_inputs(args, given: str | None) -> tuple[list[str], list[str]]:
     return texts, [f"{args.input}:{i + 1}" for i in range(len(texts))]
 
 
+class ReaderGone(Exception):
+    """stdout's reader went away while text streamed: generating more would be for nobody."""
+
+
 def run(args, extra: list[str], argv: list[str]) -> int:
     import warnings
 
-    from ..generate import ContextTooLong
+    from ..generate import ContextTooLong, GenerationConfigError
     from ..runs import generate_texts, load_generation_run
     from ..task import Task
     from ..train.seq2seq_metrics import escape
 
     warn = warn_as("generate")
-    run = load_generation_run(args.run_dir, args.checkpoint, data_overrides(extra), notify=warn)
+    run = load_generation_run(args.run_dir, args.checkpoint, data_overrides(extra), notify=warn, device=args.device)
     given = "prompt" if args.prompt is not None else "source" if args.source is not None else None
     if given is not None and given != run.reads:
         raise ConfigError(
@@ -159,6 +168,10 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     texts, names = read_inputs(args, given)
     lm = run.task == Task.LANGUAGE_MODEL
     cfg = settings(args, run)
+    if cfg.num_beams == 1:  # beam-search settings given without a beam: said, not silently ignored
+        for option in ("--length-penalty", "--early-stopping"):
+            if any(a == option or a.startswith(option + "=") for a in argv):
+                warn(f"{option} applies to beam search only (--beam N > 1); ignored")
     streaming = (
         lm and args.output is None and args.input is None and cfg.num_beams == 1 and cfg.num_return_sequences == 1
     )
@@ -166,15 +179,26 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     def stream(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
+        if getattr(sys.stdout, "reader_gone", False):  # generate ... | head -c 100: nobody reads the rest
+            raise ReaderGone
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", ContextTooLong)
         warnings.showwarning = lambda message, *rest, **kw: warn(str(message))
-        if streaming:
-            stream(texts[0])
-        results = generate_texts(
-            run, texts, cfg, batch_size=args.batch_size, names=names, stream=stream if streaming else None
-        )
+        try:
+            results = generate_texts(
+                run,
+                texts,
+                cfg,
+                batch_size=args.batch_size,
+                names=names,
+                stream=stream if streaming else None,
+                on_encoded=(lambda: stream(texts[0])) if streaming else None,  # echoed once known to be valid
+            )
+        except ReaderGone:
+            return 0
+        except GenerationConfigError as err:  # a --max-new-tokens whose outputs cannot fit in memory
+            raise ConfigError(f"{flag(err.key)} {err.detail}") from None
     lines = []
     for i, (text, outputs) in enumerate(zip(texts, results)):
         for k, out in enumerate(outputs):

@@ -8,6 +8,8 @@ the validation split where a run holds no test part), rebuilt as ``seqlab eval``
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,9 @@ class RunDiagnostics:
         checkpoint: str = "last.pt",
         example: int = 0,
         data_location: dict[str, str] | None = None,
+        notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
     ):
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.notify = Path(run_dir), notify
         if not self.run_dir.is_dir():
             raise ConfigError(f"run directory not found: {self.run_dir}")
         if not (self.run_dir / "config.toml").is_file() and not (self.run_dir / "checkpoints").is_dir():
@@ -104,6 +107,9 @@ class RunDiagnostics:
                 except ConfigError as err:
                     raise Skip(f"needs the trained model: {err}") from None
             self._loaded[1].eval()
+            from ..runs.use import check_belongs
+
+            check_belongs(self.run_dir, self.checkpoint, self._loaded[2], self.notify)
         return self._loaded
 
     @property
@@ -126,11 +132,16 @@ class RunDiagnostics:
         if self._splits is None:
             from ..data import resolve_locations
             from ..runs import build_run_data
+            from ..runs.use import check_same_vocabularies, stored_vocabularies
 
             try:
-                self._splits = build_run_data(resolve_locations(self.exp.data), self.run_dir)
+                splits = build_run_data(resolve_locations(self.exp.data), self.run_dir)
+                stored = stored_vocabularies(self._load()[2])
+                check_same_vocabularies(stored, splits.info, self.run_dir)  # else its ids mean other tokens
             except ConfigError as err:  # DataError too: the run's data is not where it was
                 raise Skip(f"needs the run's data: {err}") from None
+            splits.info.update(stored or {})  # the run's own vocabularies decode its examples
+            self._splits = splits
         return self._splits
 
     def dataset(self):

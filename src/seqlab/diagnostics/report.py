@@ -184,12 +184,14 @@ def attention_json(maps) -> str:
 def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]], str]:
     """(input, reference, output) rows and where they come from: predictions.tsv of a seq2seq run, else greedy
     decoding of a few examples (seq2seq: sources; language models: a prompt and its continuation)."""
-    pred = diag.run_dir / "predictions.tsv"
+    # Only the predictions of this checkpoint: eval --checkpoint best.pt writes predictions-best.tsv.
+    stem = "" if diag.checkpoint == "last.pt" else "-" + Path(diag.checkpoint).stem
+    pred = diag.run_dir / f"predictions{stem}.tsv"
     if pred.is_file():
         from ..train.seq2seq_metrics import read_predictions
 
         rows = read_predictions(pred)[:GENERATION_ROWS]
-        return rows, f"the first rows of {pred.name} (greedy decoding of the test split)"
+        return rows, f"the first rows of {pred.name} (greedy decoding of the test split by {diag.checkpoint})"
     from ..models.decoding import greedy_decode
 
     model, info = diag.model, diag.info
@@ -202,7 +204,7 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
             steps = min(steps, diag.exp.model.max_tgt_len - 1)
         out = greedy_decode(model, source=x, max_new_tokens=steps)
         rows = [(src.decode(x[i], sep), tgt.decode(y[i], sep), tgt.decode(out[i], sep)) for i in range(len(x))]
-        return rows, "greedy decoding of the first test sources"
+        return rows, f"greedy decoding of the first test sources by {diag.checkpoint}"
     vocab = info["vocab"]
     block = getattr(diag.exp.model, "block_size", 64)  # a GPT keeps its last block_size tokens past that
     prompt_len = max(1, min(32, x.shape[1], block // 2))

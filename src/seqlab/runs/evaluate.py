@@ -17,13 +17,13 @@ from ..generate import GenerationConfig
 from ..task import Task
 from ..train.config import Experiment
 from ..train.contracts import ContextWindow, TokenIds
-from ..train.distributed import resolve_device
 from ..train.likelihood import sequence_log_likelihood, unigram_probs
 from ..train.metrics import evaluate
 from ..train.seq2seq_metrics import seq2seq_scores
 from ..utils import atomic_write_text, eval_mode
 from .checks import check_shapes
 from .store import build_run_data, data_file_changes, load_run
+from .use import OLD_RUN, check_belongs, check_same_vocabularies, run_device, stored_vocabularies
 
 
 @torch.no_grad()
@@ -62,6 +62,7 @@ def evaluate_run(
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
     beam: int = 1,
     length_penalty: float = GenerationConfig.length_penalty,
+    device: str | None = None,
 ) -> dict[str, float]:
     """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
 
@@ -73,20 +74,31 @@ def evaluate_run(
     The first character, which the model cannot predict, is scored by the training part's
     add-one-smoothed unigram frequency. For a series, the normalised loss is ``loss_normalised``
     and the MSE and RMSE in the series' units are added. A data file that is not the one the run
-    was trained on is reported through ``notify`` (one line each), and the evaluation goes on.
+    was trained on is reported through ``notify`` (one line each), and the evaluation goes on, unless its
+    vocabulary differs from the one stored with the run (refused: its ids would mean other tokens). A
+    checkpoint whose configs are not the run's config.toml is said through ``notify``.
+
+    ``device`` (``--device``) overrides the run's train.device. A seq2seq run's outputs are written to
+    ``predictions[-<checkpoint>][-<split>][-beam<N>].tsv`` and ``scores...json`` (no checkpoint part for
+    last.pt), and the scores record which checkpoint (and step) produced them.
     """
     exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="evaluate")
+    check_belongs(run_dir, checkpoint, ckpt, notify)
     exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
     splits = build_run_data(exp.data, Path(run_dir))
     for line in data_file_changes(ckpt.get("data_files"), splits.info.get("files", {})):
         notify(line)
+    stored = stored_vocabularies(ckpt)
+    if stored is None and any(k in splits.info for k in ("vocab", "src_vocab")):
+        notify(OLD_RUN.format(run_dir=run_dir))
+    check_same_vocabularies(stored, splits.info, run_dir)
     try:
         check_shapes(exp, splits.info)
     except ConfigError as err:  # the model is fixed now: only the data can be wrong
         raise ConfigError(f"{run_dir} was trained on other data: {str(err).split('; ')[0]}") from None
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; expected train, val or test")
-    device = resolve_device(exp.train.device)
+    device = run_device(exp.train.device, device)
     start = time.perf_counter()
     dataset = getattr(splits, split)
     if len(dataset) == 0:
@@ -101,7 +113,8 @@ def evaluate_run(
         )
     metrics = evaluate(model.to(device), dataset, task=task, device=device)
     if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
-        suffix = ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
+        stem = "" if checkpoint == "last.pt" else "-" + Path(checkpoint).stem  # best.pt -> predictions-best.tsv
+        suffix = stem + ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
         scores = seq2seq_scores(
             model,
             dataset,
@@ -113,6 +126,7 @@ def evaluate_run(
         )
         if beam > 1:
             scores.update(beam=beam, length_penalty=length_penalty)
+        scores.update(checkpoint=checkpoint, step=int(ckpt.get("step", 0)))  # which weights wrote the predictions
         atomic_write_text(
             Path(run_dir) / f"scores{suffix}.json",
             json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n",

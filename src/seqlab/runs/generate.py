@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,13 +17,15 @@ import torch
 from ..config import ConfigError
 from ..data import resolve_locations
 from ..data.seq2seq import PairsConfig, clean, tokenize
+from ..data.vocab import UNK
 from ..generate import GenerationConfig, generate
+from ..generate.search import check_output_memory
 from ..models.decoding import IncrementalDecoder
 from ..task import Task
 from ..train.config import Experiment
-from ..train.distributed import resolve_device
 from ..train.seq2seq_metrics import detokenize
 from .store import build_run_data, data_file_changes, load_run
+from .use import OLD_RUN, check_belongs, run_device, stored_vocabularies
 
 GENERATIVE = {Task.LANGUAGE_MODEL: "prompt", Task.SEQ2SEQ: "source"}  # task -> what it reads
 KINDS = "language models (gpt, rnn_lm; --prompt) and seq2seq models (seq2seq_rnn, seq2seq_transformer; --source)"
@@ -39,6 +41,7 @@ class GenerationRun:
     task: Task  # LANGUAGE_MODEL or SEQ2SEQ
     info: dict
     device: torch.device
+    notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
 
     @property
     def reads(self) -> str:
@@ -62,7 +65,17 @@ class GenerationRun:
             tokens = tokenize(clean(text, cfg.lowercase, cfg.normalize), cfg.tokenize)
         else:
             tokens = list(text) if self.info.get("token_separator", "") == "" else text.split()
-        ids = self.info["src_vocab"].encode(tokens, eos=True)
+        if not tokens:
+            raise ConfigError(f"{where}: an empty source; give text to translate")
+        vocab = self.info["src_vocab"]
+        # A special token typed as text ("<eos>") is no word either: it must not act as one.
+        unknown = list(dict.fromkeys(t for t in tokens if t not in vocab or t in vocab.specials))
+        if unknown:  # said once per input, naming them
+            shown = ", ".join(map(repr, unknown[:8])) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+            if UNK not in vocab:
+                raise ConfigError(f"{where}: {shown} not in the model's source vocabulary (it has no {UNK})")
+            self.notify(f"{where}: not in the model's source vocabulary, read as {UNK}: {shown}")
+        ids = [vocab.unk_id if t in unknown else vocab.stoi[t] for t in tokens] + [vocab.eos_id]
         limit = getattr(self.model.config, "max_src_len", 0)
         if limit and len(ids) > limit:
             raise ConfigError(
@@ -75,10 +88,16 @@ class GenerationRun:
         if self.task == Task.LANGUAGE_MODEL:
             return self.info["vocab"].decode(ids)
         vocab = self.info["tgt_vocab"]
-        tokens = [vocab.itos[i] for i in ids if i not in (vocab.pad_id, vocab.bos_id)]
-        if vocab.itos[vocab.eos_id] in tokens:
-            tokens = tokens[: tokens.index(vocab.itos[vocab.eos_id])]
+        if vocab.eos_id in ids:
+            ids = ids[: ids.index(vocab.eos_id)]
+        # No special token is ever written as text (<unk> is banned while decoding: see banned_ids).
+        tokens = [vocab.itos[i] for i in ids if vocab.itos[i] not in vocab.specials]
         return detokenize(tokens, self.info.get("token_separator", ""))
+
+    def banned_ids(self) -> tuple[int, ...]:
+        """Ids never to generate: a seq2seq target's <unk> (its text would be a literal "<unk>")."""
+        vocab = self.info.get("tgt_vocab")
+        return (vocab.unk_id,) if self.task == Task.SEQ2SEQ and vocab is not None and UNK in vocab else ()
 
     def max_new_tokens_limit(self) -> int | None:
         """The most tokens the model can write (a seq2seq Transformer's max_tgt_len - 1), or None."""
@@ -97,20 +116,32 @@ def load_generation_run(
     checkpoint: str = "last.pt",
     data_location: dict | None = None,
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    device: str | None = None,
 ) -> GenerationRun:
-    """The run's model and vocabularies (rebuilt from its data), or a ConfigError for a run that cannot generate."""
+    """The run's model (on ``device``, default its train.device) and its stored vocabularies, or a ConfigError
+    for a run that cannot generate. Its data is not read, except for a run saved before the vocabularies
+    were stored with it (then rebuilt from the data, with a warning through ``notify``)."""
     exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="generate from")
     task = Task(ckpt.get("task", Task.CLASSIFICATION))
     if task not in GENERATIVE or not isinstance(model, IncrementalDecoder):
         raise ConfigError(
             f"{run_dir} is a {task} run (model {exp.model.name}): it cannot generate; seqlab generate decodes {KINDS}"
         )
+    check_belongs(run_dir, checkpoint, ckpt, notify)
     exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
-    splits = build_run_data(exp.data, Path(run_dir))  # the vocabulary is the data's
-    for line in data_file_changes(ckpt.get("data_files"), splits.info.get("files", {})):
-        notify(line)
-    device = resolve_device(exp.train.device)
-    return GenerationRun(Path(run_dir), exp, model.to(device).eval(), task, splits.info, device)
+    info = stored_vocabularies(ckpt)
+    if info is None:
+        notify(OLD_RUN.format(run_dir=run_dir))
+        splits = build_run_data(exp.data, Path(run_dir))
+        changes = data_file_changes(ckpt.get("data_files"), splits.info.get("files", {}))
+        if changes:  # a vocabulary rebuilt from other data would map ids to other tokens
+            raise ConfigError(
+                f"{'; '.join(changes)}; {run_dir} stores no vocabulary, so it decodes only with the data it was "
+                f"trained on: point --data.path (or --data.root) at that data"
+            )
+        info = splits.info
+    on = run_device(exp.train.device, device)
+    return GenerationRun(Path(run_dir), exp, model.to(on).eval(), task, info, on, notify)
 
 
 @dataclass
@@ -132,12 +163,14 @@ def generate_texts(
     batch_size: int = 32,
     names: list[str] | None = None,
     stream: Callable[[str], None] | None = None,
+    on_encoded: Callable[[], None] | None = None,
 ) -> list[list[Generated]]:
     """Every input's ``cfg.num_return_sequences`` outputs, in input order.
 
     ``names[i]`` says where input i came from in messages (default: "input i + 1"). ``stream``,
     for a single language-model prompt decoded greedily or by sampling, gets each token's text as
-    it is generated.
+    it is generated. ``on_encoded()`` is called once every input has been read and checked, before
+    decoding (e.g. to echo the prompt only once it is known to be valid).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -149,6 +182,11 @@ def generate_texts(
         )
     names = names or [f"input {i + 1}" for i in range(len(texts))]
     ids = [run.encode(text, name) for text, name in zip(texts, names)]
+    rows = min(len(ids), batch_size) * max(cfg.num_beams, cfg.num_return_sequences)
+    check_output_memory(cfg.max_new_tokens, rows)  # before anything is allocated or echoed
+    cfg = replace(cfg, banned_ids=tuple(dict.fromkeys(cfg.banned_ids + run.banned_ids())))
+    if on_encoded is not None:
+        on_encoded()
     results: list[list[Generated] | None] = [None] * len(texts)
     for batch in _batches(ids, batch_size, same_length=run.task == Task.LANGUAGE_MODEL):
         rows = [ids[i] for i in batch]

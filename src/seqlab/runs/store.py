@@ -20,6 +20,7 @@ from ..data import DATASETS, LOCATION_KEYS, DataError, Splits, build_splits, res
 from ..models import build_model
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.config import Experiment, experiment_from_dict
+from .use import checkpoint_name
 
 
 def check_run_name(name: str) -> None:
@@ -117,7 +118,7 @@ def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt", action
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
-    ckpt_path = run_dir / "checkpoints" / checkpoint
+    ckpt_path = run_dir / "checkpoints" / checkpoint_name(checkpoint)
     if not ckpt_path.is_file():
         existing = (
             sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
