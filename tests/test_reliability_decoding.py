@@ -55,7 +55,7 @@ def runs(tmp_path_factory):
             "d_ff": 64,
             "dropout": 0.0,
         },
-        {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 20},
+        {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 20, "num_test": 20},
         300,
     )
     return {"gpt": gpt, "s2s": s2s, "text": text}
@@ -348,3 +348,173 @@ def test_runs_finds_runs_at_any_depth_named_by_their_path(tmp_path, capsys):
     assert code == 0 and err == ""
     names = [line.split()[0] for line in out.splitlines()[1:]]
     assert names == ["compare-x/runs/lstm-seed0-3", "out/a-2", "results/part/deep/b-4", "top-1"]
+
+
+# -- 3. (load) a run decodes with its own vocabulary, without its data ---------------------------------------
+
+
+def _copy_run(run: Path, where: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, where / run.name))
+
+
+def _edit_checkpoints(run: Path, edit) -> None:
+    for path in (run / "checkpoints").glob("*.pt"):
+        ckpt = torch.load(path, weights_only=True)
+        edit(ckpt)
+        torch.save(ckpt, path)
+
+
+def test_a_run_generates_without_its_data_and_never_through_another_vocabulary(tmp_path, capsys):
+    text = tmp_path / "own.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    run = _train(
+        tmp_path,
+        {"name": "gpt", "block_size": 16, "d_model": 16, "num_heads": 2, "num_layers": 1, "dropout": 0.0},
+        {"name": "char_lm", "path": str(text), "seq_len": 16, "num_windows": 200, "val_fraction": 0.1},
+        20,
+    )
+    argv = ("generate", run, "--prompt", "to be", "--temperature", 0, "--max-new-tokens", 30)
+    code, before, err = _cli(capsys, *argv)
+    assert code == 0 and err == "", err
+    text.rename(tmp_path / "moved.txt")  # the data is gone: the run still generates, the same text
+    code, after, err = _cli(capsys, *argv)
+    assert code == 0 and after == before and err == "", err
+    other = tmp_path / "other.txt"
+    other.write_text("ROMEO: who goes there? a friend.\n" * 40, encoding="utf-8")
+    code, pointed, err = _cli(capsys, *argv, f"--data.path={other}")  # the data is not read at all
+    assert code == 0 and pointed == before
+    code, out, err = _cli(capsys, "eval", run, "--split", "val", f"--data.path={other}")
+    assert code == 2 and "another vocabulary than" in err and "id 2 is ',', the data's '.'" in err and out == "", err
+
+
+def test_a_run_saved_without_its_vocabulary_falls_back_to_its_data_with_a_warning(runs, tmp_path, capsys):
+    run = _copy_run(runs["gpt"], tmp_path)
+    _edit_checkpoints(run, lambda ckpt: ckpt.pop("vocabularies"))
+    code, out, err = _cli(capsys, "generate", run, "--prompt", "to", "--temperature", 0, "--max-new-tokens", 10)
+    assert code == 0 and out.startswith("to be") and "holds no vocabulary" in err and err.count("\n") == 1, err
+    changed = tmp_path / "changed.txt"
+    changed.write_text(TEXT.replace("q", "Q"), encoding="utf-8")
+    code, out, err = _cli(capsys, "generate", run, "--prompt", "to", f"--data.path={changed}")
+    assert code == 2 and "stores no vocabulary" in err and out == "", err
+
+
+# -- 4. sources the model does not know, empty sources, special tokens ------------------------------------------
+
+
+def test_generate_names_unknown_source_tokens_once_per_input_and_refuses_an_empty_source(runs, capsys, tmp_path):
+    code, out, err = _cli(capsys, "generate", runs["s2s"], "--source", "abzqz")
+    assert code == 0 and "<unk>" not in out and out.strip() and set(out.strip()) <= set("abcde"), out
+    assert err.count("\n") == 1 and "--source: not in the model's source vocabulary, read as <unk>: 'z', 'q'" in err
+    lines = tmp_path / "in.txt"
+    lines.write_text("abx\nab\nyb\n")
+    dst = tmp_path / "out.txt"
+    code, out, err = _cli(capsys, "generate", runs["s2s"], "--input", lines, "--output", dst)
+    assert code == 0 and err.count("\n") == 2 and f"{lines}:1: " in err and f"{lines}:3: " in err, err
+    code, out, err = _cli(capsys, "generate", runs["s2s"], "--source", "")
+    assert code == 2 and "--source: an empty source" in err
+    lines.write_text("ab\n\nba\n")
+    code, out, err = _cli(capsys, "generate", runs["s2s"], "--input", lines, "--output", tmp_path / "none.txt")
+    assert code == 2 and f"{lines}:2: an empty source" in err and not (tmp_path / "none.txt").exists()
+
+
+def test_no_special_token_is_ever_written_as_text(runs):
+    from seqlab.runs import load_generation_run
+
+    run = load_generation_run(runs["s2s"], notify=lambda text: None)
+    vocab = run.info["tgt_vocab"]
+    a = vocab.stoi["a"]
+    assert run.decode([vocab.unk_id, a, vocab.bos_id, a, vocab.pad_id, vocab.eos_id, a]) == "aa"
+    assert vocab.unk_id in run.banned_ids()  # and <unk> is never generated
+
+
+# -- 5. generate: the prompt checked before it is echoed, a reader that goes away, bounds, warnings ----------
+
+
+def test_generate_checks_the_prompt_before_echoing_it_and_bounds_its_numbers(runs, capsys):
+    code, out, err = _cli(capsys, "generate", runs["gpt"], "--prompt", "Z@")
+    assert code == 2 and out == "" and "not in the model's vocabulary" in err
+    for seed in (-1, 2**64):
+        code, out, err = _cli(capsys, "generate", runs["gpt"], "--prompt", "t", "--seed", seed)
+        assert code == 2 and "--seed must be in 0..18446744073709551615" in err and out == "", err
+    code, out, err = _cli(capsys, "generate", runs["gpt"], "--prompt", "t", "--max-new-tokens", 10**15)
+    assert code == 2 and "--max-new-tokens is too large" in err and "can allocate" in err and out == "", err
+    code, out, err = _cli(
+        capsys, "generate", runs["s2s"], "--source", "abc", "--length-penalty", 1.0, "--early-stopping"
+    )
+    assert code == 0 and "--length-penalty applies to beam search only" in err
+    assert "--early-stopping applies to beam search only" in err
+
+
+def test_generate_help_says_a_language_model_samples_by_default():
+    from seqlab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["generate"]
+    text = " ".join(sub.format_help().split())
+    assert "samples at temperature 1.0" in text and "Hugging Face's generate is greedy by default" in text
+
+
+def test_generate_into_a_pipe_that_closes_stops_at_once_with_status_0(runs):
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "seqlab", "generate", str(runs["gpt"]), "--prompt", "to be"]
+    proc = subprocess.Popen(
+        [*argv, "--max-new-tokens", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    head = proc.stdout.read(100)  # what `| head -c 100` reads, then it goes away
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=60)  # a million tokens would take many minutes
+    finally:
+        proc.kill()
+    assert len(head) == 100 and head.startswith(b"to be")
+    assert code == 0, proc.stderr.read().decode()
+
+
+# -- 6. --device: a run trained on a GPU is usable without one -------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA that a laptop is")
+def test_a_run_trained_on_cuda_is_used_on_the_cpu_with_device_cpu(runs, tmp_path, capsys):
+    run = _copy_run(runs["s2s"], tmp_path)
+    _edit_checkpoints(run, lambda ckpt: ckpt["train_config"].update(device="cuda"))
+    code, out, err = _cli(capsys, "eval", run, "--split", "val")
+    assert code == 2 and "trained with train.device = cuda" in err and "--device cpu" in err, err
+    code, out, err = _cli(capsys, "eval", run, "--split", "val", "--device", "cpu")
+    assert code == 0 and json.loads(out)["val/exact_match"] > 0.5, err
+    code, out, err = _cli(capsys, "generate", run, "--source", "abc", "--device", "cpu")
+    assert code == 0 and out.strip(), err
+    code, out, err = _cli(capsys, "generate", run, "--source", "abc", "--device", "cuda")
+    assert code == 2 and "--device cuda: no CUDA device is available here" in err
+    code, out, err = _cli(capsys, "plot", run, "--what", "attention")  # diagnostics run on the CPU
+    assert code == 0 and "attention" in out, err
+
+
+# -- 8. a checkpoint belongs to its run; eval --checkpoint writes its own files ---------------------------------
+
+
+def test_checkpoint_is_a_name_in_the_run_and_one_from_another_config_is_said(runs, tmp_path, capsys):
+    code, out, err = _cli(capsys, "eval", runs["s2s"], "--checkpoint", "../../other/last.pt")
+    assert code == 2 and "--checkpoint names a file in RUN_DIR/checkpoints" in err
+    run = _copy_run(runs["s2s"], tmp_path)
+    config = run / "config.toml"
+    config.write_text(config.read_text().replace("d_ff = 64", "d_ff = 128"))  # as if another run's checkpoint
+    for argv in (("eval", run, "--split", "val"), ("generate", run, "--source", "ab")):
+        code, out, err = _cli(capsys, *argv)
+        assert code == 0 and "checkpoints/last.pt does not belong to" in err, err
+        assert "model.d_ff: checkpoint 64, config.toml 128" in err
+
+
+def test_eval_of_best_writes_its_own_files_naming_the_checkpoint_and_the_report_reads_them(runs, tmp_path, capsys):
+    run = _copy_run(runs["s2s"], tmp_path)
+    last = (run / "predictions.tsv").read_text()
+    code, out, err = _cli(capsys, "eval", run, "--checkpoint", "best.pt")
+    assert code == 0, err
+    scores = json.loads((run / "scores-best.json").read_text())
+    assert scores["test/checkpoint"] == "best.pt" and scores["test/step"] == 300
+    assert (run / "predictions-best.tsv").is_file() and (run / "predictions.tsv").read_text() == last
+    code, out, err = _cli(capsys, "eval", run, "--split", "val")
+    assert json.loads((run / "scores-val.json").read_text())["val/checkpoint"] == "last.pt"
+    code, out, err = _cli(capsys, "report", run, "--checkpoint", "best.pt")
+    assert code == 0, err
+    assert "predictions-best.tsv (greedy decoding of the test split by best.pt)" in (run / "report.html").read_text()
