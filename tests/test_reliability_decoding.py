@@ -55,7 +55,8 @@ def runs(tmp_path_factory):
             "d_ff": 64,
             "dropout": 0.0,
         },
-        {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 20, "num_test": 20},
+        {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 5, "num_train": 2000, "num_val": 20}
+        | {"num_test": 20},
         300,
     )
     return {"gpt": gpt, "s2s": s2s, "text": text}
@@ -141,6 +142,17 @@ def test_a_beam_that_cannot_fit_is_refused_before_decoding_and_a_failed_allocati
     monkeypatch.setattr(sm, "generate", fails)
     with pytest.raises(ConfigError, match=r"out of memory decoding 12 sentence\(s\) with --beam 100"):
         sm.decode_split(model, val, beam=100)
+
+
+def test_a_memory_error_anywhere_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from seqlab import cli
+
+    def exhausted(args, extra, argv):
+        raise MemoryError
+
+    monkeypatch.setattr(cli.COMMANDS["runs"], "run", exhausted)
+    code, out, err = _cli(capsys, "runs")
+    assert code == 1 and err == "seqlab runs: failed: out of memory; ask for less (a smaller batch or beam)\n"
 
 
 class _EndsAt:

@@ -67,6 +67,10 @@ def _main(argv: list[str] | None) -> int:
         _show_traceback()
         print(f"seqlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # Python's own allocation failed (e.g. under ulimit -v): one line, not a traceback
+        _show_traceback()
+        print(f"seqlab {args.command}: failed: out of memory; ask for less (a smaller batch or beam)", file=sys.stderr)
+        return 1
     except (RuntimeError, FloatingPointError, OSError, ValueError) as err:
         _show_traceback()
         print(f"seqlab {args.command}: failed: {err}", file=sys.stderr)
