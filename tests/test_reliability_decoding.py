@@ -396,7 +396,7 @@ def test_a_run_generates_without_its_data_and_never_through_another_vocabulary(t
     other = tmp_path / "other.txt"
     other.write_text("ROMEO: who goes there? a friend.\n" * 40, encoding="utf-8")
     code, pointed, err = _cli(capsys, *argv, f"--data.path={other}")  # the data is not read at all
-    assert code == 0 and pointed == before
+    assert code == 0 and pointed == before and "--data.path not read" in err
     code, out, err = _cli(capsys, "eval", run, "--split", "val", f"--data.path={other}")
     assert code == 2 and "another vocabulary than" in err and "id 2 is ',', the data's '.'" in err and out == "", err
 

@@ -130,6 +130,9 @@ def load_generation_run(
     check_belongs(run_dir, checkpoint, ckpt, notify)
     exp = Experiment(exp.model, resolve_locations(exp.data), exp.train)
     info = stored_vocabularies(ckpt)
+    if info is not None and data_location:
+        given = ", ".join(f"--data.{k}" for k in data_location)
+        notify(f"{given} not read: {run_dir} decodes with the vocabulary stored with it, not its data's")
     if info is None:
         notify(OLD_RUN.format(run_dir=run_dir))
         splits = build_run_data(exp.data, Path(run_dir))
