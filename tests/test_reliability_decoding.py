@@ -429,6 +429,9 @@ def test_generate_names_unknown_source_tokens_once_per_input_and_refuses_an_empt
     lines.write_text("ab\n\nba\n")
     code, out, err = _cli(capsys, "generate", runs["s2s"], "--input", lines, "--output", tmp_path / "none.txt")
     assert code == 2 and f"{lines}:2: an empty source" in err and not (tmp_path / "none.txt").exists()
+    lines.write_text("")
+    code, out, err = _cli(capsys, "generate", runs["s2s"], "--input", lines, "--output", tmp_path / "none.txt")
+    assert code == 2 and "holds no lines: nothing to decode" in err and not (tmp_path / "none.txt").exists()
 
 
 def test_no_special_token_is_ever_written_as_text(runs):

@@ -142,6 +142,8 @@ def read_inputs(args, given: str | None) -> tuple[list[str], list[str]]:
         texts = Path(args.input).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read --input {args.input}: {getattr(err, 'strerror', None) or err}") from None
+    if not texts:
+        raise ConfigError(f"--input {args.input} holds no lines: nothing to decode (one prompt or source per line)")
     return texts, [f"{args.input}:{i + 1}" for i in range(len(texts))]
 
 
