@@ -1,4 +1,5 @@
-"""How well a seq2seq model translates a split: greedy decoding, exact match, token accuracy, BLEU, chrF.
+"""How well a seq2seq model translates a split: greedy decoding (``seqlab.generate``, as ``seqlab generate``
+decodes), exact match, token accuracy, BLEU, chrF.
 
 - exact match: the fraction of sentences whose whole output equals the reference.
 - token accuracy: over every reference position, <eos> included, the fraction where the output has
@@ -21,7 +22,6 @@ from pathlib import Path
 import torch
 
 from ..generate import GenerationConfig, generate
-from ..models.decoding import greedy_decode
 from ..utils import atomic_write
 
 EOS = "<eos>"
@@ -152,6 +152,14 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
 # -- decoding a split --------------------------------------------------------------------------
 
 
+def decode_limit(model: torch.nn.Module, dataset) -> int:
+    """The most tokens decoded for a split: its longest target + <eos>, or fewer if the model writes fewer
+    (a seq2seq Transformer's max_tgt_len - 1)."""
+    limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
+    model_limit = getattr(model.config, "max_tgt_len", 0) - 1
+    return min(limit, model_limit) if model_limit > 0 else limit
+
+
 def decode_split(
     model: torch.nn.Module,
     dataset,
@@ -164,19 +172,13 @@ def decode_split(
     """Greedy (or, with ``beam`` > 1, beam-search) outputs of every source of a Seq2SeqDataset: ids per
     sentence, cut before <eos>. Beam search ranks log P / ((5 + |Y|) / 6) ** length_penalty."""
     eos = model.decoding_special_ids()["eos"]
-    limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
-    model_limit = getattr(model.config, "max_tgt_len", 0) - 1
-    if model_limit > 0:
-        limit = min(limit, model_limit)
+    limit = decode_limit(model, dataset)
     out = []
     for start in range(0, len(dataset), batch_size):
         x = dataset.x[start : start + batch_size].to(device)  # (B, S)
-        if beam > 1:
-            ids = generate(
-                model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty
-            ).sequences.tolist()  # (B, <= limit)
-        else:
-            ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
+        # seqlab.generate, the one decoder: greedy (beam 1) as seqlab generate --temperature 0 decodes it
+        decoded = generate(model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty)
+        ids = decoded.sequences.tolist()  # (B, <= limit)
         out.extend(row[: row.index(eos)] if eos in row else row for row in ids)
     return out
 
