@@ -482,7 +482,7 @@ def test_cli_refuses_a_vocabulary_that_is_not_the_data_one(tmp_path, configs_dir
 
 def test_pairs_tutorial_filter_unknown_tokens_and_missing_file(tmp_path):
     from seqlab.data import DataError
-    from seqlab.data.seq2seq import PairsConfig, build_pairs
+    from seqlab.data.pairs import PairsConfig, build_pairs
 
     lines = [
         "I'm cold.\tJ'ai froid.",

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ConfigError
 from ..data import resolve_locations
-from ..data.seq2seq import PairsConfig, clean, tokenize
+from ..data.pairs import PairsConfig, clean, tokenize
 from ..generate import GenerationConfig, generate
 from ..models.decoding import IncrementalDecoder
 from ..task import Task
