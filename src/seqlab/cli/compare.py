@@ -58,7 +58,7 @@ def run(args, extra: list[str], argv: list[str]) -> int:
         write_compare,
     )
     from ..train.config import load_experiment
-    from ..train.trainer import NonFiniteLoss, TrainingInterrupted
+    from ..train.stops import NonFiniteLoss, TrainingInterrupted
 
     exp = load_experiment(args.config, overrides(extra, ("model", "data", "train")))
     plan = plan_compare(

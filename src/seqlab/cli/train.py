@@ -46,7 +46,7 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     from ..diagnostics.curves import plot_curves
     from ..runs import train_experiment
     from ..train.config import load_experiment
-    from ..train.trainer import NonFiniteLoss, TrainingInterrupted
+    from ..train.stops import NonFiniteLoss, TrainingInterrupted
 
     given = overrides(extra, ("model", "data", "train"))
     if args.config is None and args.resume is None:

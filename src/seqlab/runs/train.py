@@ -18,11 +18,13 @@ from ..config import ConfigError, dump_toml, merge, parse_overrides
 from ..data import LOCATION_KEYS, Splits, build_splits, resolve_locations
 from ..models import build_model
 from ..task import Task
+from ..train.checks import check_trainable
 from ..train.config import Experiment, experiment_from_dict
 from ..train.distributed import init_distributed, resolve_device, shutdown
 from ..train.metrics import evaluate
 from ..train.seq2seq_metrics import seq2seq_scores
-from ..train.trainer import NonFiniteLoss, Trainer, TrainingInterrupted, check_trainable
+from ..train.stops import NonFiniteLoss, TrainingInterrupted
+from ..train.trainer import Trainer
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .checks import check_shapes, fill_from_data
 from .evaluate import split_metrics
