@@ -49,14 +49,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args, extra: list[str], argv: list[str]) -> int:
     from ..diagnostics.curves import plot_validation_curves
-    from ..experiments.compare import (
-        markdown_table,
-        parse_families,
-        plan_compare,
-        plan_lines,
-        run_compare,
-        write_compare,
-    )
+    from ..experiments.compare import parse_families, plan_compare, plan_lines, run_compare
+    from ..experiments.compare_table import markdown_table, write_compare
     from ..train.config import load_experiment
     from ..train.stops import NonFiniteLoss, TrainingInterrupted
 
