@@ -6,16 +6,15 @@ import argparse
 import json
 
 from ..config import ConfigError
-from .common import checkpoint_option, data_overrides, warn_as
+from .common import checkpoint_option, command, data_overrides, warn_as
 from .generate import add_generation_flag
+
+HELP = "evaluate a run directory's checkpoint on a split"
+DESCRIPTION = "Rebuild the model and data of RUN_DIR and print its metrics as JSON."
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "eval",
-        help="evaluate a run directory's checkpoint on a split",
-        description="Rebuild the model and data of RUN_DIR and print its metrics as JSON.",
-    )
+    p = command(sub, "eval", HELP, DESCRIPTION)
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     checkpoint_option(p)

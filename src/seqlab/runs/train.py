@@ -80,17 +80,7 @@ def train_experiment(
         check_same_configs(exp, resumed)
     set_seed(exp.train.seed)
     exp, splits = run_data(exp, resumed, notify)
-    trainer, fit, test, run_dir = fit_run(
-        exp,
-        splits,
-        resumed,
-        out=out,
-        run_name=run_name,
-        argv=argv,
-        progress=progress,
-        callbacks=callbacks,
-        notify=notify,
-    )
+    trainer, fit, test, run_dir = fit_run(exp, splits, resumed, out, run_name, argv, progress, callbacks, notify)
     if run_dir is None:
         return None
     summary = run_summary(exp, splits, trainer, fit, test, run_dir)
@@ -185,7 +175,6 @@ def fit_run(
     exp: Experiment,
     splits: Splits,
     resumed: Resumed | None,
-    *,
     out: str | Path,
     run_name: str | None,
     argv: list[str] | None,
