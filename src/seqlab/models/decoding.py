@@ -1,8 +1,8 @@
 """The incremental-decoding contract shared by every model that writes tokens one at a time.
 
 A model that implements :class:`IncrementalDecoder` (``seq2seq_rnn``, ``seq2seq_transformer``,
-``gpt``, ``rnn_lm``) is decoded by ``seqlab.generate``: greedy, sampling and beam search, one decoder
-for ``seqlab eval``, ``seqlab generate``, the report page and the benchmarks.
+``gpt``, ``rnn_lm``) is decoded by ``seqlab.generate``: greedy, sampling and beam search, the one
+decoder of ``seqlab eval``, ``seqlab generate`` and the report page.
 The search never looks inside the state; the model alone knows what it holds (key/value caches,
 recurrent state, encoder memory and its padding mask).
 
