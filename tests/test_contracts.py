@@ -18,6 +18,7 @@ from seqlab.models import (
     Seq2SeqTransformerConfig,
     ViTConfig,
 )
+from seqlab.train.checks import check_trainable
 from seqlab.train.config import TrainConfig
 from seqlab.train.contracts import (
     ChecksData,
@@ -30,7 +31,6 @@ from seqlab.train.contracts import (
     batches,
 )
 from seqlab.train.distributed import DistributedBatchSampler
-from seqlab.train.trainer import check_trainable
 
 PROTOCOLS = (InMemory, Streams, HasLengths, TokenIds)
 

@@ -22,7 +22,8 @@ from seqlab.data import (
     read_pairs,
     tokenize,
 )
-from seqlab.data.seq2seq import DATE_FORMATS, DATE_MAX, DATE_MIN, build_dates, build_pairs, build_symbol_task
+from seqlab.data.pairs import build_pairs
+from seqlab.data.seq2seq import DATE_FORMATS, DATE_MAX, DATE_MIN, build_dates, build_symbol_task
 
 
 def test_vocabulary_specials_encode_decode():

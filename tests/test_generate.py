@@ -22,7 +22,6 @@ from seqlab.models import (
     Seq2SeqTransformer,
     Seq2SeqTransformerConfig,
 )
-from seqlab.models.decoding import greedy_decode
 
 BOS, EOS = 0, 1
 NEG_INF = float("-inf")
@@ -254,7 +253,6 @@ def test_beam_width_one_equals_greedy_on_gpt_and_seq2seq():
     gpt = tiny_gpt()
     prompt = torch.randint(0, 11, (3, 4), generator=torch.Generator().manual_seed(0))
     greedy = generate(gpt, prompt=prompt, max_new_tokens=20)
-    assert torch.equal(greedy.sequences, greedy_decode(gpt, prompt=prompt, max_new_tokens=20))
     assert torch.equal(beam_path(gpt, prompt=prompt, max_new_tokens=20, num_beams=1).sequences, greedy.sequences)
     for model in (tiny_transformer(), tiny_seq2seq_rnn()):
         src, lengths = sources()
@@ -884,3 +882,70 @@ def test_generate_flags_are_generation_config_fields_with_its_defaults():
     assert build_parser().parse_args(["eval", "RUN"]).length_penalty == GenerationConfig().length_penalty == 0.6
     flags = build_parser().parse_args(["generate", "RUN", "--prompt", "x", "--no-cache", "--stop", "a", "--stop", "b"])
     assert flags.use_cache is False and flags.stop_strings == ["a", "b"]
+
+
+# -- one decoder: seqlab eval's outputs are seqlab generate's --------------------------------------------
+
+BRIEF_SEQ2SEQ = {
+    "rnn_attention": {
+        "name": "seq2seq_rnn",
+        "cell": "gru",
+        "embedding_size": 16,
+        "hidden_size": 16,
+        "attention": "additive",
+        "dropout": 0.0,
+    },
+    "transformer": {
+        "name": "seq2seq_transformer",
+        "d_model": 16,
+        "num_heads": 2,
+        "num_encoder_layers": 1,
+        "num_decoder_layers": 1,
+        "d_ff": 32,
+        "dropout": 0.0,
+    },
+}
+
+
+def _argmax_writes_special_tokens(model, x, steps: int) -> bool:
+    """Whether plain argmax decoding (nothing banned) writes <bos> or <pad> before <eos> in some row of x."""
+    special = model.decoding_special_ids()
+    with torch.no_grad():
+        state, tokens = model.eval().begin_decoding(source=x, max_new_tokens=steps)
+        done = torch.zeros(len(x), dtype=torch.bool)
+        for _ in range(steps):
+            logits, state, _ = model.decode_step(state, tokens)
+            tokens = logits.argmax(-1)  # (B,)
+            if bool((~done & ((tokens == special["bos"]) | (tokens == special["pad"]))).any()):
+                return True
+            done |= tokens == special["eos"]
+    return False
+
+
+@pytest.mark.parametrize("family", list(BRIEF_SEQ2SEQ))
+def test_eval_predictions_equal_generate_at_temperature_zero_for_every_source(tmp_path, capsys, family):
+    """A seq2seq run trained a few steps (its argmax still writes <bos>/<pad>): seqlab eval and seqlab
+    generate --temperature 0 decode through the one decoder, so they write the same output for every source."""
+    from seqlab.cli import main
+    from seqlab.runs import build_run_data, load_generation_run
+    from seqlab.train.seq2seq_metrics import decode_limit, read_predictions, unescape
+
+    torch.set_num_threads(1)
+    data = {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 6, "num_train": 64, "num_val": 16}
+    run = _train(tmp_path, BRIEF_SEQ2SEQ[family], {**data, "num_test": 48}, 2)  # 2 steps: <bos>, <pad> still win
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    rows = read_predictions(run / "predictions.tsv")
+    assert len(rows) == 48
+    loaded = load_generation_run(run)
+    test = build_run_data(loaded.exp.data, run).test
+    limit = decode_limit(loaded.model, test)  # eval stops at the split's longest target; generate is told so
+    assert _argmax_writes_special_tokens(loaded.model, test.x, limit)  # the case the two decoders disagreed on
+    sources, outputs = tmp_path / "sources.txt", tmp_path / "outputs.txt"
+    sources.write_text("".join(source + "\n" for source, _, _ in rows), encoding="utf-8")
+    argv = ["generate", str(run), "--input", str(sources), "--output", str(outputs), "--temperature", "0"]
+    assert main([*argv, "--max-new-tokens", str(limit), "--batch-size", "5"]) == 0
+    generated = [unescape(line) for line in outputs.read_text(encoding="utf-8").splitlines()]
+    # The same ids; generate's text leaves out the <unk> the scored predictions keep (issue 23: no special
+    # token in generated text; characters here, so removing it is the whole difference).
+    assert generated == [hypothesis.replace("<unk>", "") for _, _, hypothesis in rows]

@@ -11,8 +11,9 @@ from seqlab.cli import main
 from seqlab.config import ConfigError
 from seqlab.data import DataError
 from seqlab.data.text import CharLMConfig, CharLMDataset, WindowView, build_char_lm
+from seqlab.generate import generate
 from seqlab.models import GPT, GPTConfig, LanguageModelConfig, RNNLanguageModel
-from seqlab.models.decoding import IncrementalDecoder, greedy_decode
+from seqlab.models.decoding import IncrementalDecoder
 from seqlab.runs import load_run, train_experiment
 from seqlab.train.config import experiment_from_dict
 from seqlab.train.likelihood import sequence_log_likelihood
@@ -141,10 +142,10 @@ def test_reorder_state_selects_and_duplicates_rows(positions):
     assert_close(logits, _uncached_logits(model, prompt[index]), "reordered logits", atol=1e-5, rtol=ALLCLOSE_RTOL)
 
 
-def test_greedy_decode_extends_the_prompt_with_argmax_tokens():
+def test_greedy_generate_extends_the_prompt_with_argmax_tokens():
     model = tiny().train()
     prompt = torch.randint(0, 11, (2, 4))
-    out = greedy_decode(model, prompt=prompt, max_new_tokens=6)
+    out = generate(model, prompt=prompt, max_new_tokens=6).sequences
     assert out.shape == (2, 6) and model.training  # mode restored
     model.eval()
     context = prompt

@@ -437,11 +437,12 @@ def test_generate_names_unknown_source_tokens_once_per_input_and_refuses_an_empt
 def test_no_special_token_is_ever_written_as_text(runs):
     from seqlab.runs import load_generation_run
 
-    run = load_generation_run(runs["s2s"], notify=lambda text: None)
+    said = []
+    run = load_generation_run(runs["s2s"], notify=said.append)
     vocab = run.info["tgt_vocab"]
     a = vocab.stoi["a"]
-    assert run.decode([vocab.unk_id, a, vocab.bos_id, a, vocab.pad_id, vocab.eos_id, a]) == "aa"
-    assert vocab.unk_id in run.banned_ids()  # and <unk> is never generated
+    written = [vocab.unk_id, a, vocab.bos_id, a, vocab.pad_id, vocab.eos_id, a]
+    assert run.decode(written) == "aa" and run.unknown_written(written) == 1
 
 
 # -- 5. generate: the prompt checked before it is echoed, a reader that goes away, bounds, warnings ----------

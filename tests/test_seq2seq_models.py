@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from seqlab.cli import main
 from seqlab.config import ConfigError
 from seqlab.data import Vocabulary
+from seqlab.generate import generate
 from seqlab.models import MODELS, Seq2SeqRNN, Seq2SeqRNNConfig, Seq2SeqTransformer, Seq2SeqTransformerConfig
-from seqlab.models.decoding import IncrementalDecoder, greedy_decode
+from seqlab.models.decoding import IncrementalDecoder
 from seqlab.nn.alignment import Alignment
 from seqlab.nn.losses import token_cross_entropy
 from seqlab.train import seq2seq_metrics as sm
@@ -245,8 +246,8 @@ def test_overfits_eight_pairs_to_exact_match(name):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    out = greedy_decode(model, source=x, max_new_tokens=y.shape[1] - 1)
-    assert model.training  # greedy_decode gives the mode back
+    out = generate(model, source=x, max_new_tokens=y.shape[1] - 1).sequences
+    assert model.training  # generate gives the mode back
     assert outputs_of(out) == targets_of(y)
 
 
@@ -286,8 +287,8 @@ def test_padding_does_not_change_a_sentence_outputs(name):
         batch, _ = model(x, y)  # (2, 8, V)
         assert_close(batch[0, :3], alone[0], "padded sentence's logits")
         assert torch.equal(
-            greedy_decode(model, source=short_x, max_new_tokens=8)[0, :3],
-            greedy_decode(model, source=x, max_new_tokens=8)[0, :3],
+            generate(model, source=short_x, max_new_tokens=8).sequences[0, :3],
+            generate(model, source=x, max_new_tokens=8).sequences[0, :3],
         )
 
 
@@ -481,7 +482,7 @@ def test_cli_refuses_a_vocabulary_that_is_not_the_data_one(tmp_path, configs_dir
 
 def test_pairs_tutorial_filter_unknown_tokens_and_missing_file(tmp_path):
     from seqlab.data import DataError
-    from seqlab.data.seq2seq import PairsConfig, build_pairs
+    from seqlab.data.pairs import PairsConfig, build_pairs
 
     lines = [
         "I'm cold.\tJ'ai froid.",

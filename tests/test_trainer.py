@@ -14,7 +14,8 @@ from seqlab.models import LanguageModelConfig, RNNLanguageModel
 from seqlab.train.checkpoint import load_checkpoint
 from seqlab.train.config import TrainConfig
 from seqlab.train.optim import lr_factor
-from seqlab.train.trainer import NonFiniteLoss, Trainer
+from seqlab.train.stops import NonFiniteLoss
+from seqlab.train.trainer import Trainer
 
 FAST = dict(tensorboard=False, layer_norms_every=0, grad_clip=0.0, log_every=1, eval_every=0)
 

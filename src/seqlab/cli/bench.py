@@ -7,16 +7,15 @@ import importlib
 from pathlib import Path
 
 from ..config import ConfigError
+from .common import command
+
+HELP = "run a benchmark (recurrent, attention, ...)"
+DESCRIPTION = "seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options."
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "bench",
-        help="run a benchmark (recurrent, attention, ...)",
-        description="seqlab bench NAME [args]: runs seqlab.bench.NAME; NAME --help lists its options.",
-        epilog="benchmarks:\n" + "\n".join(f"  {name:<18} {about}" for name, about in benchmarks()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    epilog = "benchmarks:\n" + "\n".join(f"  {name:<18} {about}" for name, about in benchmarks())
+    p = command(sub, "bench", HELP, DESCRIPTION, epilog)
     p.add_argument("name")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
     return p

@@ -111,3 +111,15 @@ def guarded_output():
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = saved
+
+
+# The epilog of the commands that read an existing run's data.
+MOVED_DATA = "--data.path=... / --data.root=...: where the run's data is now, if it moved"
+
+
+def command(sub, name: str, help: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """One command's parser: ``help`` is its line in ``seqlab --help``; ``description`` and ``epilog``
+    (examples, lists) are shown with their lines as written."""
+    return sub.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )

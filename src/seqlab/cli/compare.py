@@ -7,20 +7,19 @@ import signal
 import sys
 from pathlib import Path
 
-from .common import overrides
+from .common import command, overrides
+
+HELP = "train rnn, lstm, gru, transformer on one task and budget, tabulate"
+DESCRIPTION = """\
+Train each model family on CONFIG's task, data and step budget, over several seeds, into ordinary
+run directories OUT/runs/<family>-seed<s>-<time>/; write OUT/compare.md (a markdown table),
+OUT/compare.json and OUT/curves.png (their validation curves). Run it again to continue an
+interrupted compare."""
+EPILOG = "overrides: --section.key=value change CONFIG for every family, e.g. --data.seq_len=200"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "compare",
-        help="train rnn, lstm, gru, transformer on one task and budget, tabulate",
-        description="Train each model family on CONFIG's task, data and step budget, over several "
-        "seeds, into ordinary run directories OUT/runs/<family>-seed<s>-<time>/; write "
-        "OUT/compare.md (a markdown table), OUT/compare.json and OUT/curves.png (their "
-        "validation curves). Run it again to continue an interrupted compare.",
-        epilog="overrides: --section.key=value change CONFIG for every family, e.g. --data.seq_len=200",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "compare", HELP, DESCRIPTION, EPILOG)
     p.add_argument("config", help="preset TOML file; its [model] is kept for the family it belongs to")
     p.add_argument(
         "--models",
@@ -49,16 +48,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args, extra: list[str], argv: list[str]) -> int:
     from ..diagnostics.curves import plot_validation_curves
-    from ..experiments.compare import (
-        markdown_table,
-        parse_families,
-        plan_compare,
-        plan_lines,
-        run_compare,
-        write_compare,
-    )
+    from ..experiments.compare import parse_families, plan_compare, plan_lines, run_compare
+    from ..experiments.compare_table import markdown_table, write_compare
     from ..train.config import load_experiment
-    from ..train.trainer import NonFiniteLoss, TrainingInterrupted
+    from ..train.stops import NonFiniteLoss, TrainingInterrupted
 
     exp = load_experiment(args.config, overrides(extra, ("model", "data", "train")))
     plan = plan_compare(

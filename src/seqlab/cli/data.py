@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..config import ConfigError
-from .common import data_overrides, overrides
+from .common import command, data_overrides, overrides
+
+HELP = "list datasets or describe one"
+DESCRIPTION = "seqlab data list | seqlab data info NAME [--data.key=value ...]"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "data",
-        help="list datasets or describe one",
-        description="seqlab data list | seqlab data info NAME [--data.key=value ...]",
-    )
+    p = command(sub, "data", HELP, DESCRIPTION)
     p.add_argument("action", choices=["list", "info"])
     p.add_argument("name", nargs="?", help="dataset name (for info)")
     return p

@@ -6,18 +6,19 @@ import argparse
 import json
 
 from ..config import ConfigError
-from .common import checkpoint_option, data_overrides, device_option, warn_as
+from .common import checkpoint_option, command, data_overrides, device_option, warn_as
 from .generate import add_generation_flag
+
+HELP = "evaluate a run directory's checkpoint on a split"
+DESCRIPTION = """\
+Rebuild the model and data of RUN_DIR and print its metrics as JSON. The data's vocabulary must be
+the one stored with the run (refused otherwise). A seq2seq run's outputs go to
+RUN_DIR/predictions[-CHECKPOINT][-SPLIT][-beamN].tsv and scores[...].json, which name the checkpoint
+and its step (no CHECKPOINT part for last.pt)."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "eval",
-        help="evaluate a run directory's checkpoint on a split",
-        description="Rebuild the model and data of RUN_DIR and print its metrics as JSON. The data's "
-        "vocabulary must be the one stored with the run (refused otherwise). A seq2seq run's outputs go to "
-        "RUN_DIR/predictions[-CHECKPOINT][-SPLIT][-beamN].tsv and scores...json, which name the checkpoint.",
-    )
+    p = command(sub, "eval", HELP, DESCRIPTION)
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     checkpoint_option(p)

@@ -8,19 +8,18 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from .common import data_overrides
+from .common import command, data_overrides
+
+HELP = "fit AR, MLP, RNN, LSTM, GRU, Transformer forecasters on a series, compare"
+DESCRIPTION = """\
+Fit each model on the same chronological split with the same budget, score iterated h-step forecasts
+on the test part (original units), write OUT/forecast.json, OUT/forecast_info.json and
+OUT/forecast.png, print a table."""
+EPILOG = "other [data] keys as --data.key=value, e.g. --data.path=series.csv for series_csv"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "forecast",
-        help="fit AR, MLP, RNN, LSTM, GRU, Transformer forecasters on a series, compare",
-        description="Fit each model on the same chronological split with the same budget, score "
-        "iterated h-step forecasts on the test part (original units), write "
-        "OUT/forecast.json, OUT/forecast_info.json and OUT/forecast.png, print a table.",
-        epilog="other [data] keys as --data.key=value, e.g. --data.path=series.csv for series_csv",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "forecast", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--data", default="sunspots", help="sunspots, co2, sine or series_csv (default: sunspots)")
     p.add_argument(
         "--models",

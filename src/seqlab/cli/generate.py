@@ -2,7 +2,7 @@
 
 Its decoding flags are GenerationConfig's fields: each field is a flag (``top_k`` -> ``--top-k``) with
 the field's type and default, unless it is one of ``LIBRARY_ONLY``; adding a field to GenerationConfig
-adds the flag (``HELP`` gives it a better help line than the generic one).
+adds the flag (``FLAG_HELP`` gives it a better help line than the generic one).
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..generate.config import GenerationConfig
-from .common import checkpoint_option, data_overrides, device_option, warn_as
+from .common import checkpoint_option, command, data_overrides, device_option, warn_as
 
+HELP = "write text with a language-model or seq2seq run"
+DESCRIPTION = """\
+Continue a prompt (language models: gpt, rnn_lm) or translate a source (seq2seq_rnn,
+seq2seq_transformer) with RUN_DIR's model and the vocabulary stored with it (its data is not read).
+Greedy with --temperature 0, sampling above 0, beam search with --beam N. A language model samples
+at temperature 1.0 unless told otherwise (Hugging Face's generate is greedy by default: give
+--temperature 0 for that); seq2seq models decode greedily. Source words or characters the model
+does not know are named on stderr and read as <unk>; no special token is ever written. Output to a
+reader that went away (seqlab generate ... | head -c 100) stops it at once, with status 0."""
 EPILOG = """\
 examples:
   seqlab generate runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40
@@ -36,7 +45,7 @@ FLAG_NAMES = {
 }
 # Defaults that depend on the run (language model or seq2seq): None here, resolved in ``settings``.
 RUN_DEFAULTS = ("max_new_tokens", "temperature")
-HELP = {
+FLAG_HELP = {
     "max_new_tokens": "default: 200 for a language model; a seq2seq model's longest target",
     "min_new_tokens": "no <eos> before this many tokens (default: %(default)s)",
     "temperature": "0: greedy; > 0: sample (default: 1.0 for a language model, 0 for seq2seq and beam search)",
@@ -68,7 +77,7 @@ def add_generation_flag(parser: argparse.ArgumentParser, field: str, help: str |
     if isinstance(kind, types.UnionType):  # int | None: an int, or left out
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     default = None if field in RUN_DEFAULTS else f.default
-    help = help or HELP.get(field, f"GenerationConfig.{field} (default: %(default)s)")
+    help = help or FLAG_HELP.get(field, f"GenerationConfig.{field} (default: %(default)s)")
     if kind is bool:  # a switch that turns the default around: --early-stopping, --no-cache
         action = "store_false" if f.default else "store_true"
         parser.add_argument(flag(field), dest=field, action=action, help=help)
@@ -80,34 +89,22 @@ def add_generation_flag(parser: argparse.ArgumentParser, field: str, help: str |
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "generate",
-        help="write text with a language-model or seq2seq run",
-        description="Continue a prompt (language models: gpt, rnn_lm) or translate a source "
-        "(seq2seq_rnn, seq2seq_transformer) with RUN_DIR's model and the vocabulary stored with it (its "
-        "data is not read). Greedy with --temperature 0, sampling above 0, beam search with --beam N. "
-        "A language model samples at temperature 1.0 unless told otherwise (Hugging Face's generate is "
-        "greedy by default: give --temperature 0 for that); seq2seq models decode greedily. Source words "
-        "or characters the model does not know are named on stderr and read as <unk>; no special token is "
-        "ever written. Output to a reader that went away (generate ... | head -c 100) stops it, status 0.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "generate", HELP, DESCRIPTION, EPILOG)
     p.add_argument("run_dir")
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--prompt", help="text for a language model to continue")
     given.add_argument("--source", help="text for a seq2seq model to translate")
     given.add_argument("--input", metavar="FILE", help="one prompt or source per line, decoded in batches")
+    for field in dataclasses.fields(GenerationConfig):
+        if field.name not in LIBRARY_ONLY:
+            add_generation_flag(p, field.name)
+    p.add_argument("--batch-size", type=int, default=32, help="inputs decoded together with --input (default: 32)")
     p.add_argument(
         "--output",
         metavar="FILE",
         help="write the outputs here, one line per sequence "
         "(tab, newline, backslash written \\t, \\n, \\\\), instead of printing them",
     )
-    for field in dataclasses.fields(GenerationConfig):
-        if field.name not in LIBRARY_ONLY:
-            add_generation_flag(p, field.name)
-    p.add_argument("--batch-size", type=int, default=32, help="inputs decoded together with --input (default: 32)")
     p.add_argument("--scores", action="store_true", help="also print each sequence's log-probability and score")
     checkpoint_option(p)
     device_option(p)

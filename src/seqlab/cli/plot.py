@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import checkpoint_option, data_overrides
+from .common import MOVED_DATA, checkpoint_option, command, data_overrides
+
+HELP = "diagnostic figures of a run: curves, gradient flow, gates, attention, positions"
+DESCRIPTION = """\
+Draw RUN_DIR's diagnostics as PNGs in RUN_DIR/plots/ (also as images in its TensorBoard) and print
+their paths; what does not apply to the run's model is skipped with one line saying why."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "plot",
-        help="diagnostic figures of a run: curves, gradient flow, gates, attention, positions",
-        description="Draw RUN_DIR's diagnostics as PNGs in RUN_DIR/plots/ (also as images in its "
-        "TensorBoard) and print their paths; what does not apply to the run's model is "
-        "skipped with one line saying why.",
-        epilog="--data.path=... / --data.root=...: where the run's data is now, if it moved",
-    )
+    p = command(sub, "plot", HELP, DESCRIPTION, MOVED_DATA)
     p.add_argument("run_dir")
     p.add_argument("--what", default="all", choices=["curves", "gradflow", "gates", "attention", "posenc", "all"])
     p.add_argument("--example", type=int, default=0, help="which example of the test split to draw (default: 0)")

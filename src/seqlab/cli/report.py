@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import checkpoint_option, data_overrides
+from .common import MOVED_DATA, checkpoint_option, command, data_overrides
+
+HELP = "one self-contained HTML page about a run: RUN_DIR/report.html"
+DESCRIPTION = """\
+Write RUN_DIR/report.html: config, summary metrics, curves, every diagnostic that applies, an
+interactive attention view and example outputs; no network needed."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "report",
-        help="one self-contained HTML page about a run: RUN_DIR/report.html",
-        description="Write RUN_DIR/report.html: config, summary metrics, curves, every diagnostic that "
-        "applies, an interactive attention view and example outputs; no network needed.",
-        epilog="--data.path=... / --data.root=...: where the run's data is now, if it moved",
-    )
+    p = command(sub, "report", HELP, DESCRIPTION, MOVED_DATA)
     p.add_argument("run_dir")
     p.add_argument("--example", type=int, default=0, help="which example of the test split to draw (default: 0)")
     checkpoint_option(p)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import overrides, warn_as
+from .common import command, overrides, warn_as
+
+HELP = "a table of the runs in a folder"
+DESCRIPTION = "One line per run directory in DIR: name, task, model, params, steps, best metric, time."
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "runs",
-        help="a table of the runs in a folder",
-        description="One line per run directory in DIR: name, task, model, params, steps, best metric, time.",
-    )
+    p = command(sub, "runs", HELP, DESCRIPTION)
     p.add_argument("dir", nargs="?", default="runs")
     return p
 

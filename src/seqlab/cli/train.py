@@ -8,8 +8,10 @@ import signal
 import sys
 
 from ..config import ConfigError
-from .common import overrides
+from .common import command, overrides
 
+HELP = "train a preset config into a new run directory"
+DESCRIPTION = "Train CONFIG (a TOML preset) into OUT/<name>-<timestamp>/."
 EPILOG = """\
 overrides: any config key as --section.key=value, e.g.
   seqlab train configs/digits_lstm.toml --train.max_steps=50 --model.hidden_size=64
@@ -18,13 +20,7 @@ values are read as TOML (3, 1e-3, true, "text"); bare words are strings.
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "train",
-        help="train a preset config into a new run directory",
-        description="Train CONFIG (a TOML preset) into OUT/<name>-<timestamp>/.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "train", HELP, DESCRIPTION, EPILOG)
     p.add_argument(
         "config",
         nargs="?",
@@ -46,7 +42,7 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     from ..diagnostics.curves import plot_curves
     from ..runs import train_experiment
     from ..train.config import load_experiment
-    from ..train.trainer import NonFiniteLoss, TrainingInterrupted
+    from ..train.stops import NonFiniteLoss, TrainingInterrupted
 
     given = overrides(extra, ("model", "data", "train"))
     if args.config is None and args.resume is None:

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..task import Task
-from . import DATASETS
+from .registry import DATASETS
 
 SHADES = " .:-=+*#%@"
 

@@ -192,7 +192,7 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
 
         rows = read_predictions(pred)[:GENERATION_ROWS]
         return rows, f"the first rows of {pred.name} (greedy decoding of the test split by {diag.checkpoint})"
-    from ..models.decoding import greedy_decode
+    from ..generate import generate
 
     model, info = diag.model, diag.info
     x, y = diag.batch(GENERATION_ROWS)
@@ -202,14 +202,14 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
         steps = int(y.shape[1])
         if getattr(diag.exp.model, "max_tgt_len", 0):  # a Transformer writes at most max_tgt_len - 1 tokens
             steps = min(steps, diag.exp.model.max_tgt_len - 1)
-        out = greedy_decode(model, source=x, max_new_tokens=steps)
+        out = generate(model, source=x, max_new_tokens=steps).sequences  # (B, <= steps), as seqlab generate
         rows = [(src.decode(x[i], sep), tgt.decode(y[i], sep), tgt.decode(out[i], sep)) for i in range(len(x))]
         return rows, f"greedy decoding of the first test sources by {diag.checkpoint}"
     vocab = info["vocab"]
     block = getattr(diag.exp.model, "block_size", 64)  # a GPT keeps its last block_size tokens past that
     prompt_len = max(1, min(32, x.shape[1], block // 2))
     new = 64
-    out = greedy_decode(model, prompt=x[:4, :prompt_len], max_new_tokens=new)
+    out = generate(model, prompt=x[:4, :prompt_len], max_new_tokens=new).sequences  # (4, new)
     rows = [
         (vocab.decode(x[i, :prompt_len], strip=False), "", vocab.decode(out[i], strip=False)) for i in range(len(out))
     ]

@@ -50,7 +50,8 @@ from ..nn.mdn import mixture_sample
 from ..task import Task
 from ..train.config import TrainConfig
 from ..train.distributed import resolve_device
-from ..train.trainer import Trainer, TrainingInterrupted
+from ..train.stops import TrainingInterrupted
+from ..train.trainer import Trainer
 from ..utils import atomic_write_text, count_parameters, set_seed
 
 NAIVE = "naive"

@@ -18,8 +18,8 @@ from .config import GenerationConfig, GenerationConfigError
 # The search and the no-cache wrapper need torch: they are imported on first use, so that the command line
 # builds its flags from GenerationConfig's fields without importing torch (`seqlab --help` stays instant).
 _LAZY = {
-    "ContextTooLong": ".search",
-    "GenerationOutput": ".search",
+    "ContextTooLong": ".output",
+    "GenerationOutput": ".output",
     "generate": ".search",
     "length_penalty": ".search",
     "Uncached": ".uncached",

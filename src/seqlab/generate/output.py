@@ -1,4 +1,5 @@
-"""What ``generate`` returns, the GNMT length penalty, and the trace that follows attention weights back."""
+"""What ``generate`` gives back (the sequences with their lengths and scores), the warning for a long prompt,
+the GNMT length penalty, and the trace that follows attention weights back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GenerationOutput", "length_penalty"]
+__all__ = ["ContextTooLong", "GenerationOutput", "length_penalty"]
+
+
+class ContextTooLong(UserWarning):
+    """A prompt longer than the model's context was cut from the left."""
 
 
 @dataclass

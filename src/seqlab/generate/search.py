@@ -18,16 +18,12 @@ from ..utils import available_memory, eval_mode, format_bytes
 from . import processors as P
 from .beam import BeamSearch
 from .config import GenerationConfig, GenerationConfigError
-from .output import GenerationOutput, _pick, _Trace, length_penalty
+from .output import ContextTooLong, GenerationOutput, _pick, _Trace, length_penalty
 from .uncached import Uncached, max_context
 
 NEG_INF = float("-inf")
 
-__all__ = ["ContextTooLong", "GenerationOutput", "generate", "length_penalty"]
-
-
-class ContextTooLong(UserWarning):
-    """A prompt longer than the model's context was cut from the left."""
+__all__ = ["check_output_memory", "generate", "length_penalty"]
 
 
 # Bytes per row and generated token that a search keeps: its id, the id in the repetition context, and its

@@ -123,7 +123,7 @@ class Seq2SeqModel(nn.Module):
         if y is None:
             raise ValueError(
                 "a seq2seq forward needs the target y (B, U) for teacher forcing; "
-                "decode without one through seqlab.models.decoding.greedy_decode"
+                "decode without one through seqlab.generate.generate"
             )
         x, lengths = self._source(x, source_lengths)
         check_ids("target", y, self.config.tgt_vocab_size)

@@ -9,6 +9,9 @@ Two places for the norm:
     post-LN (the paper, ``norm_first=False``):  x = LayerNorm(x + Sublayer(x))
     pre-LN  (GPT-2 and later, ``norm_first=True``):  x = x + Sublayer(LayerNorm(x))
 
+Each layer is built of ``sublayers.py``: the feed-forward network and ``sublayer_connection``, the
+one place where the residual and the norm are written.
+
 Everything is batch-first, (B, T, d_model), except a layer built with ``batch_first=False`` (as
 ``from_torch`` does for a sequence-first torch layer), which reads and returns (T, B, d_model);
 masks and weights keep the batch first either way. Every attention module returns
@@ -19,60 +22,23 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .attention import KVCache, MultiHeadAttention
+from .sublayers import ACTIVATIONS, FeedForward, activation_name, sublayer_connection
 
-__all__ = [
-    "FeedForward",
-    "TransformerEncoderLayer",
-    "TransformerDecoderLayer",
-    "TransformerEncoder",
-    "TransformerDecoder",
-    "Transformer",
-    "DecoderOnlyStack",
-]
-
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+# ACTIVATIONS and FeedForward are sublayers.py's, re-exported: the models import them from here.
+__all__ = ["ACTIVATIONS", "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer"]  # the layers
+__all__ += ["TransformerEncoder", "TransformerDecoder", "Transformer", "DecoderOnlyStack"]  # the stacks
 
 
-def _activation_name(layer: nn.Module) -> str:
-    """'relu' or 'gelu' for a torch Transformer layer's ``activation`` (function or module)."""
-    act = layer.activation
-    if act is F.relu or type(act) is nn.ReLU:
-        return "relu"
-    if act is F.gelu or (type(act) is nn.GELU and act.approximate == "none"):
-        return "gelu"
-    raise ValueError(f"from_torch supports activation relu or gelu, got {act!r}")
+class _TransformerLayer(nn.Module):
+    """What the encoder and decoder layers share: the constructor (torch's defaults: d_ff=2048,
+    dropout=0.1, relu, post-LN), the layout, ``from_torch``. A decoder layer (``cross = True``) also
+    has the attention over memory and a third norm and dropout; the order the modules are made in is
+    their parameters' order (the initial weights of a seed, an optimiser's state in a checkpoint)."""
 
-
-def _check_activation(activation: str) -> None:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
-
-
-class FeedForward(nn.Module):
-    """FFN(x) = W_2 dropout(act(W_1 x + b_1)) + b_2, the same at every position: (B, T, d_model) -> (B, T, d_model)."""
-
-    def __init__(self, d_model: int, d_ff: int, *, dropout: float = 0.0, activation: str = "relu", bias: bool = True):
-        super().__init__()
-        _check_activation(activation)
-        self.activation = activation
-        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(ACTIVATIONS[self.activation](self.linear1(x))))  # (B, T, d_model)
-
-
-class TransformerEncoderLayer(nn.Module):
-    """Self-attention + feed-forward, each with residual and LayerNorm: (B, T, d_model) -> (B, T, d_model).
-
-    Defaults are torch's (d_ff=2048, dropout=0.1, relu, post-LN). ``forward`` returns
-    ``(x, weights)``, weights (B, H, T, T) when ``need_weights`` else None. With ``is_causal``
-    and a ``cache`` it is a GPT-style decoder-only block (see ``DecoderOnlyStack``).
-    """
+    cross: bool  # True: a decoder layer, with cross_attn, norm3, dropout3
+    torch_layer: type[nn.Module]  # the torch layer from_torch copies
 
     def __init__(
         self,
@@ -93,35 +59,42 @@ class TransformerEncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(
             d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary, batch_first=batch_first
         )
+        if self.cross:  # no rotary: source and target positions are not comparable
+            self.cross_attn = MultiHeadAttention(
+                d_model, num_heads, dropout=dropout, bias=bias, batch_first=batch_first
+            )
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        if self.cross:
+            self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if self.cross:
+            self.dropout3 = nn.Dropout(dropout)
 
     @property
     def batch_first(self) -> bool:
-        """True: x is (B, T, d_model); False: (T, B, d_model), as a sequence-first torch layer's."""
+        """True: x (and memory) are (B, T, d_model); False: (T, B, d_model), as a sequence-first torch layer's."""
         return self.self_attn.batch_first
 
     @classmethod
-    def from_torch(
-        cls, layer: nn.TransformerEncoderLayer, *, batch_first: bool | None = None
-    ) -> TransformerEncoderLayer:
-        """An equal layer (same numbers, same layout) from ``torch.nn.TransformerEncoderLayer``.
+    def from_torch(cls, layer: nn.Module, *, batch_first: bool | None = None):
+        """An equal layer (same numbers, same layout) from ``torch.nn.TransformerEncoderLayer`` (for
+        ``TransformerEncoderLayer``) or ``torch.nn.TransformerDecoderLayer`` (for ``TransformerDecoderLayer``).
 
         It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
         ``batch_first`` says otherwise. Masks keep seqlab's convention: convert torch's with
         ``masks.from_torch_mha``.
         """
-        if not isinstance(layer, nn.TransformerEncoderLayer):
-            raise TypeError(f"expected torch.nn.TransformerEncoderLayer, got {type(layer).__name__}")
+        if not isinstance(layer, cls.torch_layer):
+            raise TypeError(f"expected torch.nn.{cls.torch_layer.__name__}, got {type(layer).__name__}")
         new = cls(
             layer.linear1.in_features,
             layer.self_attn.num_heads,
             layer.linear1.out_features,
             dropout=layer.dropout.p,
-            activation=_activation_name(layer),
+            activation=activation_name(layer),
             norm_first=layer.norm_first,
             layer_norm_eps=layer.norm1.eps,
             bias=layer.linear1.bias is not None,
@@ -129,18 +102,29 @@ class TransformerEncoderLayer(nn.Module):
         new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
         layout = layer.self_attn.batch_first if batch_first is None else batch_first
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
-        for mine, theirs in (
-            (new.ff.linear1, layer.linear1),
-            (new.ff.linear2, layer.linear2),
-            (new.norm1, layer.norm1),
-            (new.norm2, layer.norm2),
-        ):
+        copies = [(new.ff.linear1, layer.linear1), (new.ff.linear2, layer.linear2)]
+        copies += [(new.norm1, layer.norm1), (new.norm2, layer.norm2)]
+        if cls.cross:
+            new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=layout)
+            copies.append((new.norm3, layer.norm3))
+        for mine, theirs in copies:
             mine.load_state_dict(theirs.state_dict())
         return new.train(layer.training)
 
-    def _self_attention(self, x, attn_mask, is_causal, need_weights, cache):
-        a, w = self.self_attn(x, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache)
-        return self.dropout1(a), w
+    def _feed_forward(self, h: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.ff(h), None  # (B, T, d_model), no weights
+
+
+class TransformerEncoderLayer(_TransformerLayer):
+    """Self-attention + feed-forward, each with residual and LayerNorm: (B, T, d_model) -> (B, T, d_model).
+
+    Defaults are torch's (d_ff=2048, dropout=0.1, relu, post-LN). ``forward`` returns
+    ``(x, weights)``, weights (B, H, T, T) when ``need_weights`` else None. With ``is_causal``
+    and a ``cache`` it is a GPT-style decoder-only block (see ``DecoderOnlyStack``).
+    """
+
+    cross = False
+    torch_layer = nn.TransformerEncoderLayer
 
     def forward(
         self,
@@ -156,18 +140,16 @@ class TransformerEncoderLayer(nn.Module):
         x and the output are (T, B, d_model) when not ``batch_first``; the feed-forward and the
         norms act on each position alone, so only the attention needs to know the layout.
         """
-        if self.norm_first:
-            a, w = self._self_attention(self.norm1(x), attn_mask, is_causal, need_weights, cache)
-            x = x + a
-            x = x + self.dropout2(self.ff(self.norm2(x)))
-        else:
-            a, w = self._self_attention(x, attn_mask, is_causal, need_weights, cache)
-            x = self.norm1(x + a)
-            x = self.norm2(x + self.dropout2(self.ff(x)))
+
+        def self_attention(h):  # (B, T, d_model) -> (B, T, d_model), weights
+            return self.self_attn(h, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache)
+
+        x, w = sublayer_connection(x, self.norm1, self.dropout1, self.norm_first, self_attention)
+        x, _ = sublayer_connection(x, self.norm2, self.dropout2, self.norm_first, self._feed_forward)
         return x, w
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(_TransformerLayer):
     """Causal self-attention, attention over memory, feed-forward; residual + LayerNorm around each.
 
     x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model). Causal unless ``is_causal=False``.
@@ -175,74 +157,8 @@ class TransformerDecoderLayer(nn.Module):
     ``rotary`` applies RoPE in the self-attention only (source and target positions are not comparable).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        d_ff: int = 2048,
-        *,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        rotary: bool = False,
-        batch_first: bool = True,
-    ):
-        super().__init__()
-        self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(
-            d_model, num_heads, dropout=dropout, bias=bias, rotary=rotary, batch_first=batch_first
-        )
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias, batch_first=batch_first)
-        self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-
-    @property
-    def batch_first(self) -> bool:
-        """True: x and memory are (B, T, d_model); False: (T, B, d_model), as a sequence-first torch layer's."""
-        return self.self_attn.batch_first
-
-    @classmethod
-    def from_torch(
-        cls, layer: nn.TransformerDecoderLayer, *, batch_first: bool | None = None
-    ) -> TransformerDecoderLayer:
-        """An equal layer (same numbers, same layout) from ``torch.nn.TransformerDecoderLayer``.
-
-        It takes the layer's layout (``layer.self_attn.batch_first``: (B, T, E) or (T, B, E)) unless
-        ``batch_first`` says otherwise. Masks keep seqlab's convention: convert torch's with
-        ``masks.from_torch_mha``.
-        """
-        if not isinstance(layer, nn.TransformerDecoderLayer):
-            raise TypeError(f"expected torch.nn.TransformerDecoderLayer, got {type(layer).__name__}")
-        new = cls(
-            layer.linear1.in_features,
-            layer.self_attn.num_heads,
-            layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            activation=_activation_name(layer),
-            norm_first=layer.norm_first,
-            layer_norm_eps=layer.norm1.eps,
-            bias=layer.linear1.bias is not None,
-        )
-        new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        layout = layer.self_attn.batch_first if batch_first is None else batch_first
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn, batch_first=layout)
-        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn, batch_first=layout)
-        for mine, theirs in (
-            (new.ff.linear1, layer.linear1),
-            (new.ff.linear2, layer.linear2),
-            (new.norm1, layer.norm1),
-            (new.norm2, layer.norm2),
-            (new.norm3, layer.norm3),
-        ):
-            mine.load_state_dict(theirs.state_dict())
-        return new.train(layer.training)
+    cross = True
+    torch_layer = nn.TransformerDecoderLayer
 
     def forward(
         self,
@@ -263,35 +179,23 @@ class TransformerDecoderLayer(nn.Module):
         ``memory_cache`` (a ``KVCache(static=True)``) the projected memory.
         """
 
-        def self_block(h):
-            a, w = self.self_attn(h, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache)
-            return self.dropout1(a), w
+        def self_attention(h):  # (B, T, d_model) -> (B, T, d_model), weights
+            return self.self_attn(h, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache)
 
-        def cross_block(h):
-            a, w = self.cross_attn(h, memory, attn_mask=memory_mask, need_weights=need_weights, cache=memory_cache)
-            return self.dropout2(a), w
+        def cross_attention(h):  # (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model), weights
+            return self.cross_attn(h, memory, attn_mask=memory_mask, need_weights=need_weights, cache=memory_cache)
 
-        if self.norm_first:
-            a, w_self = self_block(self.norm1(x))
-            x = x + a
-            a, w_cross = cross_block(self.norm2(x))
-            x = x + a
-            x = x + self.dropout3(self.ff(self.norm3(x)))
-        else:
-            a, w_self = self_block(x)
-            x = self.norm1(x + a)
-            a, w_cross = cross_block(x)
-            x = self.norm2(x + a)
-            x = self.norm3(x + self.dropout3(self.ff(x)))
+        x, w_self = sublayer_connection(x, self.norm1, self.dropout1, self.norm_first, self_attention)
+        x, w_cross = sublayer_connection(x, self.norm2, self.dropout2, self.norm_first, cross_attention)
+        x, _ = sublayer_connection(x, self.norm3, self.dropout3, self.norm_first, self._feed_forward)
         return x, ((w_self, w_cross) if need_weights else None)
 
 
-class TransformerEncoder(nn.Module):
-    """``num_layers`` encoder layers, then a final LayerNorm if ``final_norm`` (default: with pre-LN).
+class _LayerStack(nn.Module):
+    """``num_layers`` layers of ``layer_class``, then a final LayerNorm if ``final_norm`` (default: with
+    pre-LN, whose layers never normalise the residual stream itself). The encoder and decoder stacks."""
 
-    (B, T, d_model) -> (B, T, d_model), and a list of every layer's weights (B, H, T, T) on request.
-    Pre-LN layers never normalise the residual stream itself, hence the final norm.
-    """
+    layer_class: type[nn.Module]
 
     def __init__(
         self,
@@ -312,7 +216,7 @@ class TransformerEncoder(nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(
+            self.layer_class(
                 d_model,
                 num_heads,
                 d_ff,
@@ -329,8 +233,19 @@ class TransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
 
     def new_caches(self, max_len: int | None = None) -> list[KVCache]:
-        """One empty key/value cache per layer, for incremental (causal) decoding (``max_len``: preallocated)."""
+        """One empty self-attention key/value cache per layer, for incremental decoding (``max_len``: preallocated)."""
         return [KVCache(max_len=max_len) for _ in self.layers]
+
+
+class TransformerEncoder(_LayerStack):
+    """``num_layers`` encoder layers, then a final LayerNorm if ``final_norm`` (default: with pre-LN).
+
+    (B, T, d_model) -> (B, T, d_model), and a list of every layer's weights (B, H, T, T) on request.
+    Pre-LN layers never normalise the residual stream itself, hence the final norm. ``new_caches()``:
+    one key/value cache per layer, for causal incremental decoding (``DecoderOnlyStack``).
+    """
+
+    layer_class = TransformerEncoderLayer
 
     def forward(
         self,
@@ -400,51 +315,14 @@ class DecoderOnlyStack(TransformerEncoder):
         return super().forward(x, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights, caches=caches)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_LayerStack):
     """``num_layers`` decoder layers (+ final LayerNorm as in TransformerEncoder).
 
     x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model), and a list of every layer's
     (self, cross) weights on request.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        num_layers: int,
-        *,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        rotary: bool = False,
-        final_norm: bool | None = None,
-    ):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(
-                d_model,
-                num_heads,
-                d_ff,
-                dropout=dropout,
-                activation=activation,
-                norm_first=norm_first,
-                layer_norm_eps=layer_norm_eps,
-                bias=bias,
-                rotary=rotary,
-            )
-            for _ in range(num_layers)
-        )
-        final_norm = norm_first if final_norm is None else final_norm
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if final_norm else None
-
-    def new_caches(self, max_len: int | None = None) -> list[KVCache]:
-        """One empty self-attention key/value cache per layer, for incremental decoding (``max_len``: preallocated)."""
-        return [KVCache(max_len=max_len) for _ in self.layers]
+    layer_class = TransformerDecoderLayer
 
     def new_memory_caches(self) -> list[KVCache]:
         """One static cache per layer: each cross-attention projects the memory once and reuses it."""

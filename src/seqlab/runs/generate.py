@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..config import ConfigError
 from ..data import resolve_locations
-from ..data.seq2seq import PairsConfig, clean, tokenize
+from ..data.pairs import PairsConfig, clean, tokenize
 from ..data.vocab import UNK
 from ..generate import GenerationConfig, generate
 from ..generate.search import check_output_memory
@@ -90,14 +90,18 @@ class GenerationRun:
         vocab = self.info["tgt_vocab"]
         if vocab.eos_id in ids:
             ids = ids[: ids.index(vocab.eos_id)]
-        # No special token is ever written as text (<unk> is banned while decoding: see banned_ids).
+        # No special token is ever written as text: a <unk> the model wrote is left out (generate_texts says so).
         tokens = [vocab.itos[i] for i in ids if vocab.itos[i] not in vocab.specials]
         return detokenize(tokens, self.info.get("token_separator", ""))
 
-    def banned_ids(self) -> tuple[int, ...]:
-        """Ids never to generate: a seq2seq target's <unk> (its text would be a literal "<unk>")."""
+    def unknown_written(self, ids: list[int]) -> int:
+        """How many <unk> a seq2seq output holds before its <eos> (each left out of the text)."""
         vocab = self.info.get("tgt_vocab")
-        return (vocab.unk_id,) if self.task == Task.SEQ2SEQ and vocab is not None and UNK in vocab else ()
+        if self.task != Task.SEQ2SEQ or vocab is None or UNK not in vocab:
+            return 0
+        if vocab.eos_id in ids:
+            ids = ids[: ids.index(vocab.eos_id)]
+        return ids.count(vocab.unk_id)
 
     def max_new_tokens_limit(self) -> int | None:
         """The most tokens the model can write (a seq2seq Transformer's max_tgt_len - 1), or None."""
@@ -187,10 +191,10 @@ def generate_texts(
     ids = [run.encode(text, name) for text, name in zip(texts, names)]
     rows = min(len(ids), batch_size) * max(cfg.num_beams, cfg.num_return_sequences)
     check_output_memory(cfg.max_new_tokens, rows)  # before anything is allocated or echoed
-    cfg = replace(cfg, banned_ids=tuple(dict.fromkeys(cfg.banned_ids + run.banned_ids())))
     if on_encoded is not None:
         on_encoded()
     results: list[list[Generated] | None] = [None] * len(texts)
+    unknown = 0
     for batch in _batches(ids, batch_size, same_length=run.task == Task.LANGUAGE_MODEL):
         rows = [ids[i] for i in batch]
         streamer = None
@@ -201,6 +205,7 @@ def generate_texts(
         out = generate(run.model, config=cfg, decode=run.decode, streamer=streamer, **inputs)
         n = cfg.num_return_sequences
         seqs, lengths = out.sequences.tolist(), out.lengths.tolist()
+        unknown += sum(run.unknown_written(seqs[m][: lengths[m]]) for m in range(len(seqs)))
         for j, i in enumerate(batch):
             results[i] = [
                 Generated(
@@ -212,6 +217,8 @@ def generate_texts(
                 )
                 for m in range(j * n, (j + 1) * n)
             ]
+    if unknown:
+        run.notify(f"the model wrote {UNK} (a word outside its vocabulary) {unknown} time(s): left out of the text")
     return results
 
 

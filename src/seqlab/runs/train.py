@@ -19,11 +19,13 @@ from ..data import LOCATION_KEYS, Splits, build_splits, resolve_locations
 from ..data.vocab import vocabularies_record
 from ..models import build_model
 from ..task import Task
+from ..train.checks import check_trainable
 from ..train.config import Experiment, experiment_from_dict
 from ..train.distributed import init_distributed, resolve_device, shutdown
 from ..train.metrics import evaluate
 from ..train.seq2seq_metrics import seq2seq_scores
-from ..train.trainer import NonFiniteLoss, Trainer, TrainingInterrupted, check_trainable
+from ..train.stops import NonFiniteLoss, TrainingInterrupted
+from ..train.trainer import Trainer
 from ..utils import atomic_write_text, count_parameters, set_seed
 from .checks import check_shapes, fill_from_data
 from .evaluate import split_metrics
@@ -79,17 +81,7 @@ def train_experiment(
         check_same_configs(exp, resumed)
     set_seed(exp.train.seed)
     exp, splits = run_data(exp, resumed, notify)
-    trainer, fit, test, run_dir = fit_run(
-        exp,
-        splits,
-        resumed,
-        out=out,
-        run_name=run_name,
-        argv=argv,
-        progress=progress,
-        callbacks=callbacks,
-        notify=notify,
-    )
+    trainer, fit, test, run_dir = fit_run(exp, splits, resumed, out, run_name, argv, progress, callbacks, notify)
     if run_dir is None:
         return None
     summary = run_summary(exp, splits, trainer, fit, test, run_dir)
@@ -184,7 +176,6 @@ def fit_run(
     exp: Experiment,
     splits: Splits,
     resumed: Resumed | None,
-    *,
     out: str | Path,
     run_name: str | None,
     argv: list[str] | None,

@@ -1,4 +1,5 @@
-"""How well a seq2seq model translates a split: greedy decoding, exact match, token accuracy, BLEU, chrF.
+"""How well a seq2seq model translates a split: greedy decoding (``seqlab.generate``, as ``seqlab generate``
+decodes), exact match, token accuracy, BLEU, chrF.
 
 - exact match: the fraction of sentences whose whole output equals the reference.
 - token accuracy: over every reference position, <eos> included, the fraction where the output has
@@ -22,7 +23,6 @@ import torch
 
 from ..config import ConfigError
 from ..generate import GenerationConfig, generate
-from ..models.decoding import greedy_decode
 from ..utils import atomic_write, available_memory, format_bytes, is_out_of_memory
 
 EOS = "<eos>"
@@ -153,6 +153,14 @@ def read_predictions(path: str | Path) -> list[tuple[str, str, str]]:
 # -- decoding a split --------------------------------------------------------------------------
 
 
+def decode_limit(model: torch.nn.Module, dataset) -> int:
+    """The most tokens decoded for a split: its longest target + <eos>, or fewer if the model writes fewer
+    (a seq2seq Transformer's max_tgt_len - 1)."""
+    limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
+    model_limit = getattr(model.config, "max_tgt_len", 0) - 1
+    return min(limit, model_limit) if model_limit > 0 else limit
+
+
 # Sentences x beams decoded together: 256 sentences at beam 5, one sentence at a time from beam 1,280 up.
 # Memory grows with this product, so a wide beam decodes fewer sentences at once instead of more rows.
 ROWS_PER_CHUNK = 1280
@@ -184,10 +192,7 @@ def decode_split(
     if beam < 1:
         raise ConfigError(f"--beam must be >= 1, got {beam}")
     eos = model.decoding_special_ids()["eos"]
-    limit = dataset.y.shape[1] - 1  # the split's longest target + <eos>
-    model_limit = getattr(model.config, "max_tgt_len", 0) - 1
-    if model_limit > 0:
-        limit = min(limit, model_limit)
+    limit = decode_limit(model, dataset)
     if beam > 1:
         batch_size = max(1, min(batch_size, ROWS_PER_CHUNK // beam))
         need, room = beam_memory_estimate(beam, model.vocab_size, limit), available_memory()
@@ -201,12 +206,8 @@ def decode_split(
     for start in range(0, len(dataset), batch_size):
         x = dataset.x[start : start + batch_size].to(device)  # (B, S)
         try:
-            if beam > 1:
-                ids = generate(
-                    model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty
-                ).sequences.tolist()  # (B, <= limit)
-            else:
-                ids = greedy_decode(model, source=x, max_new_tokens=limit).tolist()  # (B, <= limit)
+            # seqlab.generate, the one decoder: greedy (beam 1) as seqlab generate --temperature 0 decodes it
+            decoded = generate(model, source=x, max_new_tokens=limit, num_beams=beam, length_penalty=length_penalty)
         except (MemoryError, RuntimeError) as err:
             if not is_out_of_memory(err):
                 raise
@@ -214,6 +215,7 @@ def decode_split(
                 f"out of memory decoding {len(x)} sentence(s) with --beam {beam} "
                 f"({len(x) * beam:,} rows of {model.vocab_size} tokens): use a smaller --beam"
             ) from None
+        ids = decoded.sequences.tolist()  # (B, <= limit)
         out.extend(row[: row.index(eos)] if eos in row else row for row in ids)
     return out
 

@@ -6,15 +6,14 @@ in; the loop itself never looks inside the model.
 
 Around the loop, one module a job: ``optim`` (optimiser, learning-rate schedule), ``metrics`` (task
 metrics, ``evaluate``), ``reporting`` (metrics.jsonl, TensorBoard, progress), ``contracts`` (what
-it asks of datasets and models), ``checkpoint`` (files, RNG states), ``distributed`` (device, torchrun).
+it asks of datasets and models), ``checks`` (settings that cannot work with the data), ``stops`` (signals,
+non-finite losses), ``checkpoint`` (files, RNG states), ``distributed`` (device, torchrun).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,8 +27,9 @@ from ..nn import detach_state
 from ..nn.recurrent.torch_internals import native_bf16
 from ..task import Task
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checks import check_trainable
 from .config import TrainConfig
-from .contracts import HasLengths, Streams, batches, call_model
+from .contracts import HasLengths, batches, call_model
 from .distributed import (
     DistInfo,
     DistributedBatchSampler,
@@ -39,84 +39,10 @@ from .distributed import (
     resolve_device,
     shard_rows,
 )
-from .metrics import ACCURACY_TASKS, default_metric, evaluate, task_metric_names
+from .metrics import ACCURACY_TASKS, default_metric, evaluate
 from .optim import build_optimizer, lr_factor
 from .reporting import LogWindow, MetricsLog, Progress
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived; the trainer saved ``checkpoint`` at ``step`` and stopped.
-
-    Every process of a torchrun run raises it at the same step; ``is_main`` (rank 0) is the one to report.
-    """
-
-    def __init__(self, signum: int, step: int, checkpoint: Path | None, *, is_main: bool = True):
-        self.signum, self.step, self.checkpoint, self.is_main = signum, step, checkpoint, is_main
-        super().__init__(f"{signal.Signals(signum).name} at step {step}")
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss or the gradient became NaN or infinite; the last good checkpoint was kept.
-
-    Every process of a torchrun run raises it at the same step; only rank 0 (``is_main``) knows
-    the checkpoint it wrote, so only its message is the one to show.
-    """
-
-    def __init__(self, message: str, *, is_main: bool = True):
-        super().__init__(message)
-        self.is_main = is_main
-
-
-# SIGHUP (the terminal or ssh session closed) stops a run like SIGTERM; Windows has no SIGHUP.
-STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
-
-
-@contextlib.contextmanager
-def _catch_signals(flag: dict[str, int]):
-    """Turn SIGINT/SIGTERM/SIGHUP into a flag the loop checks between steps (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if flag["signum"]:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        flag["signum"] = signum
-
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def check_trainable(
-    cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, task: Task | str, world_size: int = 1
-) -> None:
-    """Settings that cannot work with this data, found before anything is written or trained."""
-    if cfg.tbptt_steps and not isinstance(train_set, Streams):
-        raise ValueError(
-            f"train.tbptt_steps={cfg.tbptt_steps} needs a stream dataset (a language-model "
-            f"dataset such as char_lm); this one has no .streams(); set train.tbptt_steps=0"
-        )
-    if cfg.bucket and not isinstance(train_set, HasLengths):
-        raise ValueError(
-            f"train.bucket={cfg.bucket} batches examples of similar length, but this dataset has no "
-            f"per-example lengths (seq2seq datasets have them); set train.bucket=0"
-        )
-    if cfg.batch_size % world_size:
-        raise ValueError(
-            f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
-            f"({world_size}): it is the global batch, split evenly across them"
-        )
-    if cfg.metric and cfg.metric not in task_metric_names(task):
-        raise ValueError(
-            f"train.metric={cfg.metric!r} is not measured for task '{task}'; "
-            f"choose one of {', '.join(task_metric_names(task))}"
-        )
-    if len(train_set) == 0:
-        raise ValueError("the training split is empty")
+from .stops import NonFiniteLoss, TrainingInterrupted, catch_signals
 
 
 def resolve_precision(precision: str, device: torch.device, *, warn: bool = True) -> str:
@@ -361,7 +287,7 @@ class Trainer:
         micro = 0
         stop = self.stopped_early
         try:
-            with _catch_signals(flag):
+            with catch_signals(flag):
                 while self.step < self.total_steps and not stop:
                     for x, y in self._epoch_batches():
                         step_rows = self._step_rows[self.batch_in_epoch]
