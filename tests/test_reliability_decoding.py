@@ -515,7 +515,7 @@ def test_checkpoint_is_a_name_in_the_run_and_one_from_another_config_is_said(run
     run = _copy_run(runs["s2s"], tmp_path)
     config = run / "config.toml"
     config.write_text(config.read_text().replace("d_ff = 64", "d_ff = 128"))  # as if another run's checkpoint
-    for argv in (("eval", run, "--split", "val"), ("generate", run, "--source", "ab")):
+    for argv in (("eval", run, "--split", "val"), ("generate", run, "--source", "ab"), ("report", run)):
         code, out, err = _cli(capsys, *argv)
         assert code == 0 and "checkpoints/last.pt does not belong to" in err, err
         assert "model.d_ff: checkpoint 64, config.toml 128" in err

@@ -63,7 +63,7 @@ class RunDiagnostics:
         checkpoint: str = "last.pt",
         example: int = 0,
         data_location: dict[str, str] | None = None,
-        notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+        notify: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr),
     ):
         self.run_dir, self.notify = Path(run_dir), notify
         if not self.run_dir.is_dir():
