@@ -676,10 +676,10 @@ build machine (CPU, torch 2.13.0+cpu, one thread per command, two commands at a 
 sentence on what it shows. `make results` regenerates this page (`docs/make_results.py`): it
 reruns the parts whose configs or data changed and rewrites the page from the runs under
 `runs/results/`; `make results ONLY=adding,positions` (add `FORCE=1` to rerun them anyway) runs only
-those parts (`python docs/make_results.py --list` names them). Training times are one thread's, with the other core busy. Each section's last
-line says when it was measured and on which CPU (torch's vector capability); the sections measured
-on 2026-12-01 ran on an AVX-512 EPYC, where the GPT preset trains in bf16 (docs/benchmarks.md,
-"Two machines").
+those parts (`python docs/make_results.py --list` names them). Training times are one thread's, with
+the other core busy. Each section's last line says when it was measured and on which CPU (torch's
+vector capability); the sections measured on 2026-12-01 ran on an AVX-512 EPYC, where the GPT
+preset trains in bf16 (docs/benchmarks.md, "Two machines").
 """
 
 
