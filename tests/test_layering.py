@@ -1,4 +1,4 @@
-"""Imports point one way: nn <- models <- generate <- train <- experiments <- diagnostics <- bench <- cli (STYLE.md 3).
+"""Imports point one way: nn <- models <- generate <- train <- experiments, export <- diagnostics <- bench <- cli.
 
 ``data`` sits beside ``models``: neither imports the other. ``config``, ``utils`` and ``task`` are the floor
 that every layer may use. The test reads every module's imports (top-level and inside functions)
@@ -26,6 +26,7 @@ RANK = {
     "generate": 3,
     "train": 4,
     "experiments": 4.5,
+    "export": 4.5,  # a run's model written for other tools: above train, beside experiments
     "diagnostics": 5,
     "bench": 6,
     "cli": 7,

@@ -287,6 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: runs/compare-<config name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    _export_parser(sub)
+
     p = sub.add_parser(
         "bench",
         help="run a benchmark (recurrent, attention, ...)",
@@ -700,6 +702,28 @@ def cmd_bench(args, extra: list[str], argv: list[str]) -> int:
     return int(module.main([*args.args, *extra]) or 0)
 
 
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a run's model as safetensors, ONNX or a Hugging Face GPT-2 folder",
+        description="Export RUN_DIR's checkpoint for other tools (docs/export.md); written to a temp folder, then renamed.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, help="safetensors, onnx or hf (a GPT as Hugging Face GPT-2)")
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export/FORMAT)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+
+
+def cmd_export(args, extra: list[str], argv: list[str]) -> int:
+    from .export import export_run
+
+    _overrides(extra, ())
+    out, files = export_run(args.run_dir, format=args.format, out=args.out, checkpoint=args.checkpoint, force=args.force)
+    print(f"{out}: {', '.join(files)}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "runs": cmd_runs,
@@ -711,6 +735,7 @@ COMMANDS = {
     "plot": cmd_plot,
     "report": cmd_report,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

@@ -33,7 +33,8 @@ __all__ = [
     "DecoderOnlyStack",
 ]
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+# "gelu_tanh": GELU's tanh approximation, the one GPT-2 was trained with (Hugging Face's "gelu_new").
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 def _activation_name(layer: nn.Module) -> str:

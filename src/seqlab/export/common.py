@@ -1,0 +1,155 @@
+"""What every export format shares: the run's model and vocabulary, config.json, and the atomic output folder.
+
+An export is written into a hidden temporary folder beside ``--out`` and renamed into place at
+the end, so an interrupted or refused export leaves nothing half-written, and an existing
+non-empty ``--out`` is replaced only with ``force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import seqlab
+
+from ..config import ConfigError, to_dict
+from ..data import resolve_locations
+from ..task import Task
+from ..train.config import Experiment
+from ..train.run import build_run_data, load_run  # the one place a run's model is rebuilt from its checkpoint
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+
+
+@dataclass
+class ExportedRun:
+    """A run ready to export: its experiment, model (eval mode, CPU), checkpoint facts and vocabularies."""
+
+    run_dir: Path
+    checkpoint: str
+    exp: Experiment
+    model: torch.nn.Module
+    task: Task
+    step: int
+    data_files: dict
+
+    @functools.cached_property
+    def _vocabularies(self) -> tuple[dict, str]:
+        return run_vocabularies(self.exp, self.run_dir, self.task)  # read when needed: after any refusal
+
+    @property
+    def vocabularies(self) -> dict:
+        """"vocab" (a language model) or "src_vocab" and "tgt_vocab" (seq2seq) -> Vocabulary; {} for other tasks."""
+        return self._vocabularies[0]
+
+    @property
+    def token_separator(self) -> str:
+        """What joins decoded tokens: "" for characters, " " for words."""
+        return self._vocabularies[1]
+
+
+def read_run(run_dir: str | Path, checkpoint: str = "last.pt") -> ExportedRun:
+    """The run's model rebuilt from ``checkpoints/<checkpoint>`` and its vocabularies; ConfigError if it cannot be read."""
+    exp, model, ckpt = load_run(run_dir, checkpoint, action="export")
+    task = Task(ckpt.get("task", Task.CLASSIFICATION))
+    return ExportedRun(
+        run_dir=Path(run_dir),
+        checkpoint=checkpoint,
+        exp=exp,
+        model=model.eval(),
+        task=task,
+        step=int(ckpt["step"]),
+        data_files=ckpt.get("data_files") or {},
+    )
+
+
+def run_vocabularies(exp: Experiment, run_dir: Path, task: Task) -> tuple[dict, str]:
+    """The vocabularies a language-model or seq2seq run decodes with, and its token separator.
+
+    Rebuilt from the run's data, as ``seqlab generate`` does today (a run does not store its
+    vocabulary yet); a run of another task has none and needs no data here.
+    """
+    if task not in (Task.LANGUAGE_MODEL, Task.SEQ2SEQ):
+        return {}, ""
+    info = build_run_data(resolve_locations(exp.data), run_dir).info
+    found = {k: info[k] for k in ("vocab", "src_vocab", "tgt_vocab") if info.get(k) is not None}
+    return found, info.get("token_separator", "")
+
+
+def vocab_json(run: ExportedRun) -> dict[str, Any]:
+    """vocab.json: id i is ``itos[i]``; specials are named; ``token_separator`` joins decoded tokens."""
+    return {
+        "token_separator": run.token_separator,
+        **{name: {"itos": v.itos, "specials": list(v.specials)} for name, v in run.vocabularies.items()},
+    }
+
+
+def config_json(run: ExportedRun, fmt: str, files: dict[str, str]) -> dict[str, Any]:
+    """config.json: the model config (enough to rebuild it), where it came from, and what each file holds."""
+    return {
+        "format": fmt,
+        "seqlab_version": seqlab.__version__,
+        "model_config": to_dict(run.exp.model),
+        "task": str(run.task),
+        "files": files,
+        "vocab": VOCAB_FILE if run.vocabularies else None,
+        "source": {"run_dir": str(run.run_dir.resolve()), "checkpoint": run.checkpoint, "step": run.step},
+        "data_config": to_dict(run.exp.data),
+        "data_files": run.data_files,  # size and sha256 of every data file the run read
+    }
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an existing non-empty ``out`` unless ``force``; refuse a file where a folder must go."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--out {out} exists and is not empty; give another --out, or --force to replace it")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write into; renamed to ``out`` when the block ends without error."""
+    check_out(out, force)
+    made = not out.parent.exists()  # RUN_DIR/export: removed again if nothing comes of this export
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+        old = None
+        if out.exists():
+            if any(out.iterdir()):  # force: move the old export aside, put the new one in place, then delete the old
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+                os.replace(out, old / out.name)
+            else:
+                out.rmdir()
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            if made and not any(out.parent.iterdir()):
+                out.parent.rmdir()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
