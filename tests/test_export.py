@@ -7,6 +7,7 @@ are missing; `make test` installs them (the dev extra).
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from pathlib import Path
@@ -107,7 +108,9 @@ def test_safetensors_round_trip_gives_equal_outputs_without_reading_a_pickle(tmp
 
 def test_safetensors_round_trip_of_a_recurrent_classifier(tmp_path):
     model = tiny(ClassifierConfig(cell="gru", input_size=4, hidden_size=8, num_layers=2, bidirectional=True))
-    out, files = export_run(make_run(tmp_path, model, DIGITS, "classification"), format="safetensors", out=tmp_path / "st")
+    out, files = export_run(
+        make_run(tmp_path, model, DIGITS, "classification"), format="safetensors", out=tmp_path / "st"
+    )
     assert "vocab.json" not in files  # a classifier has no vocabulary
     x = torch.randn(5, 6, 4)
     with torch.no_grad():
@@ -119,10 +122,14 @@ def test_safetensors_round_trip_of_a_recurrent_classifier(tmp_path):
 SIZES = [(2, 3), (1, 5), (5, 9)]  # (batch, length): the export's example first, then lengths it never saw
 
 
-def run_onnx(path: Path, **inputs: torch.Tensor) -> np.ndarray:
+@functools.cache
+def ort_session(path: Path):
     ort = pytest.importorskip("onnxruntime", reason="the ONNX checks need onnxruntime (the dev extra)")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: Path, **inputs: torch.Tensor) -> np.ndarray:
+    return ort_session(path).run(None, {k: v.numpy() for k, v in inputs.items()})[0]
 
 
 def export_onnx(run: Path, out: Path) -> Path:
@@ -183,7 +190,8 @@ def test_onnx_seq2seq_transformer_encoder_and_decoder_fed_a_prefix(tmp_path):
         num_encoder_layers=1, num_decoder_layers=1, d_ff=32, dropout=0.0,
     )  # fmt: skip
     model = tiny(config)
-    out = export_onnx(make_run(tmp_path, model, to_dict(ReverseConfig()), "seq2seq"), tmp_path / "onnx")
+    data = to_dict(ReverseConfig(num_train=50, num_val=5, num_test=5))  # its vocabulary is what matters here
+    out = export_onnx(make_run(tmp_path, model, data, "seq2seq"), tmp_path / "onnx")
     assert "src_vocab" in json.loads((out / "vocab.json").read_text())
     g = torch.Generator().manual_seed(1)
     for B, S, T in [(2, 4, 3), (1, 7, 2), (4, 11, 8)]:
@@ -296,7 +304,9 @@ def test_hf_export_loads_in_transformers_with_equal_logits_and_greedy_text(tmp_p
     transformers = pytest.importorskip("transformers", reason="--format hf needs transformers (the hf extra)")
     run, model = gpt_run(tmp_path, **settings)
     out, files = export_run(run, format="hf")
-    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "seqlab.json", "README.md"} <= set(files)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "seqlab.json", "README.md"} <= set(
+        files
+    )
     hf = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
     x = torch.randint(0, CHARS, (3, 16))
     with torch.no_grad():
@@ -360,3 +370,33 @@ def test_gpt_from_hf_refuses_what_seqlabs_gpt_does_not_compute():
 def test_export_run_refuses_an_unknown_format_before_reading_the_run(tmp_path):
     with pytest.raises(ConfigError, match="unknown export format"):
         export_run(tmp_path / "nowhere", format="pickle")
+
+
+class _ReadsAValue(torch.nn.Module):
+    def forward(self, x):  # branches on a tensor's value: no graph holds that
+        return x if x.sum() > 0 else -x
+
+
+class _FixesTheBatch(torch.nn.Module):
+    def forward(self, x):  # traced with batch 2, the graph would take batch 2 only
+        return x * 2 if x.shape[0] == 2 else x
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module, reason",
+    [
+        (_ReadsAValue(), "torch.onnx.export failed for m.onnx: Could not guard on data-dependent expression"),
+        (_FixesTheBatch(), "m.onnx: tracing fixed input 'x' axis 0 (batch) at 2"),
+    ],
+    ids=["data_dependent", "specialised"],
+)
+def test_a_graph_torch_cannot_export_is_refused_in_one_line_without_torchs_dump(tmp_path, capfd, module, reason):
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnx and onnxscript (the export extra)")
+    from seqlab.export.onnx import Graph, export_graph
+
+    graph = Graph("m.onnx", module, {"x": torch.randn(2, 3)}, {"x": {0: "batch"}}, ["y"], {})
+    with pytest.raises(ConfigError) as refused:
+        export_graph(graph, tmp_path / "m.onnx")
+    assert str(refused.value).startswith(reason) and "\n" not in str(refused.value)
+    assert capfd.readouterr() == ("", "")  # torch's graph dumps and warnings do not reach the terminal

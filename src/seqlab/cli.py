@@ -706,7 +706,7 @@ def _export_parser(sub) -> None:
     p = sub.add_parser(
         "export",
         help="write a run's model as safetensors, ONNX or a Hugging Face GPT-2 folder",
-        description="Export RUN_DIR's checkpoint for other tools (docs/export.md); written to a temp folder, then renamed.",
+        description="Export RUN_DIR's checkpoint for other tools (docs/export.md), atomically (temp folder, rename).",
     )
     p.add_argument("run_dir")
     p.add_argument("--format", required=True, help="safetensors, onnx or hf (a GPT as Hugging Face GPT-2)")
@@ -719,7 +719,9 @@ def cmd_export(args, extra: list[str], argv: list[str]) -> int:
     from .export import export_run
 
     _overrides(extra, ())
-    out, files = export_run(args.run_dir, format=args.format, out=args.out, checkpoint=args.checkpoint, force=args.force)
+    out, files = export_run(
+        args.run_dir, format=args.format, out=args.out, checkpoint=args.checkpoint, force=args.force
+    )
     print(f"{out}: {', '.join(files)}")
     return 0
 

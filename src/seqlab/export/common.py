@@ -50,7 +50,7 @@ class ExportedRun:
 
     @property
     def vocabularies(self) -> dict:
-        """"vocab" (a language model) or "src_vocab" and "tgt_vocab" (seq2seq) -> Vocabulary; {} for other tasks."""
+        """ "vocab" (a language model) or "src_vocab" and "tgt_vocab" (seq2seq) -> Vocabulary; {} for other tasks."""
         return self._vocabularies[0]
 
     @property
@@ -60,7 +60,7 @@ class ExportedRun:
 
 
 def read_run(run_dir: str | Path, checkpoint: str = "last.pt") -> ExportedRun:
-    """The run's model rebuilt from ``checkpoints/<checkpoint>`` and its vocabularies; ConfigError if it cannot be read."""
+    """The run's model rebuilt from ``checkpoints/<checkpoint>``, and its vocabularies; ConfigError if unreadable."""
     exp, model, ckpt = load_run(run_dir, checkpoint, action="export")
     task = Task(ckpt.get("task", Task.CLASSIFICATION))
     return ExportedRun(

@@ -53,7 +53,7 @@ def _tokenizer(vocab):
 
 
 def write_hf(run: ExportedRun, out: Path) -> list[str]:
-    """GPT-2's config.json and model.safetensors, a tokenizer where straightforward, seqlab.json, vocab.json, README.md."""
+    """GPT-2's config.json and model.safetensors, a character tokenizer, seqlab.json, vocab.json, README.md."""
     if run.exp.model.name != "gpt":
         raise ConfigError(f"--format hf exports GPT runs (as GPT-2); this run's model is {run.exp.model.name!r}")
     try:

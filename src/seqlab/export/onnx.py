@@ -22,6 +22,7 @@ import contextlib
 import copy
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,11 @@ def _quiet():
     for log in loggers:
         log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -195,8 +200,7 @@ def export_graph(graph: Graph, path: Path) -> None:
             )
             program.save(str(path))
     except Exception as err:  # noqa: BLE001 -- torch raises many types; the user gets one line, not a trace dump
-        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise ConfigError(f"torch.onnx.export failed for {graph.file}: {first[:300]}") from None
+        raise ConfigError(f"torch.onnx.export failed for {graph.file}: {_first_line(err)}") from None
     proto = onnx.load(str(path), load_external_data=False)
     for value in proto.graph.input:
         shape = value.type.tensor_type.shape.dim
@@ -206,6 +210,14 @@ def export_graph(graph: Graph, path: Path) -> None:
                     f"{graph.file}: tracing fixed input {value.name!r} axis {axis} ({name}) at "
                     f"{shape[axis].dim_value}; this model has no ONNX export with that axis dynamic"
                 )
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of the innermost cause (torch's own message says only which export step failed), no colours."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    return next((line for line in lines if line), type(err).__name__)[:300]
 
 
 def write_onnx(run: ExportedRun, out: Path) -> list[str]:
