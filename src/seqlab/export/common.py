@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import json
 import os
 import shutil
@@ -19,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-import seqlab
 
 from ..config import ConfigError, to_dict
 from ..data import resolve_locations
@@ -99,7 +98,7 @@ def config_json(run: ExportedRun, fmt: str, files: dict[str, str]) -> dict[str, 
     """config.json: the model config (enough to rebuild it), where it came from, and what each file holds."""
     return {
         "format": fmt,
-        "seqlab_version": seqlab.__version__,
+        "seqlab_version": _version(),
         "model_config": to_dict(run.exp.model),
         "task": str(run.task),
         "files": files,
@@ -108,6 +107,14 @@ def config_json(run: ExportedRun, fmt: str, files: dict[str, str]) -> dict[str, 
         "data_config": to_dict(run.exp.data),
         "data_files": run.data_files,  # size and sha256 of every data file the run read
     }
+
+
+def _version() -> str:
+    """The installed seqlab's version (read from its metadata: the package root is above this layer)."""
+    try:
+        return importlib.metadata.version("seqlab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def write_json(path: Path, value: Any) -> None:
