@@ -33,6 +33,7 @@ import torch.nn as nn
 from ..config import ConfigError
 from ..nn.masks import key_padding_mask
 from ..nn.recurrent import _RecurrentBase
+from ..nn.recurrent.torch_internals import forget_rnn_dispatch
 from .common import CONFIG_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
 
 OPSET = 18
@@ -51,7 +52,7 @@ class Graph:
     module: nn.Module
     inputs: dict[str, torch.Tensor]  # name -> example
     dynamic: dict[str, dict[int, str]]  # input name -> {axis: axis name}
-    outputs: list[str]
+    outputs: dict[str, dict[int, str]]  # output name -> {axis: axis name}, as the model's contract has them
     limits: dict[str, int]  # axis name -> largest size the model reads (a context length)
 
 
@@ -114,17 +115,22 @@ def onnx_graphs(model: nn.Module) -> list[Graph]:
     g = torch.Generator().manual_seed(0)
     if c.name in ("rnn_classifier", "rnn_forecaster"):
         x = torch.randn(B, T, c.input_size, generator=g)
-        return [Graph("model.onnx", _Output(model), {"x": x}, {"x": {0: "batch", 1: "time"}}, ["output"], {})]
+        per_step = getattr(c, "per_step", False)  # a sequence labeller: one output per time step
+        out = {"output": {0: "batch", 1: "time"} if per_step else {0: "batch"}}
+        return [Graph("model.onnx", _Output(model), {"x": x}, {"x": {0: "batch", 1: "time"}}, out, {})]
     if c.name in ("mlp_ar", "transformer_forecaster"):
         x = torch.randn(B, c.tau, c.input_size, generator=g)
-        return [Graph("model.onnx", _Output(model), {"x": x}, {"x": {0: "batch"}}, ["output"], {})]
+        return [Graph("model.onnx", _Output(model), {"x": x}, {"x": {0: "batch"}}, {"output": {0: "batch"}}, {})]
     if c.name == "vit":
         x = torch.randn(B, *c.input_shape, generator=g)
-        return [Graph("model.onnx", _Output(model), {"images": x}, {"images": {0: "batch"}}, ["logits"], {})]
+        return [
+            Graph("model.onnx", _Output(model), {"images": x}, {"images": {0: "batch"}}, {"logits": {0: "batch"}}, {})
+        ]
     if c.name in ("gpt", "rnn_lm"):
         ids = torch.randint(0, c.vocab_size, (B, T), generator=g)
         limits = {"time": c.block_size} if c.name == "gpt" else {}
-        return [Graph("model.onnx", _Output(model), {"ids": ids}, {"ids": {0: "batch", 1: "time"}}, ["logits"], limits)]
+        axes = {0: "batch", 1: "time"}
+        return [Graph("model.onnx", _Output(model), {"ids": ids}, {"ids": axes}, {"logits": axes}, limits)]
     if c.name == "seq2seq_transformer":
         src = torch.randint(3, c.src_vocab_size, (B, T + 1), generator=g)
         lengths = torch.tensor([T + 1, T])
@@ -137,7 +143,7 @@ def onnx_graphs(model: nn.Module) -> list[Graph]:
                 _Encoder(model),
                 {"source": src, "source_lengths": lengths},
                 {"source": {0: "batch", 1: "source_len"}, **axes},
-                ["memory"],
+                {"memory": {0: "batch", 1: "source_len"}},
                 {"source_len": c.max_src_len},
             ),
             Graph(
@@ -145,7 +151,7 @@ def onnx_graphs(model: nn.Module) -> list[Graph]:
                 _DecoderPrefix(model),
                 {"memory": memory, "source_lengths": lengths, "prefix": prefix},
                 {"memory": {0: "batch", 1: "source_len"}, **axes, "prefix": {0: "batch", 1: "target_len"}},
-                ["logits"],
+                {"logits": {0: "batch", 1: "target_len"}},
                 {"source_len": c.max_src_len, "target_len": c.max_tgt_len - 1},
             ),
         ]
@@ -187,6 +193,7 @@ def export_graph(graph: Graph, path: Path) -> None:
     """Write ``graph`` to ``path``; ConfigError if torch cannot export it or an axis meant to be dynamic was fixed."""
     import onnx
 
+    forget_rnn_dispatch()  # an earlier export in this process must not decide how this one traces an LSTM
     try:
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(
@@ -195,7 +202,7 @@ def export_graph(graph: Graph, path: Path) -> None:
                 dynamo=True,
                 dynamic_shapes=_dims(graph),
                 input_names=list(graph.inputs),
-                output_names=graph.outputs,
+                output_names=list(graph.outputs),
                 opset_version=OPSET,
             )
             program.save(str(path))
@@ -210,6 +217,15 @@ def export_graph(graph: Graph, path: Path) -> None:
                     f"{graph.file}: tracing fixed input {value.name!r} axis {axis} ({name}) at "
                     f"{shape[axis].dim_value}; this model has no ONNX export with that axis dynamic"
                 )
+    # The outputs' axes as the model's contract has them. The exporter's shape annotations may keep the
+    # example's length after an LSTM (the values are right), which onnxruntime then warns about at every
+    # other length: the intermediate annotations are dropped (they are optional; onnxruntime infers its own).
+    del proto.graph.value_info[:]
+    for value in proto.graph.output:
+        shape = value.type.tensor_type.shape.dim
+        for axis, name in graph.outputs[value.name].items():
+            shape[axis].dim_param = name  # replaces a dim_value: one of the two is set
+    onnx.save(proto, str(path))
 
 
 def _first_line(err: BaseException) -> str:
