@@ -38,8 +38,8 @@ from seqlab.train.checkpoint import save_checkpoint
 from seqlab.train.config import TrainConfig
 
 CHARS = 58  # the embedded Shakespeare sample's characters: the char_lm vocabulary, built without a file
-DIGITS = {"name": "digits"}  # a classification or series run needs no data to export
-SUNSPOTS = {"name": "sunspots"}
+DIGITS = {"name": "digits"}  # a classification run needs no data to export
+SUNSPOTS = {"name": "sunspots"}  # embedded: read for the series' normalization
 
 
 def make_run(root: Path, model: torch.nn.Module, data: dict, task: str, name: str = "run") -> Path:
@@ -116,6 +116,17 @@ def test_safetensors_round_trip_of_a_recurrent_classifier(tmp_path):
     x = torch.randn(5, 6, 4)
     with torch.no_grad():
         assert torch.equal(seqlab.load_pretrained(out)(x)[0], model(x)[0])
+
+
+def test_a_series_export_records_the_normalization_the_model_reads(tmp_path):
+    from seqlab.data import build_splits
+    from seqlab.data.series import SunspotsConfig
+
+    model = tiny(RecurrentForecasterConfig(cell="lstm", hidden_size=8))
+    out, _ = export_run(make_run(tmp_path, model, SUNSPOTS, "regression"), format="safetensors")
+    scaler = build_splits(SunspotsConfig()).info["scaler"]
+    stored = json.loads((out / "config.json").read_text())["normalization"]
+    assert stored == {"shift": scaler.shift, "scale": scaler.scale, "kind": "standard"} and scaler.scale > 1
 
 
 # -- ONNX, checked with onnxruntime ------------------------------------------------------------------

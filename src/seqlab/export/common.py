@@ -44,18 +44,23 @@ class ExportedRun:
     data_files: dict
 
     @functools.cached_property
-    def _vocabularies(self) -> tuple[dict, str]:
-        return run_vocabularies(self.exp, self.run_dir, self.task)  # read when needed: after any refusal
+    def _decoding(self) -> tuple[dict, str, dict | None]:
+        return run_decoding(self.exp, self.run_dir, self.task)  # read when needed: after any refusal
 
     @property
     def vocabularies(self) -> dict:
         """ "vocab" (a language model) or "src_vocab" and "tgt_vocab" (seq2seq) -> Vocabulary; {} for other tasks."""
-        return self._vocabularies[0]
+        return self._decoding[0]
 
     @property
     def token_separator(self) -> str:
         """What joins decoded tokens: "" for characters, " " for words."""
-        return self._vocabularies[1]
+        return self._decoding[1]
+
+    @property
+    def normalization(self) -> dict | None:
+        """A series run's z = (v - shift) / scale, fitted on its training part: the model reads and writes z."""
+        return self._decoding[2]
 
 
 def read_run(run_dir: str | Path, checkpoint: str = "last.pt") -> ExportedRun:
@@ -73,17 +78,20 @@ def read_run(run_dir: str | Path, checkpoint: str = "last.pt") -> ExportedRun:
     )
 
 
-def run_vocabularies(exp: Experiment, run_dir: Path, task: Task) -> tuple[dict, str]:
-    """The vocabularies a language-model or seq2seq run decodes with, and its token separator.
+def run_decoding(exp: Experiment, run_dir: Path, task: Task) -> tuple[dict, str, dict | None]:
+    """What using the model needs besides its weights: vocabularies and token separator (language-model and
+    seq2seq runs), or a series run's normalization.
 
-    Rebuilt from the run's data, as ``seqlab generate`` does today (a run does not store its
-    vocabulary yet); a run of another task has none and needs no data here.
+    Rebuilt from the run's data, as ``seqlab generate`` does today (a run does not store its vocabulary
+    yet); a run of another kind has none and needs no data here.
     """
-    if task not in (Task.LANGUAGE_MODEL, Task.SEQ2SEQ):
-        return {}, ""
+    if task not in (Task.LANGUAGE_MODEL, Task.SEQ2SEQ) and not hasattr(exp.data, "normalize"):
+        return {}, "", None
     info = build_run_data(resolve_locations(exp.data), run_dir).info
-    found = {k: info[k] for k in ("vocab", "src_vocab", "tgt_vocab") if info.get(k) is not None}
-    return found, info.get("token_separator", "")
+    vocabularies = {k: info[k] for k in ("vocab", "src_vocab", "tgt_vocab") if info.get(k) is not None}
+    scaler = info.get("scaler")
+    normalization = None if scaler is None else {"shift": scaler.shift, "scale": scaler.scale, "kind": scaler.kind}
+    return vocabularies, info.get("token_separator", ""), normalization
 
 
 def vocab_json(run: ExportedRun) -> dict[str, Any]:
@@ -103,6 +111,7 @@ def config_json(run: ExportedRun, fmt: str, files: dict[str, str]) -> dict[str, 
         "task": str(run.task),
         "files": files,
         "vocab": VOCAB_FILE if run.vocabularies else None,
+        "normalization": run.normalization,  # a series model reads and predicts (v - shift) / scale
         "source": {"run_dir": str(run.run_dir.resolve()), "checkpoint": run.checkpoint, "step": run.step},
         "data_config": to_dict(run.exp.data),
         "data_files": run.data_files,  # size and sha256 of every data file the run read
