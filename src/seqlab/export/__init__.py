@@ -46,5 +46,6 @@ def export_run(
     else:
         from .hf import write_hf as write
     with atomic_dir(out, force) as tmp:
-        files = write(run, tmp)
+        write(run, tmp)
+        files = sorted(p.name for p in tmp.iterdir())
     return out, files

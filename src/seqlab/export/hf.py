@@ -24,7 +24,7 @@ Exported by `seqlab export {run_dir} --format hf` (checkpoint {checkpoint}, step
 
 ```python
 from transformers import GPT2LMHeadModel{tok_import}
-model = GPT2LMHeadModel.from_pretrained("{out_name}")
+model = GPT2LMHeadModel.from_pretrained("path/to/this/folder")
 {tok_lines}```
 
 {vocab_note}
@@ -52,7 +52,7 @@ def _tokenizer(vocab):
     return PreTrainedTokenizerFast(tokenizer_object=tok)
 
 
-def write_hf(run: ExportedRun, out: Path) -> list[str]:
+def write_hf(run: ExportedRun, out: Path) -> None:
     """GPT-2's config.json and model.safetensors, a character tokenizer, seqlab.json, vocab.json, README.md."""
     if run.exp.model.name != "gpt":
         raise ConfigError(f"--format hf exports GPT runs (as GPT-2); this run's model is {run.exp.model.name!r}")
@@ -62,6 +62,7 @@ def write_hf(run: ExportedRun, out: Path) -> list[str]:
         raise ConfigError(f"--format hf: {err}; use --format safetensors or onnx") from None
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers.utils import logging as hf_logging
     except ImportError as err:
         raise ConfigError(f"--format hf needs the transformers package ({err}): pip install 'seqlab[hf]'") from None
 
@@ -69,7 +70,11 @@ def write_hf(run: ExportedRun, out: Path) -> list[str]:
     missing, unexpected = hf.load_state_dict(to_gpt2_state_dict(run.model), strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head is wte when tied
         raise RuntimeError(f"GPT-2 mapping out of date: missing {missing}, unexpected {unexpected}")
-    hf.eval().save_pretrained(str(out))
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar is not the user's business
+    try:
+        hf.eval().save_pretrained(str(out))
+    finally:
+        hf_logging.enable_progress_bar()
     files = {"config.json": "GPT-2's config", "model.safetensors": "GPT-2's weights"}
     characters = _is_characters(run)
     if characters:
@@ -84,9 +89,8 @@ def write_hf(run: ExportedRun, out: Path) -> list[str]:
             run_dir=run.run_dir,
             checkpoint=run.checkpoint,
             step=run.step,
-            out_name=out.name,
             tok_import=", AutoTokenizer" if characters else "",
-            tok_lines=f'tokenizer = AutoTokenizer.from_pretrained("{out.name}")\n' if characters else "",
+            tok_lines='tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")\n' if characters else "",
             vocab_note=(
                 "The tokenizer reads one token per character, with the ids seqlab trained with."
                 if characters
@@ -100,4 +104,3 @@ def write_hf(run: ExportedRun, out: Path) -> list[str]:
     )
     files["README.md"] = "how to load it"
     write_json(out / SEQLAB_FILE, config_json(run, "hf", files))
-    return [*dict.fromkeys([*files, SEQLAB_FILE])]

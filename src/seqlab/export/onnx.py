@@ -236,7 +236,7 @@ def _first_line(err: BaseException) -> str:
     return next((line for line in lines if line), type(err).__name__)[:300]
 
 
-def write_onnx(run: ExportedRun, out: Path) -> list[str]:
+def write_onnx(run: ExportedRun, out: Path) -> None:
     """The model's ONNX graph(s), config.json and vocab.json into ``out``."""
     graphs = onnx_graphs(run.model)  # a refusal first: it needs neither the packages nor the data
     try:
@@ -258,4 +258,3 @@ def write_onnx(run: ExportedRun, out: Path) -> list[str]:
         write_json(out / VOCAB_FILE, vocab_json(run))
         files[VOCAB_FILE] = "token <-> id"
     write_json(out / CONFIG_FILE, {**config_json(run, "onnx", files), "opset": OPSET})
-    return [*files, CONFIG_FILE]

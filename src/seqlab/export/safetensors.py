@@ -21,7 +21,7 @@ from .common import CONFIG_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_jso
 WEIGHTS_FILE = "model.safetensors"
 
 
-def write_safetensors(run: ExportedRun, out: Path) -> list[str]:
+def write_safetensors(run: ExportedRun, out: Path) -> None:
     """model.safetensors, config.json and (a language model or seq2seq run) vocab.json into ``out``."""
     import safetensors.torch
 
@@ -31,7 +31,6 @@ def write_safetensors(run: ExportedRun, out: Path) -> list[str]:
         write_json(out / VOCAB_FILE, vocab_json(run))
         files[VOCAB_FILE] = "token <-> id"
     write_json(out / CONFIG_FILE, config_json(run, "safetensors", files))
-    return [*files, CONFIG_FILE]
 
 
 def _read_config(directory: Path) -> dict:
