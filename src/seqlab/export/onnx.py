@@ -127,8 +127,8 @@ def onnx_graphs(model: nn.Module) -> list[Graph]:
             Graph("model.onnx", _Output(model), {"images": x}, {"images": {0: "batch"}}, {"logits": {0: "batch"}}, {})
         ]
     if c.name in ("gpt", "rnn_lm"):
-        ids = torch.randint(0, c.vocab_size, (B, T), generator=g)
         limits = {"time": c.block_size} if c.name == "gpt" else {}
+        ids = torch.randint(0, c.vocab_size, (B, min(T, limits.get("time", T))), generator=g)
         axes = {0: "batch", 1: "time"}
         return [Graph("model.onnx", _Output(model), {"ids": ids}, {"ids": axes}, {"logits": axes}, limits)]
     if c.name == "seq2seq_transformer":
