@@ -1,4 +1,5 @@
-"""Imports point one way: nn <- models <- generate <- train <- runs <- experiments <- diagnostics <- bench <- cli
+"""Imports point one way: nn <- models <- generate <- train <- runs <- experiments, export <- diagnostics <- bench
+<- cli
 (STYLE.md 3).
 
 ``data`` sits beside ``models``: neither imports the other. ``config``, ``utils`` and ``task`` are the floor
@@ -28,6 +29,7 @@ RANK = {
     "train": 4,
     "runs": 5,
     "experiments": 6,
+    "export": 6,  # a run's model written for other tools: above runs, beside experiments
     "diagnostics": 7,
     "bench": 8,
     "cli": 9,

@@ -1,3 +1,10 @@
 """seqlab: readable, equation-faithful sequence models on PyTorch."""
 
 __version__ = "0.3.0"
+
+
+def load_pretrained(directory):
+    """The model of a ``seqlab export --format safetensors`` folder (eval mode, no pickle read); see seqlab.export."""
+    from .export import load_pretrained as load
+
+    return load(directory)

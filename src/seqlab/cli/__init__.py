@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from ..config import ConfigError
-from . import bench, compare, data, evaluate, forecast, generate, plot, report, runs, train
+from . import bench, compare, data, evaluate, export, forecast, generate, plot, report, runs, train
 from .common import guarded_output
 
 # Command name -> its module, in the order ``seqlab --help`` lists them.
@@ -32,6 +32,7 @@ COMMANDS = {
     "report": report,
     "compare": compare,
     "bench": bench,
+    "export": export,
 }
 
 

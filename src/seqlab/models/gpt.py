@@ -29,6 +29,7 @@ from ..nn.attention import KVCache
 from ..nn.losses import token_cross_entropy
 
 POSITIONS = ("learned", "rotary")
+ACTIVATIONS = ("gelu", "gelu_tanh")  # exact GELU, or its tanh approximation (GPT-2's, needed for its weights)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class GPTConfig:
     bias: bool = True  # biases in the linear layers and LayerNorms
     tie_weights: bool = True  # the output projection is the token embedding
     label_smoothing: float = 0.0  # while training only
+    activation: str = "gelu"  # the MLP's: "gelu" (exact) or "gelu_tanh" (GPT-2's approximation)
 
     def __post_init__(self):
         check_at_least("model", self, "vocab_size", minimum=0)
@@ -52,6 +54,7 @@ class GPTConfig:
         check_at_least("model", self, "d_ff", minimum=0)
         check_fraction("model", self, "dropout", "label_smoothing")
         check_choice("model", self, "positions", POSITIONS)
+        check_choice("model", self, "activation", ACTIVATIONS)
         if self.d_model % self.num_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
@@ -90,7 +93,7 @@ class GPT(nn.Module):
             config.num_layers,
             config.d_ff or 4 * config.d_model,
             dropout=config.dropout,
-            activation="gelu",
+            activation=config.activation,
             bias=config.bias,
             rotary=rotary,
         )
@@ -98,6 +101,16 @@ class GPT(nn.Module):
         self._init_weights()
         if config.tie_weights:
             self.head.weight = self.embed.weight  # one tensor: E is both the input table and W_out
+
+    @classmethod
+    def from_hf(cls, model_or_dir) -> GPT:
+        """A GPT (eval mode) holding the weights of a Hugging Face ``GPT2LMHeadModel`` or a directory with one.
+
+        Needs ``transformers`` (the ``hf`` extra) only for a directory; the mapping is ``gpt_hf.py``'s.
+        """
+        from .gpt_hf import gpt_from_hf
+
+        return gpt_from_hf(model_or_dir)
 
     def _init_weights(self) -> None:
         """GPT-2: N(0, 0.02^2) weights, zero biases; residual projections N(0, (0.02 / sqrt(2 L))^2)."""

@@ -162,13 +162,24 @@ class Seq2SeqTransformer(Seq2SeqModel):
 
     def _teacher_forced(self, x, lengths, y_in, need_weights):
         """x (B, S), lengths (B,), y_in (B, T) -> logits (B, T, V), weights dict or None."""
-        B, T = y_in.shape
+        T = y_in.shape[1]
         if T > self.config.max_tgt_len - 1:
             raise ValueError(
                 f"a target of {T + 1} tokens (<bos> and <eos> included) is longer than this model "
                 f"writes: model.max_tgt_len = {self.config.max_tgt_len}"
             )
         memory, src_mask, enc_w = self.encode(x, lengths, need_weights)
+        logits, dec_w = self.decode_prefix(memory, src_mask, y_in, need_weights)  # (B, T, V)
+        if not need_weights:
+            return logits, None
+        return logits, {"encoder": enc_w, "self": [w[0] for w in dec_w], "cross": [w[1] for w in dec_w]}
+
+    def decode_prefix(self, memory, src_mask, y_in, need_weights: bool = False):
+        """memory (B, S, d), src_mask (B, 1, 1, S), y_in (B, T) target prefix -> logits (B, T, V), weights or None.
+
+        logits[:, t] scores the token after y_in[:, :t + 1]: the decoder fed a whole prefix at once.
+        """
+        T = y_in.shape[1]
         # Causal, and no real query attends to padding (right-padded, so causal already implies that for
         # real queries; the padding mask keeps the pad queries' rows from reading each other, for clarity).
         tgt_pad = key_padding_mask((y_in != self.config.pad_id).sum(-1).clamp(min=1), T)  # (B, 1, 1, T)
@@ -181,10 +192,7 @@ class Seq2SeqTransformer(Seq2SeqModel):
             is_causal=False,
             need_weights=need_weights,
         )  # (B, T, d)
-        logits = self.out(h)  # (B, T, V)
-        if not need_weights:
-            return logits, None
-        return logits, {"encoder": enc_w, "self": [w[0] for w in dec_w], "cross": [w[1] for w in dec_w]}
+        return self.out(h), dec_w  # (B, T, V)
 
     # -- the incremental-decoding contract (seqlab.models.decoding) ----------------------------------
     def begin_decoding(self, *, source=None, source_lengths=None, prompt=None, max_new_tokens: int):

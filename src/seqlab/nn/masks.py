@@ -52,7 +52,8 @@ def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Ten
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
     T = int(lengths.max()) if max_len is None else max_len
-    if len(lengths) and int(lengths.max()) > T:
+    # A traced graph (torch.export, ONNX export) cannot branch on a tensor's value: the check is the eager caller's.
+    if not torch.compiler.is_compiling() and len(lengths) and int(lengths.max()) > T:
         raise ValueError(f"max_len={T} is shorter than the longest sequence ({int(lengths.max())})")
     return torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
 

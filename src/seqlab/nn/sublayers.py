@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 __all__ = ["ACTIVATIONS", "FeedForward", "activation_name", "sublayer_connection"]
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+# "gelu_tanh": GELU's tanh approximation, the one GPT-2 was trained with (Hugging Face's "gelu_new").
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 def activation_name(layer: nn.Module) -> str:

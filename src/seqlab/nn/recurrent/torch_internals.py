@@ -229,3 +229,17 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch without the check: assume the slow case
         return False
+
+
+def forget_rnn_dispatch() -> None:
+    """Empty the Python dispatch caches of aten.lstm and aten.gru (for ONNX export).
+
+    torch.onnx.export, given dynamic shapes, swaps in a while-loop decomposition of these ops for
+    the time of the export (``torch.export._patches``) but leaves the op's dispatch cache as it
+    was: seen on torch 2.13, a second LSTM export in one process took the cached unrolled
+    decomposition and fixed the sequence length. An empty cache makes each export look them up anew.
+    """
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
