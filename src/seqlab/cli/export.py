@@ -24,6 +24,8 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     from ..export import export_run
 
     overrides(extra, ())
-    out, files = export_run(args.run_dir, format=args.format, out=args.out, checkpoint=args.checkpoint, force=args.force)
+    out, files = export_run(
+        args.run_dir, format=args.format, out=args.out, checkpoint=args.checkpoint, force=args.force
+    )
     print(f"{out}: {', '.join(files)}")
     return 0

@@ -23,10 +23,10 @@ import torch
 
 from ..config import ConfigError, to_dict
 from ..data import resolve_locations
-from ..task import Task
-from ..train.config import Experiment
 from ..runs import build_run_data, load_run  # the one place a run's model is rebuilt from its checkpoint
 from ..runs.use import stored_vocabularies
+from ..task import Task
+from ..train.config import Experiment
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
