@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..nn import detach_state
-from ..nn.recurrent.torch_internals import native_bf16
 from ..task import Task
+from ..torch_internals import native_bf16
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .contracts import HasLengths, Streams, batches, call_model
