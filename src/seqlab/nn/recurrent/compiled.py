@@ -33,7 +33,8 @@ from .routes import mark_compile_failed
 LENGTH_BUCKET = 8  # variable-length input: T padded up to a multiple of this (fewer recompiles)
 RECOMPILE_LIMIT = 64  # shape families one process may compile (dynamo's default is 8 per function)
 
-_COMPILED = None  # torch.compile(unrolled_stack), made on first use
+BACKEND = "inductor"  # torch.compile's backend (the tests also run "aot_eager": the same graph, uncompiled kernels)
+_COMPILED: dict = {}  # backend -> torch.compile(unrolled_stack, backend=...), made on first use
 compile_seconds: dict[str, float] = {}  # shape family -> seconds its first call took (the compile)
 
 
@@ -112,11 +113,11 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
 
 
 def _call(layer, x, valid, states, rmasks, dmasks):
-    global _COMPILED
     if torch.compiler.is_compiling():  # inside a compiled model: the outer compile traces the loop
         return unrolled_stack(layer, x, valid, states, rmasks, dmasks)
-    if _COMPILED is None:
-        _COMPILED = torch.compile(unrolled_stack)
+    compiled = _COMPILED.get(BACKEND)
+    if compiled is None:
+        compiled = _COMPILED[BACKEND] = torch.compile(unrolled_stack, backend=BACKEND)
     family = (
         f"{type(layer).__name__} T={x.size(0)} {x.dtype} {x.device.type} "
         f"{'grad' if torch.is_grad_enabled() else 'no_grad'} L={layer.num_layers} D={1 + layer.bidirectional}"
@@ -124,7 +125,7 @@ def _call(layer, x, valid, states, rmasks, dmasks):
     start = time.perf_counter()
     try:
         with recompile_limit(RECOMPILE_LIMIT):
-            result = _COMPILED(layer, x, valid, states, rmasks, dmasks)
+            result = compiled(layer, x, valid, states, rmasks, dmasks)
     except Exception as error:  # noqa: BLE001 - a compile that fails where the eager loop runs
         result = unrolled_stack(layer, x, valid, states, rmasks, dmasks)  # raises if the step itself is wrong
         mark_compile_failed(x.device, error)
