@@ -1,4 +1,4 @@
-"""One direction of one layer over time: the loop every path but torch's own kernel runs.
+"""One direction of one layer over time, eagerly: the loop of the "reference" route.
 
 Input comes as packed time-major rows (a padded batch is the case where every step has all B
 rows): the rows of step t are a block of sizes[t] rows, sequences sorted longest first. The
