@@ -117,6 +117,7 @@ def test_custom_cell_trains_compiled_as_its_eager_loop(aot_eager):
     assert_close(list(layer.parameters()), list(layer_ref.parameters()), "trained weights")
     assert compiled.compile_seconds and any(k.startswith("Recurrent ") for k in compiled.compile_seconds)
     x = torch.randn(3, 4, 3)
+    layer_ref.eval()  # no dropout: the unrolled loop and the layer draw no masks
     out, state = gradflow.unroll(layer_ref, x)
     assert_close(out, layer_ref(x)[0], "gradflow's unrolled output")
     norms = gradflow.layer_grad_norms(layer_ref, x, lambda o, s: o[:, -1].sum())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -101,6 +102,7 @@ def example_cell():
         return None
     spec = importlib.util.spec_from_file_location("custom_cell_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # torch.compile looks the cell's class up by its module
     spec.loader.exec_module(module)
     return module.PeepholeLSTMCell
 

@@ -128,7 +128,7 @@ def _call(layer, x, valid, states, rmasks, dmasks):
             result = compiled(layer, x, valid, states, rmasks, dmasks)
     except Exception as error:  # noqa: BLE001 - a compile that fails where the eager loop runs
         result = unrolled_stack(layer, x, valid, states, rmasks, dmasks)  # raises if the step itself is wrong
-        mark_compile_failed(x.device, error)
+        mark_compile_failed(layer, x.device, error)
         return result
     compile_seconds.setdefault(family, time.perf_counter() - start)
     return result

@@ -55,11 +55,12 @@ def compile_available(device: torch.device) -> bool:
     return _UNAVAILABLE[device.type] is None
 
 
-def mark_compile_failed(device: torch.device, error: BaseException) -> None:
-    """A compile raised although the eager loop runs: use the eager loop from now on, say so once."""
-    reason = f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
-    _UNAVAILABLE[device.type] = reason
-    _warn(device, reason)
+def mark_compile_failed(layer: _RecurrentBase, device: torch.device, error: BaseException) -> None:
+    """Compiling ``layer`` raised although its eager loop runs: that layer runs eagerly from now
+    on (others still compile: a custom cell may be what failed), said once."""
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    layer._compile_failed = True
+    _warn(device, f"torch.compile failed for this {type(layer).__name__} ({type(error).__name__}: {first})")
 
 
 def _warn(device: torch.device, reason: str) -> None:
@@ -81,14 +82,19 @@ def select_route(layer: _RecurrentBase, x: Tensor, *, return_gates: bool) -> Rou
       equations for the cells it has); else as "compiled" (LayerNormLSTM, custom cells,
       variational dropout while training).
 
-    "compiled" becomes "reference" where torch.compile cannot run (:func:`compile_available`).
+    On the CPU "auto" compiles the GRU too: torch has no oneDNN kernel for it, and the compiled
+    equations ran forward+backward in 0.81x nn.GRU's time (docs/benchmarks.md).
+
+    "compiled" becomes "reference" where torch.compile cannot run (:func:`compile_available`) or
+    failed for this layer.
     """
     impl = layer.impl
     if impl == "reference":
         return "reference"
     native = layer._has_native and not return_gates and not (layer.training and layer.recurrent_dropout > 0)
-    if impl in ("fused", "auto") and native:
+    compiled_faster = impl == "auto" and layer.mode == "GRU" and x.device.type == "cpu"
+    if impl in ("fused", "auto") and native and not compiled_faster:
         return "native"
-    if impl == "fused" or return_gates:
+    if impl == "fused" or return_gates or getattr(layer, "_compile_failed", False):
         return "reference"
     return "compiled" if compile_available(x.device) else "reference"
