@@ -161,7 +161,7 @@ def test_gates_and_saturation():
     want = model.gates(x)["l0"]
     assert torch.equal(rec.gates["input"], want["input"]) and torch.equal(rec.cell, want["cell"])
     h, _ = model.rnn(x)
-    assert torch.allclose(rec.hidden, h, atol=1e-6)  # the recording path (fused_own) vs torch's kernel
+    assert torch.allclose(rec.hidden, h, atol=1e-6)  # the recording path (reference) vs torch's kernel
     with torch.no_grad():  # a forget gate pinned open: saturated everywhere, the others not
         model.rnn.bias_ih_l0[5:10] = 50.0
     sat = saturation(record_gates(model, x))

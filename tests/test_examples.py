@@ -39,3 +39,23 @@ def test_lstm_from_scratch_equals_the_reference_layer(capsys):
     runpy.run_path(str(EXAMPLES / "lstm_from_scratch.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert out.startswith("outputs (6, 4, 5); largest difference to seqlab.nn.LSTM: 0.0e+00")
+
+
+def test_custom_cell_is_an_lstm_with_peepholes_and_trains():
+    """examples/custom_cell.py: with its peepholes at zero the cell is the LSTM step (lstm_step on
+    the same weights); with them it differs; run as a layer it trains on the digits preset above
+    chance (eager here: test_recurrent_compiled.py checks compiled custom cells equal eager)."""
+    example = runpy.run_path(str(EXAMPLES / "custom_cell.py"))
+    cell = example["PeepholeLSTMCell"](3, 4)
+    gen = torch.Generator().manual_seed(0)
+    x, h, c = torch.randn(2, 3, generator=gen), torch.randn(2, 4, generator=gen), torch.randn(2, 4, generator=gen)
+    W, b = cell.gates.weight, cell.gates.bias
+    step = snn.lstm_step(x, h, c, W[:, :3], W[:, 3:], b, None)
+    h_t, (h_new, c_new) = cell(x, (h, c))
+    assert_close((h_t, c_new), (step.h, step.c), "zero peepholes = LSTM step")
+    assert h_t is h_new
+    with torch.no_grad():
+        cell.peep.fill_(0.5)
+    assert (cell(x, (h, c))[0] - step.h).abs().max() > 1e-3
+    summary = example["train"](40, "reference")
+    assert summary["best_val/accuracy"] > 0.2  # ten classes: chance is 0.1

@@ -77,7 +77,7 @@ def _run(module, x, hx, kind, batch_first):
     return out, _states(state), None
 
 
-@pytest.mark.parametrize("impl", ["fused", "fused_own", "reference"])
+@pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "L{}-bi{}-bf{}-bias{}-{}-h0{}-do{}".format(*c))
 @pytest.mark.parametrize("mode", list(MODES))
 def test_parity_with_torch(mode, cfg, impl):
@@ -126,10 +126,9 @@ def test_parity_with_torch(mode, cfg, impl):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "L{}-bi{}-bf{}-bias{}-{}-h0{}-do{}".format(*c))
 @pytest.mark.parametrize("mode", ["lstm", "lstm_proj"])
 def test_inference_parity_with_torch(mode, cfg):
-    """Without autograd the own LSTM loop runs its inference step (one GEMM over [x_t, h_{t-1}]
-    with the sigmoid fused into it, tanh from the sigmoid): torch.nn's outputs and states."""
+    """Without autograd, the reference loop (the equations step by step): torch.nn's outputs and states."""
     kind, batch_first = cfg[4], cfg[2]
-    ours, theirs = _build(mode, cfg, "fused_own")
+    ours, theirs = _build(mode, cfg, "reference")
     ours.load_state_dict(theirs.state_dict())
     ours.eval(), theirs.eval()
     x, hx = _inputs(mode, cfg, torch.Generator().manual_seed(0))
@@ -286,7 +285,7 @@ def test_cell_errors():
 
 
 def test_constructor_errors():
-    with pytest.raises(ValueError, match="impl must be one of 'fused', 'fused_own', 'reference', got 'fast'"):
+    with pytest.raises(ValueError, match="impl must be one of 'auto', 'fused', 'compiled', 'reference', got 'fast'"):
         snn.LSTM(I, H, impl="fast")
     with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
         snn.RNN(I, H, nonlinearity="sigmoid")

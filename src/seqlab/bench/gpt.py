@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models import GPT, GPTConfig
-from ..nn.recurrent.torch_internals import native_bf16
+from ..torch_internals import native_bf16
 from ..train.config import load_experiment
 from .timing import interleaved_times
 

@@ -4,8 +4,9 @@ BPTT sends dL/dH_t back one step at a time, dL/dH_{t-1} = (dH_t/dH_{t-1})^T dL/d
 step's own loss term), so the norm shrinks (vanishes) or grows (explodes) geometrically when the
 Jacobians are small or large. To read dL/dH_t the states must be tensors of the graph that feed
 both the step's output and the next step: :func:`unroll` runs a seqlab recurrent layer one step at
-a time through the lecture's step functions (``rnn_step``, ``lstm_step``, ``gru_step``,
-``layernorm_lstm_step``) on the layer's own parameters and keeps each H_t; tests check it equals
+a time through the step function the layer itself runs (``layer.step_function``: the lecture's
+``rnn_step``, ``lstm_step``, ``gru_step``, ``layernorm_lstm_step`` on the layer's own parameters, or
+a custom cell's step) and keeps each H_t (the state's first tensor); tests check it equals
 the layer's forward. :func:`unrolled` puts that loop in place of the recurrent layers of a task
 model for the length of a ``with`` block, so the model's own loss can be differentiated w.r.t. H_t.
 
@@ -34,64 +35,23 @@ import seqlab.nn as snn
 
 from ..utils import eval_mode
 
-RECURRENT_LAYERS = (snn.RNN, snn.LSTM, snn.GRU, snn.LayerNormLSTM)
+RECURRENT_LAYERS = (snn.RNN, snn.LSTM, snn.GRU, snn.LayerNormLSTM, snn.Recurrent)
 
 
 def recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of every seqlab recurrent layer (RNN, LSTM, GRU, LayerNormLSTM) in ``model``."""
+    """(name, layer) of every seqlab recurrent layer (RNN, LSTM, GRU, LayerNormLSTM, Recurrent) in ``model``."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, RECURRENT_LAYERS)]
 
 
 def cell_name(layer: nn.Module) -> str:
-    """'rnn_tanh', 'rnn_relu', 'lstm', 'gru' or 'layernorm_lstm'."""
+    """'rnn_tanh', 'rnn_relu', 'lstm', 'gru', 'layernorm_lstm', or a custom cell's class name."""
+    if isinstance(layer, snn.Recurrent):
+        return type(layer.cells[0]).__name__
     if isinstance(layer, snn.LayerNormLSTM):
         return "layernorm_lstm"
     if isinstance(layer, snn.RNN):
         return f"rnn_{layer.nonlinearity}"
     return "lstm" if isinstance(layer, snn.LSTM) else "gru"
-
-
-def _step_function(layer: nn.Module, k: int, suffix: str) -> Callable:
-    """One step of layer k, direction ``suffix``: (x_t (B, H_in), state) -> (new state, gates dict or None)."""
-    p = lambda name: getattr(layer, f"{name}_l{k}{suffix}", None)  # noqa: E731  torch's parameter names
-    if isinstance(layer, snn.LayerNormLSTM):
-
-        def step(x_t, state):
-            s = snn.layernorm_lstm_step(
-                x_t,
-                state[0],
-                state[1],
-                p("weight_ih"),
-                p("weight_hh"),
-                p("bias"),
-                p("ln_ih_weight"),
-                p("ln_hh_weight"),
-                p("ln_cell_weight"),
-                p("ln_cell_bias"),
-                layer.eps,
-            )
-            return (s.h, s.c), s.gates()
-    elif isinstance(layer, snn.LSTM):
-
-        def step(x_t, state):
-            s = snn.lstm_step(
-                x_t, state[0], state[1], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"), p("weight_hr")
-            )
-            return (s.h, s.c), s.gates()
-    elif isinstance(layer, snn.GRU):
-
-        def step(x_t, state):
-            s = snn.gru_step(x_t, state[0], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"))
-            return (s.h,), s.gates()
-    else:
-
-        def step(x_t, state):
-            h_t = snn.rnn_step(
-                x_t, state[0], p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh"), layer.nonlinearity
-            )
-            return (h_t,), None
-
-    return step
 
 
 @dataclass
@@ -133,13 +93,8 @@ def unroll(
     x = input if layer.batch_first else input.transpose(0, 1)  # (B, T, H_in)
     B, T, _ = x.shape
     D = 2 if layer.bidirectional else 1
-    has_cell = isinstance(layer, (snn.LSTM, snn.LayerNormLSTM))
-    H_out = getattr(layer, "proj_size", 0) or layer.hidden_size
-    if hx is None:
-        h0 = x.new_zeros(layer.num_layers * D, B, H_out)
-        init = (h0, x.new_zeros(layer.num_layers * D, B, layer.hidden_size)) if has_cell else (h0,)
-    else:
-        init = tuple(hx) if has_cell else (hx,)
+    init = layer.zero_state(B, x) if hx is None else tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
+    has_cell = len(init) > 1
     valid = None
     if lengths is not None:
         valid = torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, T)
@@ -150,7 +105,7 @@ def unroll(
     for k in range(layer.num_layers):
         outs, hs_k, cs_k = [], [], []
         for d in range(D):
-            step = _step_function(layer, k, "_reverse" if d else "")
+            step = layer.step_function(k, d)
             state = tuple(s[k * D + d] for s in init)  # (B, H) each
             order = range(T - 1, -1, -1) if d else range(T)
             out_t: list[Tensor | None] = [None] * T
@@ -158,7 +113,7 @@ def unroll(
             for t in order:
                 if truncate is not None and t != order[0] and (T - t if not d else t + 1) % truncate == 0:
                     state = tuple(s.detach() for s in state)  # truncated BPTT: no gradient past here
-                new, _ = step(layer_in[:, t], state)
+                _, new, _ = step(layer_in[:, t], state, None)
                 if valid is not None:  # finished (or, going backward, not yet started) sequences keep their state
                     keep = valid[:, t, None]  # (B, 1)
                     new = tuple(torch.where(keep, n, s) for n, s in zip(new, state))

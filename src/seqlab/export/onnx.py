@@ -33,7 +33,7 @@ import torch.nn as nn
 from ..config import ConfigError
 from ..nn.masks import key_padding_mask
 from ..nn.recurrent import _RecurrentBase
-from ..nn.recurrent.torch_internals import forget_rnn_dispatch
+from ..torch_internals import forget_rnn_dispatch
 from .common import CONFIG_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
 
 OPSET = 18

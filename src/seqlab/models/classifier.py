@@ -2,7 +2,7 @@
 
 This is the lecture's MNIST lab model: an LSTM reads an image row by row (T rows of C pixels)
 and the final hidden state is classified. The encoder is a ``seqlab.nn`` layer: ``cell`` picks
-the family and ``impl`` the implementation ("fused", "fused_own" or "reference").
+the family and ``impl`` the implementation ("fused", "auto", "compiled" or "reference").
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .recurrent import check_recurrent, recurrent_encoder
 class ClassifierConfig:
     name: str = "rnn_classifier"
     cell: str = "lstm"  # "rnn", "lstm", "gru" or "layernorm_lstm"
-    impl: str = "fused"  # "fused" (torch's kernel where it has one), "fused_own" or "reference"
+    impl: str = "fused"  # "fused" (torch's kernel where it has one), "auto", "compiled" or "reference"
     input_size: int = 8
     hidden_size: int = 128
     num_layers: int = 1

@@ -44,7 +44,7 @@ CELLS = {"gru": snn.GRUCell, "lstm": snn.LSTMCell}
 class Seq2SeqRNNConfig:
     name: str = "seq2seq_rnn"
     cell: str = "gru"  # "gru" or "lstm", encoder and decoder
-    impl: str = "fused"  # seqlab.nn implementation: "fused", "fused_own" or "reference"
+    impl: str = "fused"  # seqlab.nn implementation: "fused", "auto", "compiled" or "reference"
     src_vocab_size: int = 0  # 0: from the data
     tgt_vocab_size: int = 0  # 0: from the data
     embedding_size: int = 128

@@ -46,7 +46,7 @@ class TrainConfig:
     # "bf16": autocast to bfloat16; "auto": bf16 where the device computes it natively (a GPU with bf16, a CPU
     # with AVX-512 or AMX), else fp32, because an AVX2 CPU emulates bf16 many times slower than fp32.
     precision: str = "fp32"
-    compile: bool = False
+    compile: bool | str = False  # true, false or "auto" (CUDA only: it did not pay on the CPU; train/compile.py)
     device: str = "auto"
     early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: never
     metric: str = ""  # validation metric for best.pt and early stopping; "" picks the task's default
@@ -61,6 +61,8 @@ class TrainConfig:
         ):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ValueError(f'train.compile must be true, false or "auto", got {self.compile!r}')
         for key in ("batch_size", "grad_accum", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")

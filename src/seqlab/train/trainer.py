@@ -24,10 +24,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..nn import detach_state
-from ..nn.recurrent.torch_internals import native_bf16
 from ..task import Task
+from ..torch_internals import native_bf16
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .checks import check_trainable
+from .compile import report_compile_times, resolve_compile
 from .config import TrainConfig
 from .contracts import HasLengths, batches, call_model
 from .distributed import (
@@ -100,7 +101,7 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.compile:
+        if resolve_compile(cfg.compile, self.device):
             self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(self.model, cfg)
         if self.stream:  # every chunk has one row per stream
@@ -133,6 +134,7 @@ class Trainer:
         self.resumed_from: int | None = None
         self.last_checkpoint: tuple[int, Path] | None = None
         self.callbacks: dict[str, list[Callable[[Trainer], None]]] = {}
+        self.add_callback("on_step_end", report_compile_times)
 
     def _set_lr(self) -> None:
         """The learning rate of the next step: train.lr times the schedule's factor at this step."""

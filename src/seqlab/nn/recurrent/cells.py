@@ -1,7 +1,7 @@
 """RNNCell, LSTMCell and GRUCell: one time step with torch.nn's cell interface.
 
-``impl="reference"`` runs the step function of ``equations.py``; "fused" and "fused_own" call
-torch's cell kernel (one step has no input projections to batch, so there is no own variant).
+``impl="reference"`` runs the step function of ``equations.py``; "fused", "auto" and "compiled"
+call torch's cell kernel (one step alone leaves a compiler nothing to fuse across steps).
 Parameter names, shapes and initialisation are torch's, so ``load_state_dict`` works both ways.
 """
 
@@ -12,17 +12,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ...torch_internals import native_cell
 from .equations import gru_step, lstm_step, rnn_step
-from .torch_internals import native_cell
-
-# The values of every recurrent module's ``impl``; what each one runs: layers.select_path.
-IMPLS = ("fused", "fused_own", "reference")
-
-
-def check_impl(impl: str) -> str:
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
-    return impl
+from .routes import check_impl
 
 
 class _CellBase(nn.Module):
@@ -99,7 +91,7 @@ class RNNCell(_CellBase):
     (:func:`rnn_step`); torch.nn.RNNCell's interface.
 
     Args: input_size, hidden_size, bias=True, nonlinearity='tanh', device, dtype; keyword-only
-    impl ("fused" = "fused_own": torch's cell kernel; "reference": :func:`rnn_step`).
+    impl ("fused", "auto", "compiled": torch's cell kernel; "reference": :func:`rnn_step`).
 
     Inputs: input, hidden
         * **input**: (N, H_in) or (H_in) unbatched.
@@ -140,8 +132,8 @@ class RNNCell(_CellBase):
 class LSTMCell(_CellBase):
     """One LSTM step (equations in :func:`lstm_step`); torch.nn.LSTMCell's interface.
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only impl ("fused" =
-    "fused_own": torch's cell kernel; "reference": :func:`lstm_step`).
+    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only impl ("fused",
+    "auto", "compiled": torch's cell kernel; "reference": :func:`lstm_step`).
 
     Inputs: input, (h_0, c_0)
         * **input**: (N, H_in) or (H_in) unbatched.
@@ -172,8 +164,8 @@ class LSTMCell(_CellBase):
 class GRUCell(_CellBase):
     """One GRU step (equations in :func:`gru_step`); torch.nn.GRUCell's interface.
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only impl ("fused" =
-    "fused_own": torch's cell kernel; "reference": :func:`gru_step`).
+    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only impl ("fused",
+    "auto", "compiled": torch's cell kernel; "reference": :func:`gru_step`).
 
     Inputs: input, hidden
         * **input**: (N, H_in) or (H_in) unbatched.

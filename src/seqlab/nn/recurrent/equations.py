@@ -2,8 +2,8 @@
 
 Each step function is the equations in its docstring and nothing else: ``F.linear``,
 ``torch.sigmoid``, ``torch.tanh`` (and ``F.layer_norm`` for the LayerNorm-LSTM). What
-``impl="reference"`` runs is exactly these functions, one time step after another, so they are
-also the independent check that the fast paths (``fast/``) are tested against.
+``impl="reference"`` runs is exactly these functions, one time step after another, and what
+``impl="compiled"`` compiles (``compiled.py``, tested equal to the reference).
 
 Conventions: row vectors as in the lecture, X_t (B, H_in) and H_{t-1} (B, H), B sequences of
 the batch side by side. torch stores a weight as (out, in), so the lecture's X_t W_x is

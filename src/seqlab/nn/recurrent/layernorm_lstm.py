@@ -1,21 +1,20 @@
 """Layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization", section 3.1).
 
-torch has no such layer; it runs on seqlab's own recurrence: ``impl="reference"`` step by step
-through :func:`layernorm_lstm_step`, ``"fused"``/``"fused_own"`` with the input projections and
-their normalisation done for all steps at once (``fast.fused``), or, without autograd on the
-CPU, a step that does all its work in cache (``fast.inference``).
+torch has no such layer; it runs :func:`layernorm_lstm_step`, compiled (``impl="compiled"`` or
+"auto") or one step at a time (``impl="reference"``, and "fused", which has no torch kernel to
+call here).
 """
 
 from __future__ import annotations
 
 import math
 
-from torch import Tensor, nn
+from torch import nn
 
+from .base import _RecurrentBase
 from .equations import layernorm_lstm_step
-from .fast import fused_layernorm_lstm, layernorm_lstm_inference_step
-from .layers import _EXTRA_INPUTS, _INPUT, _OUTPUT, _WHERE, _RecurrentBase
-from .loop import InferenceStep, Step, Weights
+from .layers import _EXTRA_INPUTS, _INPUT, _OUTPUT, _WHERE
+from .loop import Step, Weights
 
 
 class LayerNormLSTM(_RecurrentBase):
@@ -31,8 +30,8 @@ class LayerNormLSTM(_RecurrentBase):
     Args:
         input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
         bidirectional=False, device=None, dtype=None: as torch.nn.LSTM (no proj_size).
-        impl (keyword-only): "fused" (default) = "fused_own", seqlab's fused loop; "reference":
-            the step function's equations, one step at a time.
+        impl (keyword-only): "fused" (default; torch has no kernel for this layer) = "reference":
+            the step function's equations, one step at a time; "compiled" or "auto": compiled.
         recurrent_dropout (keyword-only): variational dropout on H_{{t-1}}, one mask per sequence.
         eps (keyword-only): the layer norms' epsilon. Default: 1e-5
 
@@ -141,12 +140,6 @@ class LayerNormLSTM(_RecurrentBase):
                 self.eps,
                 mask,
             )
-            return (s.h, s.c), s
+            return s.h, (s.h, s.c), s
 
         return step
-
-    def _fused(self, layer_in: Tensor, w: Weights, *, batch: int, reverse: bool) -> tuple[Tensor, Step]:
-        return fused_layernorm_lstm(layer_in, w, self.eps, batch=batch, reverse=reverse)
-
-    def _inference_step(self, w: Weights, batch: int) -> InferenceStep:
-        return layernorm_lstm_inference_step(w, self.eps, batch)

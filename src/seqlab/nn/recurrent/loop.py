@@ -1,4 +1,4 @@
-"""One direction of one layer over time: the loop every path but torch's own kernel runs.
+"""One direction of one layer over time, eagerly: the loop of the "reference" route.
 
 Input comes as packed time-major rows (a padded batch is the case where every step has all B
 rows): the rows of step t are a block of sizes[t] rows, sequences sorted longest first. The
@@ -28,13 +28,11 @@ class StepResult(Protocol):
     def gates(self) -> Gates: ...
 
 
-# A step: (x_t, state, recurrent_mask) -> (new state, the step's result or None). x_t is the raw
-# input rows (reference) or the projected ones (fused_own); the result is the equations' named
-# result (LSTMStep, GRUStep), whose gates the loop records when asked; None for a plain RNN.
-Step = Callable[[Tensor, State, "Tensor | None"], "tuple[State, StepResult | None]"]
-# An inference step (no autograd) also takes the rows of the output block to write h_t into,
-# and has nothing to record.
-InferenceStep = Callable[[Tensor, State, "Tensor | None", Tensor], "tuple[State, None]"]
+# A step: (x_t, state, recurrent_mask) -> (h_t, new state, the step's result or None). h_t is the
+# step's output (B, H_out); for the built-in cells it is the new state's first tensor. The result
+# is the equations' named result (LSTMStep, GRUStep), whose gates the loop records when asked;
+# None for a plain RNN or a custom cell.
+Step = Callable[[Tensor, State, "Tensor | None"], "tuple[Tensor, State, StepResult | None]"]
 
 
 def rows(xs: Tensor | list[Tensor]) -> Tensor:
@@ -43,7 +41,7 @@ def rows(xs: Tensor | list[Tensor]) -> Tensor:
 
 
 def run_direction(
-    step: Step | InferenceStep,
+    step: Step,
     xs: Tensor | list[Tensor],
     sizes: list[int],
     state: State,
@@ -51,7 +49,6 @@ def run_direction(
     reverse: bool,
     mask: Tensor | None,
     record: bool,
-    out_size: int | None = None,
 ):
     """Run one direction of one layer: h_t = step(x_t, h_{t-1}) for t = 1..T (or T..1).
 
@@ -61,18 +58,9 @@ def run_direction(
     xs: the rows (N, *) or the list of each step's rows. Returns the outputs as the list of
     each step's rows (sizes[t], H_out) (``rows`` makes them one (N, H_out) block in the input's
     packed row order), the final state and the gates {name: (B, T, H)} (empty unless ``record``).
-
-    out_size (an InferenceStep): the step takes a fourth argument, the (sizes[t], out_size)
-    rows of one preallocated (N, out_size) output block, writes h_t there, and that block is
-    returned: no list of T separate h_t and no concatenation of them afterwards.
     """
     B, T = sizes[0], len(sizes)
     outs: list[Tensor | None] = [None] * T
-    out_rows: list[Tensor] | None = None
-    if out_size is not None:
-        first = xs if isinstance(xs, Tensor) else xs[0]
-        block = first.new_empty(sum(sizes), out_size)  # (N, H_out)
-        out_rows = list(block.split(sizes))
     recorded: list[Gates | None] = [None] * T
     # One split rather than T slices: the backward of a slice is a zero tensor the size of the
     # whole input per step (quadratic in T); that of a split is a single concatenation.
@@ -80,18 +68,17 @@ def run_direction(
     for t in range(T - 1, -1, -1) if reverse else range(T):
         bs = sizes[t]
         x_t = x_steps[t]  # (bs, *)
-        extra = () if out_rows is None else (out_rows[t],)
         if bs == B:
-            state, result = step(x_t, state, mask, *extra)
+            h_t, state, result = step(x_t, state, mask)
             gates_t = result.gates() if record else None
         else:
-            live, result = step(x_t, tuple(s[:bs] for s in state), None if mask is None else mask[:bs], *extra)
+            h_t, live, result = step(x_t, tuple(s[:bs] for s in state), None if mask is None else mask[:bs])
             state = tuple(torch.cat([n, s[bs:]]) for n, s in zip(live, state))
             gates_t = {k: F.pad(g, (0, 0, 0, B - bs)) for k, g in result.gates().items()} if record else None
-        outs[t] = state[0] if bs == B else state[0][:bs]
+        outs[t] = h_t  # (bs, H_out)
         if record:  # otherwise let them go now: T steps of gates held to the end cost memory and page faults
             recorded[t] = gates_t
     gates = {}
     if record:
         gates = {k: torch.stack([r[k] for r in recorded], dim=1) for k in recorded[0]}  # (B, T, H)
-    return (outs if out_rows is None else block), state, gates
+    return outs, state, gates

@@ -1,34 +1,27 @@
-"""Every private torch call the recurrent layers make, and nothing else: check this file on a torch upgrade.
+"""Every private torch call seqlab makes, and nothing else: check this file on a torch upgrade.
 
 - torch's native RNN kernels (``torch._VF.lstm``, ``gru``, ``rnn_tanh``, ``rnn_relu`` and the
   ``*_cell`` ones), called as ``torch.nn.RNNBase`` / ``RNNCellBase`` call them, and the cuDNN
   weight flattening ported from ``torch/nn/modules/rnn.py``.
-- oneDNN's linear (``torch.ops.mkldnn._reorder_linear_weight``, ``_linear_pointwise`` and its
-  ``.binary`` add), which the fast paths (``fast/``) multiply through: tried once for real
-  before first use (:func:`probe_onednn_linear`); any failure selects plain ``F.linear``.
-- the checks the fast paths branch on: autocast on any device, oneDNN switched on, forward-mode
-  AD or a torch.func transform active; and ``DelayedError`` for the first-order-only backward.
+- autocast on any device (what ``torch.nn.RNNBase`` checks before its dtype check).
 - whether the CPU computes bf16 natively (``torch.ops.mkldnn._is_mkldnn_bf16_supported``), which
   the trainer's ``precision = "auto"`` asks (:func:`native_bf16`).
+- whether ``torch.compile`` can build code here (:func:`compile_unavailable_reason`: dynamo's
+  platform check, inductor's C++ compiler), and dynamo's recompile limit, raised for the
+  compiled recurrent layers (:func:`recompile_limit`).
 
-tests/test_recurrent_variants.py fails if a private call appears anywhere else in the package.
+tests/test_recurrent_layout.py fails if a private call appears anywhere else in the package.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import shutil
 
 import torch
-import torch.nn.functional as F
 from torch import _VF, Tensor
 
-# --------------------------------------------------------------------------------------------
-# Checks the fast paths branch on. They run several times per time step, so what can be looked
-# up once is looked up here, at import.
-# --------------------------------------------------------------------------------------------
-
 _ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)  # torch >= 2.4
-_MKLDNN_BUILT = torch.backends.mkldnn.is_available()
 
 
 def autocast_enabled() -> bool:
@@ -37,96 +30,6 @@ def autocast_enabled() -> bool:
     if _ANY_AUTOCAST is not None:
         return _ANY_AUTOCAST()
     return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # torch < 2.4
-
-
-def plain_autograd_only() -> bool:
-    """Forward-mode AD or a torch.func transform (jvp, grad, vmap) is active: the oneDNN ops
-    have no forward-AD formula and seqlab's autograd Functions no functorch support."""
-    return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
-
-
-def delayed_error(message: str, n_outputs: int):
-    """torch's node that raises ``message`` when a backward reaches it (once_differentiable's)."""
-    return torch._C._functions.DelayedError(message.encode(), n_outputs)
-
-
-# --------------------------------------------------------------------------------------------
-# oneDNN's linear
-# --------------------------------------------------------------------------------------------
-
-
-def onednn_pack(w: Tensor, batch: int) -> Tensor:
-    """W (out, in), contiguous, in oneDNN's blocked layout for about ``batch`` rows of x."""
-    return torch.ops.mkldnn._reorder_linear_weight(w, batch)
-
-
-def onednn_linear(x: Tensor, w: Tensor, bias: Tensor | None = None, post: str = "none") -> Tensor:
-    """post(x W^T + bias), post "none" or "sigmoid" fused into the GEMM; w packed or plain."""
-    return torch.ops.mkldnn._linear_pointwise(x, w, bias, post, [], "")
-
-
-def onednn_linear_add(x: Tensor, add: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
-    """x W^T + bias + add, the add fused into the GEMM's epilogue; w packed or plain."""
-    return torch.ops.mkldnn._linear_pointwise.binary(x, add, w, bias, "add")
-
-
-def probe_onednn_linear() -> bool:
-    """One tiny real call of each private oneDNN op used here, checked against F.linear.
-
-    They are private (torch.ops.mkldnn._*): a build may have them and still reject a call, or
-    lack them. Any failure means the plain F.linear / addmm route instead.
-    """
-    try:
-        with torch.no_grad():
-            # Fixed values, not torch.randn: the probe must not move the global random state.
-            v = lambda *shape: torch.linspace(-1, 1, math.prod(shape), dtype=torch.float32).view(shape)  # noqa: E731
-            w, b, x, add = v(3, 2), v(3), v(4, 2).flip(0), v(4, 3).flip(1)  # (out, in), (out,), (n, in), (n, out)
-            packed = onednn_pack(w, 4)
-            ok = torch.allclose(onednn_linear(x, packed, b), F.linear(x, w, b), atol=1e-4)
-            ok &= torch.allclose(onednn_linear_add(x, add, packed, b), F.linear(x, w, b) + add, atol=1e-4)
-            ok &= torch.allclose(onednn_linear(x, w, b), F.linear(x, w, b), atol=1e-4)
-            ok &= torch.allclose(onednn_linear(x, packed, b, "sigmoid"), torch.sigmoid(F.linear(x, w, b)), atol=1e-4)
-            # transposed views, as fast.ops._mm_at_b and linear's backward pass them
-            ok &= torch.allclose(onednn_linear(x.t(), add.t()).t(), add.t().mm(x), atol=1e-4)
-            ok &= torch.allclose(onednn_linear(add, w.t()), add.mm(w), atol=1e-4)
-            return bool(ok)
-    except Exception:  # noqa: BLE001 - whatever a build raises, the plain route works
-        return False
-
-
-_ONEDNN_LINEAR: bool | None = None  # the probe's answer, on the first call that could use oneDNN
-
-
-def _onednn_linear_works() -> bool:
-    global _ONEDNN_LINEAR
-    if _ONEDNN_LINEAR is None:
-        _ONEDNN_LINEAR = probe_onednn_linear()
-    return _ONEDNN_LINEAR
-
-
-def cpu_float32(t: Tensor) -> bool:
-    """A float32 CPU tensor outside torch.compile and autocast: where the oneDNN route runs."""
-    return (
-        t.dtype == torch.float32
-        and t.device.type == "cpu"
-        and not autocast_enabled()
-        and not torch.compiler.is_compiling()
-    )
-
-
-def onednn_usable(t: Tensor) -> bool:
-    """The oneDNN ops may take t: float32 on CPU, oneDNN built, switched on and working.
-
-    Under torch.compile the plain F.linear / addmm route: inductor cannot lower the private
-    oneDNN ops, and the compiled graph fuses the plain route's pointwise work anyway. Under
-    autocast too: the private ops do not take part in it, F.linear / addmm run in bf16.
-    """
-    return (
-        cpu_float32(t)
-        and _MKLDNN_BUILT
-        and torch._C._get_mkldnn_enabled()
-        and (_ONEDNN_LINEAR or _onednn_linear_works())
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +132,49 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch without the check: assume the slow case
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# torch.compile: can it build code here, and how often may one function recompile
+# --------------------------------------------------------------------------------------------
+
+
+def compile_unavailable_reason(device: torch.device) -> str | None:
+    """None where torch.compile can build code for ``device``; else why not, in a few words.
+
+    Cheap checks only (no compilation): dynamo supports this Python and platform; for the CPU,
+    inductor's C++ compiler (``torch._inductor.config.cpp.cxx``, or c++/g++/clang++) is on PATH;
+    for CUDA, triton imports. A compile that still fails is caught where it runs.
+    """
+    try:
+        import torch._dynamo
+        import torch._inductor.config as inductor_config
+    except Exception as e:  # noqa: BLE001 - a build without dynamo or inductor
+        return f"torch.compile is not importable ({type(e).__name__})"
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python or platform"
+    if device.type == "cpu":
+        configured = inductor_config.cpp.cxx[0] if isinstance(inductor_config.cpp.cxx, tuple) else None
+        candidates = [configured] if configured else ["c++", "g++", "clang++"]
+        if not any(shutil.which(c) for c in candidates):
+            return "no C++ compiler found (inductor needs one for the CPU: install g++ or clang++)"
+        return None
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "triton is not installed (inductor needs it for CUDA)"
+    return f"torch.compile is not set up here for {device.type!r} tensors"
+
+
+def recompile_limit(n: int):
+    """dynamo's per-function recompile limit raised to ``n`` for what runs inside (default 8):
+    one compiled function serves every recurrent layer, sequence length and dtype."""
+    import torch._dynamo.config as dynamo_config
+
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    if getattr(dynamo_config, name) >= n:
+        return contextlib.nullcontext()
+    return dynamo_config.patch({name: n})
 
 
 def forget_rnn_dispatch() -> None:

@@ -1,0 +1,134 @@
+"""impl="compiled": a layer's step functions unrolled over time, compiled with ``torch.compile``.
+
+The code compiled is :func:`unrolled_stack`: plain PyTorch calling the layer's own step (the
+equations of ``equations.py``, or a custom cell) at every time step, layer after layer. Unrolled,
+the whole forward is one graph, so inductor fuses each step's pointwise work (gates, cell
+update) into one kernel around the two matrix products and writes the backward the same way.
+What a learner reads is what runs.
+
+Compiled once per shape family: the sequence length is static (the loop is unrolled), the batch
+size dynamic (torch.compile's automatic dynamic shapes: a second batch size recompiles once, with
+the batch symbolic), and a new dtype, device, layer configuration or grad mode compiles anew.
+Variable-length input (a PackedSequence or ``lengths=``) runs padded, with a (T, B) mask that
+keeps a sequence's state past its end, and its length rounded up to a multiple of
+:data:`LENGTH_BUCKET` so that batches of different lengths share a compile.
+
+Random masks (dropout between layers, variational dropout) are drawn eagerly, before the
+compiled code runs, in the order and with the ops of the eager loop: the same seed gives the
+same masks on either route.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from ...torch_internals import recompile_limit
+from .loop import State
+from .routes import mark_compile_failed
+
+LENGTH_BUCKET = 8  # variable-length input: T padded up to a multiple of this (fewer recompiles)
+RECOMPILE_LIMIT = 64  # shape families one process may compile (dynamo's default is 8 per function)
+
+BACKEND = "inductor"  # torch.compile's backend (the tests also run "aot_eager": the same graph, uncompiled kernels)
+_COMPILED: dict = {}  # backend -> torch.compile(unrolled_stack, backend=...), made on first use
+compile_seconds: dict[str, float] = {}  # shape family -> seconds its first call took (the compile)
+
+
+def unrolled_stack(layer, x: Tensor, valid: Tensor | None, states: State, rmasks: list, dmasks: list):
+    """Layers x directions over time, every step unrolled: the function that gets compiled.
+
+    x (T, B, H_in) time-major; valid (T, B, 1) bool, False past a sequence's end, or None;
+    states: each (num_layers * D, B, *); rmasks[layer * D + direction]: (B, H_out) or None;
+    dmasks[layer]: (T, B, D * H_out) dropout after that layer, or None.
+    Returns the top layer's outputs (T, B, D * H_out), zero past each sequence's end, and the
+    final states, each (num_layers * D, B, *).
+    """
+    D = 2 if layer.bidirectional else 1
+    T = x.size(0)
+    valid_t = valid.unbind(0) if valid is not None else None  # T x (B, 1)
+    finals: list[list[Tensor]] = [[] for _ in states]
+    layer_in = x
+    for k in range(layer.num_layers):
+        x_t = layer_in.unbind(0)  # T x (B, H_in)
+        outs = []
+        for d in range(D):
+            step = layer.step_function(k, d)
+            state = tuple(s[k * D + d] for s in states)
+            hs: list[Tensor | None] = [None] * T
+            for t in range(T - 1, -1, -1) if d else range(T):
+                h_t, new, _ = step(x_t[t], state, rmasks[k * D + d])
+                if valid_t is not None:  # a finished (backward: not yet started) sequence keeps its state
+                    new = tuple(torch.where(valid_t[t], n, s) for n, s in zip(new, state))
+                    h_t = h_t * valid_t[t]
+                state = new
+                hs[t] = h_t
+            outs.append(torch.stack(hs))  # (T, B, H_out)
+            for acc, s in zip(finals, state):
+                acc.append(s)
+        layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D * H_out)
+        if dmasks[k] is not None:
+            layer_in = layer_in * dmasks[k]
+    return layer_in, tuple(torch.stack(f) for f in finals)
+
+
+def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple[Tensor, State]:
+    """The "compiled" route on packed time-major rows (as ``_RecurrentBase._run_stack`` takes them).
+
+    steps (N, H_in), the rows of step t a block of sizes[t] rows, longest sequence first;
+    states each (num_layers * D, B, *). Returns the top layer's rows (N, D * H_out) in the same
+    order and the final states. Falls back to the eager loop, with one warning, if the compile
+    fails while the eager loop runs.
+    """
+    T, B = len(sizes), sizes[0]
+    if B == 0:
+        return layer._run_stack(steps, sizes, states, False)[:2]
+    D = 2 if layer.bidirectional else 1
+    H_out = layer.proj_size or layer.hidden_size
+    padded = all(b == B for b in sizes)
+    if padded:
+        x, valid, T_run = steps.view(T, B, steps.size(-1)), None, T  # (T, B, H_in)
+    else:
+        x, _ = pad_packed_sequence(PackedSequence(steps, torch.tensor(sizes)))  # (T, B, H_in), sorted batch
+        T_run = -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, T_run - T))  # (T_run, B, H_in)
+        live = torch.tensor(sizes + [0] * (T_run - T))  # sequences still running at each step
+        valid = (torch.arange(B)[None, :] < live[:, None]).to(steps.device)  # (T_run, B)
+    rmasks, dmasks = [], []
+    for k in range(layer.num_layers):  # the eager loop's draws, in its order
+        rmasks += [layer._recurrent_mask(B, steps) for _ in range(D)]
+        mask = layer._dropout_mask(k, (steps.size(0), D * H_out), steps)  # (N, D * H_out), as eager
+        if mask is not None and not padded:
+            full = mask.new_zeros(T_run, B, D * H_out)
+            full[valid] = mask  # boolean indexing walks (t, b) in packed row order
+            mask = full
+        dmasks.append(None if mask is None else mask.view(T_run, B, D * H_out))
+    valid_3d = None if valid is None else valid.unsqueeze(-1)  # (T_run, B, 1)
+    out, finals = _call(layer, x, valid_3d, states, rmasks, dmasks)
+    out = out.reshape(T * B, D * H_out) if padded else out[valid]  # (N, D * H_out)
+    return out, finals
+
+
+def _call(layer, x, valid, states, rmasks, dmasks):
+    if torch.compiler.is_compiling():  # inside a compiled model: the outer compile traces the loop
+        return unrolled_stack(layer, x, valid, states, rmasks, dmasks)
+    compiled = _COMPILED.get(BACKEND)
+    if compiled is None:
+        compiled = _COMPILED[BACKEND] = torch.compile(unrolled_stack, backend=BACKEND)
+    family = (
+        f"{type(layer).__name__} T={x.size(0)} {x.dtype} {x.device.type} "
+        f"{'grad' if torch.is_grad_enabled() else 'no_grad'} L={layer.num_layers} D={1 + layer.bidirectional}"
+    )
+    start = time.perf_counter()
+    try:
+        with recompile_limit(RECOMPILE_LIMIT):
+            result = compiled(layer, x, valid, states, rmasks, dmasks)
+    except Exception as error:  # noqa: BLE001 - a compile that fails where the eager loop runs
+        result = unrolled_stack(layer, x, valid, states, rmasks, dmasks)  # raises if the step itself is wrong
+        mark_compile_failed(layer, x.device, error)
+        return result
+    compile_seconds.setdefault(family, time.perf_counter() - start)
+    return result
