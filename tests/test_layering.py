@@ -2,7 +2,7 @@
 <- cli
 (STYLE.md 3).
 
-``data`` sits beside ``models``: neither imports the other. ``config``, ``utils`` and ``task`` are the floor
+``data`` sits beside ``models``: neither imports the other. ``config``, ``utils``, ``task`` and ``torch_internals`` are the floor
 that every layer may use. The test reads every module's imports (top-level and inside functions)
 with ``ast``, so an upward import hidden in a function body fails it too.
 """
@@ -22,6 +22,7 @@ RANK = {
     "config": 0,
     "utils": 0,
     "task": 0,
+    "torch_internals": 0,  # every private torch call (STYLE.md 2): the floor, imported by nn, train and bench
     "nn": 1,
     "data": 2,
     "models": 2,
