@@ -2,9 +2,9 @@
 <- cli
 (STYLE.md 3).
 
-``data`` sits beside ``models``: neither imports the other. ``config``, ``utils``, ``task`` and ``torch_internals`` are the floor
-that every layer may use. The test reads every module's imports (top-level and inside functions)
-with ``ast``, so an upward import hidden in a function body fails it too.
+``data`` sits beside ``models``: neither imports the other. ``config``, ``utils``, ``task`` and
+``torch_internals`` are the floor that every layer may use. The test reads every module's imports (top-level
+and inside functions) with ``ast``, so an upward import hidden in a function body fails it too.
 """
 
 from __future__ import annotations
