@@ -8,6 +8,7 @@ Read it in this order:
 - ``layers.py``: RNN, LSTM, GRU (torch.nn's layer interface: parameters, inputs and outputs,
   packing, stacking) and :func:`select_path`, the one place that decides what runs;
   ``layernorm_lstm.py``: LayerNormLSTM; ``loop.py``: one direction of one layer over time.
+- ``init.py``: :func:`init_recurrent_`, forget-gate bias, chrono and orthogonal initialisation.
 - ``fast/``: seqlab's own fused recurrence and inference steps, tested equal to the equations.
 - ``torch_internals.py``: every private torch call (``torch._VF``, oneDNN ops, cuDNN weight
   flattening), so a torch upgrade is checked in one place.
@@ -19,6 +20,7 @@ LayerNormLSTM. Class docstrings are the shape contracts (``help(seqlab.nn.LSTM)`
 
 from .cells import IMPLS, GRUCell, LSTMCell, RNNCell, _CellBase, check_impl
 from .equations import Gates, GRUStep, LSTMStep, gru_step, layernorm_lstm_step, lstm_step, recurrent_input, rnn_step
+from .init import INITS, chrono_bias, init_recurrent_
 from .layernorm_lstm import LayerNormLSTM
 from .layers import GRU, LSTM, RNN, Path, _RecurrentBase, detach_state, select_path
 from .loop import InferenceStep, RecordedGates, State, Step, StepResult, Weights, rows, run_direction
@@ -52,6 +54,9 @@ __all__ = [
     "run_direction",
     "rows",
     "check_impl",
+    "init_recurrent_",
+    "chrono_bias",
+    "INITS",
 ]
 
 # The names seqlab/nn/recurrent.py had before it became this package (issue 15), under their
