@@ -33,7 +33,9 @@ def check_init(cfg) -> None:
     gated = cfg.init == "chrono" or cfg.forget_bias != 0.0
     if gated and cfg.cell == "rnn":
         key = "model.init = 'chrono'" if cfg.init == "chrono" else f"model.forget_bias = {cfg.forget_bias}"
-        raise ValueError(f"{key} sets a gate's bias, and model.cell = 'rnn' has no gate; use lstm, gru or layernorm_lstm")
+        raise ValueError(
+            f"{key} sets a gate's bias, and model.cell = 'rnn' has no gate; use lstm, gru or layernorm_lstm"
+        )
 
 
 def init_encoder_(cfg, *modules: nn.Module) -> None:

@@ -122,7 +122,7 @@ def init_recurrent_(
     groups = _groups(module)
     if not groups:
         raise ValueError(f"{type(module).__name__} holds no recurrent layer (no weight_hh parameter)")
-    hidden = {path: sub.hidden_size for path, sub in module.named_modules()}
+    hidden = {path: getattr(sub, "hidden_size", None) for path, sub in module.named_modules()}
     for (path, where), params in groups.items():
         w_hh, H = params["weight_hh"], hidden[path]
         family = _family(path, w_hh, H)
