@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -233,3 +234,21 @@ def test_seq2seq_rnn_encoder_and_decoder_cells_are_initialised():
         assert -math.log(T_MAX - 1) <= i.min() and i.max() <= 0, i
     for b, h in [(model.encoder.bias_hh_l0, H_enc), (model.cells[0].bias_hh, H_dec)]:
         assert torch.equal(b.detach()[: 2 * h], torch.zeros(2 * h))
+
+
+def test_cli_chrono_takes_t_max_from_the_data_and_the_run_reloads(tmp_path, capsys):
+    from seqlab.cli import main
+    from seqlab.train.run import load_run
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "adding_lstm.toml"
+    small = ["--data.seq_len=12", "--data.num_train=64", "--data.num_val=32", "--data.num_test=32"]
+    args = ["train", str(config), *small, "--train.max_steps=2", "--model.init=chrono", "--out", str(tmp_path)]
+    assert main([*args, "--quiet"]) == 0
+    (run,) = tmp_path.glob("adding-*")
+    exp, model, _ = load_run(run)
+    assert (exp.model.init, exp.model.chrono_max) == ("chrono", 12)  # filled from data.seq_len and saved
+    capsys.readouterr()
+    assert (
+        main(["train", str(config), *small, "--model.cell=rnn", "--model.forget_bias=1", "--out", str(tmp_path)]) == 2
+    )
+    assert "model.forget_bias = 1.0 sets a gate's bias, and model.cell = 'rnn' has no gate" in capsys.readouterr().err
