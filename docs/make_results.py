@@ -620,7 +620,7 @@ R = "runs/results"
 PARTS = [
     Part(
         "adding",
-        "The adding problem: the LSTM remembers across hundreds of steps, the tanh RNN does not",
+        "The adding problem: four models, torch's default initialisation",
         "Published: an LSTM beats the 0.167 baseline up to T = 400, a tanh RNN does not (Le et al. 2015).",
         [
             f"seqlab compare configs/adding_lstm.toml --models lstm,gru,rnn,transformer --seeds 1 "
@@ -849,7 +849,7 @@ on 2026-12-01 ran on an AVX-512 EPYC, where the GPT preset trains in bf16 (docs/
 
 
 GROUPED = {
-    "1": "The adding problem: the LSTM remembers across hundreds of steps, the tanh RNN does not",
+    "1": "Long-range memory: the LSTM remembers across hundreds of steps, the tanh RNN does not",
     "10": "Generation: greedy vs beam search BLEU, and GPT vs LSTM at equal time",
 }  # several parts each
 
