@@ -245,6 +245,7 @@ def render_adding_init(d: Path) -> str:
     header = ["T"]
     for _, _, label in ADDING_INITS:
         header += [f"lstm, {label}", "val < 0.0167 at step", "seconds"]
+    header += ["baseline (predict 1)"]
     said = "; ".join(
         f"{label} at T = {', '.join(map(str, solved[n]))}" if solved[n] else f"{label} at none"
         for n, _, label in ADDING_INITS
