@@ -900,7 +900,8 @@ reruns the parts whose configs or data changed and rewrites the page from the ru
 `runs/results/`. Training times are one thread's, with the other core busy. Each section's last
 line says when it was measured and on which CPU (torch's vector capability); the sections measured
 on 2026-12-01 ran on an AVX-512 EPYC, where the GPT preset trains in bf16 (docs/benchmarks.md,
-"Two machines").
+"Two machines"). `make results-long` runs the parts too long for `make results` (section 4's pixel
+MNIST trained for 20 epochs: hours per run on one CPU thread, meant for a GPU machine).
 """
 
 
