@@ -345,7 +345,9 @@ def render_copy_budget(d: Path, steps: int = COPY_BUDGET) -> str:
             f". It first reached {SURE_RECALL:.4f} (which leaves at most 1% errors on the recalled symbols) at step "
             f"{sure:,}."
             if sure
-            else f"; it never reached {SURE_RECALL:.4f}, which would guarantee 0.99 on the recalled symbols."
+            else f"; it never reached {SURE_RECALL:.4f}, which would guarantee 0.99 on the recalled symbols: at the "
+            f"preset's constant learning rate, recall at 0.99 needs more than {steps:,} steps, and the curve is still "
+            "rising."
         )
         + " The blanks are learned at once; recall is learned symbol by symbol, and each step of it needs the "
         "gradient to cross the 30 steps between a symbol and its recall, which chrono keeps open."
