@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-fast results install clean
+.PHONY: demo test test-fast results results-long install clean
 
 install: $(VENV)/.stamp-run
 
@@ -39,6 +39,11 @@ test-fast: $(VENV)/.stamp-test
 # make results ONLY=adding,positions [FORCE=1]: those parts only (make itself takes no --only), rerun if FORCE.
 results: $(VENV)/.stamp-test
 	$(PY) docs/make_results.py $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
+
+# The parts too long for `make results`: pixel and permuted-pixel MNIST, GRU and LSTM with chrono initialisation,
+# 20 epochs each (hours per run on one CPU thread; meant for a GPU machine). Same page, same skipping of fresh parts.
+results-long: $(VENV)/.stamp-test
+	$(PY) docs/make_results.py --long --jobs 1
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

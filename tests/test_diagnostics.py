@@ -304,6 +304,8 @@ def test_every_plot_command_writes_pngs_of_the_expected_size(runs, run, capsys):
             "lstm (init)",
             "gru (init)",
             "layernorm_lstm (init)",
+            "lstm, forget bias 1 (init)",
+            "lstm, chrono (init)",
         }
         assert all(len(m["norms"]) == 8 and m["decay_per_step"] > 0 for m in models.values())  # 8 rows per digit
         assert flow["truncated_bptt"]["truncated"][:6] == [0.0] * 6  # k = 8 // 4 = 2: steps 0..5 get nothing

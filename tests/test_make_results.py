@@ -107,3 +107,13 @@ def test_who_leads_names_the_lower_loss_at_each_mark_and_a_finished_run(mr):
         "by 15 min, the LSTM (1.500 vs 1.560; the GPT had finished at 12.2 min)."
     )
     assert mr.who_leads({"A": ({5: None}, 1.0), "B": ({5: 2.0}, 9.0)}) == ""
+
+
+def test_long_parts_run_only_with_long_and_say_so_on_the_page(mr):
+    long_parts = [p.name for p in mr.PARTS if p.long]
+    assert long_parts == ["mnist_long"]  # pixel MNIST for hours: not in `make results`' 90 minutes
+    waiting = part(mr, ["seqlab runs"])
+    waiting.long = True
+    assert "Not measured yet: `make results-long` runs it." in mr.render_page([waiting])
+    long_part = next(p for p in mr.PARTS if p.long)
+    assert len(long_part.commands) == 4 and all("--model.init=chrono" in c for c in long_part.commands)

@@ -216,22 +216,33 @@ def fit_decay(norms: list[float]) -> float | None:
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "layernorm_lstm")
 
 
-def fresh_variants(model_cfg, build: Callable, seed: int = 0) -> dict[str, nn.Module]:
+# LSTMs initialised to remember, next to torch's default (model.init, model.forget_bias; docs/initialisation.md).
+LSTM_INITS = {"lstm, forget bias 1": {"forget_bias": 1.0}, "lstm, chrono": {"init": "chrono"}}
+
+
+def fresh_variants(model_cfg, build: Callable, seed: int = 0, seq_len: int = 0) -> dict[str, nn.Module]:
     """Untrained copies of the model, one per recurrent cell its config accepts (``cell = ...``), each built
     after ``torch.manual_seed(seed)`` (the same initialisation scheme and seed). The relu RNN is the
-    tanh one with ``nonlinearity='relu'`` on the same weights."""
+    tanh one with ``nonlinearity='relu'`` on the same weights. Each cell starts from torch's initialisation;
+    where the config has ``init``, LSTMs with a forget bias of 1 and with chrono (T_max: the config's
+    ``chrono_max``, else ``seq_len``) are added."""
     if not hasattr(model_cfg, "cell"):
         return {}
+    default = {"init": "default", "forget_bias": 0.0} if hasattr(model_cfg, "init") else {}
+    variants = [(cell, cell, default) for cell in ("rnn", "lstm", "gru", "layernorm_lstm")]
+    if default and (model_cfg.chrono_max or seq_len >= 2):
+        chrono_max = model_cfg.chrono_max or seq_len
+        variants += [(name, "lstm", {**default, **c, "chrono_max": chrono_max}) for name, c in LSTM_INITS.items()]
     out = {}
-    for cell in ("rnn", "lstm", "gru", "layernorm_lstm"):
+    for name, cell, options in variants:
         try:
-            cfg = dataclasses.replace(model_cfg, cell=cell)
+            cfg = dataclasses.replace(model_cfg, cell=cell, **options)
         except (ValueError, TypeError):  # a family that does not take this cell (seq2seq_rnn: gru, lstm)
             continue
         torch.manual_seed(seed)
         model = build(cfg)
         if cell != "rnn":
-            out[cell] = model
+            out[name] = model
             continue
         out["rnn_tanh"] = model
         relu = copy.deepcopy(model)
@@ -301,7 +312,7 @@ def run_grad_flow(
     norms = {f"{cell} (trained)": model_grad_norms(model, x, y)}
     T = len(norms[f"{cell} (trained)"])
     if model_cfg is not None and build is not None:
-        for name, fresh in fresh_variants(model_cfg, build, seed).items():
+        for name, fresh in fresh_variants(model_cfg, build, seed, seq_len=x.size(1)).items():
             norms[f"{name} (init)"] = model_grad_norms(fresh, x, y)
     k = truncate if truncate and truncate < T else max(1, T // 4)  # a k >= T would cut nothing
     full = norms[f"{cell} (trained)"]

@@ -30,6 +30,9 @@ class ClassifierConfig:
     recurrent_dropout: float = 0.0  # variational dropout on h_{t-1}, one mask per sequence
     bidirectional: bool = False
     per_step: bool = False  # True: classify every time step (sequence labelling, e.g. the copy task)
+    init: str = "default"  # "default" (torch's), "chrono" (forget/update-gate biases for T_max) or "orthogonal"
+    forget_bias: float = 0.0  # added to the forget (LSTM) / update (GRU) gate's bias; 1.0: Gers et al. 2000
+    chrono_max: int = 0  # T_max for init = "chrono"; 0: the data's sequence length
 
     def __post_init__(self):
         check_recurrent(self)

@@ -150,6 +150,9 @@ class RecurrentForecasterConfig:
     num_layers: int = 1
     dropout: float = 0.0
     num_components: int = 0  # 0: point forecast (MSE); K > 0: K-component mixture density head (NLL)
+    init: str = "default"  # "default" (torch's), "chrono" (forget/update-gate biases for T_max) or "orthogonal"
+    forget_bias: float = 0.0  # added to the forget (LSTM) / update (GRU) gate's bias; 1.0: Gers et al. 2000
+    chrono_max: int = 0  # T_max for init = "chrono"; 0: the data's sequence length
 
     def __post_init__(self):
         _check_common(self)

@@ -28,6 +28,9 @@ class LanguageModelConfig:
     num_layers: int = 2
     dropout: float = 0.0
     label_smoothing: float = 0.0  # while training only
+    init: str = "default"  # "default" (torch's), "chrono" (forget/update-gate biases for T_max) or "orthogonal"
+    forget_bias: float = 0.0  # added to the forget (LSTM) / update (GRU) gate's bias; 1.0: Gers et al. 2000
+    chrono_max: int = 0  # T_max for init = "chrono"; 0: the data's sequence length
 
     def __post_init__(self):
         check_recurrent(self)

@@ -32,6 +32,7 @@ import seqlab.nn as snn
 from ..config import check_at_least, check_choice
 from ..nn.alignment import SCORES, Alignment
 from ..nn.recurrent import IMPLS
+from .recurrent import check_init, init_encoder_
 from .seq2seq_common import Seq2SeqModel, check_seq2seq_config, check_seq2seq_data
 
 __all__ = ["Seq2SeqRNNConfig", "Seq2SeqRNN", "RNNDecodeState"]
@@ -59,10 +60,14 @@ class Seq2SeqRNNConfig:
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+    init: str = "default"  # "default" (torch's), "chrono" (forget/update-gate biases for T_max) or "orthogonal"
+    forget_bias: float = 0.0  # added to the forget (LSTM) / update (GRU) gate's bias; 1.0: Gers et al. 2000
+    chrono_max: int = 0  # T_max for init = "chrono"; 0: the data's sequence length
 
     def __post_init__(self):
         check_choice("model", self, "cell", tuple(ENCODERS))
         check_choice("model", self, "impl", IMPLS)
+        check_init(self)
         check_choice("model", self, "attention", tuple(SCORES))
         check_at_least("model", self, "embedding_size", "hidden_size", "num_layers")
         check_seq2seq_config(self)
@@ -111,6 +116,7 @@ class Seq2SeqRNN(Seq2SeqModel):
             CELLS[c.cell](E + (H if c.input_feeding else 0) if layer == 0 else H, H, impl=cell_impl)
             for layer in range(c.num_layers)
         )
+        init_encoder_(c, self.encoder, self.cells)  # torch's init unless model.init / model.forget_bias say otherwise
         self.attention = Alignment(c.attention, query_size=H, key_size=H, attention_size=H)
         self.combine = nn.Linear(2 * H, H, bias=False)  # W_c
         self.drop = nn.Dropout(c.dropout)

@@ -25,6 +25,9 @@ def fill_from_data(model_cfg, values: dict[str, Any]):
     """``model_cfg`` with each of its FROM_DATA sizes that is 0 set from ``values`` (the data's info,
     or a checkpoint's model config); sizes set by the user are left for ``check_shapes`` to compare."""
     given = {k: values[k] for k in FROM_DATA if getattr(model_cfg, k, None) == 0 and k in values}
+    if getattr(model_cfg, "init", None) == "chrono" and model_cfg.chrono_max == 0:  # T_max: the data's length
+        T = values.get("chrono_max") or values.get("seq_len") or values.get("max_src_len")
+        given.update({"chrono_max": T} if T else {})
     return dataclasses.replace(model_cfg, **given) if given else model_cfg
 
 
@@ -43,6 +46,11 @@ def check_shapes(exp: Experiment, info: dict[str, Any]) -> None:
             raise ConfigError(
                 f"model.{key} = {getattr(exp.model, key)} but data '{exp.data.name}' gives {info[key]}; {fix}"
             )
+    if getattr(exp.model, "init", None) == "chrono" and exp.model.chrono_max == 0:
+        raise ConfigError(
+            f"model.init = 'chrono' needs model.chrono_max (T_max) and data '{exp.data.name}' gives no sequence "
+            "length; set --model.chrono_max=T (the longest dependency to remember)"
+        )
     if isinstance(exp.model, ChecksData):  # the model's own checks (seq2seq: vocabularies, special ids, lengths)
         exp.model.check_data(info)
     block = exp.model.block_size if isinstance(exp.model, ContextWindow) else None

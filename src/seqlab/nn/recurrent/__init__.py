@@ -12,6 +12,7 @@ Read it in this order:
   ``routes.py``: :func:`select_route`, the one place that decides what runs: torch's kernel,
   ``compiled.py`` (the steps unrolled and compiled with torch.compile) or ``loop.py`` (the steps
   one at a time, eagerly).
+- ``init.py``: :func:`init_recurrent_`, forget-gate bias, chrono and orthogonal initialisation.
 
 Every private torch call (``torch._VF``, cuDNN weight flattening, compile checks) is in
 ``seqlab/torch_internals.py``, so a torch upgrade is checked in one place.
@@ -25,6 +26,7 @@ from .base import _RecurrentBase
 from .cells import GRUCell, LSTMCell, RNNCell, _CellBase
 from .custom import Recurrent
 from .equations import Gates, GRUStep, LSTMStep, gru_step, layernorm_lstm_step, lstm_step, recurrent_input, rnn_step
+from .init import INITS, chrono_bias, init_recurrent_
 from .layernorm_lstm import LayerNormLSTM
 from .layers import GRU, LSTM, RNN, detach_state
 from .loop import RecordedGates, State, Step, StepResult, Weights, rows, run_direction
@@ -60,6 +62,9 @@ __all__ = [
     "run_direction",
     "rows",
     "check_impl",
+    "init_recurrent_",
+    "chrono_bias",
+    "INITS",
 ]
 
 # The names seqlab/nn/recurrent.py had before it became this package (issue 15), under their
