@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-fast results install clean
+.PHONY: demo test test-fast results notebooks install clean
 
 install: $(VENV)/.stamp-run
 
@@ -19,6 +19,11 @@ $(VENV)/.stamp-run: pyproject.toml constraints.txt | $(PY)
 # The test extra adds pytest, ruff, and statsmodels (the reference of a parity test).
 $(VENV)/.stamp-test: $(VENV)/.stamp-run
 	$(PIP) -e '.[dev]'
+	touch $@
+
+# The notebooks extra: Jupyter Lab, jupytext, nbconvert (for `make notebooks` and `jupyter lab notebooks/`).
+$(VENV)/.stamp-notebooks: $(VENV)/.stamp-test
+	$(PIP) -e '.[notebooks]'
 	touch $@
 
 demo: $(VENV)/.stamp-run
@@ -38,6 +43,12 @@ test-fast: $(VENV)/.stamp-test
 # at a time; parts whose results are newer than their configs and data are skipped). Not part of `make test`.
 results: $(VENV)/.stamp-test
 	$(PY) docs/make_results.py
+
+# The lecture notebooks, executed top to bottom, as HTML pages with their pictures: notebooks/executed/.
+# NOTEBOOK_SCALE multiplies their training budgets (1: a few minutes in all on 2 cores).
+NOTEBOOK_SCALE ?= 1
+notebooks: $(VENV)/.stamp-notebooks
+	SEQLAB_NOTEBOOK_SCALE=$(NOTEBOOK_SCALE) $(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -62,8 +62,10 @@ info = splits.info
 series = info["series"].numpy()  # (L,) raw sunspot numbers, float64
 years = np.array(info["time"], dtype=int)
 n_train, n_val_end = info["split_index"]
-print(f"L = {len(series)} years ({years[0]}-{years[-1]}), train {n_train}, val {n_val_end - n_train}, "
-      f"test {len(series) - n_val_end}")
+print(
+    f"L = {len(series)} years ({years[0]}-{years[-1]}), train {n_train}, val {n_val_end - n_train}, "
+    f"test {len(series) - n_val_end}"
+)
 x_train, y_train = splits.train.tensors
 print("one training window x:", tuple(x_train.shape), "(N, tau, 1); target y:", tuple(y_train.shape), "(N, 1)")
 assert x_train.shape[1:] == (TAU, 1) and y_train.shape[1:] == (1,)
@@ -113,8 +115,10 @@ for a in levels:
 # answer it on the numbers themselves.
 
 # %%
-bits = {k: MarkovModel(order=k, alpha=1.0).fit(train_symbols, vocab=levels).bits_per_character(train_symbols)
-        for k in range(4)}
+bits = {
+    k: MarkovModel(order=k, alpha=1.0).fit(train_symbols, vocab=levels).bits_per_character(train_symbols)
+    for k in range(4)
+}
 print("training bits per symbol by order:", {k: round(b, 3) for k, b in bits.items()})
 assert bits[0] > bits[1] > bits[2] > bits[3]  # more context, better fit of the data it was counted on
 print(f"test bits per symbol, order 1: {chain.bits_per_character(test_symbols):.3f} (uniform: {np.log2(3):.3f})")
@@ -164,7 +168,7 @@ rnn = RecurrentForecaster(RecurrentForecasterConfig(cell="gru", hidden_size=32))
 opt = torch.optim.Adam(rnn.parameters(), lr=1e-2)
 steps = int(300 * SCALE)
 losses = []
-for step in range(steps):  # full batch: the training part is only ~200 windows
+for _ in range(steps):  # full batch: the training part is only ~200 windows
     _, loss = rnn(x_train, y_train)  # x (N, tau, 1), y (N, 1)
     opt.zero_grad()
     loss.backward()
@@ -199,7 +203,7 @@ for name, r in rmse.items():
 assert rmse[f"AR({TAU})"] < rmse["naive (last value)"]
 assert rmse["latent AR: GRU"] < rmse["naive (last value)"]
 
-test_years = years[n_val_end:][-len(truth):]
+test_years = years[n_val_end:][-len(truth) :]
 fig, ax = plt.subplots(figsize=(10, 3.5))
 ax.plot(test_years, truth, "k", lw=2, label="truth")
 for name, p in preds.items():

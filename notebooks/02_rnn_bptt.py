@@ -179,7 +179,9 @@ after = [p.grad for p in rnn.parameters()]
 clipped_norm = torch.cat([g.flatten() for g in after]).norm()
 print(f"norm before {total:.3g}, after {clipped_norm:.4f}")
 assert abs(clipped_norm - 1.0) < 1e-4
-cos = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in before]), torch.cat([g.flatten() for g in after]), dim=0)
+cos = torch.nn.functional.cosine_similarity(
+    torch.cat([g.flatten() for g in before]), torch.cat([g.flatten() for g in after]), dim=0
+)
 assert cos > 1 - 1e-6  # same direction
 
 # %% [markdown]

@@ -86,7 +86,12 @@ for t in range(T):
     C = F_t * C + I_t * C_tilde  # cell update
     H = O_t * torch.tanh(C)
 _, (h_n, c_n) = lstm(x)
-print("LSTM: max |H_T - torch| =", (H - h_n[0]).abs().max().item(), " max |C_T - torch| =", (C - c_n[0]).abs().max().item())
+print(
+    "LSTM: max |H_T - torch| =",
+    (H - h_n[0]).abs().max().item(),
+    " max |C_T - torch| =",
+    (C - c_n[0]).abs().max().item(),
+)
 assert torch.allclose(H, h_n[0], atol=1e-6) and torch.allclose(C, c_n[0], atol=1e-6)
 
 gru = torch.nn.GRU(d, h, batch_first=True)
@@ -134,7 +139,9 @@ def lstm_layer(d_in: int, h: int) -> int:
 
 
 by_formula = lstm_layer(28, 256) + lstm_layer(256, 256) + (256 * 10 + 10)
-print(f"parameters: {n_params:,} (formula: {lstm_layer(28, 256):,} + {lstm_layer(256, 256):,} + 2,570 = {by_formula:,})")
+print(
+    f"parameters: {n_params:,} (formula: {lstm_layer(28, 256):,} + {lstm_layer(256, 256):,} + 2,570 = {by_formula:,})"
+)
 assert n_params == by_formula == 821_770
 
 # %% [markdown]

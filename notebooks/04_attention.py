@@ -43,6 +43,7 @@ torch.manual_seed(0)
 # mask is **True where a query may attend**. A padding mask hides the keys past each sequence's
 # length; a causal mask lets query $i$ see keys $j \le i$ only.
 
+
 # %%
 def attention(q, k, v, mask=None):
     """softmax(q kᵀ / sqrt(d_k) + M) v: q (B, T_q, d_k), k (B, T_k, d_k), v (B, T_k, d_v), mask bool (B|1, T_q, T_k)."""
@@ -63,14 +64,22 @@ assert torch.equal(causal, snn.masks.causal_mask(T))
 for name, mask in (("padding", padding), ("causal", causal[None]), ("both", padding & causal)):
     out, w = attention(q, k, v, mask)
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    ours, w_ours = snn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, impl="reference", return_weights=True)
+    ours, w_ours = snn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, impl="reference", return_weights=True
+    )
     print(f"{name:>7}: max |ours - torch| = {(out - ref).abs().max().item():.1e}")
-    assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(ours, ref, atol=1e-6) and torch.allclose(w, w_ours, atol=1e-6)
+    assert (
+        torch.allclose(out, ref, atol=1e-6)
+        and torch.allclose(ours, ref, atol=1e-6)
+        and torch.allclose(w, w_ours, atol=1e-6)
+    )
     assert torch.allclose(w.sum(-1), torch.ones(B, T))  # each row is a distribution
     assert (w[~mask.expand(B, T, T)] == 0).all()  # masked keys get exactly no weight
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3))
-for ax, (name, mask) in zip(axes, (("padding (2nd sequence)", padding), ("causal", causal[None]), ("both", padding & causal))):
+for ax, (name, mask) in zip(
+    axes, (("padding (2nd sequence)", padding), ("causal", causal[None]), ("both", padding & causal))
+):
     ax.imshow(attention(q, k, v, mask)[1][1].detach(), cmap="Blues", vmin=0, vmax=1)
     ax.set(title=name, xlabel="key j", ylabel="query i")
 plt.tight_layout()
@@ -88,6 +97,7 @@ plt.show()
 # $W^Q_i, W^K_i \in \mathbb{R}^{d_\text{model} \times d_k}$, $W^V_i \in \mathbb{R}^{d_\text{model} \times d_v}$,
 # $W^O \in \mathbb{R}^{h d_v \times d_\text{model}}$. Reshaping one big projection into heads does all
 # of them in one matmul; a loop over heads with torch's attention is the check.
+
 
 # %%
 def multi_head(x, W_q, W_k, W_v, W_o, num_heads, mask=None):
@@ -107,8 +117,12 @@ W_q, W_k = torch.randn(d_model, h * d_k), torch.randn(d_model, h * d_k)
 W_v, W_o = torch.randn(d_model, h * d_v), torch.randn(h * d_v, d_model)
 out, _ = multi_head(x, W_q, W_k, W_v, W_o, h, mask=causal.new_ones(7, 7).tril()[None, None])
 heads = [
-    F.scaled_dot_product_attention(x @ W_q[:, i * d_k : (i + 1) * d_k], x @ W_k[:, i * d_k : (i + 1) * d_k],
-                                   x @ W_v[:, i * d_v : (i + 1) * d_v], is_causal=True)  # (B, T, d_v)
+    F.scaled_dot_product_attention(
+        x @ W_q[:, i * d_k : (i + 1) * d_k],
+        x @ W_k[:, i * d_k : (i + 1) * d_k],
+        x @ W_v[:, i * d_v : (i + 1) * d_v],
+        is_causal=True,
+    )  # (B, T, d_v)
     for i in range(h)
 ]
 reference = torch.cat(heads, dim=-1) @ W_o
@@ -125,13 +139,21 @@ torch_mha = torch.nn.MultiheadAttention(d_model, h, batch_first=True)
 Wq, Wk, Wv = torch_mha.in_proj_weight.chunk(3)  # each (d_model, d_model), as (out, in)
 bq, bk, bv = torch_mha.in_proj_bias.chunk(3)
 x1 = torch.cat([x, torch.ones(2, 7, 1)], dim=-1)  # append a 1 so that the biases ride along in the matmul
-out, w = multi_head(x1, torch.cat([Wq.T, bq[None]]), torch.cat([Wk.T, bk[None]]), torch.cat([Wv.T, bv[None]]),
-                    torch_mha.out_proj.weight.T, h)
+out, w = multi_head(
+    x1,
+    torch.cat([Wq.T, bq[None]]),
+    torch.cat([Wk.T, bk[None]]),
+    torch.cat([Wv.T, bv[None]]),
+    torch_mha.out_proj.weight.T,
+    h,
+)
 out = out + torch_mha.out_proj.bias
 ref, ref_w = torch_mha(x, x, x, average_attn_weights=False)
 ours = snn.MultiHeadAttention.from_torch(torch_mha)(x, x, x)[0]
 print("max |ours - nn.MultiheadAttention| =", (out - ref).abs().max().item())
-assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(w, ref_w, atol=1e-5) and torch.allclose(ours, ref, atol=1e-5)
+assert (
+    torch.allclose(out, ref, atol=1e-5) and torch.allclose(w, ref_w, atol=1e-5) and torch.allclose(ours, ref, atol=1e-5)
+)
 
 # %% [markdown]
 # ## Why divide by $\sqrt{d_k}$
@@ -158,11 +180,13 @@ for name, rows in stats.items():
     axes[0].semilogx(widths, [r[1] for r in rows], "o-", label=name)
     axes[1].semilogx(widths, [r[2] for r in rows], "o-", label=name)
 axes[0].set(xlabel="d_k", ylabel="mean largest weight", title="Softmax saturation")
-axes[1].set(xlabel="d_k", ylabel="entropy (nats)", title=f"Entropy of the weights (uniform: ln {T_k} = {math.log(T_k):.2f})")
+axes[1].set(
+    xlabel="d_k", ylabel="entropy (nats)", title=f"Entropy of the weights (uniform: ln {T_k} = {math.log(T_k):.2f})"
+)
 axes[0].legend()
 plt.tight_layout()
 plt.show()
-for dk, (vs, ms, es), (vu, mu, eu) in zip(widths, stats["scaled"], stats["unscaled"]):
+for dk, (vs, ms, _), (vu, mu, _) in zip(widths, stats["scaled"], stats["unscaled"]):
     print(f"d_k {dk:>3}: score variance {vu:7.1f} -> {vs:.2f};  largest weight {mu:.2f} -> {ms:.2f}")
 assert stats["unscaled"][-1][1] > 0.9  # saturated: one key takes nearly everything
 assert all(0.8 < r[0] < 1.2 for r in stats["scaled"])  # unit variance at every width
@@ -179,7 +203,7 @@ assert all(r[1] < 0.5 for r in stats["scaled"])
 #
 # Because $\sin$ and $\cos$ of a sum expand into products, $PE_{pos} \cdot PE_{pos + k}$ depends only
 # on the offset $k$, not on $pos$: attention can read relative distance from a dot product. It is
-largest at $k = 0$ and falls over the first few offsets (further out, not monotonically).
+# largest at $k = 0$ and falls over the first few offsets (further out, not monotonically).
 
 # %%
 q, kv = torch.randn(1, 6, 8), torch.randn(1, 6, 8)
@@ -195,7 +219,9 @@ assert torch.allclose(pe[:, 1::2], torch.cos(pos / 10000 ** (two_i / d)).float()
 dots = pe @ pe.T  # (L, L)
 offsets = range(0, 40)
 for start in (0, 20, 50):
-    assert torch.allclose(torch.stack([dots[start, start + k] for k in offsets]), torch.stack([dots[0, k] for k in offsets]), atol=1e-3)
+    assert torch.allclose(
+        torch.stack([dots[start, start + k] for k in offsets]), torch.stack([dots[0, k] for k in offsets]), atol=1e-3
+    )
 assert all(dots[0, k] > dots[0, k + 1] for k in range(5))  # near positions: the closer, the more alike
 assert (dots[0, 1:] < dots[0, 0]).all()  # and no other position is as alike as the same one
 

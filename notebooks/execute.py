@@ -37,6 +37,18 @@ def notebooks(folder: Path = HERE) -> list[Path]:
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 
+def stored_problems(path: str | Path) -> list[str]:
+    """What a committed notebook must not hold: outputs or execution counts (diffs stay readable)."""
+    nb = nbformat.read(Path(path), as_version=4)
+    problems = []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        if cell.get("outputs"):
+            problems.append(f"{Path(path).name}: code cell {i + 1} holds {len(cell.outputs)} output(s)")
+        if cell.get("execution_count") is not None:
+            problems.append(f"{Path(path).name}: code cell {i + 1} has execution count {cell.execution_count}")
+    return problems
+
+
 def kernel_env(extra: dict | None = None) -> dict:
     """This process's environment, PYTHONPATH first reaching src/, plus ``extra``."""
     env = dict(os.environ)
@@ -53,11 +65,15 @@ def failure_message(path: Path, nb, error: CellExecutionError) -> str:
     if failed is None:  # a timeout or a dead kernel: no error output, nbclient's own message
         return f"{path.name}: {ANSI.sub('', str(error)).strip()[-2000:]}"
     out = next(o for o in failed.outputs if o.output_type == "error")
-    trace = ANSI.sub("", "\n".join(out.get("traceback", []))).strip().splitlines()
+    trace = [
+        line for line in ANSI.sub("", "\n".join(out.get("traceback", []))).strip().splitlines() if set(line) != {"-"}
+    ]
+    last = f"{out.ename}: {out.evalue}".rstrip()
+    if not trace or trace[-1].rstrip() != last:
+        trace.append(last)
     return (
-        f"{path.name}, code cell {code_cells.index(failed) + 1} of {len(code_cells)} failed:\n"
-        f"{failed.source}\n"
-        f"---\n" + "\n".join(trace[-12:]) + f"\n{out.ename}: {out.evalue}"
+        f"{path.name}, code cell {code_cells.index(failed) + 1} of {len(code_cells)} failed:\n{failed.source}\n---\n"
+        + ("\n".join(trace[-12:]))
     )
 
 
@@ -65,11 +81,15 @@ def execute(path: str | Path, *, env: dict | None = None, timeout: int = 600):
     """Run ``path`` top to bottom in a fresh kernel (working directory: its folder); return the executed notebook."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     try:
         client.execute(env=kernel_env(env))
     except CellExecutionError as e:
-        raise NotebookFailed(failure_message(path, nb, e)) from None
+        failure = NotebookFailed(failure_message(path, nb, e))
+        failure.notebook = nb  # executed up to the failing cell, its error included
+        raise failure from None
     return nb
 
 
@@ -100,7 +120,7 @@ def main(argv: list[str]) -> int:
         except NotebookFailed as e:
             print(f"FAILED {e}\n", flush=True)
             failed += 1
-            continue
+            nb = e.notebook
         out = to_html(nb, HERE / "executed" / f"{path.stem}.html")
         nbformat.write(nb, HERE / "executed" / path.name)  # the executed notebook itself, outputs and all
         print(f"{path.name}: {time.perf_counter() - start:.0f} s -> {out.relative_to(HERE.parent)}", flush=True)
