@@ -225,7 +225,8 @@ axes[0].imshow(example[0], cmap="gray_r")
 axes[0].set_title(f"the digit (label {y_test[0].item()})")
 for ax, name in zip(axes[1:], ("forget", "input", "output")):
     im = ax.imshow(g[name][0, :, :64].T, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set(title=f"{name} gate, layer 1", xlabel="row t", ylabel="unit (first 64)")
+    ax.set(title=f"{name} gate, layer 1", xlabel="row t")
+axes[1].set_ylabel("unit (the first 64)")
 fig.colorbar(im, ax=axes[1:].tolist(), shrink=0.8)
 plt.show()
 

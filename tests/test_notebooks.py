@@ -22,6 +22,7 @@ EXPECTED = [
     "04_attention",
     "05_transformer",
     "06_gpt_generation",
+    "07_vit",
 ]
 # The tests run every notebook on the data inside seqlab, as a clean clone without ../shared would.
 # Those that look for the full data in ../shared first, and say so when they fall back.
