@@ -247,6 +247,7 @@ plt.show()
 #
 # ```
 # seqlab train configs/reverse_transformer.toml --model.positions=none --train.max_steps=600
-# seqlab plot runs/<run> --what attention,positions
+# seqlab plot runs/<run> --what attention
+# seqlab plot runs/<run> --what posenc
 # seqlab bench attention
 # ```

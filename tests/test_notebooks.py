@@ -50,6 +50,22 @@ def test_stored_notebook_holds_no_outputs(name):
     assert execute.stored_problems(NOTEBOOKS / f"{name}.ipynb") == []
 
 
+@pytest.mark.parametrize("name", EXPECTED)
+def test_ends_with_the_full_scale_command(name):
+    """The last cell shows the seqlab command that does the same at full scale; its presets exist."""
+    last = jupytext.read(NOTEBOOKS / f"{name}.py").cells[-1]
+    assert last.cell_type == "markdown" and "## At full scale" in last.source
+    commands = [line.lstrip("# ").split() for line in last.source.splitlines() if line.startswith("seqlab ")]
+    assert commands, f"{name}: no seqlab command in its last cell"
+    for words in commands:
+        assert words[1] in {"train", "eval", "plot", "forecast", "compare", "generate", "bench"}, words
+        for word, after in zip(words, words[1:] + [""]):
+            if word.startswith("configs/"):
+                assert (ROOT / word).is_file(), f"{name} names {word}, which does not exist"
+            if word == "--what":  # seqlab plot's choices
+                assert after in {"curves", "gradflow", "gates", "attention", "posenc", "all"}, words
+
+
 def test_a_notebook_with_outputs_is_reported(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
