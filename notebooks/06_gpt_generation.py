@@ -253,7 +253,8 @@ assert torch.allclose(cached.token_log_probs, recomputed.token_log_probs, atol=1
 # %% [markdown]
 # `docs/results.md` trains the full preset (6 layers of 384, 2,000 steps on Tiny Shakespeare) to
 # 1.56 nats/char on validation; the two small layers and few hundred steps here stop well above
-# that. `docs/benchmarks.md` times the cache on the preset's model (2.89x for 256 tokens).
+# that. `docs/benchmarks.md` times the cache with `seqlab bench generate` (2.4x to 3.0x faster for
+# 256 tokens on the 2-core build machine); the speed-up above is one run of a much smaller model.
 #
 # ## At full scale
 #
