@@ -50,10 +50,10 @@ def stored_problems(path: str | Path) -> list[str]:
 
 
 def kernel_env(extra: dict | None = None) -> dict:
-    """This process's environment, PYTHONPATH first reaching src/, plus ``extra``."""
+    """This process's environment, PYTHONPATH first reaching src/, inline figures, plus ``extra``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
-    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures into the notebook, even where CI sets Agg
     env.update(extra or {})
     return env
 
