@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-fast results results-long install clean
+.PHONY: demo test test-fast results results-long notebooks install clean
 
 install: $(VENV)/.stamp-run
 
@@ -19,6 +19,11 @@ $(VENV)/.stamp-run: pyproject.toml constraints.txt | $(PY)
 # The test extra adds pytest, ruff, and statsmodels (the reference of a parity test).
 $(VENV)/.stamp-test: $(VENV)/.stamp-run
 	$(PIP) -e '.[dev]'
+	touch $@
+
+# The notebooks extra: Jupyter Lab, jupytext, nbconvert (for `make notebooks` and `jupyter lab notebooks/`).
+$(VENV)/.stamp-notebooks: $(VENV)/.stamp-test
+	$(PIP) -e '.[notebooks]'
 	touch $@
 
 demo: $(VENV)/.stamp-run
@@ -44,6 +49,12 @@ results: $(VENV)/.stamp-test
 # 20 epochs each (hours per run on one CPU thread; meant for a GPU machine). Same page, same skipping of fresh parts.
 results-long: $(VENV)/.stamp-test
 	$(PY) docs/make_results.py --long --jobs 1
+
+# The lecture notebooks, executed top to bottom, as HTML pages with their pictures: notebooks/executed/.
+# NOTEBOOK_SCALE multiplies their training budgets (1: a few minutes in all on 2 cores).
+NOTEBOOK_SCALE ?= 1
+notebooks: $(VENV)/.stamp-notebooks
+	SEQLAB_NOTEBOOK_SCALE=$(NOTEBOOK_SCALE) $(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -168,8 +168,8 @@ def test_tbptt_through_the_trainer_compiled_equals_reference(aot_eager, tmp_path
     """The character LSTM with truncated BPTT (state carried between chunks, detached) trains to the
     same weights with model.impl = "compiled" as with "reference"; the trainer prints the compile
     time of each shape family once."""
-    from seqlab.train.config import load_experiment
     from seqlab.runs import train_experiment
+    from seqlab.train.config import load_experiment
 
     args = [
         "--train.max_steps=4",

@@ -22,8 +22,8 @@ from seqlab.models import (
     build_model,
 )
 from seqlab.nn.recurrent import chrono_bias
-from seqlab.train.config import experiment_from_dict
 from seqlab.runs import check_shapes, fill_from_data
+from seqlab.train.config import experiment_from_dict
 
 from tolerance import assert_close
 
