@@ -175,10 +175,14 @@ def test_eval_warns_and_resume_refuses_when_the_data_file_changed(tmp_path, conf
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith(f"seqlab eval: warning: data file {text} is not the one")
-    assert err[1] == (
-        f"seqlab eval: error: {run} was trained on other data: model.vocab_size = {len(set(TEXT))} "
-        f"but data 'char_lm' gives {len(set(TEXT)) + 1}"
+    # The run stores its vocabulary (issue 23): data that gives another one is refused, naming the first id
+    # whose token differs, never read through shifted ids.
+    n = len(set(TEXT))
+    assert err[1].startswith(
+        f"seqlab eval: error: the data gives another vocabulary than {run} was trained with "
+        f"(vocab: {n} tokens, the data gives {n + 1}; id "
     )
+    assert err[1].endswith("point --data.path (or --data.root) at the data the run was trained on")
     text.write_text(TEXT.replace("lazy", "yzzal"))
 
     before = _snapshot(run)
