@@ -22,6 +22,16 @@ ACTIVATION_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
 LAYER_NORM_EPS = 1e-5  # torch's LayerNorm default, which seqlab's GPT uses, and GPT-2's
 
 
+# GPTConfig field -> GPT2Config field, for the sizes both configs hold as they are (one table, both ways).
+SAME_FIELDS = (
+    ("vocab_size", "vocab_size"),
+    ("block_size", "n_positions"),
+    ("d_model", "n_embd"),
+    ("num_heads", "n_head"),
+    ("num_layers", "n_layer"),
+)
+
+
 def check_gpt2_compatible(config: GPTConfig) -> None:
     """ValueError with the reason when ``config`` has no GPT-2 form."""
     if config.positions != "learned":
@@ -35,11 +45,7 @@ def gpt2_config_values(config: GPTConfig) -> dict:
     """Keyword arguments of ``transformers.GPT2Config`` for a model of this config."""
     check_gpt2_compatible(config)
     return dict(
-        vocab_size=config.vocab_size,
-        n_positions=config.block_size,
-        n_embd=config.d_model,
-        n_layer=config.num_layers,
-        n_head=config.num_heads,
+        **{theirs: getattr(config, ours) for ours, theirs in SAME_FIELDS},
         n_inner=config.d_ff or 4 * config.d_model,
         activation_function=ACTIVATION_TO_HF[config.activation],
         resid_pdrop=config.dropout,
@@ -68,11 +74,7 @@ def gpt_config_from_gpt2(hf) -> GPTConfig:
         if got != expected:
             raise ValueError(f"GPT-2 config {key} = {got!r}; seqlab's GPT computes only {key} = {expected!r}")
     return GPTConfig(
-        vocab_size=hf.vocab_size,
-        block_size=hf.n_positions,
-        d_model=hf.n_embd,
-        num_heads=hf.n_head,
-        num_layers=hf.n_layer,
+        **{ours: getattr(hf, theirs) for ours, theirs in SAME_FIELDS},
         d_ff=hf.n_inner or 4 * hf.n_embd,
         dropout=hf.resid_pdrop,
         positions="learned",
