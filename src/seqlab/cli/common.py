@@ -48,8 +48,19 @@ def device_option(parser: argparse.ArgumentParser) -> None:
         "--device",
         default=None,
         choices=["auto", "cpu", "cuda", "mps"],
-        help="where the model runs (default: the run's train.device; --device cpu uses a GPU-trained run "
-        "anywhere); the model computes in fp32 whatever train.precision it was trained with",
+        help="where the model runs (default: the run's train.device; --device cpu uses a GPU-trained run anywhere)",
+    )
+
+
+def precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` of the commands that run a trained model: fp32 by default, whatever the run trained in."""
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],  # runs.use.PRECISIONS (not imported: --help needs no torch)
+        help="fp32 (default, whatever train.precision the run trained with), bf16 (autocast around the "
+        "model's forward passes; emulated, and slow, on a CPU without AVX-512 or AMX: said), or auto "
+        "(bf16 where the device computes it natively, else fp32)",
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..generate.config import GenerationConfig
-from .common import checkpoint_option, command, data_overrides, device_option, warn_as
+from .common import checkpoint_option, command, data_overrides, device_option, precision_option, warn_as
 
 HELP = "write text with a language-model or seq2seq run"
 DESCRIPTION = """\
@@ -108,6 +108,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--scores", action="store_true", help="also print each sequence's log-probability and score")
     checkpoint_option(p)
     device_option(p)
+    precision_option(p)
     return p
 
 
@@ -157,7 +158,9 @@ def run(args, extra: list[str], argv: list[str]) -> int:
     from ..train.seq2seq_metrics import escape
 
     warn = warn_as("generate")
-    run = load_generation_run(args.run_dir, args.checkpoint, data_overrides(extra), notify=warn, device=args.device)
+    run = load_generation_run(
+        args.run_dir, args.checkpoint, data_overrides(extra), notify=warn, device=args.device, precision=args.precision
+    )
     given = "prompt" if args.prompt is not None else "source" if args.source is not None else None
     if given is not None and given != run.reads:
         raise ConfigError(

@@ -9,7 +9,8 @@ from .common import MOVED_DATA, checkpoint_option, command, data_overrides
 HELP = "diagnostic figures of a run: curves, gradient flow, gates, attention, positions"
 DESCRIPTION = """\
 Draw RUN_DIR's diagnostics as PNGs in RUN_DIR/plots/ (also as images in its TensorBoard) and print
-their paths; what does not apply to the run's model is skipped with one line saying why."""
+their paths; what does not apply to the run's model is skipped with one line saying why.
+The model runs on the CPU in fp32 (no --device or --precision: the diagnostics read fp32 activations)."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

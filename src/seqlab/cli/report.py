@@ -9,7 +9,8 @@ from .common import MOVED_DATA, checkpoint_option, command, data_overrides
 HELP = "one self-contained HTML page about a run: RUN_DIR/report.html"
 DESCRIPTION = """\
 Write RUN_DIR/report.html: config, summary metrics, curves, every diagnostic that applies, an
-interactive attention view and example outputs; no network needed."""
+interactive attention view and example outputs; no network needed.
+The model runs on the CPU in fp32 (no --device or --precision)."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

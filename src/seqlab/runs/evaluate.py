@@ -23,7 +23,15 @@ from ..train.seq2seq_metrics import seq2seq_scores
 from ..utils import atomic_write_text, eval_mode
 from .checks import check_shapes
 from .store import build_run_data, data_file_changes, load_run
-from .use import OLD_RUN, check_belongs, check_same_vocabularies, run_device, stored_vocabularies
+from .use import (
+    OLD_RUN,
+    autocast,
+    check_belongs,
+    check_same_vocabularies,
+    run_device,
+    run_precision,
+    stored_vocabularies,
+)
 
 
 @torch.no_grad()
@@ -63,6 +71,7 @@ def evaluate_run(
     beam: int = 1,
     length_penalty: float = GenerationConfig.length_penalty,
     device: str | None = None,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Metrics of a trained run on one split of its data, rebuilt exactly as in training.
 
@@ -78,7 +87,9 @@ def evaluate_run(
     vocabulary differs from the one stored with the run (refused: its ids would mean other tokens). A
     checkpoint whose configs are not the run's config.toml is said through ``notify``.
 
-    ``device`` (``--device``) overrides the run's train.device. A seq2seq run's outputs are written to
+    ``device`` (``--device``) overrides the run's train.device. ``precision`` (``--precision``): fp32, or
+    bf16 autocast around every forward pass ("auto": bf16 where the device computes it natively); the
+    metrics record which (``precision``). A seq2seq run's outputs are written to
     ``predictions[-<checkpoint>][-<split>][-beam<N>].tsv`` and ``scores...json`` (no checkpoint part for
     last.pt), and the scores record which checkpoint (and step) produced them.
     """
@@ -99,6 +110,7 @@ def evaluate_run(
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; expected train, val or test")
     device = run_device(exp.train.device, device)
+    precision = run_precision(precision, device, notify)
     start = time.perf_counter()
     dataset = getattr(splits, split)
     if len(dataset) == 0:
@@ -111,31 +123,36 @@ def evaluate_run(
         raise ConfigError(
             f"--beam applies to seq2seq runs (exact match, BLEU, chrF of decoded outputs); {run_dir} is a {task} run"
         )
-    metrics = evaluate(model.to(device), dataset, task=task, device=device)
-    if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
-        stem = "" if checkpoint == "last.pt" else "-" + Path(checkpoint).stem  # best.pt -> predictions-best.tsv
-        suffix = stem + ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
-        scores = seq2seq_scores(
-            model,
-            dataset,
-            splits.info,
-            device=device,
-            predictions=Path(run_dir) / f"predictions{suffix}.tsv",
-            beam=beam,
-            length_penalty=length_penalty,
-        )
-        if beam > 1:
-            scores.update(beam=beam, length_penalty=length_penalty)
-        scores.update(checkpoint=checkpoint, step=int(ckpt.get("step", 0)))  # which weights wrote the predictions
-        atomic_write_text(
-            Path(run_dir) / f"scores{suffix}.json",
-            json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n",
-        )
-        metrics.update(scores)
-    if task == Task.LANGUAGE_MODEL and isinstance(dataset, TokenIds):
-        # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
-        first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
-        # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
-        context = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
-        metrics.update(sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device, context=context))
-    return {**split_metrics(model, splits, split, task, metrics, device), "seconds": time.perf_counter() - start}
+    with autocast(precision, device):  # every forward pass below, fp32 or bf16
+        metrics = evaluate(model.to(device), dataset, task=task, device=device)
+        if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
+            stem = "" if checkpoint == "last.pt" else "-" + Path(checkpoint).stem  # best.pt -> predictions-best.tsv
+            suffix = stem + ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
+            scores = seq2seq_scores(
+                model,
+                dataset,
+                splits.info,
+                device=device,
+                predictions=Path(run_dir) / f"predictions{suffix}.tsv",
+                beam=beam,
+                length_penalty=length_penalty,
+            )
+            if beam > 1:
+                scores.update(beam=beam, length_penalty=length_penalty)
+            # which weights, in which precision, wrote the predictions
+            scores.update(checkpoint=checkpoint, step=int(ckpt.get("step", 0)), precision=precision)
+            atomic_write_text(
+                Path(run_dir) / f"scores{suffix}.json",
+                json.dumps({f"{split}/{k}": v for k, v in scores.items()}, indent=2) + "\n",
+            )
+            metrics.update(scores)
+        if task == Task.LANGUAGE_MODEL and isinstance(dataset, TokenIds):
+            # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
+            first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
+            # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
+            context = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
+            metrics.update(
+                sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device, context=context)
+            )
+        metrics = split_metrics(model, splits, split, task, metrics, device)
+    return {**metrics, "precision": precision, "seconds": time.perf_counter() - start}

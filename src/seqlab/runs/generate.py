@@ -25,7 +25,7 @@ from ..task import Task
 from ..train.config import Experiment
 from ..train.seq2seq_metrics import detokenize
 from .store import build_run_data, data_file_changes, load_run
-from .use import OLD_RUN, check_belongs, run_device, stored_vocabularies
+from .use import OLD_RUN, autocast, check_belongs, run_device, run_precision, stored_vocabularies
 
 GENERATIVE = {Task.LANGUAGE_MODEL: "prompt", Task.SEQ2SEQ: "source"}  # task -> what it reads
 KINDS = "language models (gpt, rnn_lm; --prompt) and seq2seq models (seq2seq_rnn, seq2seq_transformer; --source)"
@@ -42,6 +42,7 @@ class GenerationRun:
     info: dict
     device: torch.device
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+    precision: str = "fp32"  # or "bf16": autocast around the model's forward passes
 
     @property
     def reads(self) -> str:
@@ -121,8 +122,10 @@ def load_generation_run(
     data_location: dict | None = None,
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
     device: str | None = None,
+    precision: str = "fp32",
 ) -> GenerationRun:
-    """The run's model (on ``device``, default its train.device) and its stored vocabularies, or a ConfigError
+    """The run's model (on ``device``, default its train.device, computing in ``precision``: fp32, bf16, or
+    auto: bf16 where the device computes it natively) and its stored vocabularies, or a ConfigError
     for a run that cannot generate. Its data is not read, except for a run saved before the vocabularies
     were stored with it (then rebuilt from the data, with a warning through ``notify``)."""
     exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="generate from")
@@ -148,7 +151,8 @@ def load_generation_run(
             )
         info = splits.info
     on = run_device(exp.train.device, device)
-    return GenerationRun(Path(run_dir), exp, model.to(on).eval(), task, info, on, notify)
+    precision = run_precision(precision, on, notify)
+    return GenerationRun(Path(run_dir), exp, model.to(on).eval(), task, info, on, notify, precision)
 
 
 @dataclass
@@ -202,7 +206,8 @@ def generate_texts(
             streamer = lambda _, tokens: stream(run.decode(tokens.tolist()))  # noqa: E731
         x = _pad(rows, run.device)  # (B, L)
         inputs = {"prompt": x} if run.task == Task.LANGUAGE_MODEL else {"source": x}
-        out = generate(run.model, config=cfg, decode=run.decode, streamer=streamer, **inputs)
+        with autocast(run.precision, run.device):
+            out = generate(run.model, config=cfg, decode=run.decode, streamer=streamer, **inputs)
         n = cfg.num_return_sequences
         seqs, lengths = out.sequences.tolist(), out.lengths.tolist()
         unknown += sum(run.unknown_written(seqs[m][: lengths[m]]) for m in range(len(seqs)))

@@ -3,6 +3,8 @@ checkpoint.
 
 - The device is the run's ``train.device`` unless ``--device`` says otherwise, so that a run trained on a
   GPU is usable on a laptop (``--device cpu``).
+- The precision is fp32 unless ``--precision`` says otherwise (bf16 autocast around the forward passes;
+  ``auto``: bf16 where the device computes it natively), the trainer's rule (``resolve_precision``).
 - The vocabularies are the run's own, stored in its checkpoints (``vocabularies``, plain lists): decoding
   never rebuilds them from the data. A run saved before they were stored falls back to its data, with a
   warning; data whose vocabulary differs from the run's is refused, never read through shifted ids.
@@ -11,6 +13,8 @@ checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,10 @@ from ..config import ConfigError, load_toml
 from ..data import LOCATION_KEYS
 from ..data.vocab import vocabularies_from_record, vocabulary_difference
 from ..train.distributed import resolve_device
+from ..train.trainer import resolve_precision
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def run_device(train_device: str, device: str | None) -> torch.device:
@@ -33,6 +39,26 @@ def run_device(train_device: str, device: str | None) -> torch.device:
     except ConfigError:
         given = f"--device {name}" if device else f"this run was trained with train.device = {name}, and"
         raise ConfigError(f"{given}: no {name.upper()} device is available here; give --device cpu (or auto)") from None
+
+
+def run_precision(precision: str, device: torch.device, notify: Callable[[str], None]) -> str:
+    """``--precision`` on ``device``: "fp32" or "bf16" ("auto": bf16 where native); an emulated bf16 is said
+    through ``notify``, as training warns."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        resolved = resolve_precision(precision, device, option="--precision")
+    for w in said:
+        notify(str(w.message))
+    return resolved
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``precision == "bf16"``; nothing (plain fp32) otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def checkpoint_name(checkpoint: str) -> str:

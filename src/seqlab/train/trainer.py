@@ -46,18 +46,20 @@ from .reporting import LogWindow, MetricsLog, Progress
 from .stops import NonFiniteLoss, TrainingInterrupted, catch_signals
 
 
-def resolve_precision(precision: str, device: torch.device, *, warn: bool = True) -> str:
+def resolve_precision(
+    precision: str, device: torch.device, *, warn: bool = True, option: str = "--train.precision"
+) -> str:
     """The precision a run computes in: ``"auto"`` is bf16 where ``device`` computes it natively, else fp32.
 
     An explicit ``"bf16"`` on a CPU that emulates it runs as asked, with a warning (when ``warn``) that
-    names the fix."""
+    names the fix (``option``: the setting that chose it, e.g. ``--precision`` of seqlab eval)."""
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if precision == "bf16" and device.type == "cpu" and warn and not native_bf16(device):
         warnings.warn(
-            "train.precision=bf16 on this CPU is emulated (no native bf16: no AVX-512 or AMX), many times slower "
+            f"{option}=bf16 on this CPU is emulated (no native bf16: no AVX-512 or AMX), many times slower "
             "than fp32 (17x for a GPT step in `seqlab bench gpt` on an AVX2 CPU); "
-            "set --train.precision=auto (bf16 only where native) or fp32",
+            f"set {option}=auto (bf16 only where native) or fp32",
             stacklevel=3,
         )
     return precision
