@@ -126,7 +126,9 @@ def test_eval_of_a_classifier_is_unchanged(tmp_path, configs_dir, capsys):
     )
     capsys.readouterr()
     assert main(["eval", str(next(tmp_path.iterdir()))]) == 0
-    assert set(json.loads(capsys.readouterr().out)) == {"test/loss", "test/accuracy", "seconds"}
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"test/loss", "test/accuracy", "seconds", "precision"}  # eval records its precision (#23)
+    assert out["precision"] == "fp32"
 
 
 def test_errors():
