@@ -122,16 +122,18 @@ class _RecurrentBase(nn.Module):
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
+    # The step functions' short names for a (layer, direction)'s parameters, and torch's names for them.
+    _weight_names = {
+        "w_ih": "weight_ih",
+        "w_hh": "weight_hh",
+        "b_ih": "bias_ih",
+        "b_hh": "bias_hh",
+        "w_hr": "weight_hr",
+    }
+
     def _weights(self, layer: int, suffix: str) -> Weights:
-        """This (layer, direction)'s parameters by short name: w_ih, w_hh, b_ih, b_hh, w_hr."""
-        get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
-        return {
-            "w_ih": get("weight_ih"),
-            "w_hh": get("weight_hh"),
-            "b_ih": get("bias_ih"),
-            "b_hh": get("bias_hh"),
-            "w_hr": get("weight_hr"),
-        }
+        """This (layer, direction)'s parameters by short name (``_weight_names``); None where absent."""
+        return {short: getattr(self, f"{name}_l{layer}{suffix}", None) for short, name in self._weight_names.items()}
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:

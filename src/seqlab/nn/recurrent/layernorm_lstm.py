@@ -109,17 +109,16 @@ class LayerNormLSTM(_RecurrentBase):
             else:
                 nn.init.uniform_(p, -stdv, stdv)
 
-    def _weights(self, layer: int, suffix: str) -> Weights:
-        get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
-        return {
-            "w_ih": get("weight_ih"),
-            "w_hh": get("weight_hh"),
-            "b": get("bias"),
-            "g_ih": get("ln_ih_weight"),
-            "g_hh": get("ln_hh_weight"),
-            "g_c": get("ln_cell_weight"),
-            "b_c": get("ln_cell_bias"),
-        }
+    # One bias b (no b_ih/b_hh pair) and the gains g and bias b_c of the three layer norms.
+    _weight_names = {
+        "w_ih": "weight_ih",
+        "w_hh": "weight_hh",
+        "b": "bias",
+        "g_ih": "ln_ih_weight",
+        "g_hh": "ln_hh_weight",
+        "g_c": "ln_cell_weight",
+        "b_c": "ln_cell_bias",
+    }
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", eps={self.eps}" if self.eps != 1e-5 else "")
