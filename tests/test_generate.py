@@ -23,6 +23,8 @@ from seqlab.models import (
     Seq2SeqTransformerConfig,
 )
 
+from tiny_runs import train_tiny
+
 BOS, EOS = 0, 1
 NEG_INF = float("-inf")
 
@@ -658,29 +660,6 @@ def test_attention_weights_per_step_follow_each_returned_hypothesis():
 TEXT = "to be or not to be, that is the question.\n" * 40
 
 
-def _train(tmp, model: dict, data: dict, steps: int):
-    from seqlab.runs import train_experiment
-    from seqlab.train.config import experiment_from_dict
-
-    exp = experiment_from_dict(
-        {
-            "model": model,
-            "data": data,
-            "train": {
-                "batch_size": 16,
-                "lr": 3e-3,
-                "max_steps": steps,
-                "eval_every": steps,
-                "log_every": steps,
-                "tensorboard": False,
-                "layer_norms_every": 0,
-                "seed": 0,
-            },
-        }
-    )
-    return train_experiment(exp, out=tmp, argv=[], progress=False)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A char-level GPT on a repeated line, a seq2seq Transformer on reversal, and a classifier (~10 s in all)."""
@@ -688,7 +667,7 @@ def runs(tmp_path_factory):
     text = tmp / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     torch.set_num_threads(1)
-    gpt = _train(
+    gpt = train_tiny(
         tmp,
         {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
         {
@@ -701,7 +680,7 @@ def runs(tmp_path_factory):
         },
         100,
     )
-    s2s = _train(
+    s2s = train_tiny(
         tmp,
         {
             "name": "seq2seq_transformer",
@@ -723,7 +702,7 @@ def runs(tmp_path_factory):
         },
         300,
     )
-    clf = _train(
+    clf = train_tiny(
         tmp,
         {"name": "rnn_classifier", "cell": "gru", "input_size": 8, "hidden_size": 8, "num_classes": 10},
         {"name": "digits", "view": "rows"},
@@ -932,7 +911,7 @@ def test_eval_predictions_equal_generate_at_temperature_zero_for_every_source(tm
 
     torch.set_num_threads(1)
     data = {"name": "reverse", "num_symbols": 5, "min_len": 1, "max_len": 6, "num_train": 64, "num_val": 16}
-    run = _train(tmp_path, BRIEF_SEQ2SEQ[family], {**data, "num_test": 48}, 2)  # 2 steps: <bos>, <pad> still win
+    run = train_tiny(tmp_path, BRIEF_SEQ2SEQ[family], {**data, "num_test": 48}, 2)  # 2 steps: <bos>, <pad> still win
     capsys.readouterr()
     assert main(["eval", str(run)]) == 0
     rows = read_predictions(run / "predictions.tsv")

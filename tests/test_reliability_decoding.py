@@ -16,19 +16,10 @@ import seqlab
 from seqlab.config import ConfigError
 from seqlab.generate import GenerationConfigError, generate
 
+from tiny_runs import train_tiny
+
 SRC = str(Path(seqlab.__file__).resolve().parents[1])  # the subprocesses import the seqlab under test
 TEXT = "to be or not to be, that is the question.\n" * 40
-
-
-def _train(tmp, model: dict, data: dict, steps: int):
-    from seqlab.runs import train_experiment
-    from seqlab.train.config import experiment_from_dict
-
-    train = {"batch_size": 16, "lr": 3e-3, "max_steps": steps, "eval_every": steps, "log_every": steps}
-    train.update(tensorboard=False, layer_norms_every=0, seed=0)
-    return train_experiment(
-        experiment_from_dict({"model": model, "data": data, "train": train}), out=tmp, argv=[], progress=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +29,13 @@ def runs(tmp_path_factory):
     text = tmp / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     torch.set_num_threads(1)
-    gpt = _train(
+    gpt = train_tiny(
         tmp,
         {"name": "gpt", "block_size": 32, "d_model": 32, "num_heads": 2, "num_layers": 2, "dropout": 0.0},
         {"name": "char_lm", "path": str(text), "seq_len": 32, "num_windows": 1600, "val_fraction": 0.1},
         100,
     )
-    s2s = _train(
+    s2s = train_tiny(
         tmp,
         {
             "name": "seq2seq_transformer",
@@ -381,7 +372,7 @@ def _edit_checkpoints(run: Path, edit) -> None:
 def test_a_run_generates_without_its_data_and_never_through_another_vocabulary(tmp_path, capsys):
     text = tmp_path / "own.txt"
     text.write_text(TEXT, encoding="utf-8")
-    run = _train(
+    run = train_tiny(
         tmp_path,
         {"name": "gpt", "block_size": 16, "d_model": 16, "num_heads": 2, "num_layers": 1, "dropout": 0.0},
         {"name": "char_lm", "path": str(text), "seq_len": 16, "num_windows": 200, "val_fraction": 0.1},
