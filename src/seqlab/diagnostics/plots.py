@@ -98,14 +98,13 @@ class RunDiagnostics:
         if self._loaded is None:
             from ..runs import load_run
 
-            if (self.run_dir / "checkpoints" / self.checkpoint).is_file():
-                # A checkpoint that is there but cannot be read is an error of the command, said once.
+            try:
                 self._loaded = load_run(self.run_dir, self.checkpoint, self.data_location)
-            else:
-                try:  # no checkpoint yet (a run stopped before its first): what needs the model is skipped
-                    self._loaded = load_run(self.run_dir, self.checkpoint, self.data_location)
-                except ConfigError as err:
-                    raise Skip(f"needs the trained model: {err}") from None
+            except ConfigError as err:
+                if (self.run_dir / "checkpoints" / self.checkpoint).is_file():
+                    raise  # a checkpoint that is there but cannot be read is an error of the command, said once
+                # no checkpoint yet (a run stopped before its first): what needs the model is skipped
+                raise Skip(f"needs the trained model: {err}") from None
             self._loaded[1].eval()
             from ..runs.use import check_belongs
 

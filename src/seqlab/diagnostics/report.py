@@ -185,8 +185,9 @@ def generation_examples(diag: RunDiagnostics) -> tuple[list[tuple[str, str, str]
     """(input, reference, output) rows and where they come from: predictions.tsv of a seq2seq run, else greedy
     decoding of a few examples (seq2seq: sources; language models: a prompt and its continuation)."""
     # Only the predictions of this checkpoint: eval --checkpoint best.pt writes predictions-best.tsv.
-    stem = "" if diag.checkpoint == "last.pt" else "-" + Path(diag.checkpoint).stem
-    pred = diag.run_dir / f"predictions{stem}.tsv"
+    from ..runs.evaluate import output_suffix
+
+    pred = diag.run_dir / f"predictions{output_suffix(diag.checkpoint)}.tsv"
     if pred.is_file():
         from ..train.seq2seq_metrics import read_predictions
 

@@ -71,9 +71,12 @@ def load_vocabularies(directory: str | Path) -> dict[str, Vocabulary]:
     path = Path(directory) / VOCAB_FILE
     if not path.is_file():
         return {}
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        name: Vocabulary(v["itos"][len(v["specials"]) :], specials=v["specials"])
-        for name, v in stored.items()
-        if isinstance(v, dict)
-    }
+    try:  # Vocabulary.from_dict checks what it reads: specials first, each token once
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            name: Vocabulary.from_dict({"tokens": v["itos"], "specials": v["specials"]})
+            for name, v in stored.items()
+            if isinstance(v, dict)
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not a seqlab vocab.json: {err}") from None

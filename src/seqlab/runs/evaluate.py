@@ -126,8 +126,7 @@ def evaluate_run(
     with autocast(precision, device):  # every forward pass below, fp32 or bf16
         metrics = evaluate(model.to(device), dataset, task=task, device=device)
         if task == Task.SEQ2SEQ:  # greedy outputs: exact match, token accuracy, BLEU, chrF; the outputs in RUN_DIR
-            stem = "" if checkpoint == "last.pt" else "-" + Path(checkpoint).stem  # best.pt -> predictions-best.tsv
-            suffix = stem + ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
+            suffix = output_suffix(checkpoint, split, beam)
             scores = seq2seq_scores(
                 model,
                 dataset,
@@ -156,3 +155,9 @@ def evaluate_run(
             )
         metrics = split_metrics(model, splits, split, task, metrics, device)
     return {**metrics, "precision": precision, "seconds": time.perf_counter() - start}
+
+
+def output_suffix(checkpoint: str = "last.pt", split: str = "test", beam: int = 1) -> str:
+    """What eval's predictions*.tsv and scores*.json names carry: best.pt, split val, beam 5 -> "-best-val-beam5"."""
+    stem = "" if checkpoint == "last.pt" else "-" + Path(checkpoint).stem
+    return stem + ("" if split == "test" else f"-{split}") + (f"-beam{beam}" if beam > 1 else "")
