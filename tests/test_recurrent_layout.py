@@ -102,7 +102,7 @@ def test_old_module_names_still_import_or_say_what_replaced_them():
     with pytest.raises(AttributeError, match="select_route .issue 24."):
         recurrent.select_path  # noqa: B018
     # The positional 5-tuple gate helpers are gone, with a message that says what replaced them.
-    with pytest.raises(AttributeError, match="lstm_cell_update, which returns the gates as named fields"):
+    with pytest.raises(AttributeError, match=r"LSTMStep\(\.\.\.\)\.gates\(\), which returns the gates as named fields"):
         recurrent._fused_lstm_gates  # noqa: B018
 
 

@@ -33,12 +33,13 @@ def _grads(out, params, gy):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
 def test_encoder_layer_from_torch_parity(norm_first, batch_first, activation):
     torch.manual_seed(0)
+    act = nn.GELU(approximate="tanh") if activation == "gelu_tanh" else activation  # torch takes the module
     theirs = _randomise(
         nn.TransformerEncoderLayer(
-            D, H, FF, dropout=0.1, activation=activation, batch_first=batch_first, norm_first=norm_first
+            D, H, FF, dropout=0.1, activation=act, batch_first=batch_first, norm_first=norm_first
         )
     )
     ours = snn.TransformerEncoderLayer.from_torch(theirs)

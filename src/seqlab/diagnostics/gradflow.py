@@ -104,6 +104,7 @@ def unroll(
     layer_in = x
     for k in range(layer.num_layers):
         outs, hs_k, cs_k = [], [], []
+        x_steps = layer_in.unbind(1)  # T views (B, I): indexing layer_in[:, t] would make backward O(T^2)
         for d in range(D):
             step = layer.step_function(k, d)
             state = tuple(s[k * D + d] for s in init)  # (B, H) each
@@ -113,7 +114,7 @@ def unroll(
             for t in order:
                 if truncate is not None and t != order[0] and (T - t if not d else t + 1) % truncate == 0:
                     state = tuple(s.detach() for s in state)  # truncated BPTT: no gradient past here
-                _, new, _ = step(layer_in[:, t], state, None)
+                _, new, _ = step(x_steps[t], state, None)
                 if valid is not None:  # finished (or, going backward, not yet started) sequences keep their state
                     keep = valid[:, t, None]  # (B, 1)
                     new = tuple(torch.where(keep, n, s) for n, s in zip(new, state))

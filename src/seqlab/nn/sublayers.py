@@ -15,13 +15,15 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, 
 
 
 def activation_name(layer: nn.Module) -> str:
-    """'relu' or 'gelu' for a torch Transformer layer's ``activation`` (function or module)."""
+    """'relu', 'gelu' or 'gelu_tanh' for a torch Transformer layer's ``activation`` (function or module)."""
     act = layer.activation
     if act is F.relu or type(act) is nn.ReLU:
         return "relu"
     if act is F.gelu or (type(act) is nn.GELU and act.approximate == "none"):
         return "gelu"
-    raise ValueError(f"from_torch supports activation relu or gelu, got {act!r}")
+    if type(act) is nn.GELU and act.approximate == "tanh":
+        return "gelu_tanh"
+    raise ValueError(f"from_torch supports activation relu or gelu, got {act!r}")  # gelu: exact or tanh
 
 
 def _check_activation(activation: str) -> None:

@@ -73,7 +73,7 @@ _check_impl, _recurrent_input, _rows, _recur = check_impl, recurrent_input, rows
 
 _FUSED_OWN = "fused_own was retired (issue 24): impl='compiled' runs the equations at its speed or better"
 _REMOVED = {
-    "_fused_lstm_gates": "fast.fused.lstm_cell_update, which returns the gates as named fields "
+    "_fused_lstm_gates": "equations.LSTMStep(...).gates(), which returns the gates as named fields "
     "(the old positional (f, i, g, c, o) 5-tuple is gone; an alias would reorder them silently)",
     "_lstm_gates": "equations.LSTMStep(...).gates()",
     "select_path": "select_route (issue 24), which returns 'native', 'compiled' or 'reference'",
