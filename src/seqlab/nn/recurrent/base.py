@@ -332,19 +332,20 @@ class _RecurrentBase(nn.Module):
         if input.dim() != 3:
             raise ValueError(f"{self._name}: lengths= needs batched 3D input, got {input.dim()}D")
         B, T = (input.size(0), input.size(1)) if self.batch_first else (input.size(1), input.size(0))
-        lengths = torch.as_tensor(lengths)
+        lengths = torch.as_tensor(lengths).cpu()  # packing reads them on the CPU: one copy, no GPU sync per check
         if lengths.dim() != 1 or lengths.numel() != B:
             raise ValueError(
                 f"lengths must hold one length per sequence: expected shape ({B},), got {tuple(lengths.shape)}"
             )
-        if int(lengths.max()) > T:
+        shortest, longest = int(lengths.min()), int(lengths.max())
+        if longest > T:
             raise ValueError(
                 f"lengths longer than the sequence: expected every length <= {T} "
-                f"(the input's sequence length), got {int(lengths.max())}"
+                f"(the input's sequence length), got {longest}"
             )
-        if int(lengths.min()) < 1:
-            raise ValueError(f"expected every length >= 1, got {int(lengths.min())}")
-        packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
+        if shortest < 1:
+            raise ValueError(f"expected every length >= 1, got {shortest}")
+        packed = pack_padded_sequence(input, lengths, batch_first=self.batch_first, enforce_sorted=False)
         out = self.forward(packed, hx, return_gates=return_gates)
         output, _ = pad_packed_sequence(out[0], batch_first=self.batch_first, total_length=T)
         if return_gates:
