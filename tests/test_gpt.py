@@ -54,6 +54,23 @@ def test_gpt2_init_scales_the_residual_projections():
     assert all(float(layer.ff.linear1.bias.detach().abs().max()) == 0 for layer in model.stack.layers)
 
 
+def test_dropout_falls_where_gpt2_puts_it():
+    """GPT-2 (and nanoGPT) drop the attention weights and each sublayer's output before the
+    residual add, not the MLP's hidden units: in train mode the FFN's hidden activations reach
+    its second linear layer whole, while the attention output is dropped."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, d_model=16, num_heads=2, num_layers=1, dropout=0.5)).train()
+    layer = model.stack.layers[0]
+    seen = {}
+    layer.ff.linear2.register_forward_hook(lambda m, inp, out: seen.update(hidden=inp[0]))
+    layer.dropout1.register_forward_hook(lambda m, inp, out: seen.update(attn=(inp[0], out)))
+    model(torch.randint(0, 11, (4, 8)))
+    assert (seen["hidden"] == 0).float().mean() < 0.05  # GELU is almost never exactly 0; dropout would zero half
+    attn_in, attn_out = seen["attn"]
+    assert 0.3 < (attn_out == 0).float().mean() < 0.7 and (attn_in != 0).all()
+    assert layer.self_attn.dropout == 0.5
+
+
 def test_output_projection_is_the_token_embedding():
     model = tiny()
     assert model.head.weight is model.embed.weight

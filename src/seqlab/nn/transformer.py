@@ -281,6 +281,8 @@ class DecoderOnlyStack(TransformerEncoder):
     (B, T, d_model) -> (B, T, d_model). Token embeddings, positions (unless ``rotary``) and the
     language-model head belong to the model that uses it. Causal by default; pass
     ``caches=stack.new_caches()`` and feed one token at a time to decode incrementally.
+    ``dropout`` falls where GPT-2 (and nanoGPT) put it: on the attention weights and on each
+    sublayer's output before the residual add, not on the MLP's hidden units.
     """
 
     def __init__(
@@ -309,6 +311,8 @@ class DecoderOnlyStack(TransformerEncoder):
             rotary=rotary,
             final_norm=True,
         )
+        for layer in self.layers:  # GPT-2's MLP is c_fc, gelu, c_proj: its dropout is dropout2, after c_proj
+            layer.ff.dropout.p = 0.0
 
     def forward(self, x, *, attn_mask=None, is_causal: bool = True, need_weights: bool = False, caches=None):
         """x (B, T, d_model) -> (B, T, d_model), [weights (B, H, T, T_k) per layer] or None."""

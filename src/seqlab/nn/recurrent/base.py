@@ -10,6 +10,7 @@ Each layer supplies its parameters and its step (:meth:`_RecurrentBase.step_func
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ...torch_internals import autocast_enabled, flatten_cudnn_weights, native_layer
 from .compiled import run_compiled
+from .equations import input_term
 from .loop import RecordedGates, State, Step, Weights, rows, run_direction
 from .routes import check_impl, select_route
 
@@ -417,14 +419,23 @@ class _RecurrentBase(nn.Module):
 
     _default_impl = "fused"
 
-    def step_function(self, layer: int, direction: int = 0) -> Step:
+    def step_function(self, layer: int, direction: int = 0, *, projected: bool = False) -> Step:
         """One step of layer ``layer``, direction ``direction`` (1: backward) on this module's
         parameters: (x_t (B, H_in), state, recurrent_mask or None) -> (h_t (B, H_out), new state,
         the step's named result or None). What every route but torch's kernel runs, and what
-        ``seqlab.diagnostics.gradflow`` unrolls."""
-        return self._reference_step(self._weights(layer, "_reverse" if direction else ""))
+        ``seqlab.diagnostics.gradflow`` unrolls. ``projected=True``: the step takes
+        ``input_function(layer, direction)(x)``'s row for step t (B, G) in place of x_t."""
+        return self._reference_step(self._weights(layer, "_reverse" if direction else ""), projected)
 
-    def _reference_step(self, w: Weights) -> Step:
+    def input_function(self, layer: int, direction: int = 0) -> Callable[[Tensor], Tensor] | None:
+        """The steps' input term (equations.input_term: X W_x + b_x) for all steps at once,
+        (T, B, H_in) -> (T, B, G); None for a cell that has none (a custom cell)."""
+        return self._input_term(self._weights(layer, "_reverse" if direction else ""))
+
+    def _input_term(self, w: Weights) -> Callable[[Tensor], Tensor]:
+        return lambda x: input_term(x, w["w_ih"], w["b_ih"])
+
+    def _reference_step(self, w: Weights, projected: bool = False) -> Step:
         """This layer's function from equations.py on one (layer, direction)'s weights, as it is."""
         raise NotImplementedError
 

@@ -1,10 +1,13 @@
 """impl="compiled": a layer's step functions unrolled over time, compiled with ``torch.compile``.
 
 The code compiled is :func:`unrolled_stack`: plain PyTorch calling the layer's own step (the
-equations of ``equations.py``, or a custom cell) at every time step, layer after layer. Unrolled,
-the whole forward is one graph, so inductor fuses each step's pointwise work (gates, cell
-update) into one kernel around the two matrix products and writes the backward the same way.
-What a learner reads is what runs.
+equations of ``equations.py``, or a custom cell) at every time step, layer after layer. The
+input's term X_t W_x + b_x, which does not depend on the state, is computed for every step at
+once before the loop (``layer.input_function``: one large matrix product instead of T small
+ones, as torch's kernel does); each step then multiplies only H_{t-1}. Unrolled, the whole
+forward is one graph, so inductor fuses each step's pointwise work (gates, cell update) into one
+kernel around the recurrent matrix product and writes the backward the same way. What a
+learner reads is what runs.
 
 Compiled once per shape family: the sequence length is static (the loop is unrolled), the batch
 size dynamic (torch.compile's automatic dynamic shapes: a second batch size recompiles once, with
@@ -53,10 +56,13 @@ def unrolled_stack(layer, x: Tensor, valid: Tensor | None, states: State, rmasks
     finals: list[list[Tensor]] = [[] for _ in states]
     layer_in = x
     for k in range(layer.num_layers):
-        x_t = layer_in.unbind(0)  # T x (B, H_in)
         outs = []
         for d in range(D):
-            step = layer.step_function(k, d)
+            project = layer.input_function(k, d)  # X W_x + b_x for all T steps: one matrix product
+            if project is None:  # a custom cell reads x_t itself
+                step, x_t = layer.step_function(k, d), layer_in.unbind(0)  # T x (B, H_in)
+            else:
+                step, x_t = layer.step_function(k, d, projected=True), project(layer_in).unbind(0)  # T x (B, G)
             state = tuple(s[k * D + d] for s in states)
             hs: list[Tensor | None] = [None] * T
             for t in range(T - 1, -1, -1) if d else range(T):
@@ -96,20 +102,22 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
         T_run = -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
         x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, T_run - T))  # (T_run, B, H_in)
         live = torch.tensor(sizes + [0] * (T_run - T))  # sequences still running at each step
-        valid = (torch.arange(B)[None, :] < live[:, None]).to(steps.device)  # (T_run, B)
+        running = torch.arange(B)[None, :] < live[:, None]  # (T_run, B), on the CPU
+        # Row t * B + b of the padded (T_run * B) rows for each packed row, in packed order; found on
+        # the CPU, so that moving rows between the layouts never waits for the GPU (boolean indexing does).
+        packed_rows = running.flatten().nonzero().squeeze(1).to(steps.device)  # (N,)
+        valid = running.to(steps.device)
     rmasks, dmasks = [], []
     for k in range(layer.num_layers):  # the eager loop's draws, in its order
         rmasks += [layer._recurrent_mask(B, steps) for _ in range(D)]
         mask = layer._dropout_mask(k, (steps.size(0), D * H_out), steps)  # (N, D * H_out), as eager
         if mask is not None and not padded:
-            full = mask.new_zeros(T_run, B, D * H_out)
-            full[valid] = mask  # boolean indexing walks (t, b) in packed row order
-            mask = full
+            mask = mask.new_zeros(T_run * B, D * H_out).index_copy_(0, packed_rows, mask)
         dmasks.append(None if mask is None else mask.view(T_run, B, D * H_out))
     valid_3d = None if valid is None else valid.unsqueeze(-1)  # (T_run, B, 1)
     out, finals = _call(layer, x, valid_3d, states, rmasks, dmasks)
-    out = out.reshape(T * B, D * H_out) if padded else out[valid]  # (N, D * H_out)
-    return out, finals
+    out = out.reshape(T_run * B, D * H_out)
+    return (out if padded else out.index_select(0, packed_rows)), finals  # (N, D * H_out)
 
 
 def _call(layer, x, valid, states, rmasks, dmasks):

@@ -119,6 +119,9 @@ class Recurrent(_RecurrentBase):
     def extra_repr(self) -> str:
         return f"{getattr(self._make_cell, '__name__', 'cell')}, " + super().extra_repr()
 
+    def input_function(self, layer: int, direction: int = 0) -> None:
+        return None  # the cell's forward reads x_t itself: no input term to compute ahead
+
     def step_function(self, layer: int, direction: int = 0) -> Step:
         cell = self.cells[layer * (2 if self.bidirectional else 1) + direction]
         single = self.num_states == 1

@@ -8,11 +8,12 @@ call here).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 from .base import _RecurrentBase
-from .equations import layernorm_lstm_step
+from .equations import layernorm_input_term, layernorm_lstm_step
 from .layers import _EXTRA_INPUTS, _INPUT, _OUTPUT, _WHERE
 from .loop import Step, Weights
 
@@ -123,7 +124,10 @@ class LayerNormLSTM(_RecurrentBase):
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", eps={self.eps}" if self.eps != 1e-5 else "")
 
-    def _reference_step(self, w: Weights) -> Step:
+    def _input_term(self, w: Weights) -> Callable[[Tensor], Tensor]:
+        return lambda x: layernorm_input_term(x, w["w_ih"], w["g_ih"], self.eps)
+
+    def _reference_step(self, w: Weights, projected: bool = False) -> Step:
         def step(x_t, state, mask):
             s = layernorm_lstm_step(
                 x_t,
@@ -138,6 +142,7 @@ class LayerNormLSTM(_RecurrentBase):
                 w["b_c"],
                 self.eps,
                 mask,
+                projected=projected,
             )
             return s.h, (s.h, s.c), s
 

@@ -103,9 +103,11 @@ class RNN(_RecurrentBase):
         s = super().extra_repr()
         return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
 
-    def _reference_step(self, w: Weights) -> Step:
+    def _reference_step(self, w: Weights, projected: bool = False) -> Step:
         def step(x_t, state, mask):
-            h_t = rnn_step(x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], self.nonlinearity, mask)
+            h_t = rnn_step(
+                x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], self.nonlinearity, mask, projected=projected
+            )
             return h_t, (h_t,), None
 
         return step
@@ -181,9 +183,20 @@ class LSTM(_RecurrentBase):
             recurrent_dropout=recurrent_dropout,
         )
 
-    def _reference_step(self, w: Weights) -> Step:
+    def _reference_step(self, w: Weights, projected: bool = False) -> Step:
         def step(x_t, state, mask):
-            s = lstm_step(x_t, state[0], state[1], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_hr"], mask)
+            s = lstm_step(
+                x_t,
+                state[0],
+                state[1],
+                w["w_ih"],
+                w["w_hh"],
+                w["b_ih"],
+                w["b_hh"],
+                w["w_hr"],
+                mask,
+                projected=projected,
+            )
             return s.h, (s.h, s.c), s
 
         return step
@@ -254,9 +267,9 @@ class GRU(_RecurrentBase):
             recurrent_dropout=recurrent_dropout,
         )
 
-    def _reference_step(self, w: Weights) -> Step:
+    def _reference_step(self, w: Weights, projected: bool = False) -> Step:
         def step(x_t, state, mask):
-            s = gru_step(x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], mask)
+            s = gru_step(x_t, state[0], w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], mask, projected=projected)
             return s.h, (s.h,), s
 
         return step
