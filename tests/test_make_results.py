@@ -111,9 +111,20 @@ def test_who_leads_names_the_lower_loss_at_each_mark_and_a_finished_run(mr):
 
 def test_long_parts_run_only_with_long_and_say_so_on_the_page(mr):
     long_parts = [p.name for p in mr.PARTS if p.long]
-    assert long_parts == ["mnist_long"]  # pixel MNIST for hours: not in `make results`' 90 minutes
+    # pixel MNIST for hours, and the GPT preset's 20 minutes on both cores: not in `make results`' 90 minutes
+    assert long_parts == ["mnist_long", "gpt_budget"]
+    assert [p.threads for p in mr.PARTS if p.threads != 1] == [2] and mr.PARTS[-1].name == "gpt_budget"
     waiting = part(mr, ["seqlab runs"])
     waiting.long = True
     assert "Not measured yet: `make results-long` runs it." in mr.render_page([waiting])
-    long_part = next(p for p in mr.PARTS if p.long)
+    long_part = next(p for p in mr.PARTS if p.name == "mnist_long")
     assert len(long_part.commands) == 4 and all("--model.init=chrono" in c for c in long_part.commands)
+
+
+def test_a_part_runs_its_commands_on_its_number_of_threads(mr):
+    """OMP_NUM_THREADS is the part's ``threads`` (the shell expands it into the failing command's error)."""
+    for threads in (1, 2):
+        p = part(mr, ["seqlab runs --threads-were-$OMP_NUM_THREADS"])
+        p.threads = threads
+        _, _, error = mr.run_part(p)
+        assert f"--threads-were-{threads}" in error
