@@ -673,14 +673,19 @@ def render_gpt_budget(d: Path) -> str:
     plt.close(fig)
     rows = [[f"{step:,}", fmt(t / 60, 1), fmt(v, 3)] for step, (t, v) in zip(steps, curve)]
     final = curve[-1][1]
+    best = min(range(len(curve)), key=lambda i: curve[i][1])
+
+    def against(v: float) -> str:
+        return "at or under 1.50" if v <= 1.50 else "above 1.50"
+
     return (
         f"{s['params']:,} parameters, {s['steps']:,} steps in {s['precision']}; validation loss (nats/char, the "
         "val text's consecutive windows) against training minutes:\n\n"
         + table(["step", "training minutes", "val loss"], rows)
-        + f"\n\nFinal val loss {final:.3f} after {s['seconds'] / 60:.1f} min of training"
-        + (f", {wall / 60:.1f} min of wall time with start-up and evaluations" if wall else "")
-        + f": {'at or under' if final <= 1.50 else 'above'} 1.50."
-        + "\n\n![GPT preset's validation loss against time](results/gpt_budget.png)"
+        + f"\n\nBest val loss {curve[best][1]:.4f} at step {steps[best]:,} ({curve[best][0] / 60:.1f} min; the run's "
+        f"checkpoints/best.pt), {against(curve[best][1])}; final {final:.4f} after {s['seconds'] / 60:.1f} min of "
+        f"training{f', {wall / 60:.1f} min of wall time with start-up and evaluations' if wall else ''}, "
+        f"{against(final)}." + "\n\n![GPT preset's validation loss against time](results/gpt_budget.png)"
     )
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -251,9 +253,9 @@ assert torch.equal(cached.sequences, recomputed.sequences)
 assert torch.allclose(cached.token_log_probs, recomputed.token_log_probs, atol=1e-4)
 
 # %% [markdown]
-# `docs/results.md` trains the full preset (6 layers of 384, 2,000 steps on Tiny Shakespeare) to
-# 1.56 nats/char on validation; the two small layers and few hundred steps here stop well above
-# that. `docs/benchmarks.md` times the cache with `seqlab bench generate` (2.4x to 3.0x faster for
+# `docs/results.md` trains the full preset (4 layers of 192, context 256, 5,200 steps on Tiny
+# Shakespeare, 19 minutes on two CPU threads) to 1.49-1.50 nats/char on validation; the two small
+# layers and few hundred steps here stop well above that. `docs/benchmarks.md` times the cache with `seqlab bench generate` (2.4x to 3.0x faster for
 # 256 tokens on the 2-core build machine); the speed-up above is one run of a much smaller model.
 #
 # ## At full scale
