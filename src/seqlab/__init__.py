@@ -1,6 +1,6 @@
 """seqlab: readable, equation-faithful sequence models on PyTorch."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 
 def load_pretrained(directory):
