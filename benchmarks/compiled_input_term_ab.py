@@ -56,7 +56,8 @@ def main(argv: list[str]) -> None:
             run(layer)
             times[name].append(time.perf_counter() - start)
     base = sorted(times["torch.nn.LSTM"])[rounds // 2]
-    print(f"\nB={B} T={T} I={n_in} H={H} L={L}, CPU {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}")
+    cpu = torch.backends.cpu.get_cpu_capability()
+    print(f"\nB={B} T={T} I={n_in} H={H} L={L}, CPU {cpu}, torch {torch.__version__}")
     print("| implementation | median ms | x torch.nn |\n|---|---:|---:|")
     for name, t in times.items():
         median = sorted(t)[rounds // 2]
