@@ -608,19 +608,34 @@ def val_by_seconds(run: Path) -> list[tuple[float, float]]:
     return [(seconds[r["step"]], r["val/loss"]) for r in recs if "val/loss" in r and r["step"] in seconds]
 
 
-def render_gpt_lstm(d: Path) -> str:
+def plot_val_curves(file: str, curves: dict[str, list[tuple[float, float]]], xlabel: str, line: float | None = None):
+    """docs/results/FILE: each labelled (training seconds, val loss) curve against minutes, and a level line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    rows, best_by = [], {}
+    for label, curve in curves.items():
+        ax.plot([t / 60 for t, _ in curve], [v for _, v in curve], marker="o", label=label)
+    if line is not None:
+        ax.axhline(line, color="grey", linestyle="--", linewidth=1, label=f"{line:.2f} nats/char")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("val loss (nats/char)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / file, dpi=110)
+    plt.close(fig)
+
+
+def render_gpt_lstm(d: Path) -> str:
+    rows, best_by, curves = [], {}, {}
     for name, label in (("gpt", "GPT (2,000 steps)"), ("lstm", "LSTM (shakespeare_char_lstm)")):
         run = newest_run(d, name)
-        curve = val_by_seconds(run)
+        curve = curves[label] = val_by_seconds(run)
         s = json.loads((run / "summary.json").read_text())
-        ax.plot([t / 60 for t, _ in curve], [v for _, v in curve], marker="o", label=label)
         at = {m: min((v for t, v in curve if t <= m * 60), default=None) for m in (5, 10, 15)}
         best_by[name.upper()] = (at, s["seconds"] / 60)
         rows.append(
@@ -628,14 +643,7 @@ def render_gpt_lstm(d: Path) -> str:
             + [fmt(at[m], 3) for m in at]
             + [fmt(s["best_val/loss"], 3)]
         )
-    ax.set_xlabel("training minutes (one thread)")
-    ax.set_ylabel("val loss (nats/char)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / "gpt_vs_lstm.png", dpi=110)
-    plt.close(fig)
+    plot_val_curves("gpt_vs_lstm.png", curves, "training minutes (one thread)")
     return (
         "Tiny Shakespeare (90/10 split), validation loss in nats per character against training time: the GPT "
         "preset's first recipe (2,000 steps of 16 windows of 128 characters; evaluated every 250 steps), the LSTM "
@@ -650,27 +658,12 @@ def render_gpt_lstm(d: Path) -> str:
 
 
 def render_gpt_budget(d: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     run = newest_run(d, "gpt")
     curve = val_by_seconds(run)
     s = json.loads((run / "summary.json").read_text())
     steps = [r["step"] for r in records(run) if "val/loss" in r]
     wall = json.loads((d / "done.json").read_text())["seconds"] if (d / "done.json").is_file() else None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([t / 60 for t, _ in curve], [v for _, v in curve], marker="o", label="val (GPT preset)")
-    ax.axhline(1.50, color="grey", linestyle="--", linewidth=1, label="1.50 nats/char")
-    ax.set_xlabel("training minutes (two threads)")
-    ax.set_ylabel("val loss (nats/char)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / "gpt_budget.png", dpi=110)
-    plt.close(fig)
+    plot_val_curves("gpt_budget.png", {"val (GPT preset)": curve}, "training minutes (two threads)", line=1.50)
     rows = [[f"{step:,}", fmt(t / 60, 1), fmt(v, 3)] for step, (t, v) in zip(steps, curve)]
     final = curve[-1][1]
     best = min(range(len(curve)), key=lambda i: curve[i][1])
