@@ -90,8 +90,9 @@ def run_with_deadline(
     pytest.fail(f"{' '.join(cmd[:6])} ... did not finish within {timeout} s; its output:\n{log.read_text()[-12000:]}")
 
 
-def torchrun(tmp_path: Path, *args: str, name: str = "torchrun") -> tuple[int, str]:
-    """``torchrun --standalone --nproc_per_node=2 -m seqlab ARGS`` under a deadline: (exit status, output)."""
+def torchrun(tmp_path: Path, *args: str, name: str = "torchrun", script: Path | None = None) -> tuple[int, str]:
+    """``torchrun --standalone --nproc_per_node=2 -m seqlab ARGS`` (or ``SCRIPT ARGS``) under a deadline:
+    (exit status, output)."""
     cmd = [
         sys.executable,
         "-m",
@@ -99,8 +100,7 @@ def torchrun(tmp_path: Path, *args: str, name: str = "torchrun") -> tuple[int, s
         "--standalone",
         "--nproc_per_node=2",
         "--local-addr=127.0.0.1",
-        "-m",
-        "seqlab",
+        *(["-m", "seqlab"] if script is None else [str(script)]),
         *args,
     ]
     env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"}  # workers use the agent's store: no port is chosen twice
@@ -190,3 +190,32 @@ def test_non_finite_loss_is_reported_once_by_rank_0(tmp_path, configs_dir):
         "or train.precision=fp32"
     ], output[-6000:]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
+
+
+SHUTDOWN_PROBE = """\
+import gc, sys
+from torch.nn.parallel import DistributedDataParallel
+import seqlab.runs.train as runs_train
+from seqlab.cli import main
+
+def shutdown(wait=True):
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    print(f"DDP wrappers alive at shutdown: {alive}", flush=True)
+    return SHUTDOWN(wait)
+
+SHUTDOWN, runs_train.shutdown = runs_train.shutdown, shutdown
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_the_ddp_wrapper_is_let_go_before_the_group_is_torn_down(tmp_path, configs_dir):
+    """A DDP wrapper outliving its process group is destroyed when the trainer goes, after a peer may have
+    exited: CI once saw rank 1 hang there. Each process must have let go of it before shutting down."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(SHUTDOWN_PROBE)
+    config = str(configs_dir / "digits_lstm.toml")
+    rc, output = torchrun(tmp_path, "train", config, *ARGS, "--out", str(tmp_path / "runs"), "--quiet", script=probe)
+    assert rc == 0, output[-6000:]
+    reports = [line for line in output.splitlines() if line.startswith("DDP wrappers alive")]
+    assert reports == ["DDP wrappers alive at shutdown: 0"] * 2, output[-6000:]

@@ -248,6 +248,10 @@ def fit_run(
     except BaseException:
         shutdown(wait=False)
         raise
+    # The same on success: a DDP wrapper still held after the group is torn down is destroyed later, when
+    # this function's caller lets the trainer go, and by then a peer may have exited. CI saw rank 1 hang
+    # there, past its caller's last line, after rank 0 had finished and left.
+    trainer.release_distributed()
     shutdown()
     return trainer, fit, test, run_dir
 

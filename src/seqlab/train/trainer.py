@@ -13,6 +13,7 @@ non-finite losses), ``checkpoint`` (files, RNG states), ``distributed`` (device,
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 import warnings
@@ -334,8 +335,13 @@ class Trainer:
         }
 
     def release_distributed(self) -> None:
-        """Let go of the DDP wrapper (and its hold on the process group) before the group is torn down."""
-        self.net = self.model
+        """Let go of the DDP wrapper (and its hold on the process group) before the group is torn down.
+
+        The wrapper is destroyed here, cycles included, while every peer is still in the group.
+        """
+        if self.net is not self.model:
+            self.net = self.model
+            gc.collect()
 
     def seconds(self) -> float:
         """Training time of this run so far, over every session (resumes included)."""
