@@ -78,8 +78,8 @@ def test_a_step_on_the_input_term_computed_ahead_equals_the_step_on_x_t(cls):
 @pytest.mark.slow
 def test_inductor_compiled_equals_reference(monkeypatch):
     """The real thing, once: inductor's kernels for a bidirectional LSTM on a packed batch with
-    variational dropout, float32, within 1e-5; a second batch size reuses the compile
-    (dynamic batch), and no_grad compiles its own forward-only graph with the same numbers."""
+    variational dropout, float32, within 1e-5; no_grad compiles its own forward-only graph with the
+    same numbers, and a smaller batch after it runs padded on that compile."""
     monkeypatch.setattr(routes, "_UNAVAILABLE", {})
     reason = routes.compile_unavailable_reason(torch.device("cpu"))
     assert reason is None, f"torch.compile is unavailable on this machine: {reason}"
@@ -89,7 +89,7 @@ def test_inductor_compiled_equals_reference(monkeypatch):
     ref = snn.LSTM(4, 5, batch_first=True, impl="reference").eval()
     ref.load_state_dict(layer.state_dict())
     with torch.no_grad():
-        for batch in (2, 3):
+        for batch in (3, 2):
             x = torch.randn(batch, 6, 4)
             assert_close(layer(x)[0], ref(x)[0], f"no_grad output, batch {batch}")
 
@@ -217,20 +217,41 @@ def test_tbptt_through_the_trainer_compiled_equals_reference(aot_eager, tmp_path
     assert_close(list(weights["compiled"].values()), list(weights["reference"].values()), "trained weights")
 
 
-def test_one_compile_per_shape_family(aot_eager):
-    """A new layer of the same shape reuses the compiled code; a second batch size recompiles once
-    with the batch dynamic, a third not at all; variable-length batches of 5 and 6 steps share one
-    compile (padded to 8 steps)."""
+def test_one_compile_per_shape_family(aot_eager, monkeypatch):
+    """A new layer of the same shape reuses the compiled code; a smaller batch runs padded on the
+    compile of the largest batch so far, a larger one compiles anew (static shapes); variable-length
+    batches of 5 and 6 steps share one compile (padded to 8 steps), and a shorter batch of them too."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
+    monkeypatch.setattr(compiled, "_LARGEST_BATCH", {})
     graphs = lambda: counters["stats"]["unique_graphs"]  # noqa: E731
     start = graphs()
-    for batch in (2, 2, 7, 9):
+    for batch, new_graphs in ((7, 1), (7, 1), (2, 1), (5, 1), (9, 2), (2, 2)):
         layer = snn.GRU(3, 4, batch_first=True, impl="compiled")  # a new instance each time
         layer(torch.randn(batch, 2, 3))[0].sum().backward()
-    assert graphs() - start == 2
+        assert graphs() - start == new_graphs, batch
     layer(torch.randn(3, 6, 3), lengths=torch.tensor([6, 2, 5]))[0].sum().backward()
     layer(torch.randn(3, 5, 3), lengths=torch.tensor([5, 2, 5]))[0].sum().backward()
+    layer(torch.randn(2, 5, 3), lengths=torch.tensor([5, 2]))[0].sum().backward()
     assert graphs() - start == 3
+
+
+class _EveryFamilyRanEleven(dict):
+    def get(self, key, default=None):
+        return 11
+
+
+@pytest.mark.parametrize("variant,packed", [("lstm", True), ("gru", False), ("layernorm_lstm", False)])
+def test_a_short_batch_runs_padded_on_a_larger_batchs_compile(aot_eager, monkeypatch, variant, packed):
+    """As an epoch's short last batch does: the batch of 3 runs padded to 11 rows of zeros (a larger
+    batch ran before) and gives the reference's outputs, final states and gradients, dropout,
+    variational dropout and initial state included."""
+    monkeypatch.setattr(compiled, "_LARGEST_BATCH", _EveryFamilyRanEleven())
+    batches = []
+    call = compiled._call
+    monkeypatch.setattr(compiled, "_call", lambda layer, x, *rest: batches.append(x.size(1)) or call(layer, x, *rest))
+    results = _run_impls(variant, 0.3, 0.4, packed=packed, impls=("reference", "compiled"))
+    assert batches == [11]
+    _assert_same(results, variant)

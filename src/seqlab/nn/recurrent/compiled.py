@@ -9,12 +9,16 @@ forward is one graph, so inductor fuses each step's pointwise work (gates, cell 
 kernel around the recurrent matrix product and writes the backward the same way. What a
 learner reads is what runs.
 
-Compiled once per shape family: the sequence length is static (the loop is unrolled), the batch
-size dynamic (torch.compile's automatic dynamic shapes: a second batch size recompiles once, with
-the batch symbolic), and a new dtype, device, layer configuration or grad mode compiles anew.
-Variable-length input (a PackedSequence or ``lengths=``) runs padded, with a (T, B) mask that
-keeps a sequence's state past its end, and its length rounded up to a multiple of
-:data:`LENGTH_BUCKET` so that batches of different lengths share a compile.
+Compiled once per shape family, every shape static: the sequence length (the loop is unrolled)
+and the batch size. A batch smaller than the largest one the family has run is padded with rows
+of zeros up to it (an epoch's short last batch reuses the training compile; the padded rows'
+outputs are dropped, so they add nothing to any gradient); a larger batch compiles anew. A new
+dtype, device, layer configuration or grad mode compiles anew. (torch.compile's automatic dynamic
+shapes, the previous choice, recompiled at the first short batch with the batch symbolic: 79 s at
+the lab's shapes, more than an epoch's training.) Variable-length input (a PackedSequence or
+``lengths=``) runs padded, with a (T, B) mask that keeps a sequence's state past its end, and its
+length rounded up to a multiple of :data:`LENGTH_BUCKET` so that batches of different lengths
+share a compile.
 
 Random masks (dropout between layers, variational dropout) are drawn eagerly, before the
 compiled code runs, in the order and with the ops of the eager loop: the same seed gives the
@@ -39,6 +43,7 @@ RECOMPILE_LIMIT = 64  # shape families one process may compile (dynamo's default
 BACKEND = "inductor"  # torch.compile's backend (the tests also run "aot_eager": the same graph, uncompiled kernels)
 _COMPILED: dict = {}  # backend -> torch.compile(unrolled_stack, backend=...), made on first use
 compile_seconds: dict[str, float] = {}  # shape family -> seconds its first call took (the compile)
+_LARGEST_BATCH: dict[tuple, int] = {}  # shape family (but the batch) -> the largest batch it has run
 
 
 def unrolled_stack(layer, x: Tensor, valid: Tensor | None, states: State, rmasks: list, dmasks: list):
@@ -95,29 +100,47 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
     D = 2 if layer.bidirectional else 1
     H_out = layer.proj_size or layer.hidden_size
     padded = all(b == B for b in sizes)
+    T_run = T if padded else -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
+    family = (type(layer), T_run, steps.size(-1), H_out, layer.num_layers, D, steps.dtype, steps.device.type)
+    family += (torch.is_grad_enabled(),)
+    B_run = _LARGEST_BATCH[family] = max(B, _LARGEST_BATCH.get(family, 0))  # B, or rows of zeros up to B_run
     if padded:
-        x, valid, T_run = steps.view(T, B, steps.size(-1)), None, T  # (T, B, H_in)
+        x, valid = steps.view(T, B, steps.size(-1)), None  # (T, B, H_in)
     else:
         x, _ = pad_packed_sequence(PackedSequence(steps, torch.tensor(sizes)))  # (T, B, H_in), sorted batch
-        T_run = -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
-        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, T_run - T))  # (T_run, B, H_in)
         live = torch.tensor(sizes + [0] * (T_run - T))  # sequences still running at each step
-        running = torch.arange(B)[None, :] < live[:, None]  # (T_run, B), on the CPU
-        # Row t * B + b of the padded (T_run * B) rows for each packed row, in packed order; found on
-        # the CPU, so that moving rows between the layouts never waits for the GPU (boolean indexing does).
+        running = torch.arange(B_run)[None, :] < live[:, None]  # (T_run, B_run), on the CPU
+        # Row t * B_run + b of the padded (T_run * B_run) rows for each packed row, in packed order; found
+        # on the CPU, so that moving rows between the layouts never waits for the GPU (boolean indexing does).
         packed_rows = running.flatten().nonzero().squeeze(1).to(steps.device)  # (N,)
-        valid = running.to(steps.device)
+        valid = running.to(steps.device).unsqueeze(-1)  # (T_run, B_run, 1)
+    x = _pad(x, 1, B_run, T_run)  # (T_run, B_run, H_in)
+    states = tuple(_pad(s, 1, B_run) for s in states)  # each (num_layers * D, B_run, *)
     rmasks, dmasks = [], []
     for k in range(layer.num_layers):  # the eager loop's draws, in its order
-        rmasks += [layer._recurrent_mask(B, steps) for _ in range(D)]
+        rmasks += [_pad(layer._recurrent_mask(B, steps), 0, B_run) for _ in range(D)]
         mask = layer._dropout_mask(k, (steps.size(0), D * H_out), steps)  # (N, D * H_out), as eager
-        if mask is not None and not padded:
-            mask = mask.new_zeros(T_run * B, D * H_out).index_copy_(0, packed_rows, mask)
-        dmasks.append(None if mask is None else mask.view(T_run, B, D * H_out))
-    valid_3d = None if valid is None else valid.unsqueeze(-1)  # (T_run, B, 1)
-    out, finals = _call(layer, x, valid_3d, states, rmasks, dmasks)
-    out = out.reshape(T_run * B, D * H_out)
-    return (out if padded else out.index_select(0, packed_rows)), finals  # (N, D * H_out)
+        if mask is not None:
+            if padded:
+                mask = _pad(mask.view(T, B, D * H_out), 1, B_run)
+            else:
+                mask = mask.new_zeros(T_run * B_run, D * H_out).index_copy_(0, packed_rows, mask)
+        dmasks.append(None if mask is None else mask.view(T_run, B_run, D * H_out))
+    out, finals = _call(layer, x, valid, states, rmasks, dmasks)  # (T_run, B_run, D * H_out), each (L * D, B_run, *)
+    finals = tuple(f[:, :B] for f in finals)
+    if not padded:
+        return out.reshape(T_run * B_run, D * H_out).index_select(0, packed_rows), finals  # (N, D * H_out)
+    return out[:, :B].reshape(T * B, D * H_out), finals
+
+
+def _pad(t: Tensor | None, dim: int, size: int, length: int | None = None) -> Tensor | None:
+    """``t`` with rows of zeros after its own along ``dim``, up to ``size`` (and along dim 0 up to ``length``)."""
+    if t is None or (t.size(dim) == size and (length is None or t.size(0) == length)):
+        return t
+    widths = [0, 0] * (t.dim() - 1 - dim) + [0, size - t.size(dim)]  # F.pad counts from the last dim
+    if length is not None:
+        widths += [0, 0] * (dim - 1) + [0, length - t.size(0)]
+    return torch.nn.functional.pad(t, widths)
 
 
 def _call(layer, x, valid, states, rmasks, dmasks):
@@ -125,7 +148,7 @@ def _call(layer, x, valid, states, rmasks, dmasks):
         return unrolled_stack(layer, x, valid, states, rmasks, dmasks)
     compiled = _COMPILED.get(BACKEND)
     if compiled is None:
-        compiled = _COMPILED[BACKEND] = torch.compile(unrolled_stack, backend=BACKEND)
+        compiled = _COMPILED[BACKEND] = torch.compile(unrolled_stack, backend=BACKEND, dynamic=False)
     family = (
         f"{type(layer).__name__} T={x.size(0)} {x.dtype} {x.device.type} "
         f"{'grad' if torch.is_grad_enabled() else 'no_grad'} L={layer.num_layers} D={1 + layer.bidirectional}"
