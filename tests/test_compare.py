@@ -222,3 +222,18 @@ def test_seq2seq_rnn_family_names_the_cells_it_takes(configs_dir):
         plan_compare(exp, ("gru", "rnn"))
     assert "'rnn' has no model" in str(err.value) and "seq2seq_rnn takes no cell 'rnn'" in str(err.value)
     assert str(err.value).endswith("families that do: lstm, gru, transformer")
+
+
+def test_a_setting_one_family_cannot_take_is_named_as_such(configs_dir):
+    """model.init = 'chrono' (or a forget-gate bias) on the rnn family: the setting is the problem, not the task."""
+    from seqlab.config import ConfigError
+
+    exp = load_experiment(configs_dir / "digits_lstm.toml", ["--model.init=chrono", "--model.chrono_max=8"])
+    assert [m.family for m in plan_compare(exp, ("lstm", "gru")).members] == ["lstm", "gru"]
+    with pytest.raises(ConfigError) as err:
+        plan_compare(exp, ("lstm", "rnn"))
+    assert "has no model" not in str(err.value)
+    assert str(err.value) == (
+        "the rnn family (rnn_classifier with cell 'rnn'): model.init = 'chrono' sets a gate's bias, and "
+        "model.cell = 'rnn' has no gate; use lstm, gru or layernorm_lstm; or leave it out with --models"
+    )

@@ -403,6 +403,31 @@ def test_a_run_saved_without_its_vocabulary_falls_back_to_its_data_with_a_warnin
     assert code == 2 and "stores no vocabulary" in err and out == "", err
 
 
+def test_a_run_saved_without_its_vocabulary_exports_it_from_its_data_where_it_is_now(runs, tmp_path, capsys):
+    code, _, err = _cli(capsys, "export", runs["gpt"], "--format", "safetensors", "--out", tmp_path / "stored")
+    assert code == 0, err
+    run = _copy_run(runs["gpt"], tmp_path)
+    gone = tmp_path / "gone.txt"
+
+    def saved_before_vocabularies(ckpt):
+        ckpt.pop("vocabularies")
+        ckpt["data_config"]["path"] = str(gone)  # and its data has moved since
+
+    _edit_checkpoints(run, saved_before_vocabularies)
+    code, out, err = _cli(capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "a")
+    assert code == 2 and "--data.path" in err and not (tmp_path / "a").exists(), err
+    moved = tmp_path / "moved.txt"
+    moved.write_text(TEXT, encoding="utf-8")
+    code, out, err = _cli(
+        capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "a", f"--data.path={moved}"
+    )
+    assert code == 0, err
+    exported = json.loads((tmp_path / "a" / "vocab.json").read_text())
+    assert exported == json.loads((tmp_path / "stored" / "vocab.json").read_text())
+    code, out, err = _cli(capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "b", "--data.seq_len=4")
+    assert code == 2 and "only the data's location can be given" in err and not (tmp_path / "b").exists(), err
+
+
 # -- 4. sources the model does not know, empty sources, special tokens ------------------------------------------
 
 

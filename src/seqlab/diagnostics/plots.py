@@ -75,14 +75,9 @@ class RunDiagnostics:
             )
         if example < 0:
             raise ConfigError(f"--example must be >= 0, got {example}")
-        from ..data import LOCATION_KEYS
+        from ..runs.store import check_data_location
 
-        other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
-        if other:
-            raise ConfigError(
-                f"only the data's location can be given for an existing run (--data.path, --data.root), "
-                f"not --data.{other[0]}: its data config is the one it was trained with"
-            )
+        check_data_location(data_location)  # before anything is loaded: loading waits for a plot that needs it
         if checkpoint != "last.pt" and not (self.run_dir / "checkpoints" / checkpoint).is_file():  # a typo: say so
             from ..runs import read_run_checkpoint
 

@@ -176,9 +176,19 @@ def family_model(family: str, base, task: Task, info: dict[str, Any]):
     if family != "transformer":
         try:
             cfg = dataclasses.replace(cfg, cell=family)
-        except ValueError:  # the model does not take this cell (seq2seq_rnn: gru and lstm only)
-            raise ValueError(f"{name} takes no cell {family!r}") from None
+        except ValueError as err:
+            if str(err).startswith("model.cell must be one of"):  # seq2seq_rnn: gru and lstm only
+                raise ValueError(f"{name} takes no cell {family!r}") from None
+            # The config's other settings do not fit this family's cell (model.init = 'chrono' and the rnn
+            # family, which has no gate): the user's to change, not a family the task lacks.
+            raise FamilyConflict(
+                f"the {family} family ({name} with cell {family!r}): {err}; or leave it out with --models"
+            ) from None
     return fill_from_data(cfg, info)
+
+
+class FamilyConflict(ConfigError):
+    """A setting of the config that one family's model cannot take."""
 
 
 def _width_key(cfg) -> str:
@@ -241,12 +251,14 @@ def plan_compare(
         try:
             models[family] = family_model(family, exp.model, task, info)
         except ValueError as err:  # also ConfigError: a default that this data cannot shape
-            missing[family] = str(err)
+            missing[family] = err
     wanted_missing = [f for f in families if f in missing]
     if wanted_missing:
         family = wanted_missing[0]
+        if isinstance(missing[family], FamilyConflict):
+            raise missing[family]
         have = [f for f in FAMILIES if f in models]
-        why = f" ({missing[family]})" if missing[family] else ""
+        why = f" ({missing[family]})" if str(missing[family]) else ""
         raise ConfigError(
             f"model family {family!r} has no model for {task} data '{data.name}'{why}; "
             f"families that do: {', '.join(have) or 'none'}"

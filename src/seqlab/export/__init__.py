@@ -29,16 +29,19 @@ def export_run(
     out: str | Path | None = None,
     checkpoint: str = "last.pt",
     force: bool = False,
+    data_location: dict[str, str] | None = None,
 ) -> tuple[Path, list[str]]:
     """Export ``RUN_DIR/checkpoints/<checkpoint>`` as ``format`` into ``out`` (default RUN_DIR/export/<format>).
 
-    Returns the folder and the names of the files written in it.
+    ``data_location`` (e.g. ``{"path": ...}``): where the run's data is now, for a run that reads it
+    (saved before vocabularies were stored with runs, or a series run). Returns the folder and the
+    names of the files written in it.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out) if out is not None else Path(run_dir) / "export" / format
     check_out(out, force)  # before the (slow) work, so a refusal costs nothing
-    run = read_run(run_dir, checkpoint)
+    run = read_run(run_dir, checkpoint, data_location)
     if format == "safetensors":
         from .safetensors import write_safetensors as write
     elif format == "onnx":

@@ -66,9 +66,10 @@ class ExportedRun:
         return self._decoding[2]
 
 
-def read_run(run_dir: str | Path, checkpoint: str = "last.pt") -> ExportedRun:
-    """The run's model rebuilt from ``checkpoints/<checkpoint>``, and its vocabularies; ConfigError if unreadable."""
-    exp, model, ckpt = load_run(run_dir, checkpoint, action="export")
+def read_run(run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict | None = None) -> ExportedRun:
+    """The run's model rebuilt from ``checkpoints/<checkpoint>``, and its vocabularies; ConfigError if unreadable.
+    ``data_location``: where the run's data is now, if it moved (see :func:`seqlab.runs.load_run`)."""
+    exp, model, ckpt = load_run(run_dir, checkpoint, data_location, action="export")
     task = Task(ckpt.get("task", Task.CLASSIFICATION))
     return ExportedRun(
         run_dir=Path(run_dir),

@@ -144,6 +144,16 @@ def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "last.pt", action
     return ckpt
 
 
+def check_data_location(data_location: dict[str, str] | None) -> None:
+    """An existing run takes only its data's location (``LOCATION_KEYS``): its data config is its own."""
+    other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
+    if other:
+        raise ConfigError(
+            f"only the data's location can be given for an existing run (--data.path, --data.root), "
+            f"not --data.{other[0]}: its data config is the one it was trained with"
+        )
+
+
 def load_run(
     run_dir: str | Path, checkpoint: str = "last.pt", data_location: dict[str, str] | None = None, action: str = "load"
 ) -> tuple[Experiment, torch.nn.Module, dict]:
@@ -153,12 +163,7 @@ def load_run(
     the run's data is now; only the keys in ``LOCATION_KEYS`` may be given.
     """
     ckpt = read_run_checkpoint(run_dir, checkpoint, action)
-    other = sorted(set(data_location or {}) - set(LOCATION_KEYS))
-    if other:
-        raise ConfigError(
-            f"only the data's location can be given for an existing run (--data.path, --data.root), "
-            f"not --data.{other[0]}: its data config is the one it was trained with"
-        )
+    check_data_location(data_location)
     exp = experiment_from_dict(
         {
             "model": ckpt["model_config"],
