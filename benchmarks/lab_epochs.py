@@ -33,7 +33,9 @@ def main() -> None:
     impls = (sys.argv[1] if len(sys.argv) > 1 else "fused,compiled,fused,compiled").split(",")
     epochs = sys.argv[2] if len(sys.argv) > 2 else "1"
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    print(f"cpu {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"cpu {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as out:
         for i, impl in enumerate(impls):
@@ -54,7 +56,9 @@ def main() -> None:
             )
     base = statistics.mean(seconds[impls[0]])
     for impl, values in seconds.items():
-        print(f"{impl}: mean training {statistics.mean(values):.1f} s, x {impls[0]}: {statistics.mean(values) / base:.2f}")
+        print(
+            f"{impl}: mean training {statistics.mean(values):.1f} s, x {impls[0]}: {statistics.mean(values) / base:.2f}"
+        )
 
 
 if __name__ == "__main__":

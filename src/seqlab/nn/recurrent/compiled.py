@@ -10,9 +10,10 @@ kernel around the recurrent matrix product and writes the backward the same way.
 learner reads is what runs.
 
 Compiled once per shape family, every shape static: the sequence length (the loop is unrolled)
-and the batch size. A batch smaller than the largest one the family has run is padded with rows
-of zeros up to it (an epoch's short last batch reuses the training compile; the padded rows'
-outputs are dropped, so they add nothing to any gradient); a larger batch compiles anew. A new
+and the batch size. A batch smaller than one the family has compiled (up to :data:`PAD_LIMIT`
+times its size) is padded with rows of zeros up to it: an epoch's short last batch reuses the
+training compile, and the padded rows' outputs are dropped, so they add nothing to any gradient.
+Any other batch size compiles anew. A new
 dtype, device, layer configuration or grad mode compiles anew. (torch.compile's automatic dynamic
 shapes, the previous choice, recompiled at the first short batch with the batch symbolic: 79 s at
 the lab's shapes, more than an epoch's training.) Variable-length input (a PackedSequence or
@@ -43,7 +44,8 @@ RECOMPILE_LIMIT = 64  # shape families one process may compile (dynamo's default
 BACKEND = "inductor"  # torch.compile's backend (the tests also run "aot_eager": the same graph, uncompiled kernels)
 _COMPILED: dict = {}  # backend -> torch.compile(unrolled_stack, backend=...), made on first use
 compile_seconds: dict[str, float] = {}  # shape family -> seconds its first call took (the compile)
-_LARGEST_BATCH: dict[tuple, int] = {}  # shape family (but the batch) -> the largest batch it has run
+PAD_LIMIT = 8  # a batch runs padded onto a compile of at most this many times its rows, else compiles its own
+_BATCHES: dict[tuple, set[int]] = {}  # shape family (but the batch) -> the batch sizes compiled for it
 
 
 def unrolled_stack(layer, x: Tensor, valid: Tensor | None, states: State, rmasks: list, dmasks: list):
@@ -103,7 +105,7 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
     T_run = T if padded else -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
     family = (type(layer), T_run, steps.size(-1), H_out, layer.num_layers, D, steps.dtype, steps.device.type)
     family += (torch.is_grad_enabled(),)
-    B_run = _LARGEST_BATCH[family] = max(B, _LARGEST_BATCH.get(family, 0))  # B, or rows of zeros up to B_run
+    B_run = _batch_to_run(family, B)  # B, or B and rows of zeros up to a batch size already compiled
     if padded:
         x, valid = steps.view(T, B, steps.size(-1)), None  # (T, B, H_in)
     else:
@@ -131,6 +133,18 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
     if not padded:
         return out.reshape(T_run * B_run, D * H_out).index_select(0, packed_rows), finals  # (N, D * H_out)
     return out[:, :B].reshape(T * B, D * H_out), finals
+
+
+def _batch_to_run(family: tuple, B: int) -> int:
+    """The smallest batch size compiled for ``family`` that holds B rows and wastes at most PAD_LIMIT times
+    B; else B, which is then compiled (an epoch's short last batch reuses the compile of the full one,
+    one example after a large evaluation batch does not run padded to it)."""
+    compiled = _BATCHES.setdefault(family, set())
+    fits = [size for size in compiled if B <= size <= PAD_LIMIT * B]
+    if fits:
+        return min(fits)
+    compiled.add(B)
+    return B
 
 
 def _pad(t: Tensor | None, dim: int, size: int, length: int | None = None) -> Tensor | None:
