@@ -597,7 +597,7 @@ LSTM_STEPS = 1000  # about as long as the GPT's 2,000 steps here
 # characters, AdamW's defaults otherwise), pinned so that the comparison stays put as the preset changes.
 GPT_FIRST_RECIPE = (
     "--model.block_size=128 --data.seq_len=128 --train.batch_size=16 --train.max_steps=2000 "
-    "--data.num_windows=32000 --train.decay=all --train.beta2=0.999 --train.min_lr=0"
+    "--data.num_windows=32000 --train.decay=all --train.beta2=0.999 --train.min_lr=0 --train.weight_decay=0.1"
 )
 
 
