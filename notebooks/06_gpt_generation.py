@@ -254,7 +254,7 @@ assert torch.allclose(cached.token_log_probs, recomputed.token_log_probs, atol=1
 
 # %% [markdown]
 # `docs/results.md` trains the full preset (4 layers of 192, context 256, 5,200 steps on Tiny
-# Shakespeare, 19 minutes on two CPU threads) to 1.49-1.50 nats/char on validation; the two small
+# Shakespeare, 16 minutes on two CPU threads) to 1.488 nats/char on validation; the two small
 # layers and few hundred steps here stop well above that. `docs/benchmarks.md` times the cache
 # with `seqlab bench generate` (2.4x to 3.0x faster for 256 tokens on the 2-core build machine);
 # the speed-up above is one run of a much smaller model.
