@@ -13,13 +13,12 @@ Compiled once per shape family, every shape static: the sequence length (the loo
 and the batch size. A batch smaller than one the family has compiled (up to :data:`PAD_LIMIT`
 times its size) is padded with rows of zeros up to it: an epoch's short last batch reuses the
 training compile, and the padded rows' outputs are dropped, so they add nothing to any gradient.
-Any other batch size compiles anew. A new
-dtype, device, layer configuration or grad mode compiles anew. (torch.compile's automatic dynamic
-shapes, the previous choice, recompiled at the first short batch with the batch symbolic: 79 s at
-the lab's shapes, more than an epoch's training.) Variable-length input (a PackedSequence or
-``lengths=``) runs padded, with a (T, B) mask that keeps a sequence's state past its end, and its
-length rounded up to a multiple of :data:`LENGTH_BUCKET` so that batches of different lengths
-share a compile.
+Any other batch size, and a new dtype, device, layer configuration or grad mode, compiles anew.
+(torch.compile's automatic dynamic shapes, the previous choice, recompiled at the first short
+batch with the batch symbolic: 79 s at the lab's shapes, more than an epoch's training.)
+Variable-length input (a PackedSequence or ``lengths=``) runs padded, with a (T, B) mask that
+keeps a sequence's state past its end, and its length rounded up to a multiple of
+:data:`LENGTH_BUCKET` so that batches of different lengths share a compile.
 
 Random masks (dropout between layers, variational dropout) are drawn eagerly, before the
 compiled code runs, in the order and with the ops of the eager loop: the same seed gives the
@@ -136,9 +135,9 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
 
 
 def _batch_to_run(family: tuple, B: int) -> int:
-    """The smallest batch size compiled for ``family`` that holds B rows and wastes at most PAD_LIMIT times
-    B; else B, which is then compiled (an epoch's short last batch reuses the compile of the full one,
-    one example after a large evaluation batch does not run padded to it)."""
+    """The smallest batch size compiled for ``family`` that holds B rows and at most PAD_LIMIT times B; else
+    B, which is then compiled (an epoch's short last batch reuses the compile of the full one, one
+    example after a large evaluation batch does not run padded to it)."""
     compiled = _BATCHES.setdefault(family, set())
     fits = [size for size in compiled if B <= size <= PAD_LIMIT * B]
     if fits:
