@@ -102,7 +102,7 @@ def run_compiled(layer, steps: Tensor, sizes: list[int], states: State) -> tuple
     H_out = layer.proj_size or layer.hidden_size
     padded = all(b == B for b in sizes)
     T_run = T if padded else -(-T // LENGTH_BUCKET) * LENGTH_BUCKET
-    family = (type(layer), T_run, steps.size(-1), layer.hidden_size, H_out, layer.num_layers, D)
+    family = (BACKEND, type(layer), T_run, steps.size(-1), layer.hidden_size, H_out, layer.num_layers, D)
     family += (steps.dtype, steps.device.type, torch.is_grad_enabled())
     B_run = _batch_to_run(family, B)  # B, or B and rows of zeros up to a batch size already compiled
     if padded:

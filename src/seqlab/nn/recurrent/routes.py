@@ -79,9 +79,10 @@ def select_route(layer: _RecurrentBase, x: Tensor, *, return_gates: bool) -> Rou
       layer torch has, no gate recording, no variational dropout while training); else "reference".
     - impl="compiled": "compiled"; "reference" when recording gates (the eager loop records them).
     - impl="auto": "native" as "fused" does (for the LSTM, torch's kernel is about as fast as the
-      compiled equations: compiled / torch 1.05-1.20 at the lab's size, 0.89 at T=100, H=512 on the
-      CPU, one run each, and it costs no compile); else as "compiled" (LayerNormLSTM, custom
-      cells, variational dropout while training).
+      compiled equations or faster: compiled / torch 1.01-1.20 at B=128, T=28, H=256 and 0.89 at
+      B=64, T=100, H=512 on the CPU, 1.41-1.51 for a whole epoch of the lab preset at batch 32, and
+      it costs no compile); else as "compiled" (LayerNormLSTM, custom cells, variational dropout
+      while training).
 
     On the CPU "auto" compiles the GRU too: torch has no oneDNN kernel for it, and the compiled
     equations ran forward+backward in 0.81x nn.GRU's time (docs/benchmarks.md).
