@@ -206,8 +206,9 @@ def trainer_steps(args) -> None:
 
 def products(args) -> None:
     """The forward's 28 recurrent products at the lab's size, H_{t-1} (32, 256) by W_h^T (256, 1024)
-    plus the input term: MKL's addmm, oneDNN's linear with W_h packed once, and the same through the
-    experiment's library op. Median ms of 7 rounds of 100 repeats."""
+    plus the input term: MKL's addmm, oneDNN's linear with W_h packed once, the same through the
+    experiment's library op, and (the reference) the same multiply-adds as one GEMM, as the input
+    term's product runs. Median ms of 7 rounds of 100 repeats."""
     B, H, T = 32, 256, 28
     h = [torch.randn(B, H) for _ in range(T)]
     term = [torch.randn(B, 4 * H) for _ in range(T)]
@@ -227,7 +228,14 @@ def products(args) -> None:
         for t in range(T):
             torch.ops.seqlab_bench.linear(h[t], w.t(), token, -1) + term[t]
 
+    xs, terms = torch.cat(h), torch.cat(term)  # (T * B, H), (T * B, 4H): the same multiply-adds in one product
+    out = torch.empty_like(terms)  # written in place: a fresh 3.7 MB output would time the page faults
+
+    def one_gemm():
+        torch.addmm(terms, xs, w.t(), out=out)
+
     fns = {"MKL addmm": mkl, "oneDNN packed": onednn, "oneDNN packed, library op": library_op}
+    fns["one (896, 256) by (256, 1024) GEMM, the reference"] = one_gemm
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(7):
         for name, fn in fns.items():
@@ -237,8 +245,10 @@ def products(args) -> None:
             for _ in range(100):
                 fn()
             times[name].append((time.perf_counter() - start) / 100 * 1e3)
+    flops = 2 * T * B * H * 4 * H
     for name, v in times.items():
-        print(f"{name}: {statistics.median(v):.2f} ms for 28 products ({min(v):.2f}-{max(v):.2f})")
+        ms = statistics.median(v)
+        print(f"{name}: {ms:.2f} ms ({min(v):.2f}-{max(v):.2f}), {flops / ms / 1e6:.0f} GFLOP/s")
 
 
 def main() -> None:
