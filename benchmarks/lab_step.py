@@ -1,14 +1,15 @@
-"""Issue 24: the lab classifier's training step, forward / backward / optimizer, per route; and one experiment.
+"""Issue 24: the lab classifier's training step, forward / backward / optimizer, per route; and two experiments.
 
     python benchmarks/lab_step.py ROUTE [--data mnist|random] [--ftz] [--steps N]
     python benchmarks/lab_step.py ROUTE --trainer N     # the lab preset itself, N steps: samples/s
     python benchmarks/lab_step.py ROUTE --profile       # torch.profiler's table over 30 steps
     python benchmarks/lab_step.py products              # 28 recurrent products: MKL, oneDNN packed
 
-ROUTE: ``fused`` (torch's kernel), ``compiled`` (seqlab's compiled route) or ``onednn``: the compiled
-route with an inductor graph pass, defined below and nowhere in the library, that runs each recurrent
-matrix product on oneDNN with the weight packed once per graph call instead of MKL's sgemm per step.
-It is kept so that the numbers in docs/benchmarks.md ("issue 24, fourth session") can be rerun.
+ROUTE: ``fused`` (torch's kernel), ``compiled`` (seqlab's compiled route), or one of two experiments:
+the compiled route with an inductor graph pass, defined below and nowhere in the library, applied to
+the recurrent matrix products. ``onednn`` runs them on oneDNN with the weight packed once per graph
+call, instead of MKL's sgemm per step. ``unfused`` writes addmm as mm plus an add. They are kept so
+that the numbers in docs/benchmarks.md ("issue 24, fourth session") can be rerun; neither paid.
 
 The step: the lab model (configs/mnist_lab.toml: 2-layer LSTM of 256, batch 32, 28 rows of 28), its
 cross-entropy, backward, clip to 1.0, AdamW. ``--data mnist`` (default): consecutive MNIST training
@@ -69,85 +70,77 @@ _LIB.impl("pack", lambda mat2, rows, slot: mat2.new_empty((), dtype=torch.int64)
 _LIB.impl("linear", lambda mat1, mat2, packed, slot: mat1.new_empty(mat1.size(0), mat2.size(1)), "Meta")
 
 
+def shared_products(graph: torch.fx.Graph, targets: tuple) -> dict[torch.fx.Node, list[torch.fx.Node]]:
+    """The products (``targets``: aten.mm / aten.addmm) of at most 512 float32 CPU rows whose right
+    operand is one node shared by >= 4 of them, by that operand: the recurrent products, the forward's
+    H_{t-1} W_h^T and the backward's dL/dH_{t-1} = dL/dA_t W_h (W_h's gradients have a new operand each)."""
+    shared: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    for n in graph.nodes:
+        if n.op != "call_function" or n.kwargs or n.target not in targets:
+            continue
+        rows = n.args[-2].meta.get("val")
+        if rows is not None and rows.dtype == torch.float32 and rows.device.type == "cpu" and rows.size(0) <= 512:
+            shared.setdefault(n.args[-1], []).append(n)
+    return {b: users for b, users in shared.items() if len(users) >= 4}
+
+
+def _replace(graph: torch.fx.Graph, n: torch.fx.Node, product: tuple) -> None:
+    """Put ``product`` (target, args) in place of the mm / addmm ``n``, with addmm's added term after it."""
+    with graph.inserting_before(n):
+        new = graph.call_function(*product)
+        new.meta["val"] = n.meta["val"].new_empty(n.meta["val"].shape)
+        if n.target is aten.addmm.default:  # bias + mat1 @ mat2: the add joins the pointwise kernel after it
+            new = graph.call_function(aten.add.Tensor, (new, n.args[0]))
+            new.meta["val"] = n.meta["val"]
+    n.replace_all_uses_with(new)
+    graph.erase_node(n)
+
+
 class OneDNNProducts(CustomGraphPass):
-    """Post-grad pass: every mm / addmm whose right operand is one node shared by >= 4 products with
-    at most 512 rows (the recurrent products, forward and the backward's dL/dH) -> seqlab_bench::linear."""
+    """Post-grad pass: the shared-operand products -> seqlab_bench::linear, the operand packed once."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        shared: dict[torch.fx.Node, list[torch.fx.Node]] = {}
-        for n in graph.nodes:
-            if n.op != "call_function" or n.kwargs or n.target not in (aten.mm.default, aten.addmm.default):
-                continue
-            a, b = n.args[-2:]
-            va = a.meta.get("val")
-            if va is not None and va.dtype == torch.float32 and va.device.type == "cpu" and va.size(0) <= 512:
-                shared.setdefault(b, []).append(n)
-        for b, users in shared.items():
-            if len(users) < 4:
-                continue
+        for b, users in shared_products(graph, (aten.mm.default, aten.addmm.default)).items():
             slot = next(_SLOTS)
             with graph.inserting_before(users[0]):
                 rows = users[0].args[-2].meta["val"].size(0)
                 packed = graph.call_function(torch.ops.seqlab_bench.pack.default, (b, rows, slot))
                 packed.meta["val"] = b.meta["val"].new_empty((), dtype=torch.int64)
             for n in users:
-                with graph.inserting_before(n):
-                    new = graph.call_function(torch.ops.seqlab_bench.linear.default, (n.args[-2], b, packed, slot))
-                    new.meta["val"] = n.meta["val"].new_empty(n.meta["val"].shape)
-                    if n.target is aten.addmm.default:  # bias + mat1 @ mat2
-                        new = graph.call_function(aten.add.Tensor, (new, n.args[0]))
-                        new.meta["val"] = n.meta["val"]
-                n.replace_all_uses_with(new)
-                graph.erase_node(n)
+                _replace(graph, n, (torch.ops.seqlab_bench.linear.default, (n.args[-2], b, packed, slot)))
 
-    def uuid(self):
-        return get_hash_for_files((__file__,))
+    def uuid(self):  # inductor's cache key: this pass's name and this file's contents
+        return type(self).__name__ + get_hash_for_files((__file__,)).hex()
 
 
 class UnfusedAddmm(CustomGraphPass):
-    """Post-grad pass: addmm(bias, a, b) -> mm(a, b) + bias for the shared-operand products (as in
-    OneDNNProducts), so that the add joins the pointwise kernel after it instead of addmm copying
-    bias into its output first."""
+    """Post-grad pass: the shared-operand addmm(bias, a, b) -> mm(a, b) + bias, so that the add joins
+    the pointwise kernel after it instead of addmm copying bias into its output first."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        shared: dict[torch.fx.Node, list[torch.fx.Node]] = {}
-        for n in graph.nodes:
-            if n.op == "call_function" and not n.kwargs and n.target is aten.addmm.default:
-                shared.setdefault(n.args[2], []).append(n)
-        for users in shared.values():
-            if len(users) < 4:
-                continue
+        for users in shared_products(graph, (aten.addmm.default,)).values():
             for n in users:
-                with graph.inserting_before(n):
-                    mm = graph.call_function(aten.mm.default, n.args[1:])
-                    mm.meta["val"] = n.meta["val"].new_empty(n.meta["val"].shape)
-                    new = graph.call_function(aten.add.Tensor, (mm, n.args[0]))
-                    new.meta["val"] = n.meta["val"]
-                n.replace_all_uses_with(new)
-                graph.erase_node(n)
+                _replace(graph, n, (aten.mm.default, n.args[1:]))
 
-    def uuid(self):
-        return get_hash_for_files((__file__,))
+    def uuid(self):  # inductor's cache key: this pass's name and this file's contents
+        return type(self).__name__ + get_hash_for_files((__file__,)).hex()
+
+
+PASSES = {"onednn": OneDNNProducts, "unfused": UnfusedAddmm}  # experiments: the compiled route plus a pass
 
 
 def use_route(route: str) -> str:
-    if route == "unfused":
-        compiled._COMPILED[compiled.BACKEND] = torch.compile(
-            compiled.unrolled_stack,
-            backend=compiled.BACKEND,
-            dynamic=False,
-            options={"post_grad_custom_post_pass": UnfusedAddmm()},
-        )
-        return "compiled"
-    if route == "onednn":
-        compiled._COMPILED[compiled.BACKEND] = torch.compile(
-            compiled.unrolled_stack,
-            backend=compiled.BACKEND,
-            dynamic=False,
-            options={"post_grad_custom_post_pass": OneDNNProducts()},
-        )
-        return "compiled"
-    return route
+    """Install an experiment's compile of the compiled route (module state: one route per process);
+    returns the model.impl to train with."""
+    if route not in PASSES:
+        return route
+    compiled._COMPILED[compiled.BACKEND] = torch.compile(
+        compiled.unrolled_stack,
+        backend=compiled.BACKEND,
+        dynamic=False,
+        options={"post_grad_custom_post_pass": PASSES[route]()},
+    )
+    return "compiled"
 
 
 def step_phases(args) -> None:
@@ -253,7 +246,7 @@ def products(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("route", choices=["fused", "compiled", "onednn", "unfused", "products"])
+    parser.add_argument("route", choices=["fused", "compiled", *PASSES, "products"])
     parser.add_argument("--data", choices=["mnist", "random"], default="mnist")
     parser.add_argument("--ftz", action="store_true", help="flush denormal floats to zero")
     parser.add_argument("--steps", type=int, default=300)
