@@ -29,6 +29,18 @@ from seqlab.train.config import load_experiment
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist_lab.toml"
 
 
+def train_lab(overrides: list[str], out: Path) -> tuple[dict, list[float], float]:
+    """Train the lab preset with ``overrides`` into ``out``: its summary.json, the samples/s logged every
+    log_every steps (the first two windows, which hold the compile, left out) and the wall seconds."""
+    exp = load_experiment(CONFIG, [*overrides, "--train.tensorboard=false"])
+    start = time.perf_counter()
+    run = train_experiment(exp, out=out, argv=[], progress=False)
+    wall = time.perf_counter() - start
+    summary = json.loads((run / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return summary, [r["train/samples_per_s"] for r in rows if "train/samples_per_s" in r][2:], wall
+
+
 def main() -> None:
     impls = (sys.argv[1] if len(sys.argv) > 1 else "fused,compiled,fused,compiled").split(",")
     epochs = sys.argv[2] if len(sys.argv) > 2 else "1"
@@ -39,14 +51,7 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as out:
         for i, impl in enumerate(impls):
-            overrides = [f"--model.impl={impl}", f"--train.epochs={epochs}", "--train.tensorboard=false"]
-            exp = load_experiment(CONFIG, overrides)
-            start = time.perf_counter()
-            run = train_experiment(exp, out=Path(out) / str(i), argv=[], progress=False)
-            wall = time.perf_counter() - start
-            summary = json.loads((run / "summary.json").read_text())
-            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-            rates = [r["train/samples_per_s"] for r in rows if "train/samples_per_s" in r][2:]
+            summary, rates, wall = train_lab([f"--model.impl={impl}", f"--train.epochs={epochs}"], Path(out) / str(i))
             seconds.setdefault(impl, []).append(summary["seconds"])
             print(
                 f"{impl}: training {summary['seconds']:.1f} s, wall {wall:.1f} s, "

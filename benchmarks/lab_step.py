@@ -27,22 +27,20 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from lab_epochs import CONFIG, train_lab  # this script's folder is on sys.path when run as a script
 from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 
 from seqlab.data.idx import mnist
 from seqlab.models import build_model
 from seqlab.nn.recurrent import compiled
-from seqlab.runs import train_experiment
 from seqlab.train.config import load_experiment
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist_lab.toml"
 aten = torch.ops.aten
 
 # The experiment: seqlab_bench::pack packs a (K, N) right operand for oneDNN and keeps it under a slot
@@ -152,8 +150,8 @@ def step_phases(args) -> None:
     if args.data == "random":
         batches = [(torch.rand(B, 28, 28), torch.randint(0, 10, (B,))) for _ in range(16)]
     else:
-        x, y = mnist().tensors  # (60000, 28, 28), (60000,)
-        batches = [(x[i : i + B], y[i : i + B]) for i in range(0, (args.steps + 50) * B, B)]
+        x, y = mnist().tensors  # (60000, 28, 28), (60000,): consecutive batches, cycled past the last
+        batches = [(x[i : i + B], y[i : i + B]) for i in range(0, min(args.steps + 50, len(x) // B) * B, B)]
     phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
     for i in range(args.steps + 50):
         x, y = batches[i % len(batches)]
@@ -185,11 +183,8 @@ def step_phases(args) -> None:
 
 def trainer_steps(args) -> None:
     overrides = [f"--model.impl={use_route(args.route)}", f"--train.max_steps={args.trainer}"]
-    overrides += ["--train.eval_every=0", "--train.tensorboard=false", "--train.log_every=20"]
     with tempfile.TemporaryDirectory() as out:
-        run = train_experiment(load_experiment(CONFIG, overrides), out=Path(out), argv=[], progress=False)
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rates = [r["train/samples_per_s"] for r in rows if "train/samples_per_s" in r][2:]  # after the compile
+        _, rates, _ = train_lab([*overrides, "--train.eval_every=0", "--train.log_every=20"], Path(out))
     print(
         f"{args.route} (trainer, {args.trainer} steps): samples/s median {statistics.median(rates):.0f} "
         f"({min(rates):.0f}-{max(rates):.0f})",
@@ -254,7 +249,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table over 30 steps")
     args = parser.parse_args()
-    if args.ftz:  # before any parallel region: OpenMP's threads take the setting from the thread that starts them
+    if args.ftz:  # a per-thread flag: set before the threads are, in case OpenMP's threads inherit it
         torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     cpu = torch.backends.cpu.get_cpu_capability()
