@@ -41,17 +41,24 @@ def _assert_same(results, variant, atol=PARITY_TOL):
 def test_compiled_equals_reference(aot_eager, variant):
     """2 layers, bidirectional, dropout between layers and variational dropout (the same masks from
     the same seed), a packed batch of three lengths, a random initial state: outputs, final states
-    and gradients within 1e-5 (LayerNormLSTM's gradients: 1e-5 of the largest, as in
-    test_recurrent_variants)."""
+    and gradients within 1e-5. LayerNormLSTM's gradients: within 1e-5 of the largest gradient of
+    any parameter, max(1, max |g|). Its norms' backward divides by each row's standard deviation,
+    which amplifies float32 rounding: here gradients reach 12 and differ by up to 2.2e-5 absolute,
+    1.8e-6 of that scale. The float64 test below holds them to 1e-10."""
     results = _run_impls(variant, 0.3, 0.4, packed=True, impls=("reference", "compiled"))
     _assert_same(results, variant)
     no_dropout = _run_impls(variant, 0.0, 0.0, packed=True, impls=("reference",))["reference"][0]
     assert (no_dropout - results["reference"][0]).abs().max() > 1e-3  # the masks did something
 
 
-def test_compiled_equals_reference_float64_padded(aot_eager):
-    results = _run_impls("lstm", 0.3, 0.4, packed=False, dtype=torch.float64, impls=("reference", "compiled"))
-    _assert_same(results, "lstm", atol=1e-10)
+@pytest.mark.parametrize("variant", ["lstm", "layernorm_lstm"])
+def test_compiled_equals_reference_float64_padded(aot_eager, variant):
+    results = _run_impls(variant, 0.3, 0.4, packed=False, dtype=torch.float64, impls=("reference", "compiled"))
+    y0, s0, g0 = results["reference"]
+    y, s, g = results["compiled"]
+    assert_close(y, y0, "compiled output", atol=1e-10)
+    assert_close(s, s0, "compiled final state", atol=1e-10)
+    assert_close(g, g0, "compiled parameter grads", atol=1e-10)
 
 
 @pytest.mark.parametrize("cls", [snn.RNN, snn.LSTM, snn.GRU, snn.LayerNormLSTM])

@@ -283,6 +283,20 @@ def test_resume_applies_and_announces_changed_train_settings(tmp_path, configs_d
     assert lrs[4] == pytest.approx(0.005) and lrs[5] == pytest.approx(0.5) and lrs[6] == pytest.approx(0.5)
 
 
+def test_resume_drops_a_killed_runs_half_line_and_later_steps(tmp_path):
+    from seqlab.train.reporting import MetricsLog
+
+    lines = [json.dumps({"step": s, "train/loss": 1.0 / s}) for s in (1, 2, 3)]
+    # a run killed mid-write: steps past the checkpoint (step 2), then half a line
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 4, "train/lo')
+    log = MetricsLog(tmp_path, tensorboard=False, resume_step=2)
+    log.log(3, {"train/loss": 0.25})
+    log.close()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [{"step": 1, "train/loss": 1.0}, {"step": 2, "train/loss": 0.5}, {"step": 3, "train/loss": 0.25}]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temp file left beside it
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, configs_dir, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text((configs_dir / "digits_lstm.toml").read_text().replace("[train]", "train = 3\n[xtrain]"))

@@ -214,6 +214,48 @@ def test_transformer_encoder_decoder_shapes_and_causality():
     assert (out2[:, -1] - out[:, -1]).abs().max().item() > 1e-3
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_decoder_from_torch_parity(norm_first):
+    """The whole encoder-decoder (2 + 2 layers, both stacks' final norms) against torch.nn.Transformer
+    with the same weights: padded source, causal target, outputs and gradients within 1e-5."""
+    torch.manual_seed(2)
+    theirs = _randomise(nn.Transformer(D, H, 2, 2, FF, dropout=0.0, batch_first=True, norm_first=norm_first), 2)
+    ours = snn.Transformer(D, H, 2, 2, FF, dropout=0.0, norm_first=norm_first).eval()
+    for mine, their in ((ours.encoder, theirs.encoder), (ours.decoder, theirs.decoder)):
+        for i, layer in enumerate(their.layers):
+            mine.layers[i] = type(mine.layers[i]).from_torch(layer)
+        mine.norm.load_state_dict(their.norm.state_dict())
+    src = torch.randn(3, 7, D, requires_grad=True)
+    tgt = torch.randn(3, 5, D, requires_grad=True)
+    src_lengths = torch.tensor([7, 4, 2])
+    src_ignore = ~masks.padding_mask(src_lengths, 7)
+
+    out_t = theirs(
+        src,
+        tgt,
+        tgt_mask=nn.Transformer.generate_square_subsequent_mask(5),
+        tgt_is_causal=True,
+        src_key_padding_mask=src_ignore,
+        memory_key_padding_mask=src_ignore,
+    )
+    keys = masks.key_padding_mask(src_lengths, 7)
+    out_o, _ = ours(src, tgt, src_mask=keys, memory_mask=keys)
+    assert_close(out_o, out_t, "output")
+
+    gy = torch.randn_like(out_o)
+    e0, d1 = ("encoder", 0), ("decoder", 1)
+    layer = lambda model, where: getattr(model, where[0]).layers[where[1]]  # noqa: E731
+    p_t = [src, tgt, layer(theirs, e0).linear1.weight, layer(theirs, d1).multihead_attn.out_proj.weight]
+    p_t += [layer(theirs, d1).self_attn.in_proj_weight, theirs.encoder.norm.weight, theirs.decoder.norm.bias]
+    p_o = [src, tgt, layer(ours, e0).ff.linear1.weight, layer(ours, d1).cross_attn.out_proj.weight]
+    p_o += [layer(ours, d1).self_attn.q_proj.weight, ours.encoder.norm.weight, ours.decoder.norm.bias]
+    g_t, g_o = _grads(out_t, p_t, gy), _grads(out_o, p_o, gy)
+    assert_close(g_o[:4], g_t[:4], "grads (src, tgt, encoder linear1, decoder cross out_proj)")
+    assert_close(g_o[4], g_t[4][:D], "grad of the decoder's self-attention q_proj.weight")
+    assert_close(g_o[5:], g_t[5:], "grads of the stacks' final norms")
+    assert g_o[0][2, 2:].abs().max() == 0  # padded source positions get no gradient
+
+
 @pytest.mark.parametrize("rotary", [False, True])
 def test_decoder_only_stack_incremental_decoding_equals_full_pass(rotary):
     torch.manual_seed(0)

@@ -77,7 +77,8 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda fh: fh.write(text), mode="w")
+    """``atomic_write`` of a text, in UTF-8 whatever the locale (config.toml is read back as UTF-8)."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def available_memory() -> int | None:

@@ -281,7 +281,7 @@ def continue_from(
 def write_run_files(run_dir: Path, configs: dict[str, Any], argv: list[str] | None, resumed: bool) -> None:
     """``config.toml`` (the resolved config) and ``command.txt`` (every command line that trained the run)."""
     atomic_write_text(run_dir / "config.toml", dump_toml(configs))
-    previous = (run_dir / "command.txt").read_text() if resumed and (run_dir / "command.txt").is_file() else ""
+    previous = (run_dir / "command.txt").read_text("utf-8") if resumed and (run_dir / "command.txt").is_file() else ""
     args = sys.argv[1:] if argv is None else argv
     atomic_write_text(run_dir / "command.txt", previous + shlex.join(["seqlab", *args]) + "\n")
 

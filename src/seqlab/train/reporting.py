@@ -13,14 +13,24 @@ from typing import Any
 import torch
 
 from ..task import Task
+from ..utils import atomic_write_text
 from .metrics import task_metrics
+
+
+def _step(line: str) -> float:
+    """The step a line of metrics.jsonl logged; infinity for a line that cannot be read (the half line a
+    killed run may leave), so that resuming drops it with the steps after the checkpoint."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, TypeError, KeyError):
+        return math.inf
 
 
 class MetricsLog:
     """One JSON object per logged step or evaluation in ``metrics.jsonl``, mirrored to TensorBoard.
 
-    Resuming from step k first drops whatever a killed run had logged after k, so the curves
-    never double back.
+    Resuming from step k first drops whatever a killed run had logged after k (and a half-written
+    line), so the curves never double back; the file is rewritten atomically.
     """
 
     def __init__(self, run_dir: Path | None, tensorboard: bool = True, resume_step: int | None = None):
@@ -29,12 +39,8 @@ class MetricsLog:
             return
         path = run_dir / "metrics.jsonl"
         if resume_step is not None and path.is_file():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= resume_step
-            ]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line in path.read_text(errors="replace").splitlines() if _step(line) <= resume_step]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
         self._fh = path.open("a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
