@@ -295,6 +295,23 @@ def test_a_non_empty_out_is_kept_unless_forced(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fsync's file names from /proc/self/fd")
+def test_exported_files_reach_the_disk_before_the_folder_is_renamed(tmp_path, monkeypatch):
+    import os
+
+    model = tiny(ClassifierConfig(input_size=4, hidden_size=8))
+    run = make_run(tmp_path, model, DIGITS, "classification")
+    out, synced, fsync = tmp_path / "out", [], os.fsync
+
+    def record(fd):
+        synced.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, out.exists()))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(out)]) == 0
+    assert sorted(synced) == [("config.json", False), ("model.safetensors", False)]  # each, before `out` existed
+
+
 def test_gpt_activation_is_checked_and_gelu_tanh_is_gpt2s_gelu_new():
     from seqlab.nn.transformer import ACTIVATIONS
 

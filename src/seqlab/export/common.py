@@ -147,6 +147,13 @@ def check_out(out: Path, force: bool) -> None:
         raise ConfigError(f"--out {out} exists and is not empty; give another --out, or --force to replace it")
 
 
+def _sync_files(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path, force: bool) -> Iterator[Path]:
     """A temporary folder beside ``out`` to write into; renamed to ``out`` when the block ends without error."""
@@ -156,6 +163,7 @@ def atomic_dir(out: Path, force: bool) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         yield tmp
+        _sync_files(tmp)  # on disk before the rename: a power cut never leaves a renamed folder of empty files
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
         old = None
         if out.exists():
