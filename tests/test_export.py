@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from seqlab.config import ConfigError, to_dict
 from seqlab.data.seq2seq import ReverseConfig
 from seqlab.data.text import CharLMConfig
 from seqlab.export import export_run, load_vocabularies
+from seqlab.export.common import _export_files
 from seqlab.generate import generate
 from seqlab.models import (
     GPT,
@@ -88,6 +90,7 @@ def test_safetensors_round_trip_gives_equal_outputs_without_reading_a_pickle(tmp
     out, files = export_run(run, format="safetensors")
     assert out == run / "export" / "safetensors"
     assert sorted(p.name for p in out.iterdir()) == sorted(files) == ["config.json", "model.safetensors", "vocab.json"]
+    assert _export_files(out) == set(files)
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"] == to_dict(model.config) and config["source"]["step"] == 7
     assert config["seqlab_version"] == seqlab.__version__
@@ -147,7 +150,9 @@ def run_onnx(path: Path, **inputs: torch.Tensor) -> np.ndarray:
 def export_onnx(run: Path, out: Path) -> Path:
     pytest.importorskip("onnxscript", reason="ONNX export needs onnx and onnxscript (the export extra)")
     pytest.importorskip("onnxruntime", reason="the ONNX checks need onnxruntime (the dev extra)")
-    return export_run(run, format="onnx", out=out)[0]
+    out = export_run(run, format="onnx", out=out)[0]
+    assert _export_files(out) == {p.name for p in out.iterdir()}  # --force may replace it
+    return out
 
 
 @pytest.mark.slow
@@ -289,16 +294,42 @@ def test_a_non_empty_out_is_kept_unless_forced(tmp_path, capsys):
     (out / "mine.txt").write_text("keep me")
     argv = ["export", str(run), "--format", "safetensors", "--out", str(out)]
     assert "--force" in one_line_error(capsys, argv)
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    assert main([*argv, "--force"]) == 0
+    assert "holds mine.txt, which seqlab export did not write" in one_line_error(capsys, [*argv, "--force"])
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
+    assert main(argv) == 0  # an empty folder takes the export
+    assert main([*argv, "--force"]) == 0  # and --force replaces that export
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+def test_force_replaces_only_an_earlier_export(tmp_path, capsys):
+    """--out given a run directory, a folder of runs or a run's checkpoints/ is refused even with
+    --force, and nothing in it changes; an earlier export is replaced."""
+    model = tiny(ClassifierConfig(input_size=4, hidden_size=8))
+    runs = tmp_path / "runs"
+    run = make_run(runs, model, DIGITS, "classification")
+    (runs / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    for out, named in ((run, "checkpoints"), (runs, "notes.txt"), (run / "checkpoints", "last.pt")):
+        err = one_line_error(capsys, ["export", str(run), "--format", "safetensors", "--out", str(out), "--force"])
+        assert f"--out {out} holds" in err and named in err and "seqlab export did not write" in err, err
+    assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before
+    out = tmp_path / "out"
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(out)]) == 0
+    first = (out / "config.json").read_text()
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "config.json").read_text() == first
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(
+        ["config.json", "model.safetensors"], 0o666 & ~umask
+    )  # safetensors writes 0600; the export gives every file the usual permissions
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fsync's file names from /proc/self/fd")
 def test_exported_files_reach_the_disk_before_the_folder_is_renamed(tmp_path, monkeypatch):
-    import os
-
     model = tiny(ClassifierConfig(input_size=4, hidden_size=8))
     run = make_run(tmp_path, model, DIGITS, "classification")
     out, synced, fsync = tmp_path / "out", [], os.fsync
@@ -344,6 +375,7 @@ def test_hf_export_loads_in_transformers_with_equal_logits_and_greedy_text(tmp_p
     assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "seqlab.json", "README.md"} <= set(
         files
     )
+    assert _export_files(out) == set(files)  # the manifest lists every file: --force may replace the folder
     hf = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
     x = torch.randint(0, CHARS, (3, 16))
     with torch.no_grad():

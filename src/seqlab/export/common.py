@@ -30,6 +30,7 @@ from ..train.config import Experiment
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
+SEQLAB_FILE = "seqlab.json"  # an hf export's manifest (its config.json is GPT-2's)
 
 
 @dataclass
@@ -139,17 +140,48 @@ def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+MANIFESTS = (CONFIG_FILE, SEQLAB_FILE)  # the file that lists an export's files: safetensors and ONNX; hf
+
+
 def check_out(out: Path, force: bool) -> None:
-    """Refuse an existing non-empty ``out`` unless ``force``; refuse a file where a folder must go."""
+    """Refuse an existing non-empty ``out`` unless ``force``; refuse a file where a folder must go.
+
+    ``force`` replaces only an earlier export: a folder whose every entry its manifest (config.json,
+    or seqlab.json for hf) lists. Anything else (a run directory, a folder of runs, ``checkpoints/``)
+    is refused even with ``force``: replacing it would delete what export never wrote.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
         raise ConfigError(f"--out {out} exists and is not empty; give another --out, or --force to replace it")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _export_files(out))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(
+            f"--out {out} holds {shown}, which seqlab export did not write: --force replaces only an earlier "
+            "export, and would delete them; give another --out"
+        )
 
 
-def _sync_files(folder: Path) -> None:
+def _export_files(folder: Path) -> set[str]:
+    """The names an earlier export in ``folder`` wrote: its manifest and the files it lists (empty if none)."""
+    for manifest in MANIFESTS:
+        try:
+            value = json.loads((folder / manifest).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict) and "seqlab_version" in value and isinstance(value.get("files"), dict):
+            return {manifest, *map(str, value["files"])}
+    return set()
+
+
+def _settle_files(folder: Path) -> None:
+    """Each file on disk (fsync) with the usual permissions (safetensors writes its file 0600)."""
     for path in sorted(folder.rglob("*")):
         if path.is_file():
+            os.chmod(path, 0o666 & ~_umask())
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
 
@@ -163,7 +195,7 @@ def atomic_dir(out: Path, force: bool) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         yield tmp
-        _sync_files(tmp)  # on disk before the rename: a power cut never leaves a renamed folder of empty files
+        _settle_files(tmp)  # on disk before the rename: a power cut never leaves a renamed folder of empty files
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
         old = None
         if out.exists():

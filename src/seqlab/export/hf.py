@@ -13,9 +13,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..models.gpt_hf import check_gpt2_compatible, gpt2_config_values, to_gpt2_state_dict
-from .common import VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
-
-SEQLAB_FILE = "seqlab.json"
+from .common import SEQLAB_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
 
 README = """\
 # {name}: a seqlab GPT as Hugging Face GPT-2
@@ -75,7 +73,9 @@ def write_hf(run: ExportedRun, out: Path) -> None:
         hf.eval().save_pretrained(str(out))
     finally:
         hf_logging.enable_progress_bar()
-    files = {"config.json": "GPT-2's config", "model.safetensors": "GPT-2's weights"}
+    known = {"config.json": "GPT-2's config", "model.safetensors": "GPT-2's weights"}
+    # whatever else save_pretrained writes (generation_config.json): listed, so that --force may replace the folder
+    files = {p.name: known.get(p.name, "written by transformers' save_pretrained") for p in sorted(out.iterdir())}
     characters = _is_characters(run)
     if characters:
         files |= {Path(f).name: "tokenizer" for f in _tokenizer(run.vocabularies["vocab"]).save_pretrained(str(out))}
