@@ -141,10 +141,13 @@ def test_bench_help_lists_the_benchmarks(capsys):
     assert main(["bench", "--help"]) == 0
     out = capsys.readouterr().out
     bench = Path(__file__).resolve().parent.parent / "src" / "seqlab" / "bench"
-    names = sorted(p.stem for p in bench.glob("*.py") if p.stem != "__init__")
-    assert {"attention", "recurrent"} <= set(names)
+    names = sorted(p.stem for p in bench.glob("*.py") if "\ndef main(" in p.read_text())
+    assert {"attention", "recurrent", "gpt"} <= set(names)
     for name in names:
         assert f"\n  {name} " in out
+    assert "\n  timing " not in out  # the benchmarks' shared timing helper is no benchmark
+    assert main(["bench", "timing"]) == 2
+    assert "unknown benchmark 'timing'; available: attention, generate, gpt, recurrent" in capsys.readouterr().err
 
 
 def test_commands_without_overrides_say_so(tmp_path, capsys):

@@ -22,7 +22,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def benchmarks() -> list[tuple[str, str]]:
-    """(name, first docstring line) of each module in seqlab.bench, read without importing it (no torch)."""
+    """(name, first docstring line) of each benchmark in seqlab.bench: a module with a ``main``, read
+    without importing it (no torch). Helpers the benchmarks share (timing) are not listed."""
     import ast
     import pkgutil
 
@@ -31,19 +32,18 @@ def benchmarks() -> list[tuple[str, str]]:
     out = []
     for m in sorted(pkgutil.iter_modules(bench_pkg.__path__), key=lambda m: m.name):
         source = Path(bench_pkg.__path__[0], f"{m.name}.py")
-        doc = ast.get_docstring(ast.parse(source.read_text())) if source.is_file() else None
-        out.append((m.name, (doc or "").strip().splitlines()[0] if doc else ""))
+        if not source.is_file():
+            continue
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
+            doc = ast.get_docstring(tree)
+            out.append((m.name, doc.strip().splitlines()[0] if doc else ""))
     return out
 
 
 def run(args, extra: list[str], argv: list[str]) -> int:
-    try:
-        module = importlib.import_module(f"seqlab.bench.{args.name}")
-    except ModuleNotFoundError:
-        import pkgutil
-
-        import seqlab.bench as bench_pkg
-
-        names = sorted(m.name for m in pkgutil.iter_modules(bench_pkg.__path__))
-        raise ConfigError(f"unknown benchmark {args.name!r}; available: {', '.join(names) or 'none'}") from None
+    names = [name for name, _ in benchmarks()]
+    if args.name not in names:
+        raise ConfigError(f"unknown benchmark {args.name!r}; available: {', '.join(names) or 'none'}")
+    module = importlib.import_module(f"seqlab.bench.{args.name}")
     return int(module.main([*args.args, *extra]) or 0)

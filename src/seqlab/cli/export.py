@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, help="safetensors, onnx or hf (a GPT as Hugging Face GPT-2)")
     p.add_argument("--checkpoint", default="last.pt", help="file in RUN_DIR/checkpoints (default: last.pt)")
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export/FORMAT)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in --out (nothing else)")
     return p
 
 
