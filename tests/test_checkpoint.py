@@ -1,5 +1,6 @@
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -51,5 +52,31 @@ def test_missing_and_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"bad.pt is damaged and cannot be read \(16 bytes, not the zip"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # cut off by a full disk or an interrupted copy
+        lambda data: b"",
+        lambda data: bytes(random.Random(0).randrange(256) for _ in range(len(data))),  # overwritten
+        lambda data: b"<html>404 Not Found</html>\n",  # a failed download saved as the file
+        lambda data: data[:30] + bytes(200) + data[230:],  # a zip whose first entry's data is zeroed
+    ],
+    ids=["cut-off", "empty", "random", "html", "zeroed"],
+)
+def test_a_damaged_checkpoint_says_so_and_names_the_others(tmp_path, damage):
+    """Never a traceback, nor the "objects that are not plain tensors" refusal (whose advice, to load
+    it without weights_only, is wrong for a damaged file): the error says it is damaged and which
+    checkpoints beside it can be used instead."""
+    save_checkpoint(tmp_path / "best.pt", {"step": 1})
+    save_checkpoint(tmp_path / "last.pt", {"step": 2, "w": torch.ones(100)})
+    (tmp_path / "last.pt").write_bytes(damage((tmp_path / "last.pt").read_bytes()))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "last.pt")
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {tmp_path / 'last.pt'} is damaged and cannot be read (")
+    assert message.endswith("; other checkpoints beside it: best.pt") and "\n" not in message
+    assert load_checkpoint(tmp_path / "best.pt") == {"step": 1}

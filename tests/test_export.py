@@ -258,7 +258,7 @@ def test_refusals_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     corrupt, _ = gpt_run(tmp_path, name="corrupt")
     ckpt = corrupt / "checkpoints" / "last.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short, as by a full disk or an interrupted copy
-    assert "cannot read checkpoint" in one_line_error(capsys, ["export", str(corrupt), "--format", "onnx"])
+    assert "is damaged and cannot be read" in one_line_error(capsys, ["export", str(corrupt), "--format", "onnx"])
 
     run, _ = gpt_run(tmp_path, positions="rotary")
     err = one_line_error(capsys, ["export", str(run), "--format", "tflite"])

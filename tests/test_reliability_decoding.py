@@ -286,7 +286,7 @@ def test_plot_and_report_on_a_corrupt_checkpoint_fail_saying_so_once(runs, tmp_p
     data = (run / "checkpoints" / "last.pt").read_bytes()
     (run / "checkpoints" / "last.pt").write_bytes(data[:1000])
     code, out, err = _cli(capsys, command, run)
-    assert code != 0 and err.count("cannot read checkpoint") == 1 and "Traceback" not in err, err
+    assert code != 0 and err.count("is damaged and cannot be read") == 1 and "Traceback" not in err, err
     assert not (run / "report.html").exists()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,40 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no central directory
+        raise _damaged(
+            path, f"{path.stat().st_size} bytes, not the zip archive torch.save writes: cut off or not a checkpoint"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if damage := _zip_damage(path):  # a damaged pickle fails weights_only's checks too: say which it is
+            raise _damaged(path, damage) from None
         raise CheckpointError(
             f"refusing to load {path}: it holds objects that are not plain tensors and values "
             f"(torch.load weights_only=True rejected it: {str(err).splitlines()[0]}). "
             f"Only load checkpoints written by seqlab or from a source you trust."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    except Exception as err:  # a damaged archive fails in many ways (RuntimeError, EOFError, OSError, ...)
+        raise _damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
+def _zip_damage(path: Path) -> str | None:
+    """What is wrong with the zip archive: an entry whose bytes fail their CRC, or a broken structure; None if
+    every entry reads back intact."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"its zip structure is broken: {type(err).__name__}: {err}"
+    return f"its entry {bad} fails its CRC check" if bad else None
+
+
+def _damaged(path: Path, why: str) -> CheckpointError:
+    """A damaged checkpoint's error: what is wrong, and the run's other checkpoints to use instead."""
+    others = sorted(p.name for p in path.parent.glob("*.pt") if p != path)
+    instead = f"; other checkpoints beside it: {', '.join(others)}" if others else ""
+    return CheckpointError(f"checkpoint {path} is damaged and cannot be read ({why}){instead}")
 
 
 def rng_state() -> dict[str, Any]:
