@@ -83,6 +83,15 @@ def test_missing_files_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"seqlab train: error: config file not found: {tmp_path / 'nope.toml'}"
     assert main(["eval", str(tmp_path / "norun")]) == 2
     assert capsys.readouterr().err.strip() == f"seqlab eval: error: run directory not found: {tmp_path / 'norun'}"
+    assert main(["train", str(tmp_path)]) == 2
+    folder = f"seqlab train: error: {tmp_path} is a folder, not a config file; give a .toml file (configs/ has presets)"
+    assert capsys.readouterr().err.strip() == folder
+    (tmp_path / "config.toml").write_text("")  # a run directory given where its config goes
+    assert main(["train", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"{folder}; to go on training the run in it: seqlab train --resume {tmp_path}"
+    )
 
 
 @pytest.mark.slow

@@ -109,6 +109,13 @@ def to_dict(cfg) -> dict[str, Any]:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        hint = (
+            f"; to go on training the run in it: seqlab train --resume {path}"
+            if (path / "config.toml").is_file()
+            else ""
+        )
+        raise ConfigError(f"{path} is a folder, not a config file; give a .toml file (configs/ has presets){hint}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
