@@ -20,7 +20,11 @@ EPILOG = "overrides: --section.key=value change CONFIG for every family, e.g. --
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = command(sub, "compare", HELP, DESCRIPTION, EPILOG)
-    p.add_argument("config", help="preset TOML file; its [model] is kept for the family it belongs to")
+    p.add_argument(
+        "config",
+        help="preset TOML file; its [model] serves every family it fits (cell replaced), but only the first "
+        "family in --models keeps its width: the others are resized to match that one (--match)",
+    )
     p.add_argument(
         "--models",
         default="rnn,lstm,gru,transformer",
