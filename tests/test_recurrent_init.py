@@ -134,7 +134,7 @@ def test_errors_name_the_problem():
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))
-@pytest.mark.parametrize("cell", ["lstm", "gru", "layernorm_lstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])  # layernorm_lstm has no torch kernel: "fused" is its reference
 def test_every_impl_gives_the_same_outputs_with_every_option(cell, option):
     """torch's kernel (fused) and the reference equations on the same initialised weights (the compiled route
     runs the reference's equations: tests/test_recurrent_compiled.py)."""
