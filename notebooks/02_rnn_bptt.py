@@ -33,7 +33,7 @@ import torch
 import seqlab.nn as snn
 
 SCALE = float(os.environ.get("SEQLAB_NOTEBOOK_SCALE", "1"))  # multiplies the training budgets below
-torch.manual_seed(0)
+_ = torch.manual_seed(0)  # `_ =`: else the cell would print the generator it returns
 
 # %% [markdown]
 # ## The update, written out, against `torch.nn.RNN`

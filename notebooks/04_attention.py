@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 import seqlab.nn as snn
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)  # `_ =`: else the cell would print the generator it returns
 
 # %% [markdown]
 # ## Scaled dot-product attention with padding and causal masks
@@ -184,6 +184,7 @@ axes[1].set(
     xlabel="d_k", ylabel="entropy (nats)", title=f"Entropy of the weights (uniform: ln {T_k} = {math.log(T_k):.2f})"
 )
 axes[0].legend()
+axes[1].legend()
 plt.tight_layout()
 plt.show()
 for dk, (vs, ms, _), (vu, mu, _) in zip(widths, stats["scaled"], stats["unscaled"]):
@@ -242,12 +243,13 @@ plt.show()
 #
 # ## At full scale
 #
-# Attention and positional-encoding plots of a trained model, and the speed of each attention
-# implementation against torch's:
+# Attention and positional-encoding plots of a trained model, the same model without positions
+# (section 6's comparison), and the speed of each attention implementation against torch's:
 #
 # ```
-# seqlab train configs/reverse_transformer.toml --model.positions=none --train.max_steps=600
+# seqlab train configs/reverse_transformer.toml --train.max_steps=600
 # seqlab plot runs/<run> --what attention
 # seqlab plot runs/<run> --what posenc
+# seqlab train configs/reverse_transformer.toml --model.positions=none --train.max_steps=600
 # seqlab bench attention
 # ```

@@ -34,7 +34,7 @@ from seqlab.diagnostics.attention import attention_rollout
 from seqlab.models import ViT
 
 SCALE = float(os.environ.get("SEQLAB_NOTEBOOK_SCALE", "1"))  # multiplies the training budgets below
-torch.manual_seed(0)
+_ = torch.manual_seed(0)  # `_ =`: else the cell would print the generator it returns
 
 # %% [markdown]
 # ## Patches as a sequence
@@ -104,11 +104,12 @@ fig, axes = plt.subplots(2, 4, figsize=(9, 4.5))
 for b in range(4):
     axes[0, b].imshow(x_test[b], cmap="gray_r")
     axes[0, b].set_title(f"label {y_test[b].item()}")
-    axes[1, b].imshow(R[b, 0, 1:].reshape(4, 4), cmap="magma")
+    im = axes[1, b].imshow(R[b, 0, 1:].reshape(4, 4), cmap="magma", vmin=0, vmax=R[:4, 0, 1:].max())
     axes[1, b].set_title("rollout of the class token", fontsize=8)
 for ax in axes.flat:
     ax.axis("off")
 plt.tight_layout()
+fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8, label="share of the class token")
 plt.show()
 
 # %% [markdown]

@@ -282,6 +282,33 @@ EXPECTED = {  # run -> --what -> {file: (width, height) in pixels}; None: skippe
 }
 
 
+def test_posenc_of_a_transformer_without_positions_says_why(tmp_path, capsys):
+    from seqlab.config import to_dict
+    from seqlab.data.seq2seq import ReverseConfig
+    from seqlab.models import Seq2SeqTransformerConfig, build_model
+    from seqlab.train.checkpoint import save_checkpoint
+    from seqlab.train.config import TrainConfig
+
+    cfg = Seq2SeqTransformerConfig(
+        src_vocab_size=13, tgt_vocab_size=13, max_src_len=11, max_tgt_len=12, d_model=16, num_heads=2,
+        num_encoder_layers=1, num_decoder_layers=1, d_ff=32, positions="none",
+    )  # fmt: skip
+    payload = {
+        "model": build_model(cfg).state_dict(),
+        "model_config": to_dict(cfg),
+        "data_config": to_dict(ReverseConfig(num_train=50, num_val=5, num_test=5)),
+        "train_config": to_dict(TrainConfig()),
+        "step": 1,
+        "task": "seq2seq",
+    }
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", payload)
+    assert main(["plot", str(tmp_path / "run"), "--what", "posenc"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "skipped posenc: model 'seq2seq_transformer' has no positional encoding "
+        "(model.positions = 'none': it reads its input as a set)"
+    )
+
+
 @pytest.mark.parametrize("run", ["lstm", "vit"])
 def test_every_plot_command_writes_pngs_of_the_expected_size(runs, run, capsys):
     run_dir = runs[run]

@@ -290,10 +290,11 @@ class RunDiagnostics:
     def posenc(self) -> PlotResult:
         tables = positional_tables(self.model)
         if not tables:
-            raise Skip(
-                f"model '{self.model_name}' has no positional encoding (a recurrent model reads the order "
-                "by its recurrence)"
-            )
+            if getattr(self.exp.model, "positions", None) == "none":
+                why = "model.positions = 'none': it reads its input as a set"
+            else:
+                why = "a recurrent model reads the order by its recurrence"
+            raise Skip(f"model '{self.model_name}' has no positional encoding ({why})")
         length = _positions_used(self.exp.model)
         paths = []
         for name, kind, table, width in tables:
