@@ -80,3 +80,20 @@ def test_a_damaged_checkpoint_says_so_and_names_the_others(tmp_path, damage):
     assert message.startswith(f"checkpoint {tmp_path / 'last.pt'} is damaged and cannot be read (")
     assert message.endswith("; other checkpoints beside it: best.pt") and "\n" not in message
     assert load_checkpoint(tmp_path / "best.pt") == {"step": 1}
+
+
+def test_rng_states_of_more_gpus_than_this_machine_has_restore_what_it_has(monkeypatch):
+    """A checkpoint from an 8-GPU machine resumed on a 1-GPU one: cuda:0's state is restored, the rest
+    skipped (torch.cuda.set_rng_state_all would index past the devices and raise IndexError)."""
+    from seqlab.train.checkpoint import rng_state, set_rng_state
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state_all", lambda: [torch.full((8,), i, dtype=torch.uint8) for i in range(8)]
+    )
+    state = rng_state()
+    set_rng_state(state)
+    assert len(restored) == 1 and restored[0][1] == 0 and torch.equal(restored[0][0], torch.zeros(8, dtype=torch.uint8))

@@ -219,3 +219,34 @@ def test_the_ddp_wrapper_is_let_go_before_the_group_is_torn_down(tmp_path, confi
     assert rc == 0, output[-6000:]
     reports = [line for line in output.splitlines() if line.startswith("DDP wrappers alive")]
     assert reports == ["DDP wrappers alive at shutdown: 0"] * 2, output[-6000:]
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_with_dropout_continues_each_processs_random_stream(tmp_path, configs_dir):
+    """ViT with dropout 0.1: 12 steps straight, and 6 steps then a resume to 12, give the same weights.
+    Each process draws its own dropout masks (seed + rank) and the checkpoint keeps every process's RNG
+    state: restoring rank 0's in both would change rank 1's masks after the resume."""
+    vit = str(configs_dir / "digits_vit.toml")
+    args = [
+        "--train.batch_size=64",
+        "--train.schedule=constant",
+        "--train.warmup_steps=0",
+        "--train.eval_every=0",
+        "--train.tensorboard=false",
+        "--train.device=cpu",
+        "--model.depth=1",
+        "--quiet",
+    ]
+    rc, output = torchrun(tmp_path, "train", vit, *args, "--train.max_steps=12", "--out", str(tmp_path / "a"), name="a")
+    assert rc == 0, output[-6000:]
+    rc, output = torchrun(tmp_path, "train", vit, *args, "--train.max_steps=6", "--out", str(tmp_path / "b"), name="b")
+    assert rc == 0, output[-6000:]
+    (straight,), (resumed,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
+    ckpt = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["rng_ranks"]) == 2 and not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])
+    rc, output = torchrun(tmp_path, "train", "--resume", str(resumed), "--train.max_steps=12", "--quiet", name="resume")
+    assert rc == 0, output[-6000:]
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k

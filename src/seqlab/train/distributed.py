@@ -171,6 +171,24 @@ def gather_rows(t: torch.Tensor, info: DistInfo, dim: int = 0) -> torch.Tensor:
     return out
 
 
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every process's ``obj`` (picklable), by rank (a collective); ``[obj]`` when there is one."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def seed_this_process(seed: int, info: DistInfo) -> None:
+    """Under torchrun, give each process its own torch random stream, ``seed + rank`` (as nanoGPT does):
+    called once the model's weights are equal everywhere, so that dropout masks and teacher forcing's
+    coin flips differ between the processes' rows as they do between one process's rows. A single
+    process keeps the stream ``train.seed`` started."""
+    if info.enabled:
+        torch.manual_seed(seed + info.rank)
+
+
 def all_reduce(t: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
     """Sum (or max, min) of ``t`` over the processes; ``t`` itself when there is one."""
     if info.enabled:

@@ -37,8 +37,10 @@ from .distributed import (
     DistributedBatchSampler,
     all_reduce,
     batch_rows,
+    gather_objects,
     gather_rows,
     resolve_device,
+    seed_this_process,
     shard_rows,
 )
 from .metrics import ACCURACY_TASKS, default_metric, evaluate
@@ -103,7 +105,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.model, device_ids=ids)  # rank 0's weights, broadcast
+        seed_this_process(cfg.seed, dist_info)
         if resolve_compile(cfg.compile, self.device):
             self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(self.model, cfg)
@@ -176,9 +179,23 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "stopped_early": self.stopped_early,
             "seconds": self.seconds(),
-            "rng": rng_state(),
+            **self._rng_states(),
             **self.checkpoint_extra(),
         }
+
+    def _rng_states(self) -> dict[str, Any]:
+        """``rng``: this process's RNG states; under torchrun rank 0's, and ``rng_ranks``: every process's."""
+        states = gather_objects(rng_state(), self.dist)
+        return {"rng": states[0], "rng_ranks": states} if self.dist.enabled else {"rng": states[0]}
+
+    def _restore_rng(self, ckpt: dict[str, Any]) -> None:
+        ranks = ckpt.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])  # each process continues its own stream
+            return
+        set_rng_state(ckpt["rng"])
+        # Saved by another number of processes: the streams cannot be matched up, only kept apart.
+        seed_this_process(self.cfg.seed + self.step, self.dist)
 
     def load_state_dict(self, ckpt: dict[str, Any], path: Path | None = None) -> None:
         """Continue from a checkpoint: weights, optimiser, schedule, data position and RNGs.
@@ -204,7 +221,7 @@ class Trainer:
             group["weight_decay"] = self.cfg.weight_decay
             if "momentum" in group:
                 group["momentum"] = self.cfg.momentum
-        set_rng_state(ckpt["rng"])
+        self._restore_rng(ckpt)
         if path is not None:
             self.last_checkpoint = (self.step, path)
 
