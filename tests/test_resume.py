@@ -297,6 +297,24 @@ def test_resume_drops_a_killed_runs_half_line_and_later_steps(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temp file left beside it
 
 
+def test_resume_refuses_a_new_batch_size_mid_epoch_and_leaves_the_run(tmp_path, configs_dir, capsys):
+    args = ["--train.max_steps=4", "--model.hidden_size=8", "--train.tensorboard=false", "--quiet"]
+    assert main(["train", str(configs_dir / "digits_lstm.toml"), *args, "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    (run / "summary.json").unlink()  # as a run killed after its step-4 checkpoint
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--train.max_steps=8", "--train.batch_size=16", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"seqlab train: error: cannot resume {run} with a new train.batch_size (checkpoint 32, now 16): it stopped "
+        "4 batches into epoch 1, a position counted in the checkpoint's batches, so the rest of the epoch would "
+        "skip or repeat examples; resume with the checkpoint's value; the run is left as it was"
+    )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(["train", "--resume", str(run), "--train.max_steps=8", "--quiet"]) == 0  # a new budget is fine
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, configs_dir, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text((configs_dir / "digits_lstm.toml").read_text().replace("[train]", "train = 3\n[xtrain]"))

@@ -144,6 +144,25 @@ def check_something_to_do(trainer: Trainer, cfg, run_dir: Path) -> None:
         )
 
 
+def check_position_kept(trainer: Trainer, saved: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """Refuse, mid-epoch, a change of a setting the saved data position is counted in: the epoch's batches
+    would be cut and ordered anew, and the rest of it would skip or repeat examples (a TBPTT run's carried
+    state would not even fit). At an epoch's end every train setting may change."""
+    if trainer.batch_in_epoch == 0:
+        return
+    keys = ("batch_size", "tbptt_steps") if trainer.stream else ("batch_size", "seed", "bucket")
+    changed = [
+        f"train.{k} (checkpoint {saved[k]!r}, now {now[k]!r})" for k in keys if k in saved and saved[k] != now[k]
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir} with a new {' and '.join(changed)}: it stopped "
+            f"{trainer.batch_in_epoch:,} batches into epoch {trainer.epoch + 1}, a position counted in the "
+            f"checkpoint's batches, so the rest of the epoch would skip or repeat examples; resume with the "
+            f"checkpoint's value; the run is left as it was"
+        )
+
+
 # -- 2. the data -----------------------------------------------------------------------------------
 
 
@@ -264,6 +283,7 @@ def continue_from(
     ckpt, saved = resumed.ckpt, resumed.saved
     trainer.load_state_dict(ckpt, resumed.run_dir / "checkpoints" / "last.pt")
     check_something_to_do(trainer, trainer.cfg, resumed.run_dir)
+    check_position_kept(trainer, saved["train"], configs["train"], resumed.run_dir)
     if notify is None:
         return
     changed = config_diff(saved["train"], configs["train"], "train")
