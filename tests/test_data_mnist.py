@@ -189,6 +189,34 @@ def test_download_skips_a_mirror_with_a_bad_checksum_and_an_unreachable_one(tmp_
     assert len(mnist_download(tmp_path / "root", missing, bad, good)) == 30
 
 
+def test_a_mirror_that_drops_the_connection_mid_file_is_skipped(tmp_path, monkeypatch):
+    """http.client.IncompleteRead is no OSError: it escaped as a traceback, and the next mirror went untried."""
+    import http.client
+    import urllib.request
+
+    good, sums = make_mirror(tmp_path / "good", "test")
+    monkeypatch.setattr(idx, "MNIST_SHA256", sums)
+    open_url = urllib.request.urlopen
+
+    class Dropped:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            raise http.client.IncompleteRead(b"\x1f\x8b", 1000)
+
+    def urlopen(url, timeout=None):
+        return Dropped() if url.startswith("https://dropped.example/") else open_url(url, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    assert len(mnist_download(tmp_path / "root", "https://dropped.example/", good)) == 30
+    with pytest.raises(DataError, match=r"https://dropped.example/t10k-images-idx3-ubyte.gz: IncompleteRead"):
+        idx.download(tmp_path / "other", ["t10k-images-idx3-ubyte"], mirrors=("https://dropped.example/",))
+
+
 def test_offline_download_error_lists_each_mirror_and_what_to_put_where(tmp_path):
     root = tmp_path / "root"
     m1, m2 = (tmp_path / "a").as_uri() + "/", (tmp_path / "b").as_uri() + "/"

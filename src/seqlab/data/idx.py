@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.request
 import zlib
@@ -145,7 +146,8 @@ def download(root: str | Path, stems: list[str], mirrors=MNIST_MIRRORS, checksum
                 with urllib.request.urlopen(url, timeout=30) as resp:
                     packed = resp.read()
                 content = gzip.decompress(packed)
-            except (OSError, EOFError, zlib.error, ValueError) as err:  # URLError is an OSError
+            # URLError is an OSError; a connection dropped mid-body (IncompleteRead) an HTTPException
+            except (OSError, EOFError, zlib.error, ValueError, http.client.HTTPException) as err:
                 failures.append(f"{url}: {err}")
                 continue
             digest = hashlib.sha256(content).hexdigest()
