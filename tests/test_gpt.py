@@ -265,6 +265,28 @@ def test_trains_on_a_tiny_text_and_round_trips_its_checkpoint(text_file, tmp_pat
     assert "the test split" in capsys.readouterr().err
 
 
+def test_chain_rule_eval_reads_no_longer_windows_than_training_did(text_file, tmp_path, monkeypatch, capsys):
+    """block_size 32 trained on windows of 16: the positions 16..31 were never trained, so the strided
+    windows of `seqlab eval` are 16 long (they were block_size long)."""
+    import seqlab.runs.evaluate as evaluate_module
+
+    config = _experiment(text_file, max_steps=2).to_dict()
+    config["data"]["seq_len"] = 16
+    exp = experiment_from_dict(config)
+    assert (exp.model.block_size, exp.data.seq_len) == (32, 16)
+    run = train_experiment(exp, out=tmp_path, argv=[], progress=False)
+    contexts, real = [], evaluate_module.sequence_log_likelihood
+
+    def spy(*args, context=None, **kwargs):
+        contexts.append(context)
+        return real(*args, context=context, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "sequence_log_likelihood", spy)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "val"]) == 0
+    assert contexts == [16] and "val/nll_per_token" in json.loads(capsys.readouterr().out)
+
+
 def test_vocab_size_mismatch_and_a_too_long_window_name_both_numbers(text_file, tmp_path):
     V = len(set(TEXT))
     exp = _experiment(text_file)

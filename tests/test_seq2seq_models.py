@@ -292,6 +292,28 @@ def test_padding_does_not_change_a_sentence_outputs(name):
         )
 
 
+@pytest.mark.parametrize("name", ["gru_additive", "transformer_preln_sinusoidal"])
+def test_evaluated_loss_is_per_token_whatever_the_batch_size(name):
+    """The model's loss averages over a batch's non-pad target tokens; evaluate weights each batch's loss by
+    that count (it weighted by sentences), so the val/test loss is the token mean for every batch size."""
+    from torch.utils.data import TensorDataset
+
+    from seqlab.train.metrics import evaluate
+
+    torch.manual_seed(3)
+    model = SMALL[name]().eval()
+    x, y = reverse_batch(7, seed=4, min_len=1, max_len=5)  # lengths vary: 2 to 6 target tokens a sentence
+    with torch.no_grad():
+        logits, _ = model(x, y)
+    per_token = F.cross_entropy(logits.flatten(0, 1), y[:, 1:].flatten(), ignore_index=0, reduction="sum")
+    n_tokens = (y[:, 1:] != 0).sum()
+    assert model.loss_tokens(y) == n_tokens
+    expected = (per_token / n_tokens).item()
+    for batch_size in (1, 2, 3, 7):
+        got = evaluate(model, TensorDataset(x, y), task="seq2seq", batch_size=batch_size)["loss"]
+        assert abs(got - expected) <= 1e-6, (batch_size, got, expected)
+
+
 def test_reorder_state_selects_and_duplicates_rows():
     torch.manual_seed(3)
     for name in ("gru_additive", "transformer_preln_sinusoidal"):

@@ -160,6 +160,15 @@ def test_gradient_accumulation_equals_big_batch():
     assert torch.allclose(a.lin.weight, b.lin.weight, atol=1e-6)
 
 
+def test_a_nan_validation_value_is_never_the_best():
+    trainer = Trainer(Linear(), TrainConfig(batch_size=8, max_steps=1, **FAST), _toy(), None, task="regression")
+    assert trainer.mode == "min" and trainer.best is None
+    assert not trainer._improved(float("nan"))  # the first evaluation's NaN does not become the best
+    assert trainer._improved(1.2)
+    trainer.best = 1.2
+    assert not trainer._improved(float("nan")) and not trainer._improved(1.2) and trainer._improved(0.9)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     class Explodes(Linear):
         calls = 0

@@ -95,6 +95,11 @@ class Seq2SeqModel(nn.Module):
         c = self.config
         return {"bos": c.bos_id, "eos": c.eos_id, "pad": c.pad_id}
 
+    def loss_tokens(self, y: torch.Tensor) -> torch.Tensor:
+        """How many target tokens forward's loss averages over: y (B, U) -> the non-pad ids of y[:, 1:].
+        Evaluation weights each batch's loss by it, so the mean is per token, whatever the batching."""
+        return (y[:, 1:] != self.config.pad_id).sum()
+
     def _source(self, x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked source ids cut to the batch's longest (B, S_b), and lengths (B,)."""
         check_ids("source", x, self.config.src_vocab_size)

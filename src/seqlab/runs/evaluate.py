@@ -148,8 +148,11 @@ def evaluate_run(
         if task == Task.LANGUAGE_MODEL and isinstance(dataset, TokenIds):
             # The whole part as one stream: log P(x_1..x_T) by the chain rule, bits per character.
             first = unigram_probs(splits.train.ids, splits.info["vocab_size"])  # P(x_1): the model has no BOS
-            # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream.
-            context = exp.model.block_size if isinstance(exp.model, ContextWindow) else None
+            # A window model (a GPT) reads at most block_size tokens: strided windows instead of one stream,
+            # no longer than the windows it trained on (positions past those were never trained).
+            context = None
+            if isinstance(exp.model, ContextWindow):
+                context = min(exp.model.block_size, getattr(exp.data, "seq_len", None) or exp.model.block_size)
             metrics.update(
                 sequence_log_likelihood(model, dataset.ids, first_probs=first, device=device, context=context)
             )

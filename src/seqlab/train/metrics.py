@@ -46,29 +46,34 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and task metrics over ``dataset`` in eval mode (train mode is restored after).
 
-    The mean is per example (for sequence targets, of the per-token mean loss). Under torchrun each
-    process evaluates its share of every batch and the sums are pooled, so all agree exactly.
+    Metrics are means per example. The loss is too, except for a model whose loss averages over a
+    varying number of target tokens (``model.loss_tokens(y)``, seq2seq): then each batch's loss
+    counts once per token, so the mean is per token whatever the batch size or the number of
+    processes. Under torchrun each process evaluates its share of every batch and the sums are
+    pooled, so all agree exactly.
     """
     was_training = model.training
     model.eval()
     names = task_metric_names(task)
     dtype = _sum_dtype(device)
-    totals = torch.zeros(len(names) + 1, dtype=dtype, device=device)  # metric sums, then count
+    # metric sums (the loss's weighted by loss_weight), then the examples, then the loss's weights
+    totals = torch.zeros(len(names) + 2, dtype=dtype, device=device)
+    loss_weight = getattr(model, "loss_tokens", None) or (lambda y: len(y))
     sampler = DistributedBatchSampler(len(dataset), batch_size, seed=0, epoch=0, shuffle=False, info=dist_info)
     for x, y in batches(dataset, sampler):
         if len(x) == 0:
             continue
         x, y = x.to(device), y.to(device)
         output, loss, _ = call_model(model, x, y)
-        sums = {"loss": loss.detach() * len(x), **task_metrics(task, output, y)}
-        totals += torch.stack(
-            [*(sums[k].to(dtype) for k in names), torch.tensor(float(len(x)), dtype=dtype, device=device)]
-        )
+        weight = torch.as_tensor(loss_weight(y), dtype=dtype, device=device)
+        sums = {"loss": loss.detach().to(dtype) * weight, **task_metrics(task, output, y)}
+        count = torch.tensor(float(len(x)), dtype=dtype, device=device)
+        totals += torch.stack([*(sums[k].to(dtype) for k in names), count, weight])
     model.train(was_training)
     all_reduce(totals, dist_info)
-    if totals[-1] == 0:
+    if totals[-2] == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    return {k: (v / totals[-1]).item() for k, v in zip(names, totals[:-1])}
+    return {k: (v / totals[-1 if k == "loss" else -2]).item() for k, v in zip(names, totals[:-2])}
 
 
 def _sum_dtype(device: torch.device | str) -> torch.dtype:

@@ -238,6 +238,10 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def _improved(self, value: float) -> bool:
+        """A better validation value than the best so far (ties keep the earlier one). NaN never is: as
+        the best it would make every later value look worse, and keep best.pt at a NaN step."""
+        if math.isnan(value):
+            return False
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
     def validate(self, log: MetricsLog) -> dict[str, float]:
