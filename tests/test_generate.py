@@ -299,6 +299,23 @@ def test_a_bad_setting_is_an_error_naming_its_key(settings, key):
     assert str(err.value).startswith(key + " ")
 
 
+def test_a_malformed_prompt_is_an_error_naming_the_fix():
+    """They were IndexErrors from inside the model ("index out of range in self", "tuple index out of range")."""
+    gpt = tiny_gpt()
+    V = gpt.vocab_size
+    cases = [
+        (torch.tensor([1, 2, 3]), r"prompt must be \(B, P\) integer token ids with P >= 1, got torch.int64 of shape "
+         r"\(3,\) \(one prompt: prompt\[None\]\)"),
+        (torch.zeros(2, 0, dtype=torch.long), r"got torch.int64 of shape \(2, 0\)$"),
+        (torch.rand(1, 3), r"got torch.float32 of shape \(1, 3\)$"),
+        (torch.tensor([[1, V]]), rf"the prompt holds token id {V}, outside the model's vocabulary \(0..{V - 1}\)"),
+        (torch.tensor([[-1, 2]]), rf"the prompt holds token id -1, outside the model's vocabulary \(0..{V - 1}\)"),
+    ]  # fmt: skip
+    for prompt, message in cases:
+        with pytest.raises(ValueError, match=message):
+            generate(gpt, prompt=prompt, max_new_tokens=2)
+
+
 def test_good_settings_pass_and_generate_takes_them_by_keyword():
     GenerationConfig(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, num_return_sequences=3, seed=1)
     GenerationConfig(num_beams=5, length_penalty=0.6, num_return_sequences=5, early_stopping=True)
@@ -810,7 +827,7 @@ def test_cli_bad_flags_exit_2_naming_the_flag(runs, capsys, argv, message):
     assert code == 2 and message in err, err
 
 
-def test_cli_seq2seq_limits_and_non_generative_runs_exit_2(runs, capsys):
+def test_cli_seq2seq_limits_and_non_generative_runs_exit_2(runs, capsys, tmp_path):
     code, _, err = _run(capsys, runs["s2s"], "--prompt", "abc")
     assert code == 2 and "give --source TEXT" in err
     code, _, err = _run(capsys, runs["s2s"], "--source", "abc", "--max-new-tokens", 500)
@@ -821,6 +838,11 @@ def test_cli_seq2seq_limits_and_non_generative_runs_exit_2(runs, capsys):
     assert code == 2 and "cannot generate" in err and "language models (gpt, rnn_lm" in err and "seq2seq" in err
     code, _, err = _run(capsys, runs["gpt"], "--input", runs["gpt"] / "missing.txt")
     assert code == 2 and "cannot read --input" in err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("to be\nor not\n")
+    code, _, err = _run(capsys, runs["gpt"], "--input", prompts, "--output", tmp_path / "." / "prompts.txt")
+    assert code == 2 and "is the --input file: writing it would replace the inputs; give another --output" in err
+    assert prompts.read_text() == "to be\nor not\n"
 
 
 def test_cli_eval_with_beam_search_reports_exact_match_bleu_and_chrf(runs, capsys):

@@ -136,6 +136,10 @@ def read_inputs(args, given: str | None) -> tuple[list[str], list[str]]:
     """(texts, where each came from): the lines of --input, or the one --prompt / --source."""
     if args.input is None:
         return [args.prompt if given == "prompt" else args.source], [f"--{given}"]
+    if args.output is not None and Path(args.output).resolve() == Path(args.input).resolve():
+        raise ConfigError(
+            f"--output {args.output} is the --input file: writing it would replace the inputs; give another --output"
+        )
     try:
         texts = Path(args.input).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:

@@ -43,6 +43,20 @@ def check_output_memory(max_new_tokens: int, rows: int) -> None:
 
 
 @torch.no_grad()
+def check_prompt(prompt: torch.Tensor, vocab_size: int) -> None:
+    """A prompt is (B, P) integer ids of the model's vocabulary, P >= 1: else a ValueError naming the fix."""
+    if prompt.dim() != 2 or prompt.shape[1] == 0 or prompt.dtype.is_floating_point:
+        fix = " (one prompt: prompt[None])" if prompt.dim() == 1 else ""
+        got = f"{prompt.dtype} of shape {tuple(prompt.shape)}"
+        raise ValueError(f"prompt must be (B, P) integer token ids with P >= 1, got {got}{fix}")
+    low, high = int(prompt.min()), int(prompt.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"the prompt holds token id {high if high >= vocab_size else low}, outside the model's vocabulary "
+            f"(0..{vocab_size - 1})"
+        )
+
+
 def generate(
     model,
     *,
@@ -81,6 +95,7 @@ def generate(
     if wrong:
         raise ValueError(f"token id {wrong[0]} is outside the model's vocabulary (0..{V - 1})")
     if prompt is not None:
+        check_prompt(prompt, V)
         limit = max_context(model)
         if limit is not None and prompt.shape[1] > limit:
             warnings.warn(
