@@ -306,3 +306,42 @@ def test_large_valued_series_keeps_its_digits(tmp_path):
     t = len(values) - 1
     expected = scaler.inverse(ar.forecast(z[:t], 1)[-1])
     assert r.predictions["ar"][1][-1] == pytest.approx(expected, abs=1e-6)  # ~1e8: float32 would be off by units
+
+
+def test_missing_test_values_are_filled_for_the_inputs_but_not_scored(tmp_path):
+    """A value missing in the test part is interpolated so the windows can read it, but it is no truth:
+    the scores compare forecasts with the observed values only, and the info counts both."""
+    rng = np.random.default_rng(0)
+    values = np.cumsum(rng.normal(0.0, 1.0, size=120))
+    gaps = [103, 104, 110, 117]  # in the test part (the last 20%)
+    path = tmp_path / "gaps.csv"
+    path.write_text("t,value\n" + "\n".join(f"{i},{'' if i in gaps else repr(float(v))}" for i, v in enumerate(values)))
+    logged = []
+    r = run_forecast(
+        ForecastSettings(
+            data="series_csv",
+            models=("ar",),
+            order=3,
+            horizons=(1, 2),
+            interval_model="",
+            data_overrides=(("path", str(path)),),
+            **TINY,
+        ),
+        log=logged.append,
+    )
+    n_train, test_start = r.split_index
+    assert test_start <= min(gaps)
+    observed = np.array([t not in gaps for t in r.targets])
+    assert r.info["test_targets"] == int(observed.sum()) == len(r.targets) - 4 and r.info["test_targets_filled"] == 4
+    assert (
+        f"gaps.csv: 4 of the {len(r.targets)} test values were missing: scored on the {observed.sum()} observed ones"
+        in ("\n".join(logged))
+    )
+    truth = r.series[r.targets]
+    for name in ("naive", "ar"):
+        for h in (1, 2):
+            err = r.predictions[name][h][observed] - truth[observed]
+            assert r.metrics[name][h]["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
+            assert r.metrics[name][h]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+            everything = r.predictions[name][h] - truth
+            assert r.metrics[name][h]["mae"] != pytest.approx(np.mean(np.abs(everything)), rel=1e-6)

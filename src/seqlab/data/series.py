@@ -320,7 +320,9 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
 
 
 def _filled_info(raw: RawSeries, filled: int, files: dict) -> dict:
-    info = {"filled": filled, "time": raw.time, "source": raw.where, "files": files}
+    """What a series' info says of its values: how many were filled, and ``observed``: (L,) bool, False where
+    a value was missing and filled (``seqlab forecast`` scores only observed targets)."""
+    info = {"filled": filled, "time": raw.time, "source": raw.where, "files": files, "observed": ~np.isnan(raw.values)}
     if filled:
         info["messages"] = [
             f"{raw.where}: filled {filled:,} missing values (of {len(raw.values):,}) by linear interpolation"
@@ -343,6 +345,13 @@ def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
     Weeks absent from the file (none in statsmodels' copy) are inserted as missing, so every
     step is exactly 7 days.
     """
+    raw = _co2_weeks()
+    values, filled = fill_missing(raw, missing)
+    return values, raw.time, filled
+
+
+def _co2_weeks() -> RawSeries:
+    """The embedded CO2 file on a grid of every week, NaN where a week is missing."""
     raw = parse_series_csv(read_embedded("co2.csv"), "embedded:co2.csv", "co2", "date")  # checked by sha256
     dates = [dt.date(int(d[:4]), int(d[4:6]), int(d[6:8])) for d in raw.time]
     weeks = [(d - dates[0]).days // 7 for d in dates]
@@ -352,19 +361,13 @@ def load_co2(missing: str = "interpolate") -> tuple[np.ndarray, list[str], int]:
     for w, line in zip(weeks, raw.lines):
         lines[w] = line
     time = [(dates[0] + dt.timedelta(weeks=w)).isoformat() for w in range(len(full))]
-    values, filled = fill_missing(RawSeries(full, time, lines, raw.where), missing)
-    return values, time, filled
+    return RawSeries(full, time, lines, raw.where)
 
 
 def build_co2(cfg: CO2Config = CO2Config()) -> Splits:
-    values, time, filled = load_co2(cfg.missing)
-    info = {
-        "filled": filled,
-        "time": time,
-        "source": "embedded:co2.csv",
-        "units": "ppmv",
-        "files": embedded_files("co2.csv", read_embedded("co2.csv")),
-    }
+    raw = _co2_weeks()
+    values, filled = fill_missing(raw, cfg.missing)
+    info = {**_filled_info(raw, filled, embedded_files("co2.csv", read_embedded("co2.csv"))), "units": "ppmv"}
     if filled:
         info["messages"] = [
             f"embedded:co2.csv: filled {filled:,} missing weeks (of {len(values):,}) by linear interpolation"

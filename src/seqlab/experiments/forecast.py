@@ -294,6 +294,18 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             f"--horizons, or use a longer series"
         )
     targets = np.arange(test_start, L)  # (N,) the test part
+    # Scores compare forecasts with observed values only: a missing value filled in is no truth to score.
+    scored = np.asarray(info.get("observed", np.ones(L, dtype=bool)))[targets]  # (N,) bool
+    if not scored.any():
+        raise ConfigError(
+            f"{source}: every one of the {len(targets):,} test values is missing (filled in), so nothing can be "
+            "scored; raise --data.test_fraction or give a series with observed values at its end"
+        )
+    if not scored.all():
+        log(
+            f"{source}: {int((~scored).sum()):,} of the {len(targets):,} test values were missing: scored on the "
+            f"{int(scored.sum()):,} observed ones"
+        )
     origins = np.arange(test_start - H, L - 1)  # every origin some horizon reaches a test target from
     windows = z[origins[:, None] - tau + 1 + np.arange(tau)]  # (M, tau), window ends at the origin
 
@@ -346,13 +358,17 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             truth = series[targets]
             for h in settings.horizons:
                 band[h] = (scaler.inverse(lo_h[h]), scaler.inverse(hi_h[h]))
-                coverage[h] = float(np.mean((truth >= band[h][0]) & (truth <= band[h][1])))
+                inside = (truth >= band[h][0]) & (truth <= band[h][1])
+                coverage[h] = float(np.mean(inside[scored]))
         except KeyboardInterrupt:
             stopped, band, coverage = ("the interval", signal.SIGINT), {}, {}
-    truth = series[targets]
+    truth = series[targets][scored]
     metrics = {
         name: {
-            h: {"rmse": float(np.sqrt(np.mean((p - truth) ** 2))), "mae": float(np.mean(np.abs(p - truth)))}
+            h: {
+                "rmse": float(np.sqrt(np.mean((p[scored] - truth) ** 2))),
+                "mae": float(np.mean(np.abs(p[scored] - truth))),
+            }
             for h, p in preds.items()
         }
         for name, preds in predictions.items()
@@ -364,7 +380,8 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
         "order": tau,
         "horizons": list(settings.horizons),
         "split": {"train": n_train, "val": n_val, "test": L - test_start, "length": L},
-        "test_targets": len(targets),
+        "test_targets": int(scored.sum()),  # observed values of the test part, the ones scored
+        "test_targets_filled": int((~scored).sum()),  # missing ones, filled in for the inputs, not scored
         "budget_steps": settings.budget_steps,
         "batch_size": settings.batch_size,
         "lr": settings.lr,
