@@ -121,6 +121,27 @@ def test_safetensors_round_trip_of_a_recurrent_classifier(tmp_path):
         assert torch.equal(seqlab.load_pretrained(out)(x)[0], model(x)[0])
 
 
+def test_load_pretrained_names_what_is_wrong_with_the_folder(tmp_path):
+    model = tiny(ClassifierConfig(cell="gru", input_size=4, hidden_size=8))
+    out, _ = export_run(make_run(tmp_path, model, DIGITS, "classification"), format="safetensors", out=tmp_path / "st")
+    with pytest.raises(ConfigError, match=f"export folder not found: {tmp_path / 'nowhere'}$"):
+        seqlab.load_pretrained(tmp_path / "nowhere")
+    config = json.loads((out / "config.json").read_text())
+    config["model_config"]["hidden_size"] = 16  # weights of width 8, a config of width 16
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError) as err:
+        seqlab.load_pretrained(out)
+    message = str(err.value)
+    assert message.startswith(f"cannot load {out / 'model.safetensors'} into the model its config.json describes: ")
+    assert "size mismatch" in message and message.endswith("; export the run again")  # the details, not only the header
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (hf / "seqlab.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is a Hugging Face export \\(--format hf\\): load it with transformers"):
+        seqlab.load_pretrained(hf)
+
+
 def test_a_series_export_records_the_normalization_the_model_reads(tmp_path):
     from seqlab.data import build_splits
     from seqlab.data.series import SunspotsConfig

@@ -16,7 +16,7 @@ import torch
 from ..config import ConfigError, from_dict
 from ..data.vocab import Vocabulary
 from ..models import MODELS, build_model
-from .common import CONFIG_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
+from .common import CONFIG_FILE, SEQLAB_FILE, VOCAB_FILE, ExportedRun, config_json, vocab_json, write_json
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -35,6 +35,8 @@ def write_safetensors(run: ExportedRun, out: Path) -> None:
 
 def _read_config(directory: Path) -> dict:
     path = directory / CONFIG_FILE
+    if not directory.exists():
+        raise ConfigError(f"export folder not found: {directory}")
     if not path.is_file():
         raise ConfigError(f"{directory} has no {CONFIG_FILE}: is it a seqlab export (seqlab export RUN --format ...)?")
     try:
@@ -54,6 +56,11 @@ def load_pretrained(directory: str | Path) -> torch.nn.Module:
     directory = Path(directory)
     config = _read_config(directory)
     name = config.get("model_config", {}).get("name")
+    if name not in MODELS and (directory / SEQLAB_FILE).is_file():
+        raise ConfigError(
+            f"{directory} is a Hugging Face export (--format hf): load it with transformers "
+            "(GPT2LMHeadModel.from_pretrained) or seqlab's GPT.from_hf, or export the run with --format safetensors"
+        )
     if name not in MODELS:
         raise ConfigError(f"{directory / CONFIG_FILE} names no seqlab model (model_config.name = {name!r})")
     if not (directory / WEIGHTS_FILE).is_file():
@@ -62,7 +69,12 @@ def load_pretrained(directory: str | Path) -> torch.nn.Module:
     try:
         safetensors.torch.load_model(model, str(directory / WEIGHTS_FILE), strict=True)
     except (RuntimeError, OSError, safetensors.SafetensorError) as err:
-        raise ConfigError(f"cannot load {directory / WEIGHTS_FILE}: {str(err).splitlines()[0]}") from None
+        # torch's "Error(s) in loading state_dict" puts its details on the lines after the first
+        details = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ConfigError(
+            f"cannot load {directory / WEIGHTS_FILE} into the model its {CONFIG_FILE} describes: {details}; "
+            "export the run again"
+        ) from None
     return model.eval()
 
 
