@@ -282,6 +282,31 @@ EXPECTED = {  # run -> --what -> {file: (width, height) in pixels}; None: skippe
 }
 
 
+def test_curves_of_one_logged_step_are_markers_and_an_unreadable_log_is_said(
+    tmp_path, monkeypatch, capsys, configs_dir
+):
+    from seqlab.diagnostics import curves
+
+    figures = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, out_path, **kw: figures.append(fig) or Path(out_path))
+    records = [{"step": 1, "train/loss": 2.0, "train/grad_norm": 3.0}, {"step": 1, "val/loss": 1.9}]
+    curves.plot_runs_curves({"run": records}, tmp_path / "c.png")
+    lines = [line for ax in figures[0].axes for line in ax.get_lines()]
+    assert len(lines) == 3 and all(line.get_marker() == "o" for line in lines)  # a line through one point is invisible
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text((configs_dir / "digits_lstm.toml").read_text())
+    (run / "metrics.jsonl").write_text('{"step": 1, "train/lo\n3\n')  # half a line, and a JSON that is no record
+    assert curves.read_metrics(run / "metrics.jsonl") == []
+    capsys.readouterr()
+    assert main(["plot", str(run), "--what", "curves"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"skipped curves: {run / 'metrics.jsonl'} holds no readable line (the run logged nothing yet, or the file "
+        "is damaged)"
+    )
+    assert not (run / "plots" / "curves.png").exists()  # it wrote a blank figure
+
+
 def test_posenc_of_a_transformer_without_positions_says_why(tmp_path, capsys):
     from seqlab.config import to_dict
     from seqlab.data.seq2seq import ReverseConfig

@@ -27,15 +27,18 @@ UNITS = {
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a ``metrics.jsonl``; a half-written last line (a killed run) is skipped."""
+    """The records of a ``metrics.jsonl``; a half-written last line (a killed run) or any line that is
+    not a JSON object with a step is skipped."""
     out = []
-    with Path(path).open() as fh:
+    with Path(path).open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if line.strip():
                 try:
-                    out.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if isinstance(record, dict) and "step" in record:
+                    out.append(record)
     return out
 
 
@@ -83,8 +86,9 @@ def plot_runs_curves(
             color = colors[i % len(colors)]
             if metric == "grad_norm":
                 steps, values = series(records, "train/grad_norm")
-                if steps:
-                    ax.semilogy(steps, values, "-", color=color, lw=1.0, label=f"{prefix}train")
+                if steps:  # one logged step is a marker: a line through one point draws nothing
+                    style = "o" if len(steps) == 1 else "-"
+                    ax.semilogy(steps, values, style, color=color, lw=1.0, markersize=3, label=f"{prefix}train")
                 continue
             for split, style in (("train", "-"), ("val", "o-")):
                 steps, values = series(records, f"{split}/{metric}")
@@ -92,7 +96,7 @@ def plot_runs_curves(
                     ax.plot(
                         steps,
                         values,
-                        style,
+                        "o" if len(steps) == 1 else style,
                         color=color,
                         alpha=1.0 if split == "val" or not several else 0.6,
                         label=f"{prefix}{split}",

@@ -170,6 +170,8 @@ class RunDiagnostics:
         metrics = self.run_dir / "metrics.jsonl"
         if not metrics.is_file():
             raise Skip(f"{metrics} does not exist (the run logged nothing yet)")
+        if not read_metrics(metrics):
+            raise Skip(f"{metrics} holds no readable line (the run logged nothing yet, or the file is damaged)")
         paths = [plot_curves(metrics, self.plots / "curves.png", title=self.run_dir.name)]
         if compare:
             runs = {self.run_dir.name: read_metrics(metrics)}
