@@ -62,7 +62,7 @@ def run(args, extra: list[str], argv: list[str]) -> int:
         exp, parse_families(args.models), seeds=args.seeds, match=args.match, budget_steps=args.budget_steps
     )
     out = Path(args.out) if args.out is not None else Path("runs") / f"compare-{Path(args.config).stem}"
-    print(f"{plan.budget()}, {len(plan.seeds)} seeds, into {out}")
+    print(f"{plan.budget()}, {len(plan.seeds)} seed{'s' if len(plan.seeds) != 1 else ''}, into {out}")
     for line in plan_lines(plan):
         print(line, flush=True)
     try:

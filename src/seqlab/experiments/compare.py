@@ -113,8 +113,9 @@ class ComparePlan:
         return Experiment(member.model, self.data, dataclasses.replace(self.train, seed=seed))
 
     def budget(self) -> str:
-        steps = f"{self.train.max_steps:,} optimiser steps" if self.train.max_steps else f"{self.train.epochs} epochs"
-        return f"{steps} of {self.train.batch_size} examples per run"
+        n = self.train.max_steps or self.train.epochs
+        unit = "optimiser step" if self.train.max_steps else "epoch"
+        return f"{n:,} {unit}{'s' if n != 1 else ''} of {self.train.batch_size} examples per run"
 
 
 def parse_families(text: str) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ def _last_step(metrics: Path) -> int:
 def runs_table(
     root: str | Path = "runs", warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
 ) -> str:
-    """A text table of the run directories under ``root`` (finished or not), oldest first.
+    """A text table of the run directories under ``root`` (finished or not), by path.
 
     Runs are found at any depth below ``root`` and named by their path from it. A damaged summary.json
     (not JSON, not an object, a value of the wrong type) is said in one line through ``warn`` naming the
