@@ -105,6 +105,21 @@ def test_csv_nan_and_empty_cells_are_filled_and_counted(tmp_path):
         build_series_csv(CsvSeriesConfig(path=str(path), tau=3, missing="error"))
 
 
+def test_filled_values_are_inputs_and_training_targets_but_never_scored(tmp_path):
+    """A gap in the validation or test part is filled for the windows that read it, but no validation or test
+    window has a filled target (its loss would score the interpolation); training windows keep theirs."""
+    gaps = {5, 30, 33, 37}  # one in train, one in val, two in test (39 values: 27 / 6 / 6 after tau = 3)
+    rows = [f"{i},{'' if i in gaps else i * 0.5}" for i in range(39)]
+    splits = build_series_csv(CsvSeriesConfig(path=str(write_csv(tmp_path, rows)), tau=3))
+    inv, n_train, test_start = splits.info["inverse"], *splits.info["split_index"]
+    assert n_train <= 30 < test_start <= 33
+    targets = {part: sorted(round(float(v) / 0.5) for v in inv(ds.y[:, 0].double())) for part, ds in
+               (("train", splits.train), ("val", splits.val), ("test", splits.test))}  # fmt: skip
+    assert 5 in targets["train"]  # interpolated (2.5), still a training target
+    assert targets["val"] == [t for t in range(n_train, test_start) if t not in gaps]
+    assert targets["test"] == [t for t in range(test_start, 39) if t not in gaps]
+
+
 def test_csv_bad_cells_and_rows_name_the_line(tmp_path):
     path = write_csv(tmp_path, ["0,1.5", "1,2.5", "2,abc"])
     with pytest.raises(DataError, match=re.escape(f"{path}:4: expected a number in column 'value', found 'abc'")):

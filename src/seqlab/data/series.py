@@ -15,7 +15,8 @@ Embedded series (statsmodels' datasets, copied into ``embedded/``; see docs/data
 - ``co2``: weekly Mauna Loa CO2 in ppmv, 1958-03-29 .. 2001-12-29 (2,284 weeks, 59 without a
   value). Missing values are filled by linear interpolation between the nearest observed weeks
   (the nearest value at the ends) and counted in ``info["filled"]``; ``missing="error"`` makes
-  them an error naming the line instead.
+  them an error naming the line instead. A filled value is an input and a training target, never
+  a validation or test target (``info["observed"]``).
 """
 
 from __future__ import annotations
@@ -286,10 +287,13 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
     raw = torch.tensor(values, dtype=torch.float64)  # (L,) as read: float32 would round 1e8 to steps of 8
     s = torch.tensor(scaler.transform(values), dtype=torch.float32)  # (L,)
     x, y, t = ar_windows(s, cfg.tau, cfg.horizon)
+    # A missing value filled in may be read as an input, and trained towards, but it is no truth to score:
+    # the validation and test parts keep only the windows whose target was observed.
+    observed = torch.as_tensor(np.asarray(extra.get("observed", np.ones(L, dtype=bool))))[t]  # (N,) bool
     parts = []
     baseline = {}
     for part, (a, b) in zip(("train", "val", "test"), ((0, n_train), (n_train, n_train + n_val), (n_train + n_val, L))):
-        keep = (t >= a) & (t < b)
+        keep = (t >= a) & (t < b) & (observed | (part == "train"))
         parts.append(TensorSequenceDataset(x[keep], y[keep]))
         if keep.any():
             # Persistence: predict the last observed value, in the series' units.
