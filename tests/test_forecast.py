@@ -223,6 +223,12 @@ def test_forecast_on_co2_follows_the_level():
         (dict(models=("ar", "arima")), "unknown model 'arima' in --models; valid: ar, mlp_ar"),
         (dict(data="digits"), "--data must be a series dataset (sunspots, co2, sine, series_csv), got 'digits'"),
         (dict(horizons=(0, 5)), "--horizons must be integers >= 1, got 0,5"),
+        (dict(horizons=(1, 1)), "--horizons lists a horizon twice: 1,1"),
+        (
+            dict(models=("ar",), order=120, horizons=(1,)),
+            "AR(120) needs at least 2 * order + 1 = 241 training values to fit, and the training part holds 217; "
+            "lower --order",
+        ),
         (dict(interval_model="lstm"), "--interval-model 'lstm' has no predictive distribution"),
         (dict(data_overrides=(("tau", 3),)), "set the window with --order (tau)"),
         (

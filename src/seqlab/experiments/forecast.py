@@ -114,6 +114,8 @@ class ForecastSettings:
                 )
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"--horizons must be integers >= 1, got {','.join(map(str, self.horizons))}")
+        if len(set(self.horizons)) < len(self.horizons):
+            raise ConfigError(f"--horizons lists a horizon twice: {','.join(map(str, self.horizons))}")
         for key in ("budget_steps", "batch_size", "samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
@@ -292,6 +294,11 @@ def run_forecast(settings: ForecastSettings, log: Callable[[str], None] = lambda
             f"{source}: the largest horizon ({H}) plus --order ({tau}) reaches before the series starts "
             f"for the first test target (index {test_start} of {L:,} values); lower --order or "
             f"--horizons, or use a longer series"
+        )
+    if "ar" in settings.fitted and n_train < 2 * tau + 1:  # before any model is fitted
+        raise ConfigError(
+            f"{source}: AR({tau}) needs at least 2 * order + 1 = {2 * tau + 1} training values to fit, and the "
+            f"training part holds {n_train:,}; lower --order or --data.val_fraction / --data.test_fraction"
         )
     targets = np.arange(test_start, L)  # (N,) the test part
     # Scores compare forecasts with observed values only: a missing value filled in is no truth to score.
