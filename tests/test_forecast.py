@@ -224,6 +224,7 @@ def test_forecast_on_co2_follows_the_level():
         (dict(data="digits"), "--data must be a series dataset (sunspots, co2, sine, series_csv), got 'digits'"),
         (dict(horizons=(0, 5)), "--horizons must be integers >= 1, got 0,5"),
         (dict(horizons=(1, 1)), "--horizons lists a horizon twice: 1,1"),
+        (dict(lr=-1.0), "--lr must be a number > 0, got -1.0"),
         (
             dict(models=("ar",), order=120, horizons=(1,)),
             "AR(120) needs at least 2 * order + 1 = 241 training values to fit, and the training part holds 217; "

@@ -123,6 +123,8 @@ class ForecastSettings:
             raise ConfigError(f"--inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
         if not 0 < self.interval < 1:
             raise ConfigError(f"--interval must be in (0, 1), got {self.interval}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a number > 0, got {self.lr}")
         keys = dict(self.data_overrides)
         if "tau" in keys or "horizon" in keys:
             raise ConfigError(
