@@ -304,16 +304,28 @@ def test_a_malformed_prompt_is_an_error_naming_the_fix():
     gpt = tiny_gpt()
     V = gpt.vocab_size
     cases = [
-        (torch.tensor([1, 2, 3]), r"prompt must be \(B, P\) integer token ids with P >= 1, got torch.int64 of shape "
+        (torch.tensor([1, 2, 3]), r"prompt must be \(B, P\) integer token ids with B, P >= 1, got torch.int64 of shape "
          r"\(3,\) \(one prompt: prompt\[None\]\)"),
         (torch.zeros(2, 0, dtype=torch.long), r"got torch.int64 of shape \(2, 0\)$"),
         (torch.rand(1, 3), r"got torch.float32 of shape \(1, 3\)$"),
+        (torch.zeros(0, 3, dtype=torch.long), r"got torch.int64 of shape \(0, 3\)$"),
+        (torch.ones(1, 3, dtype=torch.bool), r"got torch.bool of shape \(1, 3\)$"),
         (torch.tensor([[1, V]]), rf"the prompt holds token id {V}, outside the model's vocabulary \(0..{V - 1}\)"),
         (torch.tensor([[-1, 2]]), rf"the prompt holds token id -1, outside the model's vocabulary \(0..{V - 1}\)"),
     ]  # fmt: skip
     for prompt, message in cases:
         with pytest.raises(ValueError, match=message):
             generate(gpt, prompt=prompt, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_decoding_builds_no_autograd_graph(use_cache):
+    """generate runs under no_grad: its scores are plain numbers, whatever the model's own decoding does."""
+    torch.manual_seed(0)
+    out = generate(tiny_transformer(), source=torch.tensor([[5, 6, 7, 2]]), max_new_tokens=4, use_cache=use_cache)
+    lm = generate(tiny_gpt(), prompt=torch.tensor([[1, 2]]), max_new_tokens=3, use_cache=use_cache)
+    for result in (out, lm):
+        assert [t.requires_grad for t in (result.scores, result.log_probs, result.token_log_probs)] == [False] * 3
 
 
 def test_good_settings_pass_and_generate_takes_them_by_keyword():

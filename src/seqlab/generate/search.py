@@ -42,13 +42,13 @@ def check_output_memory(max_new_tokens: int, rows: int) -> None:
         )
 
 
-@torch.no_grad()
 def check_prompt(prompt: torch.Tensor, vocab_size: int) -> None:
-    """A prompt is (B, P) integer ids of the model's vocabulary, P >= 1: else a ValueError naming the fix."""
-    if prompt.dim() != 2 or prompt.shape[1] == 0 or prompt.dtype.is_floating_point:
+    """A prompt is (B, P) integer ids of the model's vocabulary, B, P >= 1: else a ValueError naming the fix."""
+    integer = not (prompt.dtype.is_floating_point or prompt.dtype.is_complex or prompt.dtype == torch.bool)
+    if prompt.dim() != 2 or 0 in prompt.shape or not integer:
         fix = " (one prompt: prompt[None])" if prompt.dim() == 1 else ""
         got = f"{prompt.dtype} of shape {tuple(prompt.shape)}"
-        raise ValueError(f"prompt must be (B, P) integer token ids with P >= 1, got {got}{fix}")
+        raise ValueError(f"prompt must be (B, P) integer token ids with B, P >= 1, got {got}{fix}")
     low, high = int(prompt.min()), int(prompt.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(
@@ -57,6 +57,7 @@ def check_prompt(prompt: torch.Tensor, vocab_size: int) -> None:
         )
 
 
+@torch.no_grad()
 def generate(
     model,
     *,
