@@ -160,6 +160,17 @@ def test_gradient_accumulation_equals_big_batch():
     assert torch.allclose(a.lin.weight, b.lin.weight, atol=1e-6)
 
 
+def test_a_checkpoint_at_an_epochs_last_step_records_the_next_epochs_start():
+    """Written by the step that used the epoch up, before fit moves on: it said (epoch 0, batch 4 of 4), and a
+    resume with a new batch size was refused as "mid-epoch"; nothing of that epoch is left to skip or repeat."""
+    trainer = Trainer(Linear(), TrainConfig(batch_size=8, max_steps=9, **FAST), _toy(), None, task="classification")
+    assert trainer.batches_per_epoch == 4
+    trainer.epoch, trainer.batch_in_epoch = 0, 3
+    assert trainer.state_dict()["position"] == {"epoch": 0, "batch": 3, "stream_state": None}
+    trainer.batch_in_epoch = 4
+    assert trainer.state_dict()["position"] == {"epoch": 1, "batch": 0, "stream_state": None}
+
+
 def test_a_nan_validation_value_is_never_the_best():
     trainer = Trainer(Linear(), TrainConfig(batch_size=8, max_steps=1, **FAST), _toy(), None, task="regression")
     assert trainer.mode == "min" and trainer.best is None

@@ -161,6 +161,13 @@ class Trainer:
             return gather_rows(state, self.dist, dim=1).cpu()
         return tuple(gather_rows(s, self.dist, dim=1).cpu() for s in state)
 
+    def _position(self) -> dict[str, Any]:
+        """Where the data stands. A checkpoint written at an epoch's last step (before fit moves on) says
+        the next epoch's start: nothing of the finished one is left, so a resume may change the batching."""
+        if self.batch_in_epoch >= self.batches_per_epoch:
+            return {"epoch": self.epoch + 1, "batch": 0, "stream_state": None}
+        return {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue (a collective under torchrun: call it on every process)."""
         return {
@@ -174,7 +181,7 @@ class Trainer:
                 "total_steps": self.total_steps,
             },
             "step": self.step,
-            "position": {"epoch": self.epoch, "batch": self.batch_in_epoch, "stream_state": self._full_stream_state()},
+            "position": self._position(),
             "best": self.best,
             "bad_evals": self.bad_evals,
             "stopped_early": self.stopped_early,
