@@ -222,6 +222,22 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
     assert best["best"] == pytest.approx(trainer.best)
 
 
+def test_early_stopping_when_every_validation_value_is_nan(tmp_path, capsys):
+    """No NaN becomes the best, so early stopping finds no best to quote (it raised a TypeError formatting None)."""
+
+    class NanInEval(Linear):
+        def forward(self, x, y=None):
+            out, loss = super().forward(x, y)
+            return out, loss if self.training else loss * float("nan")
+
+    cfg = TrainConfig(batch_size=8, max_steps=50, early_stopping_patience=2, **{**FAST, "eval_every": 1})
+    trainer = Trainer(NanInEval(), cfg, _toy(), _toy(), task="regression", run_dir=tmp_path, progress=True)
+    result = trainer.fit()
+    assert result["stopped_early"] and result["steps"] == 2 and trainer.best is None
+    assert "has not improved for 2 evaluations (no finite value yet)" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+
+
 def test_logs_throughput_lr_grad_norms_and_tensorboard(tmp_path):
     class Slow(Linear):
         def forward(self, x, y=None):

@@ -401,9 +401,10 @@ class Trainer:
             record = self.validate(log)
             progress.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
             if cfg.early_stopping_patience and self.bad_evals >= cfg.early_stopping_patience:
+                best = f"best {self.best:.4f}" if self.best is not None else "no finite value yet"
                 progress.write(
                     f"early stopping at step {self.step}: val/{self.metric} has not improved "
-                    f"for {self.bad_evals} evaluations (best {self.best:.4f})"
+                    f"for {self.bad_evals} evaluations ({best})"
                 )
                 self.stopped_early = True
         if checkpoint_now and not last:  # the last step's checkpoint is written once, after the loop
