@@ -97,3 +97,19 @@ def test_rng_states_of_more_gpus_than_this_machine_has_restore_what_it_has(monke
     state = rng_state()
     set_rng_state(state)
     assert len(restored) == 1 and restored[0][1] == 0 and torch.equal(restored[0][0], torch.zeros(8, dtype=torch.uint8))
+
+
+def test_a_checkpoint_that_cannot_be_opened_is_not_called_damaged(tmp_path, monkeypatch):
+    """Permissions (EACCES) are no damage: the file may be fine, and the message must not send the user to
+    another checkpoint. (Root reads any file, so the refusal to open is simulated.)"""
+    import seqlab.train.checkpoint as checkpoint
+
+    path = save_checkpoint(tmp_path / "last.pt", {"step": 1})
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint, "open", refuse, raising=False)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"cannot read checkpoint {path}: Permission denied"

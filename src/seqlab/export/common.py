@@ -173,7 +173,9 @@ def _export_files(folder: Path) -> set[str]:
         except (OSError, ValueError):
             continue
         if isinstance(value, dict) and "seqlab_version" in value and isinstance(value.get("files"), dict):
-            return {manifest, *map(str, value["files"])}
+            # save_pretrained writes it, and hf manifests written before this check did not list it
+            extra = {"generation_config.json"} if manifest == SEQLAB_FILE else set()
+            return {manifest, *map(str, value["files"]), *extra}
     return set()
 
 

@@ -32,6 +32,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    try:  # a file that cannot be opened is not a damaged one (is_zipfile would answer False for both)
+        open(path, "rb").close()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no central directory
         raise _damaged(
             path, f"{path.stat().st_size} bytes, not the zip archive torch.save writes: cut off or not a checkpoint"
@@ -46,6 +50,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(torch.load weights_only=True rejected it: {str(err).splitlines()[0]}). "
             f"Only load checkpoints written by seqlab or from a source you trust."
         ) from None
+    except MemoryError:
+        raise
     except Exception as err:  # a damaged archive fails in many ways (RuntimeError, EOFError, OSError, ...)
         raise _damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 

@@ -39,9 +39,10 @@ class MetricsLog:
             return
         path = run_dir / "metrics.jsonl"
         if resume_step is not None and path.is_file():
-            kept = [line for line in path.read_text(errors="replace").splitlines() if _step(line) <= resume_step]
+            text = path.read_text(encoding="utf-8", errors="replace")
+            kept = [line for line in text.splitlines() if _step(line) <= resume_step]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
-        self._fh = path.open("a")
+        self._fh = path.open("a", encoding="utf-8")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
