@@ -217,6 +217,7 @@ def test_runs_lists_runs_with_damaged_summaries_with_a_warning_each(tmp_path, ca
     for name, text in damaged.items():
         _run_dir(tmp_path, name, text)
     unfinished = _run_dir(tmp_path, "g-killed")
+    (unfinished / "config.toml").write_text('[model]\nname = "gpt"\n')  # written before the first step
     (unfinished / "metrics.jsonl").write_text('{"step": 7, "train/loss": 2.0}\n{"step": 8, "tra')  # killed mid-line
 
     assert main(["runs", str(tmp_path)]) == 0
@@ -229,7 +230,7 @@ def test_runs_lists_runs_with_damaged_summaries_with_a_warning_each(tmp_path, ca
     for row, name in zip(rows[2:6], ["b-cut", "c-list", "d-null", "e-text"]):
         assert row.split()[:2] == [name, "-"] and "(summary damaged)" in row, row
     assert rows[6].split()[:5] == ["f-wrong", "-", "-", "-", "-"]
-    assert rows[7].split()[:2] == ["g-killed", "-"] and "7 (unfinished)" in rows[7]
+    assert rows[7].split()[:3] == ["g-killed", "-", "gpt"] and "7 (unfinished)" in rows[7]  # the model from config
     assert len(rows) == 8
     warnings = err.strip().splitlines()
     assert len(warnings) == len(damaged)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, tomllib
 
 NUMBERS = ("params", "seconds", "steps", "test/", "best_val/", "baseline/")  # the table formats these as numbers
 
@@ -46,6 +46,16 @@ def find_runs(root: Path) -> list[Path]:
     marks = ("command.txt", "metrics.jsonl", "checkpoints", "summary.json")
     found = {p.parent for p in root.rglob("config.toml") if any((p.parent / m).exists() for m in marks)}
     return sorted(found)
+
+
+def _model_name(config: Path) -> str:
+    """[model] name of a run's config.toml (written before training starts), or "-" if it cannot be read."""
+    try:
+        with config.open("rb") as fh:
+            name = tomllib.load(fh).get("model", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return "-"
+    return name if isinstance(name, str) and name else "-"
 
 
 def _last_step(metrics: Path) -> int:
@@ -103,7 +113,7 @@ def runs_table(
             if metrics.is_file():
                 steps = _last_step(metrics)
             state = "unfinished" if s is None else "summary damaged"
-            rows.append((name, "-", "-", "-", f"{steps} ({state})", "-", "-", "-", "-"))
+            rows.append((name, "-", _model_name(run / "config.toml"), "-", f"{steps} ({state})", "-", "-", "-", "-"))
     if len(rows) == 1:
         return f"no runs in {root}"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
