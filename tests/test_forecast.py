@@ -284,23 +284,27 @@ def test_window_length_mismatch_is_a_config_error(model, tmp_path, capsys):
     assert "model.tau = 5 but data 'sunspots' gives 9; set --model.tau=9" in capsys.readouterr().err
 
 
+def ar_on_csv(path, log=lambda text: None):
+    """AR(3) forecasts at horizons 1 and 2 of the series in the CSV file ``path``, no interval."""
+    settings = ForecastSettings(
+        data="series_csv",
+        models=("ar",),
+        order=3,
+        horizons=(1, 2),
+        interval_model="",
+        data_overrides=(("path", str(path)),),
+        **TINY,
+    )
+    return run_forecast(settings, log=log)
+
+
 def test_large_valued_series_keeps_its_digits(tmp_path):
     """A series near 1e8 (float32 spacing 8 there): truth, naive and AR metrics computed in float64."""
     rng = np.random.default_rng(0)
     values = 1e8 + np.cumsum(rng.normal(0.0, 3.0, size=120)) + 0.25  # steps of a few units
     path = tmp_path / "big.csv"
     path.write_text("t,value\n" + "\n".join(f"{i},{float(v)!r}" for i, v in enumerate(values)) + "\n")
-    r = run_forecast(
-        ForecastSettings(
-            data="series_csv",
-            models=("ar",),
-            order=3,
-            horizons=(1, 2),
-            interval_model="",
-            data_overrides=(("path", str(path)),),
-            **TINY,
-        )
-    )
+    r = ar_on_csv(path)
     assert r.series.dtype == np.float64 and np.array_equal(r.series, values)
     n_train, test_start = r.split_index
     for h in (1, 2):
@@ -324,18 +328,7 @@ def test_missing_test_values_are_filled_for_the_inputs_but_not_scored(tmp_path):
     path = tmp_path / "gaps.csv"
     path.write_text("t,value\n" + "\n".join(f"{i},{'' if i in gaps else repr(float(v))}" for i, v in enumerate(values)))
     logged = []
-    r = run_forecast(
-        ForecastSettings(
-            data="series_csv",
-            models=("ar",),
-            order=3,
-            horizons=(1, 2),
-            interval_model="",
-            data_overrides=(("path", str(path)),),
-            **TINY,
-        ),
-        log=logged.append,
-    )
+    r = ar_on_csv(path, log=logged.append)
     n_train, test_start = r.split_index
     assert test_start <= min(gaps)
     observed = np.array([t not in gaps for t in r.targets])

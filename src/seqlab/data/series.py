@@ -293,7 +293,9 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
     parts = []
     baseline = {}
     for part, (a, b) in zip(("train", "val", "test"), ((0, n_train), (n_train, n_train + n_val), (n_train + n_val, L))):
-        keep = (t >= a) & (t < b) & (observed | (part == "train"))
+        keep = (t >= a) & (t < b)
+        if part != "train":
+            keep &= observed
         parts.append(TensorSequenceDataset(x[keep], y[keep]))
         if keep.any():
             # Persistence: predict the last observed value, in the series' units.
@@ -323,13 +325,13 @@ def window_splits(values: np.ndarray, cfg: SeriesConfig, **extra) -> Splits:
     return Splits(*parts, info)
 
 
-def _filled_info(raw: RawSeries, filled: int, files: dict) -> dict:
+def _filled_info(raw: RawSeries, filled: int, files: dict, values: str = "values") -> dict:
     """What a series' info says of its values: how many were filled, and ``observed``: (L,) bool, False where
     a value was missing and filled (``seqlab forecast`` scores only observed targets)."""
     info = {"filled": filled, "time": raw.time, "source": raw.where, "files": files, "observed": ~np.isnan(raw.values)}
     if filled:
         info["messages"] = [
-            f"{raw.where}: filled {filled:,} missing values (of {len(raw.values):,}) by linear interpolation"
+            f"{raw.where}: filled {filled:,} missing {values} (of {len(raw.values):,}) by linear interpolation"
         ]
     return info
 
@@ -371,12 +373,8 @@ def _co2_weeks() -> RawSeries:
 def build_co2(cfg: CO2Config = CO2Config()) -> Splits:
     raw = _co2_weeks()
     values, filled = fill_missing(raw, cfg.missing)
-    info = {**_filled_info(raw, filled, embedded_files("co2.csv", read_embedded("co2.csv"))), "units": "ppmv"}
-    if filled:
-        info["messages"] = [
-            f"embedded:co2.csv: filled {filled:,} missing weeks (of {len(values):,}) by linear interpolation"
-        ]
-    return window_splits(values, cfg, **info)
+    files = embedded_files("co2.csv", read_embedded("co2.csv"))
+    return window_splits(values, cfg, **_filled_info(raw, filled, files, values="weeks"), units="ppmv")
 
 
 def sine_series(

@@ -156,7 +156,8 @@ def check_out(out: Path, force: bool) -> None:
         return
     if not force:
         raise ConfigError(f"--out {out} exists and is not empty; give another --out, or --force to replace it")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in _export_files(out))
+    written = _export_files(out)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in written)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConfigError(

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, tomllib
+from ..config import ConfigError, load_toml
+from ..train.reporting import logged_step
 
 NUMBERS = ("params", "seconds", "steps", "test/", "best_val/", "baseline/")  # the table formats these as numbers
 
@@ -51,21 +52,16 @@ def find_runs(root: Path) -> list[Path]:
 def _model_name(config: Path) -> str:
     """[model] name of a run's config.toml (written before training starts), or "-" if it cannot be read."""
     try:
-        with config.open("rb") as fh:
-            name = tomllib.load(fh).get("model", {}).get("name")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        name = load_toml(config).get("model", {}).get("name")
+    except (ConfigError, OSError, AttributeError):
         return "-"
     return name if isinstance(name, str) and name else "-"
 
 
 def _last_step(metrics: Path) -> int:
     """The step of the last readable line of metrics.jsonl (a killed run may leave half a line)."""
-    for line in reversed(metrics.read_text(errors="replace").splitlines()):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, TypeError, KeyError):
-            continue
-    return 0
+    steps = map(logged_step, reversed(metrics.read_text(errors="replace").splitlines()))
+    return next((s for s in steps if s is not None), 0)
 
 
 def runs_table(

@@ -17,13 +17,13 @@ from ..utils import atomic_write_text
 from .metrics import task_metrics
 
 
-def _step(line: str) -> float:
-    """The step a line of metrics.jsonl logged; infinity for a line that cannot be read (the half line a
-    killed run may leave), so that resuming drops it with the steps after the checkpoint."""
+def logged_step(line: str) -> int | None:
+    """The step a line of metrics.jsonl logged; None for a line that cannot be read (the half line a
+    killed run may leave)."""
     try:
         return int(json.loads(line)["step"])
     except (ValueError, TypeError, KeyError):
-        return math.inf
+        return None
 
 
 class MetricsLog:
@@ -40,7 +40,8 @@ class MetricsLog:
         path = run_dir / "metrics.jsonl"
         if resume_step is not None and path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
-            kept = [line for line in text.splitlines() if _step(line) <= resume_step]
+            # a line that cannot be read goes with the steps after the checkpoint
+            kept = [line for line in text.splitlines() if (s := logged_step(line)) is not None and s <= resume_step]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
         self._fh = path.open("a", encoding="utf-8")
         if tensorboard:
